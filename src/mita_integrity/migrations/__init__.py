@@ -1,0 +1,1 @@
+"""The MITA migration chain (Alembic), shipped inside the package."""

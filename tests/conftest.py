@@ -1,0 +1,125 @@
+"""A real PostgreSQL for every test: one server per session, migrated templates, a fresh clone per test.
+
+The server is, in order: MITA_TEST_DATABASE_URL (any server where we may CREATE DATABASE); a throw-away
+cluster from MITA_TEST_PG_BINDIR (CI points it at Debian's PostgreSQL 15); a throw-away cluster from the
+embedded PostgreSQL 16 of the pgserver wheel. With MITA_TEST_REQUIRE_DB=1 (CI) a missing server fails
+the run instead of skipping the database tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from mita_integrity import embedded, migrate
+from mita_integrity.connection import Database
+from mita_integrity.pgcluster import Cluster, start_cluster
+
+REFERENCE_SQL = Path(__file__).resolve().parents[1] / "tests" / "data" / "mita_schema_pre0022.sql"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+class PgServer:
+    """The session's server: its admin URL, and a way to make and drop databases on it."""
+
+    def __init__(self, admin_url: str, cluster: Cluster | None) -> None:
+        self.admin = Database.from_url(admin_url, origin="test")
+        self.cluster = cluster
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            self.version_num = conn.info.server_version
+        self.major = self.version_num // 10000
+
+    def database(self, name: str) -> Database:
+        return self.admin.with_dbname(name)
+
+    def execute(self, statement: sql.Composable | str, *, dbname: str = "postgres") -> None:
+        with psycopg.connect(autocommit=True, **self.database(dbname).connect_kwargs()) as conn:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+    def create_database(self, name: str, template: str | None = None) -> Database:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        self.execute(stmt)
+        return self.database(name)
+
+    def drop_database(self, name: str) -> None:
+        self.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _start_server() -> PgServer:
+    url = os.environ.get("MITA_TEST_DATABASE_URL")
+    if url:
+        return PgServer(url, None)
+    bindir = os.environ.get("MITA_TEST_PG_BINDIR")
+    cluster = start_cluster(Path(bindir) if bindir else embedded.bin_dir())
+    return PgServer(cluster.url, cluster)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    try:
+        server = _start_server()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no database for this run
+        message = f"no PostgreSQL for the tests: {exc}"
+        if os.environ.get("MITA_TEST_REQUIRE_DB") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    yield server
+    if server.cluster is not None:
+        server.cluster.destroy()
+
+
+_TEMPLATES: dict[str, str] = {}
+
+
+def template_at(pg: PgServer, revision: str) -> str:
+    """Gives the name of a template database migrated to revision (made once per session)."""
+    if revision not in _TEMPLATES:
+        name = f"mita_tpl_{revision.replace('-', '_')[:30]}_{uuid.uuid4().hex[:6]}"
+        db = pg.create_database(name)
+        migrate.upgrade(db, revision)
+        _TEMPLATES[revision] = name
+    return _TEMPLATES[revision]
+
+
+def _fresh_name() -> str:
+    return f"mita_t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def empty_db(pg: PgServer) -> Iterator[Database]:
+    """A new, empty database."""
+    name = _fresh_name()
+    db = pg.create_database(name)
+    yield db
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def baseline_db(pg: PgServer) -> Iterator[Database]:
+    """A new database cloned from the template migrated to the baseline (0021)."""
+    name = _fresh_name()
+    db = pg.create_database(name, template=template_at(pg, migrate.BASELINE))
+    yield db
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def db_url(baseline_db: Database) -> str:
+    """The full (unmasked) URL of baseline_db, for the CLI."""
+    from mita_integrity.urls import build_url
+
+    return build_url(baseline_db.parsed.params, mask_password=False)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
