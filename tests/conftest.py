@@ -123,3 +123,25 @@ def db_url(baseline_db: Database) -> str:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+_DB_TESTS_PASSED = 0
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Counts passed tests that used the database, so a run that skipped them all can fail."""
+    global _DB_TESTS_PASSED
+    if report.when == "call" and report.passed and dict(report.user_properties).get("uses_db"):
+        _DB_TESTS_PASSED += 1
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    item.user_properties.append(("uses_db", "pg" in getattr(item, "fixturenames", ())))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With MITA_TEST_REQUIRE_DB=1, a run in which no database test passed is a failure."""
+    if os.environ.get("MITA_TEST_REQUIRE_DB") == "1" and session.testscollected and _DB_TESTS_PASSED == 0:
+        session.exitstatus = 1
+        print("\nno test against PostgreSQL passed: failing the run (MITA_TEST_REQUIRE_DB=1)")

@@ -77,7 +77,8 @@ def explain_connect_error(db: Database, exc: BaseException) -> tuple[str, str]:
     raw = str(exc).strip()
     lines = [line.strip() for line in raw.splitlines() if line.strip()]
     # libpq prefixes each attempt with 'connection to server at "h" (ip), port p failed:'.
-    reasons = [re.sub(r'^connection to server (at|on) .*? failed:\s*', "", line) for line in lines]
+    reasons = [re.sub(r'^(connection failed:\s*)?(connection to server (at|on) .*? failed:\s*)?', "", line)
+               for line in lines]
     reason = next((r for r in reasons if r), raw or type(exc).__name__)
     target = _target(db)
     low = raw.lower()
@@ -103,6 +104,7 @@ def explain_connect_error(db: Database, exc: BaseException) -> tuple[str, str]:
         hint = "the server has no TLS: drop sslmode=require from the URL"
         msg = f"{target}: {reason}"
     elif any(s in low for s in ("invalid response", "server closed the connection", "received invalid",
+                                "expected authentication request",
                                 "unexpected message", "lost synchronization", "bad response")):
         hint = "something other than PostgreSQL answers on that port: check the port"
         msg = f"{target}: not a PostgreSQL server ({reason})"

@@ -153,6 +153,7 @@ def _require_versioned(state: CurrentState, action: str) -> None:
 def upgrade(db: Database, target: str = "head", backup: Path | None = None) -> MigrationResult:
     """Upgrades to target (default head), after a pg_dump backup when asked; gives what happened."""
     rev = resolve_revision(target)
+    check_backup_path(backup)
     state = current(db)
     _require_versioned(state, "upgrade")
     written = take_backup(db, backup) if backup else None
@@ -163,6 +164,7 @@ def upgrade(db: Database, target: str = "head", backup: Path | None = None) -> M
 def downgrade(db: Database, target: str, backup: Path | None = None) -> MigrationResult:
     """Downgrades to target (a revision, a file name, -1 or base); gives what happened."""
     rev = resolve_revision(target)
+    check_backup_path(backup)
     state = current(db)
     _require_versioned(state, "downgrade")
     if state.revision is None:
@@ -228,13 +230,23 @@ def _tool_major(path: Path) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def take_backup(db: Database, path: Path) -> Path:
-    """Writes a pg_dump -Fc of the database to path; gives the path."""
+def check_backup_path(path: Path | None) -> None:
+    """Raises UsageError, before any work, when a backup could not be written to path."""
+    if path is None:
+        return
     path = path.expanduser().resolve()
+    if path.is_dir():
+        raise UsageError(f"cannot write the backup to {path}: it is a folder", "name a file, e.g. before.dump")
     if not path.parent.is_dir():
         raise UsageError(f"cannot write the backup to {path}: the folder does not exist")
     if not os.access(path.parent, os.W_OK):
         raise UsageError(f"cannot write the backup to {path}: the folder is not writable")
+
+
+def take_backup(db: Database, path: Path) -> Path:
+    """Writes a pg_dump -Fc of the database to path; gives the path."""
+    check_backup_path(path)
+    path = path.expanduser().resolve()
     with connect(db) as conn:
         major = conn.info.server_version // 10000
     params = db.connect_kwargs()

@@ -56,8 +56,18 @@ LIBPQ_OPTIONS = {
     "password", "port", "replication", "require_auth", "requirepeer", "service",
     "ssl_max_protocol_version", "ssl_min_protocol_version", "sslcert", "sslcertmode",
     "sslcompression", "sslcrl", "sslcrldir", "sslkey", "sslnegotiation", "sslpassword",
-    "sslrootcert", "sslsni", "target_session_attrs", "tcp_user_timeout", "user",
+    "sslmode", "sslrootcert", "sslsni", "target_session_attrs", "tcp_user_timeout", "user",
 }
+
+
+def _libpq_options() -> set[str]:
+    """Gives the keywords the installed libpq accepts (newer libpq versions add some)."""
+    try:
+        from psycopg import pq
+
+        return {opt.keyword.decode() for opt in pq.Conninfo.get_defaults()} | LIBPQ_OPTIONS
+    except Exception:  # noqa: BLE001 - fall back to the static list
+        return set(LIBPQ_OPTIONS)
 
 # asyncpg spells sslmode as ``ssl``.
 _ASYNCPG_SSL = {
@@ -163,9 +173,10 @@ def parse_url(url: str) -> ParsedUrl:
     if path:
         params["dbname"] = unquote(path)
     dropped: list[str] = []
+    known = _libpq_options()
     for key, value in parse_qsl(query, keep_blank_values=True):
         key_l = key.lower()
-        if key_l in LIBPQ_OPTIONS:
+        if key_l in known:
             params[key_l] = value
         elif key_l == "ssl":
             mode = _ASYNCPG_SSL.get(value.lower())

@@ -1,0 +1,128 @@
+"""`mita-integrity migrate …`: Alembic over the shipped chain."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from .. import migrate
+from .app import App, console, note
+
+_REVISION_HELP = "a revision id, its file name (0021_add_habit_completions_table), head, base or -1"
+
+
+class _MigrationLog(logging.Handler):
+    """Shows Alembic's 'Running upgrade a -> b' lines as short notes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(("Running", "Stamping")) or "upgrade" in message or "downgrade" in message:
+            note(f"  {message.strip()}")
+
+
+@contextmanager
+def _migration_log() -> Iterator[None]:
+    """Shows the migrations as they run, for the duration of one command."""
+    log = logging.getLogger("alembic.runtime.migration")
+    handler, level, propagate = _MigrationLog(), log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+
+
+@click.group("migrate")
+def migrate_group() -> None:
+    """Run the shipped migrations (Alembic): upgrade, downgrade, current, history, stamp."""
+
+
+def _backup_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--backup", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+        help="Run pg_dump -Fc into FILE before migrating.",
+    )(f)
+
+
+@migrate_group.command("upgrade", context_settings={"ignore_unknown_options": True})
+@click.argument("revision", default="head", metavar="[REV]")
+@_backup_option
+@click.pass_obj
+def upgrade_command(app: App, revision: str, backup: Path | None) -> int:
+    """Upgrade to REV (default head)."""
+    with _migration_log():
+        result = migrate.upgrade(app.database(), revision, backup=backup)
+    _report(result)
+    return 0
+
+
+@migrate_group.command(
+    "downgrade", context_settings={"ignore_unknown_options": True}, help=f"Downgrade to REV: {_REVISION_HELP}."
+)
+@click.argument("revision", metavar="REV")
+@_backup_option
+@click.pass_obj
+def downgrade_command(app: App, revision: str, backup: Path | None) -> int:
+    with _migration_log():
+        result = migrate.downgrade(app.database(), revision, backup=backup)
+    _report(result)
+    return 0
+
+
+@migrate_group.command("stamp")
+@click.argument("revision", metavar="REV")
+@click.pass_obj
+def stamp_command(app: App, revision: str) -> int:
+    """Record REV in alembic_version without running it (adopts an existing database)."""
+    with _migration_log():
+        result = migrate.stamp(app.database(), revision)
+    _report(result)
+    return 0
+
+
+@migrate_group.command("current")
+@click.pass_obj
+def current_command(app: App) -> int:
+    """Show the database's revision."""
+    state = migrate.current(app.database())
+    if state.revision is None and state.has_mita_tables:
+        console.print(
+            "none: the MITA tables are present but alembic_version is missing; adopt the database with "
+            f"`mita-integrity migrate stamp {migrate.BASELINE}`"
+        )
+    elif state.revision is None:
+        console.print("none: an empty database; `mita-integrity migrate upgrade` creates the MITA schema")
+    else:
+        console.print(f"{state.revision}{' (head)' if state.at_head else ''}")
+    return 0
+
+
+@migrate_group.command("history")
+def history_command() -> int:
+    """List the migration chain, oldest first."""
+    head = migrate.revisions()[-1].id if migrate.revisions() else None
+    for rev in migrate.revisions():
+        alias = f" (file {rev.file_name}.py)" if rev.file_name != rev.id else ""
+        marker = " (head)" if rev.id == head else ""
+        console.print(f"{rev.down or '<base>'} -> {rev.id}{marker}{alias}: {rev.doc.splitlines()[0] if rev.doc else ''}")
+    return 0
+
+
+def _report(result: migrate.MigrationResult) -> None:
+    if result.backup:
+        note(f"backup written to {result.backup}")
+    before = result.from_revision or "<base>"
+    after = result.to_revision or "<base>"
+    verb = {"upgrade": "upgraded", "downgrade": "downgraded", "stamp": "stamped"}[result.action]
+    if before == after and result.action != "stamp":
+        console.print(f"already at {after}: nothing to do")
+    else:
+        console.print(f"{verb}: {before} -> {after}")

@@ -1,0 +1,50 @@
+"""`demo`: a newcomer's walkthrough on a database of its own (mita_demo), embedded by default."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import migrate
+from .connection import Database, connect
+from .seed import SeedOptions, SeedResult, seed_database
+from .target import recreate_database
+
+DEMO_DATABASE = "mita_demo"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo built."""
+
+    database: Database
+    revision: str | None
+    seed: SeedResult
+
+
+def run_demo(
+    server: Database,
+    *,
+    users: int = 2000,
+    days: int = 30,
+    seed: int = 42,
+    say: Callable[[str], None],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> DemoResult:
+    """Recreates mita_demo on the server, migrates it to the baseline, seeds it with defects; gives the result."""
+    with connect(server.with_dbname("postgres"), autocommit=True) as admin:
+        recreate_database(admin, DEMO_DATABASE)
+    db = server.with_dbname(DEMO_DATABASE)
+    say(f"1. created a fresh database {DEMO_DATABASE}")
+    state = migrate.upgrade(db, migrate.BASELINE)
+    say(f"2. migrated it to {state.to_revision}: the production schema as it stood before 0022 (26 tables)")
+    with connect(db) as conn:
+        result = seed_database(conn, SeedOptions(users=users, days=days, seed=seed, corrupt=True), progress=progress)
+    total = sum(result.rows.values())
+    defects = sum(v for k, v in result.truth.items() if "." not in k)
+    say(
+        f"3. seeded {users:,} users, {result.rows.get('transactions', 0):,} transactions and {total:,} rows in all "
+        f"over {days} days, with {defects:,} injected defects across {len([k for k in result.truth if '.' not in k])} "
+        f"rule codes ({result.seconds:.1f} s)"
+    )
+    return DemoResult(db, state.to_revision, result)
