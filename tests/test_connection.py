@@ -44,14 +44,13 @@ def test_session_is_utc_named_and_never_prepares(pg: PgServer) -> None:
 
 
 def test_transaction_sets_everything_locally(pg: PgServer) -> None:
-    with connect(pg.admin) as conn:
-        with transaction(conn, read_only=True, repeatable_read=True, statement_timeout_ms=1234,
-                         lock_timeout_ms=500) as cur:
-            cur.execute("SELECT current_setting('transaction_read_only'), current_setting('transaction_isolation'),"
-                        " current_setting('statement_timeout'), current_setting('lock_timeout')")
-            assert cur.fetchone() == ("on", "repeatable read", "1234ms", "500ms")
-            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-                cur.execute("CREATE TABLE nope (x int)")
+    with connect(pg.admin) as conn, transaction(conn, read_only=True, repeatable_read=True,
+                                                statement_timeout_ms=1234, lock_timeout_ms=500) as cur:
+        cur.execute("SELECT current_setting('transaction_read_only'), current_setting('transaction_isolation'),"
+                    " current_setting('statement_timeout'), current_setting('lock_timeout')")
+        assert cur.fetchone() == ("on", "repeatable read", "1234ms", "500ms")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            cur.execute("CREATE TABLE nope (x int)")
 
 
 def test_url_encoded_password_is_decoded_exactly_once(pg: PgServer, password_role: tuple[str, str]) -> None:

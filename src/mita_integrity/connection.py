@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from .errors import ConnectionFailed
 from .urls import ParsedUrl, mask_secrets, parse_url
@@ -55,7 +56,7 @@ class Database:
 def connect(db: Database, *, autocommit: bool = False) -> psycopg.Connection:
     """Gives an open connection: no server-side prepared statements, TimeZone UTC, our application name."""
     try:
-        conn = psycopg.connect(autocommit=autocommit, prepare_threshold=None, **db.connect_kwargs())
+        conn = psycopg.connect(make_conninfo(**db.connect_kwargs()), autocommit=autocommit, prepare_threshold=None)
     except psycopg.OperationalError as exc:
         raise ConnectionFailed(*explain_connect_error(db, exc)) from None
     except psycopg.Error as exc:  # e.g. a server that is not PostgreSQL answering oddly

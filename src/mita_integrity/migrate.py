@@ -116,7 +116,8 @@ def resolve_revision(name: str) -> str:
 
 def _has_mita_tables(conn: Connection) -> bool:
     found = conn.execute(
-        sa.text("SELECT count(*) FROM unnest(CAST(:names AS text[])) AS t(n) WHERE to_regclass('public.' || n) IS NOT NULL"),
+        sa.text("SELECT count(*) FROM unnest(CAST(:names AS text[])) AS t(n) "
+                "WHERE to_regclass('public.' || n) IS NOT NULL"),
         {"names": list(MITA_CORE_TABLES)},
     ).scalar_one()
     return bool(found)

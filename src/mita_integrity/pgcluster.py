@@ -86,8 +86,9 @@ class Cluster:
             "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir}", "start", check=False,
         )
         if proc.returncode != 0:
-            log = (self.datadir / "server.log").read_text(errors="replace") if (self.datadir / "server.log").exists() else ""
-            raise EmbeddedServerError(f"PostgreSQL from {self.bindir} did not start: {proc.stderr.strip()} {log[-500:]}")
+            log_file = self.datadir / "server.log"
+            log = log_file.read_text(errors="replace")[-500:] if log_file.exists() else ""
+            raise EmbeddedServerError(f"PostgreSQL from {self.bindir} did not start: {proc.stderr.strip()} {log}")
 
     def destroy(self) -> None:
         self.stop("immediate")

@@ -22,7 +22,8 @@ EXIT_ERROR = 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--db", "db_url", metavar="URL", help="Database URL (default: $DATABASE_URL, else the embedded PostgreSQL).")
+@click.option("--db", "db_url", metavar="URL",
+              help="Database URL (default: $DATABASE_URL, else the embedded PostgreSQL).")
 @click.option("--debug", is_flag=True, help="Show tracebacks and SQL timings.")
 @click.version_option(package_name="mita-integrity", prog_name="mita-integrity")
 @click.pass_context
@@ -65,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_ERROR
     if not isinstance(code, int):
         code = 0
-    sys.exit(code) if argv is None else None
+    if argv is None:  # the console script: exit with the code
+        sys.exit(code)
     return code
 
 

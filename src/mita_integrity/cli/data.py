@@ -24,8 +24,10 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | N
     if not enabled:
         yield None
         return
-    bar = Progress(TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeElapsedColumn(), transient=True, console=Console(stderr=True))
+    bar = Progress(
+        TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), transient=True, console=Console(stderr=True),
+    )
     task = bar.add_task("seeding", total=1)
     with bar:
         def update(stage: str, done: int, total: int) -> None:
@@ -69,7 +71,8 @@ def seed_command(app: App, users: int, days: int, seed_value: int, corrupt: bool
     console.print(table)
     if corrupt:
         codes = sorted(k for k in result.truth if "." not in k)
-        console.print(f"injected defects for {len(codes)} rule codes: " + ", ".join(f"{c}={result.truth[c]}" for c in codes))
+        listing = ", ".join(f"{c}={result.truth[c]}" for c in codes)
+        console.print(f"injected defects for {len(codes)} rule codes: {listing}")
     if truth:
         truth.write_text(json.dumps(result.truth, indent=2, sort_keys=True) + "\n")
         note(f"expected counts written to {truth}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,7 +45,7 @@ def migrate_group() -> None:
     """Run the shipped migrations (Alembic): upgrade, downgrade, current, history, stamp."""
 
 
-def _backup_option(f):  # type: ignore[no-untyped-def]
+def _backup_option(f: Callable[..., int]) -> Callable[..., int]:
     return click.option(
         "--backup", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
         help="Run pg_dump -Fc into FILE before migrating.",
@@ -112,7 +112,8 @@ def history_command() -> int:
     for rev in migrate.revisions():
         alias = f" (file {rev.file_name}.py)" if rev.file_name != rev.id else ""
         marker = " (head)" if rev.id == head else ""
-        console.print(f"{rev.down or '<base>'} -> {rev.id}{marker}{alias}: {rev.doc.splitlines()[0] if rev.doc else ''}")
+        title = rev.doc.splitlines()[0] if rev.doc else ""
+        console.print(f"{rev.down or '<base>'} -> {rev.id}{marker}{alias}: {title}")
     return 0
 
 
