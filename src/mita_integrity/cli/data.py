@@ -44,7 +44,8 @@ def _check_writable(path: Path) -> None:
 @click.command("seed")
 @click.option("--users", type=click.IntRange(min=1, max=2_000_000), default=1000, show_default=True)
 @click.option("--days", type=click.IntRange(min=1, max=3650), default=30, show_default=True)
-@click.option("--seed", "seed_value", type=int, default=1, show_default=True, help="Random seed (same seed, same data).")
+@click.option("--seed", "seed_value", type=int, default=1, show_default=True,
+              help="Random seed (same seed, same data).")
 @click.option("--corrupt", is_flag=True, help="Also inject every kind of defect in known numbers.")
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="With --corrupt: write {rule code: expected count} as JSON.")
