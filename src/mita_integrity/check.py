@@ -1,0 +1,112 @@
+"""`check`: the catalogue run in one read-only snapshot, as a Report value, plus the exit code it implies."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import __version__
+from .connection import Database, connect, transaction
+from .errors import UsageError
+from .findings import DatabaseInfo, Report, Severity, TableStats
+from .rules import catalogue, engine
+from .rules.context import CheckContext, CheckOptions, Schema, load_schema
+from .rules.dayboundary import check_boundary
+
+FAIL_ON = ("critical", "high", "medium", "low", "never")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """Everything `check` was asked for."""
+
+    select: Sequence[str] = ()
+    ignore: Sequence[str] = ()
+    sample: int = 10
+    since: str | None = None
+    budget_days: int = 30
+    day_boundary: str = "utc"
+    physical: bool = False
+    statement_timeout_ms: int = 300_000
+    lock_timeout_ms: int = 5_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_duration(text: str) -> int:
+    """Gives the seconds of a window such as 7d, 12h, 30m or 2w; raises UsageError otherwise."""
+    match = _DURATION.match(text or "")
+    if not match or int(match.group(1)) <= 0:
+        raise UsageError(f"--since {text!r} is not a window", "write a number and a unit: 30m, 12h, 7d or 2w")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def options_for(request: CheckRequest) -> CheckOptions:
+    """Gives validated CheckOptions; raises UsageError on a bad value."""
+    if not 0 <= request.sample <= 1000:
+        raise UsageError(f"--sample {request.sample} is out of range", "use 0 to 1000 keys")
+    if not 1 <= request.budget_days <= 3650:
+        raise UsageError(f"--budget-days {request.budget_days} is out of range", "use 1 to 3650 days")
+    if request.statement_timeout_ms < 0:
+        raise UsageError("--statement-timeout cannot be negative")
+    since = parse_duration(request.since) if request.since else None
+    return CheckOptions(sample=request.sample, since_seconds=since, budget_days=request.budget_days,
+                        day_boundary=check_boundary(request.day_boundary), physical=request.physical)
+
+
+def _tables(cur: Any) -> tuple[TableStats, ...]:
+    cur.execute(
+        """SELECT relname, n_live_tup, n_dead_tup, last_vacuum, last_autovacuum
+             FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname"""
+    )
+    return tuple(TableStats(*row) for row in cur.fetchall())
+
+
+def _database_info(cur: Any, db: Database, schema: Schema) -> DatabaseInfo:
+    cur.execute("SELECT current_database(), current_setting('server_version'), current_user")
+    name, version, user = cur.fetchone()
+    revision = None
+    if schema.has("alembic_version"):
+        cur.execute("SELECT version_num FROM alembic_version LIMIT 1")
+        row = cur.fetchone()
+        revision = row[0] if row else None
+    return DatabaseInfo(db.display, name, str(version).split()[0], user, revision)
+
+
+def run_check(db: Database, request: CheckRequest) -> Report:
+    """Gives the Report of the chosen rules, read in one READ ONLY, REPEATABLE READ snapshot."""
+    rules = catalogue.select(request.select, request.ignore)
+    options = options_for(request)
+    started = datetime.now(UTC)
+    with connect(db) as conn:
+        with transaction(conn, read_only=True, repeatable_read=True,
+                         statement_timeout_ms=request.statement_timeout_ms,
+                         lock_timeout_ms=request.lock_timeout_ms) as cur:
+            schema = load_schema(cur)
+            info = _database_info(cur, db, schema)
+            tables = _tables(cur)
+            results = engine.run(CheckContext(cur, schema, options), rules)
+        conn.rollback()
+    report_options = {"since": request.since, "budget_days": request.budget_days,
+                      "day_boundary": request.day_boundary, "sample": request.sample,
+                      "select": list(request.select), "ignore": list(request.ignore), **request.extra}
+    return Report(run_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC), database=info,
+                  tables=tables, results=tuple(results), tool_version=__version__, options=report_options)
+
+
+def exit_code(report: Report, fail_on: str = "high") -> int:
+    """Gives 0 when nothing fails at or above fail_on, 2 for a critical finding, else 1."""
+    if fail_on not in FAIL_ON:
+        raise UsageError(f"--fail-on {fail_on} is not a severity", f"use one of {', '.join(FAIL_ON)}")
+    if fail_on == "never":
+        return 0
+    threshold = Severity(fail_on).rank
+    worst = report.worst()
+    if worst is None or worst.rank > threshold:
+        return 0
+    return 2 if worst is Severity.CRITICAL else 1

@@ -1,0 +1,1 @@
+"""The rule catalogue: every rule declared once, in one module per family."""

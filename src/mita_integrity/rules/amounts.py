@@ -1,0 +1,80 @@
+"""Section 9: amounts and currencies that cannot be right."""
+
+from __future__ import annotations
+
+from ..findings import FixSafety, Severity
+from ..iso4217 import CODES
+from .base import Family, RowRule
+
+H, M, L = Severity.HIGH, Severity.MEDIUM, Severity.LOW
+SIGNED_CATEGORIES = ("income", "refund", "transfer")
+_ISO = ", ".join(f"'{c}'" for c in sorted(CODES))
+
+RULES = (
+    RowRule(
+        code="AMT001", name="invalid-currency", section=9, severity=M,
+        finds="live transactions whose currency is not an ISO 4217 code.",
+        why="Conversions and totals per currency drop or mis-convert such rows.",
+        example="currency = 'US$' or 'usd' or 'XYZ'",
+        repair="Unsafe: set the currency to the user's currency (--unsafe).", repair_safety=FixSafety.UNSAFE,
+        table="transactions", column="currency", live_only=True,
+        message="currency is not an ISO 4217 code", hint="correct the code; the user's currency is the usual answer",
+        predicate=f"t.currency IS NOT NULL AND t.currency NOT IN ({_ISO})",
+    ),
+    RowRule(
+        code="AMT002", name="zero-amount", section=9, severity=L,
+        finds="live transactions with an amount of exactly 0.",
+        why="The application stores amounts from 0.01; a zero is a failed entry that still counts as a "
+            "transaction in statistics.",
+        example="amount = 0",
+        repair="None: delete or correct after asking the user.", repair_safety=FixSafety.NONE,
+        table="transactions", column="amount", live_only=True,
+        message="amount is zero", hint="usually an abandoned entry; confirm before deleting",
+        predicate="t.amount = 0",
+    ),
+    RowRule(
+        code="AMT003", name="negative-spend", section=9, severity=H,
+        finds="live transactions with a negative amount outside the categories income, refund and transfer.",
+        why="Spending is stored positive; a negative spend silently reduces the day's spent_amount and hides "
+            "overspending. Migration 0024 forbids it.",
+        example="category 'food', amount -12.50",
+        repair="None: whether it is a refund or a sign error needs a person.", repair_safety=FixSafety.NONE,
+        table="transactions", column="amount", live_only=True,
+        message="negative amount for spending", hint="make it positive, or recategorise it as a refund",
+        predicate=f"t.amount < 0 AND lower(t.category) NOT IN ({', '.join(repr(c) for c in SIGNED_CATEGORIES)})",
+        guaranteed_by_check=("ck_transactions_amount_nonnegative",),
+    ),
+    RowRule(
+        code="AMT004", name="huge-amount", section=9, severity=M,
+        finds="live transactions above 1,000,000.",
+        why="The application caps amounts at 1,000,000; larger ones are typos (cents entered as units) and "
+            "dominate every chart.",
+        example="amount = 25000000",
+        repair="None: the intended amount needs a person.", repair_safety=FixSafety.NONE,
+        table="transactions", column="amount", live_only=True,
+        message="amount above 1,000,000", hint="confirm with the user; often cents were typed as units",
+        predicate="t.amount > 1000000",
+    ),
+    RowRule(
+        code="AMT005", name="negative-planned", section=9, severity=H,
+        finds="daily_plan rows with a negative planned_amount.",
+        why="A negative plan makes every day look overspent. Migration 0024 forbids it.",
+        example="planned_amount = -20.00",
+        repair="None: the intended plan needs a person (or a fresh plan from the app).",
+        repair_safety=FixSafety.NONE, table="daily_plan", column="planned_amount",
+        message="negative planned amount", hint="regenerate the user's plan for that day",
+        predicate="t.planned_amount < 0", guaranteed_by_check=("ck_daily_plan_planned_nonnegative",),
+    ),
+    RowRule(
+        code="AMT006", name="negative-spent", section=9, severity=H,
+        finds="daily_plan rows with a negative spent_amount.",
+        why="spent_amount sums positive spending; a negative value means a delete was applied twice.",
+        example="spent_amount = -5.00",
+        repair="Safe through BUD001: recompute spent_amount from live transactions.",
+        repair_safety=FixSafety.SAFE, table="daily_plan", column="spent_amount",
+        message="negative spent amount", hint="`mita-integrity fix --select BUD001` recomputes it",
+        predicate="t.spent_amount < 0",
+    ),
+)
+
+FAMILY = Family("amounts", RULES)

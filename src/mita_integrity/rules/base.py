@@ -1,0 +1,120 @@
+"""What a rule is: its code, documentation and the SQL that finds its violations, declared once.
+
+Three shapes cover the catalogue:
+- RowRule: a predicate over the rows of one table (optionally through a LEFT JOIN to a parent, which is
+  how orphans are found). The engine evaluates every row rule of a table in ONE scan with
+  `count(*) FILTER (WHERE …)`; the psql script asks each one alone.
+- QueryRule: a rule whose SQL is its own (duplicates, budget, varchar user ids…). Rules that share a
+  grouping are evaluated together by their family's `evaluate` function.
+- SchemaRule: a question to the system catalogs (constraints, triggers, indexes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..findings import FixSafety, Severity
+
+if TYPE_CHECKING:
+    from .context import CheckContext, Outcome, Schema
+
+
+@dataclass(frozen=True)
+class Join:
+    """A LEFT JOIN to a parent table that a row predicate looks through (alias.pk IS NULL = orphan)."""
+
+    alias: str
+    table: str
+    on: str  # SQL with the row alias t and the join alias, e.g. "u.id = t.user_id"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The declaration every rule shares: identity, documentation, what it needs."""
+
+    code: str
+    name: str
+    section: int
+    severity: Severity
+    finds: str
+    why: str
+    example: str
+    repair: str
+    repair_safety: FixSafety
+    table: str | None  # None: the rule finds its tables in the live catalog (one result per table)
+    column: str | None = None
+    requires: tuple[str, ...] = ()  # "table" or "table.column" that must exist, besides table/column
+    live_only: bool = False  # only rows with deleted_at IS NULL (where the table has that column)
+    message: str = ""  # the one-line finding, e.g. "transaction has no user"
+    hint: str = ""  # one line: what to do
+    not_null_guarantees: bool = False  # a NOT NULL on `column` rules the violations out
+    guaranteed_by_check: tuple[str, ...] = ()  # validated CHECK constraints (by name) that rule it out
+    physical: bool = False  # runs only with --physical
+
+    @property
+    def fix_available(self) -> bool:
+        return self.repair_safety is not FixSafety.NONE
+
+    def needs(self) -> tuple[str, ...]:
+        """Gives every table and table.column this rule needs to exist."""
+        out: list[str] = []
+        if self.table:
+            out.append(self.table)
+            if self.column:
+                out.append(f"{self.table}.{self.column}")
+        out.extend(self.requires)
+        return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class RowRule(Rule):
+    """A predicate over one table's rows (alias t), perhaps through joins; counted in one scan per table."""
+
+    predicate: str = "false"
+    joins: tuple[Join, ...] = ()
+    fk: tuple[str, str] | None = None  # (column, parent table): a validated FK on it guarantees the rule
+
+    def standalone_sql(self, where_extra: str = "") -> str:
+        """Gives a self-contained query counting the violations (NOT EXISTS for orphans), for psql."""
+        predicate = self.predicate
+        for join in self.joins:
+            # alias.pk IS NULL through a LEFT JOIN is an anti-join: say it as NOT EXISTS.
+            predicate = predicate.replace(
+                f"{join.alias}.id IS NULL", f"NOT EXISTS (SELECT 1 FROM {join.table} {join.alias} WHERE {join.on})"
+            )
+        other_joins = [j for j in self.joins if f"{j.alias}." in predicate]
+        joins = "".join(f" LEFT JOIN {j.table} {j.alias} ON {j.on}" for j in other_joins)
+        extra = f" AND {where_extra}" if where_extra else ""
+        return f"SELECT count(*) FROM {self.table} t{joins} WHERE ({predicate}){extra}"
+
+
+@dataclass(frozen=True)
+class QueryRule(Rule):
+    """A rule evaluated by its family's own SQL (see that module's evaluate function)."""
+
+    per_table: bool = False
+
+
+@dataclass(frozen=True)
+class SchemaRule(Rule):
+    """A rule about the schema itself, answered from the system catalogs."""
+
+
+Evaluator = Callable[["CheckContext", "tuple[Rule, ...]"], "list[Outcome]"]
+Expander = Callable[["Schema"], "tuple[Rule, ...]"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A module's rules, how to evaluate its QueryRules/SchemaRules, and how to expand per-table RowRules.
+
+    RowRules need no evaluator (the engine scans their tables). A RowRule declared with table=None is a
+    template: `expand` gives one concrete rule per table of the live schema.
+    """
+
+    name: str
+    rules: tuple[Rule, ...]
+    evaluate: Evaluator | None = None
+    expand: Expander | None = None

@@ -1,0 +1,163 @@
+"""Runs chosen rules inside one snapshot: one scan per table for row rules, one pass per family for the rest.
+
+Each pass runs in a savepoint, so a rule that fails becomes an `error` result and the others still run.
+Rules whose table or column is absent are `skipped`; rules a validated constraint rules out are
+`guaranteed` and cost no scan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import psycopg
+
+from ..findings import Result, Status
+from .base import QueryRule, RowRule, Rule
+from .catalogue import BY_CODE, FAMILY_OF
+from .context import CheckContext, Outcome
+
+
+def run(ctx: CheckContext, rules: Sequence[Rule]) -> list[Result]:
+    """Gives one Result per rule and table, in catalogue order."""
+    results: list[Result] = []
+    row_rules: dict[str, list[RowRule]] = {}
+    family_rules: dict[str, list[Rule]] = {}
+    for rule in _expanded(ctx, rules):
+        early = _precheck(ctx, rule)
+        if early is not None:
+            results.append(early)
+        elif isinstance(rule, RowRule) and rule.table:
+            row_rules.setdefault(rule.table, []).append(rule)
+        else:
+            family_rules.setdefault(FAMILY_OF[rule.code].name, []).append(rule)
+    for table, table_rules in row_rules.items():
+        results.extend(_row_pass(ctx, table, table_rules))
+    for family_name, members in family_rules.items():
+        results.extend(_family_pass(ctx, family_name, members))
+    return sorted(results, key=lambda r: (r.section, r.code, r.table))
+
+
+def _expanded(ctx: CheckContext, rules: Sequence[Rule]) -> list[Rule]:
+    out: list[Rule] = []
+    for rule in rules:
+        family = FAMILY_OF[rule.code]
+        if isinstance(rule, RowRule) and rule.table is None and family.expand is not None:
+            out.extend(r for r in family.expand(ctx.schema) if r.code == rule.code)
+        else:
+            out.append(rule)
+    return out
+
+
+def result(rule: Rule, outcome: Outcome, duration_ms: int = 0) -> Result:
+    """Gives the Result of a rule from what its evaluation found."""
+    status = outcome.status or (Status.FAIL if outcome.count > 0 else Status.PASS)
+    return Result(
+        code=rule.code, name=rule.name, section=rule.section, severity=rule.severity, status=status,
+        table=outcome.table, column=outcome.column or rule.column, count=outcome.count,
+        groups=outcome.groups, message=outcome.message or rule.message, sample=outcome.sample,
+        fix_available=rule.fix_available, fix_safety=rule.repair_safety, reason=outcome.reason,
+        duration_ms=duration_ms, hint=rule.hint,
+    )
+
+
+def _absent(rule: Rule, table: str, status: Status, reason: str) -> Result:
+    return result(rule, Outcome(rule.code, table, status=status, reason=reason))
+
+
+def _precheck(ctx: CheckContext, rule: Rule) -> Result | None:
+    table = rule.table or "(schema)"
+    if rule.physical and not ctx.options.physical:
+        return _absent(rule, table, Status.SKIPPED, "runs only with --physical")
+    missing = ctx.schema.missing(rule)
+    if missing:
+        kind = "column" if "." in missing else "table"
+        return _absent(rule, table, Status.SKIPPED, f"{kind} {missing} is absent")
+    if isinstance(rule, RowRule) and rule.table:
+        if ctx.since_filter(rule.table) == "false":
+            return _absent(rule, table, Status.SKIPPED, f"--since: {rule.table} has no creation time")
+        if rule.fk and (con := ctx.schema.validated_fk(rule.table, *rule.fk)):
+            return _absent(rule, table, Status.GUARANTEED, f"guaranteed by foreign key {con.name}")
+        if rule.not_null_guarantees and rule.column and ctx.schema.not_null(rule.table, rule.column):
+            return _absent(rule, table, Status.GUARANTEED, f"guaranteed by NOT NULL on {rule.table}.{rule.column}")
+    if rule.guaranteed_by_check and (check := ctx.schema.validated_check(rule.guaranteed_by_check)):
+        return _absent(rule, table, Status.GUARANTEED, f"guaranteed by check constraint {check.name}")
+    return None
+
+
+def _condition(ctx: CheckContext, rule: RowRule) -> str:
+    live = rule.live_only and rule.table is not None and ctx.schema.has(f"{rule.table}.deleted_at")
+    return f"({rule.predicate})" + (" AND t.deleted_at IS NULL" if live else "")
+
+
+def row_pass_sql(ctx: CheckContext, table: str, rules: Sequence[RowRule]) -> str:
+    """Gives the one statement that counts and samples every row rule of a table in a single scan."""
+    pk = ctx.schema.primary_keys.get(table, "id")
+    joins: dict[str, str] = {}
+    for rule in rules:
+        for join in rule.joins:
+            joins.setdefault(join.alias, f'LEFT JOIN "{join.table}" {join.alias} ON {join.on}')
+    columns = []
+    for rule in rules:
+        cond = _condition(ctx, rule)
+        columns.append(f"count(*) FILTER (WHERE {cond})")
+        columns.append(f'(array_agg(t."{pk}"::text) FILTER (WHERE {cond}))[1:{int(ctx.options.sample)}]')
+    since = ctx.since_filter(table)
+    return (f'SELECT {", ".join(columns)} FROM "{table}" t {" ".join(joins.values())}'
+            + (f" WHERE {since}" if since else ""))
+
+
+def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]]) -> tuple[list[Outcome], int]:
+    started = time.perf_counter()
+    with ctx.cur.connection.transaction():  # a savepoint: a failure here does not abort the snapshot
+        outcomes = work()
+    return outcomes, int((time.perf_counter() - started) * 1000)
+
+
+def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule]) -> list[Result]:
+    def work() -> list[Outcome]:
+        ctx.cur.execute(row_pass_sql(ctx, table, rules))
+        row = ctx.cur.fetchone()
+        assert row is not None
+        return [Outcome(r.code, table, int(row[2 * i]), sample=tuple(row[2 * i + 1] or ()))
+                for i, r in enumerate(rules)]
+
+    try:
+        outcomes, ms = _timed(ctx, work)
+    except psycopg.Error as exc:
+        if len(rules) == 1:
+            return [_error(rules[0], table, exc)]
+        # Find the failing rule(s): evaluate each alone; the others keep their results.
+        return [res for r in rules for res in _row_pass(ctx, table, [r])]
+    return [result(r, o, ms) for r, o in zip(rules, outcomes, strict=True)]
+
+
+def _family_pass(ctx: CheckContext, family_name: str, rules: list[Rule]) -> list[Result]:
+    family = FAMILY_OF[rules[0].code]
+    assert family.evaluate is not None, f"family {family_name} has rules that need an evaluator"
+    evaluate = family.evaluate
+    try:
+        outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)))
+    except psycopg.Error as exc:
+        if len(rules) > 1 and not _shares_statement(rules):
+            return [res for r in rules for res in _family_pass(ctx, family_name, [r])]
+        return [_error(r, r.table or "(schema)", exc) for r in rules]
+    return [result(BY_CODE[o.code] if o.code not in {r.code for r in rules} else _rule_for(rules, o), o, ms)
+            for o in outcomes]
+
+
+def _shares_statement(rules: list[Rule]) -> bool:
+    return {r.code for r in rules} <= {"DUP003", "BUD001"}
+
+
+def _rule_for(rules: list[Rule], outcome: Outcome) -> Rule:
+    return next(r for r in rules if r.code == outcome.code)
+
+
+def _error(rule: Rule, table: str, exc: psycopg.Error) -> Result:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        text = f"cancelled: {text} (raise --statement-timeout, or run it on a replica)"
+    error_rule = replace(rule, table=table) if isinstance(rule, QueryRule | RowRule) else rule
+    return _absent(error_rule, table, Status.ERROR, text)

@@ -1,0 +1,159 @@
+"""Section 11: the constraints, indexes and triggers that make the defects impossible — or their absence."""
+
+from __future__ import annotations
+
+from ..findings import FixSafety, Severity
+from .base import Family, Rule, SchemaRule
+from .context import CheckContext, Outcome
+from .expected import CHAIN, CHECKS_0024, EXPECTED_BY_REVISION, SPENT_TRIGGER_FUNCTION
+
+NONE = FixSafety.NONE
+MIGRATE = "None by fix: `mita-integrity migrate upgrade head` adds it online (NOT VALID, then VALIDATE)."
+
+
+def _rule(code: str, name: str, severity: Severity, finds: str, why: str, example: str, message: str,
+          hint: str, table: str | None = None, repair: str = MIGRATE) -> SchemaRule:
+    return SchemaRule(code=code, name=name, section=11, severity=severity, finds=finds, why=why, example=example,
+                      repair=repair, repair_safety=NONE, table=table, message=message, hint=hint)
+
+
+RULES: tuple[Rule, ...] = (
+    _rule("SCH001", "missing-user-fk", Severity.HIGH, "tables with a uuid user_id and no foreign key to users.",
+          "Without the FK nothing stops orphans, and deleting a user leaves their rows behind.",
+          "daily_plan.user_id has no REFERENCES users(id)", "no foreign key to users",
+          "`mita-integrity migrate upgrade head` (0022, 0026) adds it online"),
+    _rule("SCH002", "fk-not-validated", Severity.HIGH, "foreign keys that exist but are NOT VALID.",
+          "New rows are checked, old ones are not: orphans from before may still be there.",
+          "fk_daily_plan_user_id … NOT VALID", "foreign key is NOT VALID",
+          "`mita-integrity migrate validate` once the violators are resolved"),
+    _rule("SCH003", "no-daily-plan-unique-key", Severity.HIGH,
+          "daily_plan without a unique constraint on (user_id, date, category) treating NULL categories as equal.",
+          "Nothing stops duplicate calendar entries; a plain UNIQUE lets NULL categories repeat.",
+          "no uq_daily_plan_user_date_category", "no unique key on (user_id, date, category)",
+          "`mita-integrity migrate upgrade head` (0023) adds it", table="daily_plan"),
+    _rule("SCH004", "missing-check-constraint", Severity.MEDIUM,
+          "the CHECK constraints of migration 0024 that are missing or not validated.",
+          "Without them impossible amounts and goals can be written again at any time.",
+          "ck_goals_saved_le_target absent", "expected CHECK constraint missing or NOT VALID",
+          "`mita-integrity migrate upgrade head` (0024), then `migrate validate`"),
+    _rule("SCH005", "spent-trigger-missing", Severity.MEDIUM,
+          "the transactions trigger that keeps daily_plan.spent_amount (0025) missing or disabled.",
+          "spent_amount then depends on application code remembering every update: it drifts (BUD001).",
+          "no trigger calling update_daily_plan_spent()", "spent_amount trigger missing or disabled",
+          "`mita-integrity migrate upgrade head` (0025) installs it", table="transactions"),
+    _rule("SCH006", "fk-without-index", Severity.LOW, "foreign key columns with no index leading with them.",
+          "Deleting a parent row (a user) scans the whole child table per row: cascades crawl and lock.",
+          "ai_analysis_snapshots.user_id has no index", "foreign key column without an index",
+          "CREATE INDEX CONCURRENTLY on the column",
+          repair="None by fix: CREATE INDEX CONCURRENTLY ix_<table>_<column> ON <table> (<column>)."),
+    _rule("SCH007", "invalid-index", Severity.HIGH, "indexes marked invalid (a failed CREATE INDEX CONCURRENTLY).",
+          "An invalid index is maintained on every write but never used; an invalid unique index enforces "
+          "nothing.", "uq_daily_plan_user_date_category with indisvalid = false", "invalid index",
+          "DROP INDEX CONCURRENTLY it and build it again (migrations do this themselves)",
+          repair="None by fix: drop and rebuild it concurrently (re-running the migration does)."),
+    _rule("SCH008", "user-fk-blocks-deletion", Severity.HIGH,
+          "foreign keys to users with NO ACTION or RESTRICT.",
+          "Deleting a user fails while such rows exist: the right to be forgotten cannot be honoured.",
+          "feature_usage_logs_user_id_fkey … (no ON DELETE)", "foreign key to users blocks deletion",
+          "`mita-integrity migrate upgrade head` (0026) re-creates it ON DELETE CASCADE"),
+    _rule("SCH009", "stamped-not-run", Severity.CRITICAL,
+          "migrations that alembic_version says ran but whose constraints are absent (stamped, not run).",
+          "Production was once stamped past a migration that never ran: everyone believed in FKs that did not "
+          "exist.", "alembic_version = 0022… but no fk_daily_plan_user_id", "migration recorded but not applied",
+          "stamp back to the last applied revision, then `mita-integrity migrate upgrade head`"),
+)
+
+
+_TABLES = """FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"""
+_FKS = """FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND con.contype = 'f'"""
+
+
+def _values(pairs: list[tuple[str, ...]]) -> str:
+    return ", ".join("(" + ", ".join("'" + v.replace("'", "''") + "'" for v in pair) + ")" for pair in pairs)
+
+
+# Each statement yields (table, count, sample text[]): one row per table the rule looked at. The engine
+# runs it inside the snapshot and the psql script prints the same statement's first two columns.
+SQL: dict[str, str] = {
+    "SCH001": f"""SELECT c.relname::text, (NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.conrelid = c.oid
+                    AND f.contype = 'f' AND f.confrelid = to_regclass('public.users')))::int, ARRAY['user_id']
+             {_TABLES} AND c.relname <> 'users' AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                    AND a.attname = 'user_id' AND NOT a.attisdropped AND a.atttypid = 'uuid'::regtype)
+            ORDER BY 1""",
+    "SCH002": f"""SELECT c.relname::text, count(*), array_agg(con.conname::text ORDER BY con.conname)
+             {_FKS} AND NOT con.convalidated GROUP BY 1 ORDER BY 1""",
+    "SCH003": """SELECT 'daily_plan', (NOT EXISTS (SELECT 1 FROM pg_index x
+                    WHERE x.indrelid = to_regclass('public.daily_plan') AND x.indisunique AND x.indisvalid
+                      AND x.indnatts = 3 AND (x.indnullsnotdistinct OR EXISTS (SELECT 1 FROM pg_attribute a
+                          WHERE a.attrelid = x.indrelid AND a.attname = 'category' AND a.attnotnull))
+                      AND ARRAY(SELECT a.attname::text FROM unnest(x.indkey) k JOIN pg_attribute a
+                          ON a.attrelid = x.indrelid AND a.attnum = k) @> ARRAY['user_id', 'date', 'category']))::int,
+                  ARRAY(SELECT i.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                    WHERE x.indrelid = to_regclass('public.daily_plan') AND x.indisunique AND x.indnatts = 3)
+            WHERE to_regclass('public.daily_plan') IS NOT NULL""",
+    "SCH004": f"""SELECT e.tbl, count(*) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated),
+                  array_agg(e.name ORDER BY e.name) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated)
+             FROM (VALUES {_values(sorted((n, t) for n, t in CHECKS_0024.items()))}) AS e(name, tbl)
+             LEFT JOIN pg_constraint con ON con.conname = e.name AND con.contype = 'c'
+                  AND con.conrelid = to_regclass('public.' || e.tbl)
+            WHERE to_regclass('public.' || e.tbl) IS NOT NULL GROUP BY 1 ORDER BY 1""",
+    "SCH005": f"""SELECT 'transactions', (NOT EXISTS (SELECT 1 FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
+                    WHERE tg.tgrelid = to_regclass('public.transactions') AND p.proname = '{SPENT_TRIGGER_FUNCTION}'
+                      AND NOT tg.tgisinternal AND tg.tgenabled <> 'D'))::int,
+                  ARRAY(SELECT tg.tgname::text || CASE WHEN tg.tgenabled = 'D' THEN ' (disabled)' ELSE '' END
+                    FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
+                    WHERE tg.tgrelid = to_regclass('public.transactions') AND p.proname = '{SPENT_TRIGGER_FUNCTION}')
+            WHERE to_regclass('public.transactions') IS NOT NULL""",
+    "SCH006": f"""SELECT c.relname::text,
+                  count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = con.conrelid
+                                                      AND x.indkey[0] = con.conkey[1])),
+                  array_agg(a.attname::text ORDER BY a.attname) FILTER (WHERE NOT EXISTS (SELECT 1 FROM pg_index x
+                                 WHERE x.indrelid = con.conrelid AND x.indkey[0] = con.conkey[1]))
+             {_FKS.replace("WHERE", "JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]"
+                                    " WHERE", 1)} GROUP BY 1 ORDER BY 1""",
+    "SCH007": """SELECT t.relname::text, count(*), array_agg(i.relname::text ORDER BY i.relname)
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace
+            WHERE n.nspname = 'public' AND NOT x.indisvalid GROUP BY 1 ORDER BY 1""",
+    "SCH008": f"""SELECT c.relname::text, count(*) FILTER (WHERE con.confdeltype IN ('a', 'r')),
+                  array_agg(con.conname::text ORDER BY con.conname) FILTER (WHERE con.confdeltype IN ('a', 'r'))
+             {_FKS} AND con.confrelid = to_regclass('public.users') GROUP BY 1 ORDER BY 1""",
+    "SCH009": f"""WITH chain(pos, rev) AS (VALUES {_values([(str(i), r) for i, r in enumerate(CHAIN)])}),
+             expected(rev, item) AS (VALUES {_values([(r, i) for r, items in EXPECTED_BY_REVISION.items()
+                                                       for i in items])}),
+             applied AS (SELECT c2.rev FROM alembic_version v JOIN chain c1 ON c1.rev = v.version_num
+                           JOIN chain c2 ON c2.pos::int <= c1.pos::int),
+             missing AS (SELECT e.rev || ': ' || e.item AS what FROM expected e JOIN applied USING (rev)
+                          WHERE CASE
+                            WHEN e.item LIKE 'trigger:%' THEN NOT EXISTS (SELECT 1 FROM pg_trigger tg
+                                 JOIN pg_proc p ON p.oid = tg.tgfoid WHERE p.proname = substr(e.item, 9)
+                                 AND NOT tg.tgisinternal)
+                            WHEN e.item LIKE '%.%' THEN NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                 WHERE a.attrelid = to_regclass('public.' || split_part(e.item, '.', 1))
+                                 AND a.attname = split_part(e.item, '.', 2) AND NOT a.attisdropped)
+                            ELSE NOT EXISTS (SELECT 1 FROM pg_constraint con
+                                 JOIN pg_namespace n ON n.oid = con.connamespace
+                                 WHERE n.nspname = 'public' AND con.conname = e.item) END)
+           SELECT 'alembic_version', (SELECT count(*) FROM missing), ARRAY(SELECT what FROM missing ORDER BY 1)
+            WHERE to_regclass('public.alembic_version') IS NOT NULL""",
+}
+
+
+def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
+    """Gives the outcomes of the selected schema rules (catalog queries only: no table is scanned)."""
+    out: list[Outcome] = []
+    for rule in rules:
+        ctx.cur.execute(SQL[rule.code])
+        rows = ctx.cur.fetchall()
+        if not rows:
+            out.append(Outcome(rule.code, "(schema)"))
+        for table, count, sample in rows:
+            items = tuple(sample or ())
+            out.append(Outcome(rule.code, table, int(count or 0), sample=items[: max(ctx.options.sample, 0)]))
+    return out
+
+
+FAMILY = Family("schema", RULES, evaluate)

@@ -1,0 +1,41 @@
+"""Section 10: soft-deleted rows (counted per table) and live rows that point at soft-deleted ones."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..findings import FixSafety, Severity
+from .base import Family, Join, RowRule, Rule
+from .context import Schema
+
+SDL001 = RowRule(
+    code="SDL001", name="soft-deleted-rows", section=10, severity=Severity.INFO,
+    finds="rows marked deleted (deleted_at set), per table that has soft deletion.",
+    why="Not a defect: every aggregate must exclude them, and their number tells how much a purge would free.",
+    example="transactions: 3,112 soft-deleted rows",
+    repair="None: informational.", repair_safety=FixSafety.NONE,
+    table=None, column="deleted_at", message="soft-deleted rows", hint="informational",
+    predicate="t.deleted_at IS NOT NULL",
+)
+
+SDL002 = RowRule(
+    code="SDL002", name="live-transaction-of-deleted-goal", section=10, severity=Severity.LOW,
+    finds="live transactions linked to a soft-deleted goal.",
+    why="Savings shown under a goal the user deleted; the goal's totals and the transaction list disagree.",
+    example="transactions.goal_id → a goal with deleted_at set",
+    repair="None: unlink or restore the goal after asking the user.", repair_safety=FixSafety.NONE,
+    table="transactions", column="goal_id", requires=("goals.deleted_at",), live_only=True,
+    message="linked to a soft-deleted goal", hint="unlink the goal (goal_id = NULL) or restore the goal",
+    predicate="g.deleted_at IS NOT NULL", joins=(Join("g", "goals", "g.id = t.goal_id"),),
+)
+
+RULES: tuple[Rule, ...] = (SDL001, SDL002)
+
+
+def expand(schema: Schema) -> tuple[Rule, ...]:
+    """Gives SDL001 once per table with a deleted_at column."""
+    tables = sorted(t for t, cols in schema.columns.items() if "deleted_at" in cols)
+    return tuple(replace(SDL001, table=t) for t in tables)
+
+
+FAMILY = Family("softdelete", RULES, expand=expand)
