@@ -15,6 +15,7 @@ import click
 from ..errors import MitaIntegrityError
 from ..urls import mask_secrets
 from .app import App, err
+from .checks import check_command, rules_command, sql_command
 from .data import demo_command, seed_command
 from .migrate import migrate_group
 
@@ -32,9 +33,8 @@ def cli(ctx: click.Context, db_url: str | None, debug: bool) -> None:
     ctx.obj = App(db_option=db_url, debug=debug)
 
 
-cli.add_command(migrate_group)
-cli.add_command(seed_command)
-cli.add_command(demo_command)
+for command in (check_command, rules_command, sql_command, migrate_group, seed_command, demo_command):
+    cli.add_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -78,14 +78,16 @@ class RowRule(Rule):
 
     def standalone_sql(self, where_extra: str = "") -> str:
         """Gives a self-contained query counting the violations (NOT EXISTS for orphans), for psql."""
-        predicate = self.predicate
+        predicate, needed = self.predicate, []
         for join in self.joins:
-            # alias.pk IS NULL through a LEFT JOIN is an anti-join: say it as NOT EXISTS.
+            anti = f"{join.alias}.id IS NULL"
+            # alias.id IS NULL through a LEFT JOIN is an anti-join: say it as NOT EXISTS.
+            if f"{join.alias}." in predicate.replace(anti, ""):
+                needed.append(join)
             predicate = predicate.replace(
-                f"{join.alias}.id IS NULL", f"NOT EXISTS (SELECT 1 FROM {join.table} {join.alias} WHERE {join.on})"
+                anti, f"NOT EXISTS (SELECT 1 FROM {join.table} {join.alias} WHERE {join.on})"
             )
-        other_joins = [j for j in self.joins if f"{j.alias}." in predicate]
-        joins = "".join(f" LEFT JOIN {j.table} {j.alias} ON {j.on}" for j in other_joins)
+        joins = "".join(f" LEFT JOIN {j.table} {j.alias} ON {j.on}" for j in needed)
         extra = f" AND {where_extra}" if where_extra else ""
         return f"SELECT count(*) FROM {self.table} t{joins} WHERE ({predicate}){extra}"
 

@@ -145,7 +145,7 @@ def schema_from_metadata(metadata: Any) -> Schema:
     """Gives the Schema the SQLAlchemy models describe (for generating SQL without a database)."""
     from sqlalchemy.dialects import postgresql
 
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    dialect = postgresql.dialect()
     columns: dict[str, dict[str, tuple[str, bool]]] = {}
     constraints: list[Constraint] = []
     primary_keys: dict[str, str] = {}

@@ -19,10 +19,10 @@ def _orphan(code: str, table: str, column: str, parent: str, severity: Severity,
             repair: str = SAFE_DELETE) -> RowRule:
     return RowRule(
         code=code, name=f"orphan-{table}-{column}".replace("_", "-"), section=4, severity=severity,
-        finds=f"{table} rows whose {column} names no {parent} row.",
+        finds=f"{table} rows whose {column} names no {parent.removesuffix('s')}.",
         why=why, example=f"{table}.{column} = 6f1c…e2 while no {parent} has that id",
         repair=repair, repair_safety=FixSafety.SAFE, table=table, column=column, requires=(parent,),
-        message=f"{column} names no {parent[:-1] if parent.endswith('s') else parent} row",
+        message=f"{column} names no {parent.removesuffix('s')}",
         hint=f"`mita-integrity fix --select {code}` archives and removes them; the FK migration prevents more",
         predicate=f"t.{column} IS NOT NULL AND p.id IS NULL",
         joins=(Join("p", parent, f"p.id = t.{column}"),), fk=(column, parent),
@@ -67,7 +67,7 @@ REF011 = QueryRule(
     per_table=True,
 )
 
-_SPECIFIC_TABLES = {r.table for r in SPECIFIC if r.column == "user_id"}
+_SPECIFIC_TABLES: set[str] = {r.table for r in SPECIFIC if r.table and r.column == "user_id"}
 RULES: tuple[Rule, ...] = (*SPECIFIC, REF010, REF011)
 
 

@@ -1,0 +1,141 @@
+"""`check`, `rules` and `sql`: the diagnostic half."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+from ..findings import Report
+from .app import App, console, note
+
+FORMATS = ("text", "json", "html", "junit", "prometheus")
+
+
+def _duration_ms(text: str, option: str) -> int:
+    from ..check import parse_duration
+
+    if text.strip().isdigit():
+        return int(text.strip()) * 1000
+    try:
+        return parse_duration(text) * 1000
+    except UsageError:
+        raise UsageError(f"{option} {text!r} is not a duration", "write seconds (300) or 30s, 5m, 1h") from None
+
+
+def output_targets(report_formats: tuple[str, ...], output: Path | None) -> dict[str, Path | None]:
+    """Gives where each format goes: None for stdout; a file; or a file per format inside a folder."""
+    if output is None:
+        return dict.fromkeys(report_formats)
+    output = output.expanduser()
+    if output.is_dir():
+        if not os.access(output, os.W_OK):
+            raise UsageError(f"cannot write reports into {output}: the folder is not writable")
+        return {fmt: output for fmt in report_formats}
+    if len(report_formats) > 1:
+        raise UsageError(f"--output {output} must be an existing folder when several --format are given")
+    parent = output.resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise UsageError(f"cannot write the report to {output}: the folder is missing or not writable")
+    return {report_formats[0]: output}
+
+
+def write_reports(report: Report, targets: dict[str, Path | None], *, color: bool) -> list[Path]:
+    """Renders the report in every asked format; gives the files written (stdout gets the rest)."""
+    from .. import report as reports
+
+    written = []
+    for fmt, target in targets.items():
+        if target is None:
+            text = reports.render(report, fmt, color=color and fmt == "text")
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            continue
+        path = target / reports.file_name(report, fmt) if target.is_dir() else target
+        try:
+            path.write_text(reports.render(report, fmt))
+        except OSError as exc:
+            raise UsageError(f"cannot write the report to {path}: {exc.strerror}") from None
+        written.append(path)
+    return written
+
+
+@click.command("check")
+@click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS), help="Report format (repeatable).")
+@click.option("--output", type=click.Path(path_type=Path), metavar="PATH",
+              help="Write the report(s) to PATH: a file, or a folder that receives one file per format.")
+@click.option("--select", multiple=True, metavar="CODES", help="Only these rules: codes, prefixes (REF) or names.")
+@click.option("--ignore", multiple=True, metavar="CODES", help="Leave these rules out.")
+@click.option("--fail-on", type=click.Choice(["critical", "high", "medium", "low", "never"]), default="high",
+              show_default=True, help="Lowest severity that makes the exit code non-zero.")
+@click.option("--since", metavar="WINDOW", help="Only rows created in this window, e.g. 7d, 12h (section 13).")
+@click.option("--sample", type=int, default=10, show_default=True, help="Primary keys to show per finding.")
+@click.option("--budget-days", type=int, default=30, show_default=True, help="BUD001's window in days.")
+@click.option("--day-boundary", type=click.Choice(["utc", "user-timezone"]), default="utc", show_default=True,
+              help="The day a transaction belongs to.")
+@click.option("--physical", is_flag=True, help="Also verify B-tree indexes with amcheck (PHY001).")
+@click.option("--statement-timeout", default="300", show_default=True, metavar="SECONDS",
+              help="Cancel any one query after this long (300, 5m…).")
+@click.option("--lock-timeout", default="5", show_default=True, metavar="SECONDS",
+              help="Give up waiting for a lock after this long.")
+@click.pass_obj
+def check_command(app: App, formats: tuple[str, ...], output: Path | None, select: tuple[str, ...],
+                  ignore: tuple[str, ...], fail_on: str, since: str | None, sample: int, budget_days: int,
+                  day_boundary: str, physical: bool, statement_timeout: str, lock_timeout: str) -> int:
+    """Run the rule catalogue read-only and report; the exit code follows --fail-on."""
+    from ..check import CheckRequest, exit_code, options_for, run_check
+    from ..rules import catalogue
+
+    request = CheckRequest(
+        select=select, ignore=ignore, sample=sample, since=since, budget_days=budget_days,
+        day_boundary=day_boundary, physical=physical,
+        statement_timeout_ms=_duration_ms(statement_timeout, "--statement-timeout"),
+        lock_timeout_ms=_duration_ms(lock_timeout, "--lock-timeout"),
+    )
+    options_for(request)  # every bad value is reported before connecting
+    catalogue.select(select, ignore)
+    report_formats = tuple(dict.fromkeys(formats or ("text",)))
+    targets = output_targets(report_formats, output)
+    report = run_check(app.database(), request)
+    written = write_reports(report, targets, color=sys.stdout.isatty())
+    if written and "text" not in [f for f, t in targets.items() if t is None]:
+        from .. import report as reports
+
+        sys.stdout.write(reports.render(report, "text", color=sys.stdout.isatty()))
+    for path in written:
+        note(f"report written to {path}")
+    return exit_code(report, fail_on)
+
+
+@click.command("rules")
+@click.argument("code", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def rules_command(code: str | None, fmt: str) -> int:
+    """List the rule catalogue, or explain one rule (what it finds, why, example, repair)."""
+    from ..rules import catalogue
+    from ..rules.docs import explain, listing, rule_json
+
+    if code is None:
+        if fmt == "json":
+            console.print_json(json.dumps([rule_json(r) for r in catalogue.ALL_RULES]))
+        else:
+            console.print(listing(), markup=False)
+        return 0
+    rule = catalogue.rule(code)
+    if fmt == "json":
+        console.print_json(json.dumps(rule_json(rule)))
+    else:
+        console.print(explain(rule), markup=False)
+    return 0
+
+
+@click.command("sql")
+def sql_command() -> int:
+    """Print the psql diagnostics script generated from the catalogue."""
+    from ..sqlscript import generate
+
+    sys.stdout.write(generate())
+    return 0

@@ -1,0 +1,49 @@
+"""The reports of `mita-integrity check`: one `Report` value rendered as text, JSON, HTML, JUnit or Prometheus.
+
+Every renderer first masks e-mail addresses (`masking.masked_report`), so no format can leak one.
+"""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from ..findings import Report
+from .html_page import render_html
+from .json_report import render_json
+from .junit_xml import render_junit
+from .layout import as_utc
+from .masking import mask_email, masked_report
+from .prometheus_metrics import render_prometheus
+from .text import render_text
+
+FORMATS: tuple[str, ...] = ("text", "json", "html", "junit", "prometheus")
+
+EXTENSIONS: dict[str, str] = {"text": "txt", "json": "json", "html": "html", "junit": "xml", "prometheus": "prom"}
+
+__all__ = ["EXTENSIONS", "FORMATS", "file_name", "mask_email", "render"]
+
+
+def _known(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown report format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def render(report: Report, fmt: str, *, color: bool = False) -> str:
+    """Gives the report in the format `fmt` (one of FORMATS); `color` only affects text."""
+    fmt = _known(fmt)
+    report = masked_report(report)
+    if fmt == "text":
+        return render_text(report, color=color)
+    if fmt == "json":
+        return render_json(report)
+    if fmt == "html":
+        return render_html(report)
+    if fmt == "junit":
+        return render_junit(report)
+    return render_prometheus(report)
+
+
+def file_name(report: Report, fmt: str) -> str:
+    """Gives the report's default file name, e.g. `mita-integrity-20261125T021500Z.json` (start, in UTC)."""
+    stamp = as_utc(report.started_at).strftime("%Y%m%dT%H%M%SZ")
+    return f"mita-integrity-{stamp}.{EXTENSIONS[_known(fmt)]}"
