@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg import sql
+
 from . import __version__
 from .connection import Database, connect, transaction
 from .errors import UsageError
@@ -84,12 +86,14 @@ def run_check(db: Database, request: CheckRequest) -> Report:
     options = options_for(request)
     started = datetime.now(UTC)
     with connect(db) as conn:
-        with transaction(conn, read_only=True, repeatable_read=True,
-                         statement_timeout_ms=request.statement_timeout_ms,
+        with transaction(conn, read_only=True, repeatable_read=True, statement_timeout_ms=60_000,
                          lock_timeout_ms=request.lock_timeout_ms) as cur:
             schema = load_schema(cur)
             info = _database_info(cur, db, schema)
             tables = _tables(cur)
+            # The rules' own limit: a rule that hits it becomes an `error` result, the others still run.
+            cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{request.statement_timeout_ms}ms")))
             results = engine.run(CheckContext(cur, schema, options), rules)
         conn.rollback()
     report_options = {"since": request.since, "budget_days": request.budget_days,

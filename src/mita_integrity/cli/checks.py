@@ -19,8 +19,11 @@ FORMATS = ("text", "json", "html", "junit", "prometheus")
 def _duration_ms(text: str, option: str) -> int:
     from ..check import parse_duration
 
-    if text.strip().isdigit():
-        return int(text.strip()) * 1000
+    text = text.strip()
+    if text.isdigit():
+        return int(text) * 1000
+    if text.endswith("ms") and text[:-2].strip().isdigit():
+        return int(text[:-2])
     try:
         return parse_duration(text) * 1000
     except UsageError:
@@ -78,7 +81,7 @@ def write_reports(report: Report, targets: dict[str, Path | None], *, color: boo
               help="The day a transaction belongs to.")
 @click.option("--physical", is_flag=True, help="Also verify B-tree indexes with amcheck (PHY001).")
 @click.option("--statement-timeout", default="300", show_default=True, metavar="SECONDS",
-              help="Cancel any one query after this long (300, 5m…).")
+              help="Cancel any one rule's query after this long (300, 5m, 500ms…).")
 @click.option("--lock-timeout", default="5", show_default=True, metavar="SECONDS",
               help="Give up waiting for a lock after this long.")
 @click.pass_obj
