@@ -158,7 +158,7 @@ SELECT 'AMT001' AS code, 'transactions' AS "table", count(*) AS count FROM trans
 \echo 'AMT002 [low] live transactions with an amount of exactly 0.'
 SELECT 'AMT002' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.amount = 0) AND t.deleted_at IS NULL;
 \echo 'AMT003 [high] live transactions with a negative amount outside the categories income, refund and transfer.'
-SELECT 'AMT003' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.amount < 0 AND lower(t.category) NOT IN ('income', 'refund', 'transfer')) AND t.deleted_at IS NULL;
+SELECT 'AMT003' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.amount < 0 AND coalesce(lower(t.category), '') NOT IN ('income', 'refund', 'transfer')) AND t.deleted_at IS NULL;
 \echo 'AMT004 [medium] live transactions above 1,000,000.'
 SELECT 'AMT004' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.amount > 1000000) AND t.deleted_at IS NULL;
 \echo 'AMT005 [high] daily_plan rows with a negative planned_amount.'
@@ -177,11 +177,13 @@ SELECT 'SDL002' AS code, 'transactions' AS "table", count(*) AS count FROM trans
 \echo '== 11. Schema and constraints'
 \echo 'SCH001 [high] tables with a uuid user_id and no foreign key to users.'
 SELECT 'SCH001' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
-  FROM (SELECT c.relname::text, (NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.conrelid = c.oid
-                    AND f.contype = 'f' AND f.confrelid = to_regclass('public.users')))::int, ARRAY['user_id']
+  FROM (SELECT c.relname::text, m.missing::int, CASE WHEN m.missing THEN ARRAY['user_id'] END
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
-                    AND a.attname = 'user_id' AND NOT a.attisdropped AND a.atttypid = 'uuid'::regtype)
+             CROSS JOIN LATERAL (SELECT NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.conrelid = c.oid
+                    AND f.contype = 'f' AND f.confrelid = to_regclass('public.users')) AS missing) m
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users'
+              AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'user_id'
+                          AND NOT a.attisdropped AND a.atttypid = 'uuid'::regtype)
             ORDER BY 1) AS q(tbl, count, sample);
 \echo 'SCH002 [high] foreign keys that exist but are NOT VALID.'
 SELECT 'SCH002' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
@@ -212,8 +214,9 @@ SELECT 'SCH004' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ',
 SELECT 'SCH005' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
   FROM (SELECT 'transactions', (NOT EXISTS (SELECT 1 FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
                     WHERE tg.tgrelid = to_regclass('public.transactions') AND p.proname = 'update_daily_plan_spent'
-                      AND NOT tg.tgisinternal AND tg.tgenabled <> 'D'))::int,
-                  ARRAY(SELECT tg.tgname::text || CASE WHEN tg.tgenabled = 'D' THEN ' (disabled)' ELSE '' END
+                      AND NOT tg.tgisinternal AND tg.tgenabled IN ('O', 'A')))::int,
+                  ARRAY(SELECT tg.tgname::text || CASE tg.tgenabled WHEN 'D' THEN ' (disabled)'
+                                                    WHEN 'R' THEN ' (fires only on replicas)' ELSE '' END
                     FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
                     WHERE tg.tgrelid = to_regclass('public.transactions') AND p.proname = 'update_daily_plan_spent')
             WHERE to_regclass('public.transactions') IS NOT NULL) AS q(tbl, count, sample);

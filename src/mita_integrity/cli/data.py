@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,10 +94,15 @@ def demo_command(app: App, users: int, days: int, seed_value: int) -> int:
     console.print(f"mita-integrity demo on {server.with_dbname(DEMO_DATABASE).display}")
     with _progress_bar(app.interactive) as progress:
         result = run_demo(server, users=users, days=days, seed=seed_value, say=console.print, progress=progress)
+    from .. import report as reports
+
+    console.print("")
+    sys.stdout.write(reports.render(result.report, "text", color=sys.stdout.isatty()))
     url = build_url(result.database.parsed.params, mask_password=True)
     console.print("")
     console.print("The demo database carries every kind of defect the rule catalogue knows. Continue with:")
     console.print(f"  export DATABASE_URL='{url}'")
-    console.print("  mita-integrity migrate current      # where the schema stands (the pre-0022 baseline)")
-    console.print("  psql \"$DATABASE_URL\" -c 'SELECT count(*) FROM daily_plan'   # look at the data yourself")
+    console.print("  mita-integrity check --format html --output report.html   # the same report, for a browser")
+    console.print("  mita-integrity rules BUD001                               # what a rule finds and why")
+    console.print("  mita-integrity migrate current                            # the schema: the pre-0022 baseline")
     return 0

@@ -41,7 +41,9 @@ RULES = (
         repair="None: whether it is a refund or a sign error needs a person.", repair_safety=FixSafety.NONE,
         table="transactions", column="amount", live_only=True,
         message="negative amount for spending", hint="make it positive, or recategorise it as a refund",
-        predicate=f"t.amount < 0 AND lower(t.category) NOT IN ({', '.join(repr(c) for c in SIGNED_CATEGORIES)})",
+        requires=("transactions.category",),
+        predicate=f"t.amount < 0 AND coalesce(lower(t.category), '') NOT IN "
+                  f"({', '.join(repr(c) for c in SIGNED_CATEGORIES)})",
         guaranteed_by_check=("ck_transactions_amount_nonnegative",),
     ),
     RowRule(

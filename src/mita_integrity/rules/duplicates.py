@@ -69,7 +69,10 @@ def guaranteed_unique(ctx: CheckContext) -> str | None:
 
 def grouped_sql(ctx: CheckContext, code: str) -> str:
     """Gives the query of duplicated keys (n rows, ids keeper first) of DUP001 or DUP002."""
-    ids = "array_agg(t.id::text ORDER BY t.created_at NULLS LAST, t.id) AS ids"
+    table = "users" if code == "DUP001" else "daily_plan"
+    # The keeper (first id) is the earliest created row, then the smallest id.
+    created = "t.created_at NULLS LAST, " if ctx.schema.has(f"{table}.created_at") else ""
+    ids = f"array_agg(t.id::text ORDER BY {created}t.id) AS ids"
     if code == "DUP001":
         return (f"SELECT count(*) AS n, {ids} FROM users t WHERE btrim(t.email) <> '' "
                 f"GROUP BY lower(btrim(t.email)) HAVING count(*) > 1{_since_having(ctx, 'users')}")

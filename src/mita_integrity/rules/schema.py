@@ -64,8 +64,6 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-_TABLES = """FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"""
 _FKS = """FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'public' AND con.contype = 'f'"""
@@ -78,10 +76,13 @@ def _values(pairs: list[tuple[str, ...]]) -> str:
 # Each statement yields (table, count, sample text[]): one row per table the rule looked at. The engine
 # runs it inside the snapshot and the psql script prints the same statement's first two columns.
 SQL: dict[str, str] = {
-    "SCH001": f"""SELECT c.relname::text, (NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.conrelid = c.oid
-                    AND f.contype = 'f' AND f.confrelid = to_regclass('public.users')))::int, ARRAY['user_id']
-             {_TABLES} AND c.relname <> 'users' AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
-                    AND a.attname = 'user_id' AND NOT a.attisdropped AND a.atttypid = 'uuid'::regtype)
+    "SCH001": """SELECT c.relname::text, m.missing::int, CASE WHEN m.missing THEN ARRAY['user_id'] END
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             CROSS JOIN LATERAL (SELECT NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.conrelid = c.oid
+                    AND f.contype = 'f' AND f.confrelid = to_regclass('public.users')) AS missing) m
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users'
+              AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'user_id'
+                          AND NOT a.attisdropped AND a.atttypid = 'uuid'::regtype)
             ORDER BY 1""",
     "SCH002": f"""SELECT c.relname::text, count(*), array_agg(con.conname::text ORDER BY con.conname)
              {_FKS} AND NOT con.convalidated GROUP BY 1 ORDER BY 1""",
@@ -102,8 +103,9 @@ SQL: dict[str, str] = {
             WHERE to_regclass('public.' || e.tbl) IS NOT NULL GROUP BY 1 ORDER BY 1""",
     "SCH005": f"""SELECT 'transactions', (NOT EXISTS (SELECT 1 FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
                     WHERE tg.tgrelid = to_regclass('public.transactions') AND p.proname = '{SPENT_TRIGGER_FUNCTION}'
-                      AND NOT tg.tgisinternal AND tg.tgenabled <> 'D'))::int,
-                  ARRAY(SELECT tg.tgname::text || CASE WHEN tg.tgenabled = 'D' THEN ' (disabled)' ELSE '' END
+                      AND NOT tg.tgisinternal AND tg.tgenabled IN ('O', 'A')))::int,
+                  ARRAY(SELECT tg.tgname::text || CASE tg.tgenabled WHEN 'D' THEN ' (disabled)'
+                                                    WHEN 'R' THEN ' (fires only on replicas)' ELSE '' END
                     FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
                     WHERE tg.tgrelid = to_regclass('public.transactions') AND p.proname = '{SPENT_TRIGGER_FUNCTION}')
             WHERE to_regclass('public.transactions') IS NOT NULL""",
