@@ -6,7 +6,7 @@ import textwrap
 from typing import Any
 
 from ..findings import SECTIONS
-from .base import QueryRule, Rule, RowRule, SchemaRule
+from .base import QueryRule, RowRule, Rule, SchemaRule
 from .catalogue import ALL_RULES
 
 
