@@ -80,28 +80,31 @@ SELECT 'DUP002' AS code, 'daily_plan' AS "table", coalesce(sum(n - 1), 0) AS cou
 \echo 'DUP003 [medium] live transactions identical in user, category, amount and spent_at to the second.'
 SELECT 'DUP003' AS code, 'transactions' AS "table", s.surplus AS count, s.groups
   FROM (
-WITH g AS MATERIALIZED (
-    SELECT t.user_id, t.category, t.amount, date_trunc('second', t.spent_at, 'UTC') AS sec,
-           count(*) AS n, max(t.id::text) AS last_id, max(t.created_at) AS newest
+WITH fine AS (
+    SELECT t.user_id, ((t.spent_at) AT TIME ZONE 'UTC')::date AS day, t.category, sum(t.amount) AS total, count(*) AS n,
+           max(t.id::text) AS last_id, NULL::timestamptz AS newest
       FROM transactions t
      WHERE t.deleted_at IS NULL AND t.spent_at IS NOT NULL
-     GROUP BY 1, 2, 3, 4),
-
-dup AS (SELECT coalesce(sum(n - 1), 0) AS surplus, count(*) AS groups, (array_agg(last_id))[1:10] AS sample
-          FROM g WHERE n > 1),
-tx AS (SELECT g.user_id, g.category, ((g.sec) AT TIME ZONE 'UTC')::date AS day, sum(g.amount * g.n) AS total
-         FROM g WHERE ((g.sec) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30) GROUP BY 1, 2, 3),
-pl AS (SELECT t.user_id, t.category, ((t.date) AT TIME ZONE 'UTC')::date AS day,
-              sum(coalesce(t.spent_amount, 0)) AS spent, min(t.id::text) AS plan_id
-         FROM daily_plan t WHERE ((t.date) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30) GROUP BY 1, 2, 3),
-mm AS (SELECT coalesce(pl.plan_id, tx.user_id::text || '@' || tx.day || '/' || coalesce(tx.category, '')) AS key
-         FROM tx FULL JOIN pl
-           ON pl.user_id = tx.user_id AND pl.day = tx.day
-          AND coalesce(pl.category, chr(1)) = coalesce(tx.category, chr(1))
-        WHERE pl.user_id IS NULL OR coalesce(tx.total, 0) <> pl.spent)
-SELECT dup.surplus, dup.groups, dup.sample,
-       (SELECT count(*) FROM mm), ARRAY(SELECT key FROM mm LIMIT 10)
-  FROM dup) AS s(surplus, groups, sample, mismatched, keys);
+     GROUP BY t.user_id, 2, t.category, t.amount, date_trunc('second', t.spent_at)),
+keyed AS (
+    SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned,
+           min(plan_id) AS plan_id, sum(n - 1) FILTER (WHERE n > 1 AND true) AS surplus,
+           count(*) FILTER (WHERE n > 1 AND true) AS dup_groups,
+           min(last_id) FILTER (WHERE n > 1 AND true) AS dup_sample
+      FROM (SELECT user_id, day, category, total, 0 AS spent, false AS planned, NULL AS plan_id, n, last_id,
+                   newest
+              FROM fine
+            UNION ALL
+            SELECT t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text, 1, NULL,
+                   NULL
+              FROM daily_plan t WHERE ((t.date) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)) stacked
+     GROUP BY user_id, day, category)
+SELECT coalesce(sum(surplus), 0), coalesce(sum(dup_groups), 0),
+       (array_agg(dup_sample) FILTER (WHERE dup_sample IS NOT NULL))[1:10],
+       count(*) FILTER (WHERE day >= ((now() AT TIME ZONE 'UTC')::date - 30) AND (NOT planned OR total <> spent)),
+       (array_agg(coalesce(plan_id, user_id::text || '@' || day || '/' || coalesce(category, '')))
+            FILTER (WHERE day >= ((now() AT TIME ZONE 'UTC')::date - 30) AND (NOT planned OR total <> spent)))[1:10]
+  FROM keyed) AS s(surplus, groups, sample, mismatched, keys);
 \echo '== 6. Impossible timestamps'
 \echo 'TIM001 [medium] transactions whose created_at is later than updated_at.'
 SELECT 'TIM001' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.created_at > t.updated_at);
@@ -117,28 +120,31 @@ SELECT 'TIM005' AS code, 'transactions' AS "table", count(*) AS count FROM trans
 \echo 'BUD001 [high] (user, day, category) keys in the budget window whose daily_plan spent_amount (summed over duplicate rows) differs from the sum of that day''s live transactions; keys with spending but no plan row count too.'
 SELECT 'BUD001' AS code, 'daily_plan' AS "table", s.mismatched AS count
   FROM (
-WITH g AS MATERIALIZED (
-    SELECT t.user_id, t.category, t.amount, date_trunc('second', t.spent_at, 'UTC') AS sec,
-           count(*) AS n, max(t.id::text) AS last_id, max(t.created_at) AS newest
+WITH fine AS (
+    SELECT t.user_id, ((t.spent_at) AT TIME ZONE 'UTC')::date AS day, t.category, sum(t.amount) AS total, count(*) AS n,
+           max(t.id::text) AS last_id, NULL::timestamptz AS newest
       FROM transactions t
      WHERE t.deleted_at IS NULL AND t.spent_at IS NOT NULL
-     GROUP BY 1, 2, 3, 4),
-
-dup AS (SELECT coalesce(sum(n - 1), 0) AS surplus, count(*) AS groups, (array_agg(last_id))[1:10] AS sample
-          FROM g WHERE n > 1),
-tx AS (SELECT g.user_id, g.category, ((g.sec) AT TIME ZONE 'UTC')::date AS day, sum(g.amount * g.n) AS total
-         FROM g WHERE ((g.sec) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30) GROUP BY 1, 2, 3),
-pl AS (SELECT t.user_id, t.category, ((t.date) AT TIME ZONE 'UTC')::date AS day,
-              sum(coalesce(t.spent_amount, 0)) AS spent, min(t.id::text) AS plan_id
-         FROM daily_plan t WHERE ((t.date) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30) GROUP BY 1, 2, 3),
-mm AS (SELECT coalesce(pl.plan_id, tx.user_id::text || '@' || tx.day || '/' || coalesce(tx.category, '')) AS key
-         FROM tx FULL JOIN pl
-           ON pl.user_id = tx.user_id AND pl.day = tx.day
-          AND coalesce(pl.category, chr(1)) = coalesce(tx.category, chr(1))
-        WHERE pl.user_id IS NULL OR coalesce(tx.total, 0) <> pl.spent)
-SELECT dup.surplus, dup.groups, dup.sample,
-       (SELECT count(*) FROM mm), ARRAY(SELECT key FROM mm LIMIT 10)
-  FROM dup) AS s(surplus, groups, sample, mismatched, keys);
+     GROUP BY t.user_id, 2, t.category, t.amount, date_trunc('second', t.spent_at)),
+keyed AS (
+    SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned,
+           min(plan_id) AS plan_id, sum(n - 1) FILTER (WHERE n > 1 AND true) AS surplus,
+           count(*) FILTER (WHERE n > 1 AND true) AS dup_groups,
+           min(last_id) FILTER (WHERE n > 1 AND true) AS dup_sample
+      FROM (SELECT user_id, day, category, total, 0 AS spent, false AS planned, NULL AS plan_id, n, last_id,
+                   newest
+              FROM fine
+            UNION ALL
+            SELECT t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text, 1, NULL,
+                   NULL
+              FROM daily_plan t WHERE ((t.date) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)) stacked
+     GROUP BY user_id, day, category)
+SELECT coalesce(sum(surplus), 0), coalesce(sum(dup_groups), 0),
+       (array_agg(dup_sample) FILTER (WHERE dup_sample IS NOT NULL))[1:10],
+       count(*) FILTER (WHERE day >= ((now() AT TIME ZONE 'UTC')::date - 30) AND (NOT planned OR total <> spent)),
+       (array_agg(coalesce(plan_id, user_id::text || '@' || day || '/' || coalesce(category, '')))
+            FILTER (WHERE day >= ((now() AT TIME ZONE 'UTC')::date - 30) AND (NOT planned OR total <> spent)))[1:10]
+  FROM keyed) AS s(surplus, groups, sample, mismatched, keys);
 \echo '== 8. Goal consistency'
 \echo 'GOL001 [high] live goals whose progress differs from min(saved/target×100, 100) by more than 0.01.'
 SELECT 'GOL001' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.target_amount > 0 AND abs(t.progress - least(t.saved_amount / t.target_amount * 100, 100)) > 0.01) AND t.deleted_at IS NULL;
@@ -154,7 +160,7 @@ SELECT 'GOL005' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHER
 SELECT 'GOL006' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.status IS NULL OR t.status NOT IN ('active', 'completed', 'paused', 'cancelled'));
 \echo '== 9. Amounts and currencies'
 \echo 'AMT001 [medium] live transactions whose currency is not an ISO 4217 code.'
-SELECT 'AMT001' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.currency IS NOT NULL AND t.currency NOT IN ('AED', 'AFN', 'ALL', 'AMD', 'ANG', 'AOA', 'ARS', 'AUD', 'AWG', 'AZN', 'BAM', 'BBD', 'BDT', 'BGN', 'BHD', 'BIF', 'BMD', 'BND', 'BOB', 'BOV', 'BRL', 'BSD', 'BTN', 'BWP', 'BYN', 'BZD', 'CAD', 'CDF', 'CHE', 'CHF', 'CHW', 'CLF', 'CLP', 'CNY', 'COP', 'COU', 'CRC', 'CUP', 'CVE', 'CZK', 'DJF', 'DKK', 'DOP', 'DZD', 'EGP', 'ERN', 'ETB', 'EUR', 'FJD', 'FKP', 'GBP', 'GEL', 'GHS', 'GIP', 'GMD', 'GNF', 'GTQ', 'GYD', 'HKD', 'HNL', 'HTG', 'HUF', 'IDR', 'ILS', 'INR', 'IQD', 'IRR', 'ISK', 'JMD', 'JOD', 'JPY', 'KES', 'KGS', 'KHR', 'KMF', 'KPW', 'KRW', 'KWD', 'KYD', 'KZT', 'LAK', 'LBP', 'LKR', 'LRD', 'LSL', 'LYD', 'MAD', 'MDL', 'MGA', 'MKD', 'MMK', 'MNT', 'MOP', 'MRU', 'MUR', 'MVR', 'MWK', 'MXN', 'MXV', 'MYR', 'MZN', 'NAD', 'NGN', 'NIO', 'NOK', 'NPR', 'NZD', 'OMR', 'PAB', 'PEN', 'PGK', 'PHP', 'PKR', 'PLN', 'PYG', 'QAR', 'RON', 'RSD', 'RUB', 'RWF', 'SAR', 'SBD', 'SCR', 'SDG', 'SEK', 'SGD', 'SHP', 'SLE', 'SLL', 'SOS', 'SRD', 'SSP', 'STN', 'SVC', 'SYP', 'SZL', 'THB', 'TJS', 'TMT', 'TND', 'TOP', 'TRY', 'TTD', 'TWD', 'TZS', 'UAH', 'UGX', 'USD', 'USN', 'UYI', 'UYU', 'UYW', 'UZS', 'VED', 'VES', 'VND', 'VUV', 'WST', 'XAF', 'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XCD', 'XDR', 'XOF', 'XPD', 'XPF', 'XPT', 'XSU', 'XTS', 'XUA', 'XXX', 'YER', 'ZAR', 'ZMW', 'ZWG', 'ZWL')) AND t.deleted_at IS NULL;
+SELECT 'AMT001' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.currency IS NOT NULL AND NOT EXISTS (SELECT 1 FROM (VALUES ('AED'), ('AFN'), ('ALL'), ('AMD'), ('ANG'), ('AOA'), ('ARS'), ('AUD'), ('AWG'), ('AZN'), ('BAM'), ('BBD'), ('BDT'), ('BGN'), ('BHD'), ('BIF'), ('BMD'), ('BND'), ('BOB'), ('BOV'), ('BRL'), ('BSD'), ('BTN'), ('BWP'), ('BYN'), ('BZD'), ('CAD'), ('CDF'), ('CHE'), ('CHF'), ('CHW'), ('CLF'), ('CLP'), ('CNY'), ('COP'), ('COU'), ('CRC'), ('CUP'), ('CVE'), ('CZK'), ('DJF'), ('DKK'), ('DOP'), ('DZD'), ('EGP'), ('ERN'), ('ETB'), ('EUR'), ('FJD'), ('FKP'), ('GBP'), ('GEL'), ('GHS'), ('GIP'), ('GMD'), ('GNF'), ('GTQ'), ('GYD'), ('HKD'), ('HNL'), ('HTG'), ('HUF'), ('IDR'), ('ILS'), ('INR'), ('IQD'), ('IRR'), ('ISK'), ('JMD'), ('JOD'), ('JPY'), ('KES'), ('KGS'), ('KHR'), ('KMF'), ('KPW'), ('KRW'), ('KWD'), ('KYD'), ('KZT'), ('LAK'), ('LBP'), ('LKR'), ('LRD'), ('LSL'), ('LYD'), ('MAD'), ('MDL'), ('MGA'), ('MKD'), ('MMK'), ('MNT'), ('MOP'), ('MRU'), ('MUR'), ('MVR'), ('MWK'), ('MXN'), ('MXV'), ('MYR'), ('MZN'), ('NAD'), ('NGN'), ('NIO'), ('NOK'), ('NPR'), ('NZD'), ('OMR'), ('PAB'), ('PEN'), ('PGK'), ('PHP'), ('PKR'), ('PLN'), ('PYG'), ('QAR'), ('RON'), ('RSD'), ('RUB'), ('RWF'), ('SAR'), ('SBD'), ('SCR'), ('SDG'), ('SEK'), ('SGD'), ('SHP'), ('SLE'), ('SLL'), ('SOS'), ('SRD'), ('SSP'), ('STN'), ('SVC'), ('SYP'), ('SZL'), ('THB'), ('TJS'), ('TMT'), ('TND'), ('TOP'), ('TRY'), ('TTD'), ('TWD'), ('TZS'), ('UAH'), ('UGX'), ('USD'), ('USN'), ('UYI'), ('UYU'), ('UYW'), ('UZS'), ('VED'), ('VES'), ('VND'), ('VUV'), ('WST'), ('XAF'), ('XAG'), ('XAU'), ('XBA'), ('XBB'), ('XBC'), ('XBD'), ('XCD'), ('XDR'), ('XOF'), ('XPD'), ('XPF'), ('XPT'), ('XSU'), ('XTS'), ('XUA'), ('XXX'), ('YER'), ('ZAR'), ('ZMW'), ('ZWG'), ('ZWL')) iso WHERE iso.column1 = t.currency)) AND t.deleted_at IS NULL;
 \echo 'AMT002 [low] live transactions with an amount of exactly 0.'
 SELECT 'AMT002' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.amount = 0) AND t.deleted_at IS NULL;
 \echo 'AMT003 [high] live transactions with a negative amount outside the categories income, refund and transfer.'
@@ -273,7 +279,7 @@ SELECT 'USR003' AS code, 'users' AS "table", count(*) AS count FROM users t WHER
 \echo '(rows created in a window: mita-integrity check --since 7d)'
 \echo '== 14. Calendar and physical storage'
 \echo 'CAL001 [medium] daily_plan rows whose date is not midnight UTC.'
-SELECT 'CAL001' AS code, 'daily_plan' AS "table", count(*) AS count FROM daily_plan t WHERE (t.date <> date_trunc('day', t.date, 'UTC'));
+SELECT 'CAL001' AS code, 'daily_plan' AS "table", count(*) AS count FROM daily_plan t WHERE ((t.date AT TIME ZONE 'UTC')::time <> '00:00');
 \echo 'CAL002 [info] daily_plan rows whose spent_amount exceeds a positive planned_amount.'
 SELECT 'CAL002' AS code, 'daily_plan' AS "table", count(*) AS count FROM daily_plan t WHERE (t.spent_amount > t.planned_amount AND t.planned_amount > 0);
 \echo 'PHY001 btree-corruption: needs amcheck; run mita-integrity check --physical'

@@ -113,6 +113,6 @@ def test_a_failing_rule_is_an_error_and_the_others_still_run(capsys: pytest.Capt
     _execute(baseline_db, "ALTER TABLE transactions ALTER COLUMN currency TYPE integer USING NULL")
     code, out, err = _run(capsys, baseline_db, "--format", "json", "--select", "AMT,TIM001")
     statuses = {r["code"]: (r["status"], r["reason"]) for r in json.loads(out)["results"]}
-    assert statuses["AMT001"][0] == "error" and "invalid input syntax" in statuses["AMT001"][1]
+    assert statuses["AMT001"][0] == "error" and "integer" in statuses["AMT001"][1]
     assert {code: s for code, (s, _) in statuses.items() if code != "AMT001"} == {
         "AMT002": "pass", "AMT003": "pass", "AMT004": "pass", "AMT005": "pass", "AMT006": "pass", "TIM001": "pass"}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ..findings import FixSafety, Severity
 from ..iso4217 import CODES
-from .base import Family, RowRule
+from .base import Family, Join, RowRule
 
 H, M, L = Severity.HIGH, Severity.MEDIUM, Severity.LOW
 SIGNED_CATEGORIES = ("income", "refund", "transfer")
-_ISO = ", ".join(f"'{c}'" for c in sorted(CODES))
+ISO_CODES = Join("iso", "(VALUES " + ", ".join(f"('{c}')" for c in sorted(CODES)) + ")", "iso.column1 = t.currency",
+                 key="column1")
 
 RULES = (
     RowRule(
@@ -19,7 +20,7 @@ RULES = (
         repair="Unsafe: set the currency to the user's currency (--unsafe).", repair_safety=FixSafety.UNSAFE,
         table="transactions", column="currency", live_only=True,
         message="currency is not an ISO 4217 code", hint="correct the code; the user's currency is the usual answer",
-        predicate=f"t.currency IS NOT NULL AND t.currency NOT IN ({_ISO})",
+        predicate="t.currency IS NOT NULL AND iso.column1 IS NULL", joins=(ISO_CODES,),
     ),
     RowRule(
         code="AMT002", name="zero-amount", section=9, severity=L,

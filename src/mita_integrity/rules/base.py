@@ -23,11 +23,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Join:
-    """A LEFT JOIN to a parent table that a row predicate looks through (alias.pk IS NULL = orphan)."""
+    """A LEFT JOIN that a row predicate looks through; `alias.key IS NULL` in the predicate is an anti-join.
+
+    The joined side is a table of ours or a constant list (VALUES …): a hash join against it is far cheaper
+    than testing each row against a long IN list.
+    """
 
     alias: str
-    table: str
-    on: str  # SQL with the row alias t and the join alias, e.g. "u.id = t.user_id"
+    table: str  # a table name, or a parenthesised VALUES list
+    on: str  # SQL with the row alias t and the join alias, e.g. "p.id = t.user_id"
+    key: str = "id"
+
+    @property
+    def anti(self) -> str:
+        return f"{self.alias}.{self.key} IS NULL"
 
 
 @dataclass(frozen=True)
@@ -80,12 +89,11 @@ class RowRule(Rule):
         """Gives a self-contained query counting the violations (NOT EXISTS for orphans), for psql."""
         predicate, needed = self.predicate, []
         for join in self.joins:
-            anti = f"{join.alias}.id IS NULL"
-            # alias.id IS NULL through a LEFT JOIN is an anti-join: say it as NOT EXISTS.
-            if f"{join.alias}." in predicate.replace(anti, ""):
+            # alias.key IS NULL through a LEFT JOIN is an anti-join: say it as NOT EXISTS.
+            if f"{join.alias}." in predicate.replace(join.anti, ""):
                 needed.append(join)
             predicate = predicate.replace(
-                anti, f"NOT EXISTS (SELECT 1 FROM {join.table} {join.alias} WHERE {join.on})"
+                join.anti, f"NOT EXISTS (SELECT 1 FROM {join.table} {join.alias} WHERE {join.on})"
             )
         joins = "".join(f" LEFT JOIN {j.table} {j.alias} ON {j.on}" for j in needed)
         extra = f" AND {where_extra}" if where_extra else ""

@@ -97,7 +97,7 @@ def row_pass_sql(ctx: CheckContext, table: str, rules: Sequence[RowRule]) -> str
     joins: dict[str, str] = {}
     for rule in rules:
         for join in rule.joins:
-            joins.setdefault(join.alias, f'LEFT JOIN "{join.table}" {join.alias} ON {join.on}')
+            joins.setdefault(join.alias, f"LEFT JOIN {join.table} {join.alias} ON {join.on}")
     columns = []
     for rule in rules:
         cond = _condition(ctx, rule)

@@ -15,7 +15,7 @@ RULES = (
         repair="Safe: normalise to midnight UTC of the same day, merging into an existing row of that day.",
         repair_safety=FixSafety.SAFE, table="daily_plan", column="date",
         message="date carries a time of day", hint="`mita-integrity fix --select CAL001` normalises and merges",
-        predicate="t.date <> date_trunc('day', t.date, 'UTC')",
+        predicate="(t.date AT TIME ZONE 'UTC')::time <> '00:00'",
     ),
     RowRule(
         code="CAL002", name="plan-overspent", section=14, severity=Severity.INFO,

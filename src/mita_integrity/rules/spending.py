@@ -39,46 +39,55 @@ BUD001 = QueryRule(
 )
 
 RULES: tuple[Rule, ...] = (DUP003, BUD001)
-_NO_CATEGORY = "chr(1)"  # a join key for NULL categories that no real category equals
 
 
 def statement(ctx: CheckContext) -> str:
-    """Gives the one statement that evaluates DUP003 and BUD001 over a single grouping."""
+    """Gives the one statement that evaluates DUP003 and BUD001 over a single grouping of the transactions.
+
+    fine: live transactions grouped by DUP003's key (user, category, day, amount, second);
+    keyed: fine and the plan rows of the window stacked (UNION ALL) and grouped by BUD001's key (user,
+    category, day) — duplicates counted on the way; the stacking compares both sides without a FULL JOIN
+    and lets NULL categories meet.
+    """
     live = "t.deleted_at IS NULL AND " if ctx.schema.has("transactions.deleted_at") else ""
     created = ctx.schema.creation_column("transactions")
-    newest = f"max(t.{created})" if created else "NULL::timestamptz"
     window = ctx.options.since_seconds
-    dup_since = f" AND newest >= now() - make_interval(secs => {int(window)})" if window is not None else ""
+    since = f"now() - make_interval(secs => {int(window)})" if window is not None else None
+    newest = f"max(t.{created})" if created and since else "NULL::timestamptz"
+    recent = f"newest >= {since}" if since else "true"
     by_zone = ctx.options.day_boundary == "user-timezone"
-    zone_join = " LEFT JOIN zones z ON z.user_id = g.user_id" if by_zone else ""
-    tx_day = transaction_day_sql("g.sec", "coalesce(z.zone, 'UTC')" if by_zone else None)
+    zone_join = f" LEFT JOIN ({user_zones_sql()}) z ON z.user_id = t.user_id" if by_zone else ""
+    tx_day = transaction_day_sql("t.spent_at", "coalesce(z.zone, 'UTC')" if by_zone else None)
     start = f"((now() AT TIME ZONE 'UTC')::date - {int(ctx.options.budget_days)})"
-    if window is not None:
-        start = f"greatest({start}, ((now() - make_interval(secs => {int(window)})) AT TIME ZONE 'UTC')::date)"
-    zones = f"zones AS MATERIALIZED ({user_zones_sql()})," if by_zone else ""
+    if since:
+        start = f"greatest({start}, (({since}) AT TIME ZONE 'UTC')::date)"
+    plan_day = plan_day_sql("t.date")
     return f"""
-WITH g AS MATERIALIZED (
-    SELECT t.user_id, t.category, t.amount, date_trunc('second', t.spent_at, 'UTC') AS sec,
-           count(*) AS n, max(t.id::text) AS last_id, {newest} AS newest
-      FROM transactions t
+WITH fine AS (
+    SELECT t.user_id, {tx_day} AS day, t.category, sum(t.amount) AS total, count(*) AS n,
+           max(t.id::text) AS last_id, {newest} AS newest
+      FROM transactions t{zone_join}
      WHERE {live}t.spent_at IS NOT NULL
-     GROUP BY 1, 2, 3, 4),
-{zones}
-dup AS (SELECT coalesce(sum(n - 1), 0) AS surplus, count(*) AS groups, (array_agg(last_id))[1:%(n)s] AS sample
-          FROM g WHERE n > 1{dup_since}),
-tx AS (SELECT g.user_id, g.category, {tx_day} AS day, sum(g.amount * g.n) AS total
-         FROM g{zone_join} WHERE {tx_day} >= {start} GROUP BY 1, 2, 3),
-pl AS (SELECT t.user_id, t.category, {plan_day_sql('t.date')} AS day,
-              sum(coalesce(t.spent_amount, 0)) AS spent, min(t.id::text) AS plan_id
-         FROM daily_plan t WHERE {plan_day_sql('t.date')} >= {start} GROUP BY 1, 2, 3),
-mm AS (SELECT coalesce(pl.plan_id, tx.user_id::text || '@' || tx.day || '/' || coalesce(tx.category, '')) AS key
-         FROM tx FULL JOIN pl
-           ON pl.user_id = tx.user_id AND pl.day = tx.day
-          AND coalesce(pl.category, {_NO_CATEGORY}) = coalesce(tx.category, {_NO_CATEGORY})
-        WHERE pl.user_id IS NULL OR coalesce(tx.total, 0) <> pl.spent)
-SELECT dup.surplus, dup.groups, dup.sample,
-       (SELECT count(*) FROM mm), ARRAY(SELECT key FROM mm LIMIT %(n)s)
-  FROM dup"""
+     GROUP BY t.user_id, 2, t.category, t.amount, date_trunc('second', t.spent_at)),
+keyed AS (
+    SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned,
+           min(plan_id) AS plan_id, sum(n - 1) FILTER (WHERE n > 1 AND {recent}) AS surplus,
+           count(*) FILTER (WHERE n > 1 AND {recent}) AS dup_groups,
+           min(last_id) FILTER (WHERE n > 1 AND {recent}) AS dup_sample
+      FROM (SELECT user_id, day, category, total, 0 AS spent, false AS planned, NULL AS plan_id, n, last_id,
+                   newest
+              FROM fine
+            UNION ALL
+            SELECT t.user_id, {plan_day}, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text, 1, NULL,
+                   NULL
+              FROM daily_plan t WHERE {plan_day} >= {start}) stacked
+     GROUP BY user_id, day, category)
+SELECT coalesce(sum(surplus), 0), coalesce(sum(dup_groups), 0),
+       (array_agg(dup_sample) FILTER (WHERE dup_sample IS NOT NULL))[1:%(n)s],
+       count(*) FILTER (WHERE day >= {start} AND (NOT planned OR total <> spent)),
+       (array_agg(coalesce(plan_id, user_id::text || '@' || day || '/' || coalesce(category, '')))
+            FILTER (WHERE day >= {start} AND (NOT planned OR total <> spent)))[1:%(n)s]
+  FROM keyed"""
 
 
 def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:

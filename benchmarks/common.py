@@ -1,0 +1,84 @@
+"""What every benchmark shares: a throw-away PostgreSQL 16, seeded databases, medians, peak memory."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mita_integrity import embedded, migrate
+from mita_integrity.connection import Database, connect
+from mita_integrity.pgcluster import Cluster, start_cluster
+from mita_integrity.urls import build_url
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_SETTINGS = {"max_parallel_workers_per_gather": "2", "work_mem": "64MB", "maintenance_work_mem": "512MB"}
+
+
+@contextmanager
+def cluster() -> Iterator[Cluster]:
+    """Gives a running throw-away cluster of the embedded PostgreSQL 16, removed afterwards."""
+    c = start_cluster(embedded.bin_dir(), settings=BENCH_SETTINGS)
+    try:
+        yield c
+    finally:
+        c.destroy()
+
+
+def seeded(c: Cluster, name: str, users: int, *, days: int = 30, seed: int = 7) -> tuple[Database, float, int]:
+    """Gives a new database migrated to the baseline and seeded with --corrupt; and the seconds and rows."""
+    from mita_integrity.seed import SeedOptions, seed_database
+
+    admin = Database.from_url(c.url)
+    with connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db = admin.with_dbname(name)
+    migrate.upgrade(db, migrate.BASELINE)
+    with connect(db) as conn:
+        result = seed_database(conn, SeedOptions(users=users, days=days, seed=seed, corrupt=True))
+    with connect(db, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return db, result.seconds, sum(result.rows.values())
+
+
+def url(db: Database) -> str:
+    return build_url(db.parsed.params, mask_password=False)
+
+
+def median_seconds(work: Callable[[], object], runs: int = 3) -> float:
+    """Gives the median wall time of `runs` runs of work."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def peak_rss_mb(args: list[str]) -> tuple[float, int]:
+    """Runs a command in a fresh watcher process; gives the command's peak resident memory (MB) and exit code."""
+    watcher = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode)")
+    out = subprocess.run([sys.executable, "-c", watcher, *args], capture_output=True, text=True, check=True).stdout
+    kilobytes, code = out.split()
+    return int(kilobytes) / 1024, int(code)
+
+
+def mita(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("mita-integrity")), *args]
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    """Gives rows as an aligned plain-text table (first row is the header)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    def line(row: tuple[str, ...]) -> str:
+        cells = zip(row, widths, strict=True)
+        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(cells))
+
+    lines = [line(r) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Benchmark of `seed`: 100,000 users × 30 days with every defect, against the physical floor, in one run.
+
+    python benchmarks/seed.py [--scale 1.0] [--days 30] [--seed 7]
+
+It starts a throw-away PostgreSQL 16 (the embedded one), migrates a database to the baseline and seeds
+int(100000 × scale) users with --corrupt. The goal is 60 s at scale 1 (prorated by scale). The floor is
+measured in the same run on a second database: one plain INSERT … SELECT FROM generate_series of as many
+transactions as the seed made, with the simplest values (nothing else: no calendar, no other tables),
+(a) into the bare heap (indexes and foreign keys set aside) and (b) followed by rebuilding the table's
+indexes, which any loader must pay to leave the table usable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import uuid
+
+from mita_integrity import embedded, migrate
+from mita_integrity.connection import Database, connect
+from mita_integrity.pgcluster import start_cluster
+from mita_integrity.seed import SeedOptions, SeedResult, seed_database
+from mita_integrity.seed.indexes import (
+    drop_foreign_keys,
+    drop_indexes,
+    restore_indexes,
+    saved_foreign_keys,
+    saved_indexes,
+)
+
+GOAL_SECONDS = 60.0
+FULL_SCALE_USERS = 100_000
+
+
+def new_database(admin: Database) -> Database:
+    """Gives a fresh database migrated to the baseline."""
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    db = admin.with_dbname(name)
+    migrate.upgrade(db, migrate.BASELINE)
+    return db
+
+
+def run_seed(db: Database, users: int, days: int, seed: int) -> SeedResult:
+    with connect(db) as conn:
+        return seed_database(conn, SeedOptions(users=users, days=days, seed=seed, corrupt=True))
+
+
+def floor_seconds(db: Database, rows: int) -> tuple[float, float]:
+    """Gives the seconds of a plain INSERT of `rows` transactions into the bare heap, and of its index rebuild."""
+    with connect(db) as conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit TO off")
+        cur.execute("SET LOCAL work_mem TO '256MB'")
+        cur.execute("SET LOCAL maintenance_work_mem TO '1GB'")
+        saved = saved_indexes(cur, ("transactions",))
+        keys = saved_foreign_keys(cur, ("transactions",))
+        drop_foreign_keys(cur, keys)
+        drop_indexes(cur, saved)
+        started = time.perf_counter()
+        cur.execute(f"""
+            INSERT INTO transactions (id, user_id, category, amount, currency, spent_at, created_at, updated_at)
+            SELECT md5(i::text)::uuid, md5((i / 50)::text)::uuid, 'food', (i % 5000) * 0.01 + 0.01, 'USD',
+                   to_timestamp(1790000000 - i), to_timestamp(1790000000 - i), to_timestamp(1790000000 - i)
+              FROM generate_series(1, {int(rows)}) AS i""")
+        heap = time.perf_counter() - started
+        started = time.perf_counter()
+        restore_indexes(cur, saved)
+        rebuild = time.perf_counter() - started
+        conn.rollback()
+    return heap, rebuild
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 100,000 users")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    users = max(10, int(FULL_SCALE_USERS * args.scale))
+    goal = GOAL_SECONDS * users / FULL_SCALE_USERS
+    load = os.getloadavg()[0]
+    cluster = start_cluster(embedded.bin_dir())
+    try:
+        admin = Database.from_url(cluster.url)
+        result = run_seed(new_database(admin), users, args.days, args.seed)
+        tx = result.rows.get("transactions", 0)
+        total = sum(result.rows.values())
+        heap, rebuild = floor_seconds(new_database(admin), tx)
+    finally:
+        cluster.destroy()
+    secs = result.seconds
+    print(f"seed --users {users:,} --days {args.days} --seed {args.seed} --corrupt on PostgreSQL {cluster.version} "
+          f"(throw-away cluster, {os.cpu_count()} CPUs, load average {load:.2f} at start)")
+    print(f"  seconds            {secs:8.1f}   goal {goal:.0f} s: ratio {secs / goal:.2f} "
+          f"({'met' if secs <= goal else 'missed'})")
+    print(f"  transactions     {tx:10,} rows  {tx / secs:10,.0f} rows/s")
+    print(f"  all rows         {total:10,} rows  {total / secs:10,.0f} rows/s")
+    print("  stages           " + ", ".join(f"{k} {v:.1f} s" for k, v in result.stage_seconds.items()))
+    print(f"floor: one plain INSERT of {tx:,} transactions (md5 ids, constant values), nothing else")
+    print(f"  heap only          {heap:8.1f} s   {tx / heap:10,.0f} rows/s   seed/floor {secs / heap:.2f}")
+    print(f"  heap + indexes     {heap + rebuild:8.1f} s   (index rebuild {rebuild:.1f} s)   "
+          f"seed/floor {secs / (heap + rebuild):.2f}")
+    print(f"  the seed writes {total / tx:.2f}× the floor's rows: per row it costs "
+          f"{secs / total * 1e6:.1f} µs, the floor {(heap + rebuild) / tx * 1e6:.1f} µs")
+
+
+if __name__ == "__main__":
+    main()
