@@ -200,7 +200,7 @@ def build_url(params: dict[str, str], *, mask_password: bool = True) -> str:
     userinfo = ""
     if "user" in params:
         userinfo = quote(params["user"], safe=".-_~")
-        if "password" in params:
+        if params.get("password"):  # an empty password is no secret: leave it out
             secret = _MASK if mask_password else quote(params["password"], safe="")
             userinfo += f":{secret}"
         userinfo += "@"

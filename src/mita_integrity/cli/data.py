@@ -98,10 +98,14 @@ def demo_command(app: App, users: int, days: int, seed_value: int) -> int:
 
     console.print("")
     sys.stdout.write(reports.render(result.report, "text", color=sys.stdout.isatty()))
-    url = build_url(result.database.parsed.params, mask_password=True)
+    params = result.database.parsed.params
+    url = build_url(params, mask_password=True)
     console.print("")
     console.print("The demo database carries every kind of defect the rule catalogue knows. Continue with:")
-    console.print(f"  export DATABASE_URL='{url}'")
+    if params.get("password"):
+        console.print(f"  export DATABASE_URL='{url}'   # with your password in place of ***")
+    else:
+        console.print(f"  export DATABASE_URL='{url}'")
     console.print("  mita-integrity check --format html --output report.html   # the same report, for a browser")
     console.print("  mita-integrity rules BUD001                               # what a rule finds and why")
     console.print("  mita-integrity migrate current                            # the schema: the pre-0022 baseline")

@@ -1,0 +1,31 @@
+"""`demo` end to end on the session's server (the embedded server is covered by test_embedded)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mita_integrity.cli import main
+from mita_integrity.connection import connect
+from mita_integrity.urls import build_url
+
+from .conftest import PgServer
+
+
+def test_demo_builds_a_corrupted_database_and_checks_it(capsys: pytest.CaptureFixture[str], pg: PgServer) -> None:
+    url = build_url(pg.admin.parsed.params, mask_password=False)
+    for _ in range(2):  # a second run recreates the database
+        code = main(["--db", url, "demo", "--users", "200", "--days", "10"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+    assert "1. created a fresh database mita_demo" in out
+    assert "2. migrated it to 0021_add_habit_completions" in out
+    assert "3. seeded 200 users" in out
+    assert "4. checked it read-only" in out
+    assert " 1  Overview" in out and "verdict    worst finding: critical" in out
+    assert "export DATABASE_URL=" in out
+    demo = pg.database("mita_demo")
+    with connect(demo) as conn:
+        users = conn.execute("SELECT count(*) FROM users").fetchone()
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert users is not None and users[0] >= 200 and version == ("0021_add_habit_completions",)
+    pg.drop_database("mita_demo")
