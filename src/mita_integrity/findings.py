@@ -87,6 +87,7 @@ class Result:
     reason: str | None = None  # for skipped, guaranteed and error
     duration_ms: int = 0
     hint: str = ""
+    unit: str = "row"  # what `count` counts, for reading aloud: row, key, constraint…
 
     @property
     def failed(self) -> bool:

@@ -79,7 +79,8 @@ def hint(result: Result) -> str:
 
 def count_label(result: Result) -> str:
     """Gives the count as read aloud: `42 rows`, or `12 surplus rows in 5 groups` for duplicates."""
-    rows = "row" if result.count == 1 else "rows"
+    plural = f"{result.unit}es" if result.unit.endswith(("x", "s")) else f"{result.unit}s"
+    rows = result.unit if result.count == 1 else plural
     if result.groups is not None:
         groups = "group" if result.groups == 1 else "groups"
         return f"{result.count:,} surplus {rows} in {result.groups:,} {groups}"

@@ -61,6 +61,7 @@ class Rule:
     not_null_guarantees: bool = False  # a NOT NULL on `column` rules the violations out
     guaranteed_by_check: tuple[str, ...] = ()  # validated CHECK constraints (by name) that rule it out
     physical: bool = False  # runs only with --physical
+    unit: str = "row"  # what its count counts (BUD001 counts keys, schema rules count objects)
 
     @property
     def fix_available(self) -> bool:

@@ -58,7 +58,7 @@ def result(rule: Rule, outcome: Outcome, duration_ms: int = 0) -> Result:
         table=outcome.table, column=outcome.column or rule.column, count=outcome.count,
         groups=outcome.groups, message=outcome.message or rule.message, sample=outcome.sample,
         fix_available=rule.fix_available, fix_safety=rule.repair_safety, reason=outcome.reason,
-        duration_ms=duration_ms, hint=rule.hint,
+        duration_ms=duration_ms, hint=rule.hint, unit=rule.unit,
     )
 
 

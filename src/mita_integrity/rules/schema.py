@@ -12,9 +12,9 @@ MIGRATE = "None by fix: `mita-integrity migrate upgrade head` adds it online (NO
 
 
 def _rule(code: str, name: str, severity: Severity, finds: str, why: str, example: str, message: str,
-          hint: str, table: str | None = None, repair: str = MIGRATE) -> SchemaRule:
+          hint: str, table: str | None = None, repair: str = MIGRATE, unit: str = "object") -> SchemaRule:
     return SchemaRule(code=code, name=name, section=11, severity=severity, finds=finds, why=why, example=example,
-                      repair=repair, repair_safety=NONE, table=table, message=message, hint=hint)
+                      repair=repair, repair_safety=NONE, table=table, message=message, hint=hint, unit=unit)
 
 
 RULES: tuple[Rule, ...] = (
