@@ -16,7 +16,8 @@ PHY001 = QueryRule(
     example="ERROR: item order invariant violated for index \"users_email_key\"",
     repair="None by fix: REINDEX INDEX CONCURRENTLY the index, then find out why (storage, a collation change).",
     repair_safety=FixSafety.NONE, table=None, physical=True,
-    message="index structure is corrupt", unit="index", hint="REINDEX INDEX CONCURRENTLY it; check the storage and collations",
+    message="index structure is corrupt", unit="index",
+    hint="REINDEX INDEX CONCURRENTLY it; check the storage and collations",
 )
 
 RULES: tuple[Rule, ...] = (PHY001,)
