@@ -116,3 +116,9 @@ def test_a_failing_rule_is_an_error_and_the_others_still_run(capsys: pytest.Capt
     assert statuses["AMT001"][0] == "error" and "integer" in statuses["AMT001"][1]
     assert {code: s for code, (s, _) in statuses.items() if code != "AMT001"} == {
         "AMT002": "pass", "AMT003": "pass", "AMT004": "pass", "AMT005": "pass", "AMT006": "pass", "TIM001": "pass"}
+
+
+def test_a_database_without_the_mita_tables_is_an_error(capsys: pytest.CaptureFixture[str],
+                                                        empty_db: Database) -> None:
+    code, out, err = _run(capsys, empty_db)
+    assert code == 3 and "none of the MITA tables" in err and len(err.strip().splitlines()) == 1

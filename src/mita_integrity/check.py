@@ -13,7 +13,7 @@ from psycopg import sql
 
 from . import __version__
 from .connection import Database, connect, transaction
-from .errors import UsageError
+from .errors import DatabaseStateError, UsageError
 from .findings import DatabaseInfo, Report, Severity, TableStats
 from .rules import catalogue, engine
 from .rules.context import CheckContext, CheckOptions, Schema, load_schema
@@ -89,6 +89,11 @@ def run_check(db: Database, request: CheckRequest) -> Report:
         with transaction(conn, read_only=True, repeatable_read=True, statement_timeout_ms=60_000,
                          lock_timeout_ms=request.lock_timeout_ms) as cur:
             schema = load_schema(cur)
+            if not any(schema.has(t) for t in ("users", "transactions", "daily_plan")):
+                raise DatabaseStateError(
+                    f"database {db.dbname!r} has none of the MITA tables (users, transactions, daily_plan)",
+                    "check the database name in the URL, or create the schema: mita-integrity migrate upgrade",
+                )
             info = _database_info(cur, db, schema)
             tables = _tables(cur)
             # The rules' own limit: a rule that hits it becomes an `error` result, the others still run.
