@@ -80,31 +80,20 @@ SELECT 'DUP002' AS code, 'daily_plan' AS "table", coalesce(sum(n - 1), 0) AS cou
 \echo 'DUP003 [medium] live transactions identical in user, category, amount and spent_at to the second.'
 SELECT 'DUP003' AS code, 'transactions' AS "table", s.surplus AS count, s.groups
   FROM (
-WITH fine AS (
-    SELECT t.user_id, ((t.spent_at) AT TIME ZONE 'UTC')::date AS day, t.category, sum(t.amount) AS total, count(*) AS n,
-           max(t.id::text) AS last_id, NULL::timestamptz AS newest
-      FROM transactions t
-     WHERE t.deleted_at IS NULL AND t.spent_at IS NOT NULL
-     GROUP BY t.user_id, 2, t.category, t.amount, date_trunc('second', t.spent_at)),
-keyed AS (
-    SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned,
-           min(plan_id) AS plan_id, sum(n - 1) FILTER (WHERE n > 1 AND true) AS surplus,
-           count(*) FILTER (WHERE n > 1 AND true) AS dup_groups,
-           min(last_id) FILTER (WHERE n > 1 AND true) AS dup_sample
-      FROM (SELECT user_id, day, category, total, 0 AS spent, false AS planned, NULL AS plan_id, n, last_id,
-                   newest
-              FROM fine
-            UNION ALL
-            SELECT t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text, 1, NULL,
-                   NULL
-              FROM daily_plan t WHERE ((t.date) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)) stacked
-     GROUP BY user_id, day, category)
-SELECT coalesce(sum(surplus), 0), coalesce(sum(dup_groups), 0),
-       (array_agg(dup_sample) FILTER (WHERE dup_sample IS NOT NULL))[1:10],
-       count(*) FILTER (WHERE day >= ((now() AT TIME ZONE 'UTC')::date - 30) AND (NOT planned OR total <> spent)),
-       (array_agg(coalesce(plan_id, user_id::text || '@' || day || '/' || coalesce(category, '')))
-            FILTER (WHERE day >= ((now() AT TIME ZONE 'UTC')::date - 30) AND (NOT planned OR total <> spent)))[1:10]
-  FROM keyed) AS s(surplus, groups, sample, mismatched, keys);
+WITH candidates AS MATERIALIZED (
+    SELECT DISTINCT user_id, second FROM (
+        SELECT user_id, date_trunc('second', spent_at) AS second,
+               lag(date_trunc('second', spent_at)) OVER (PARTITION BY user_id ORDER BY spent_at) AS previous
+          FROM transactions WHERE spent_at IS NOT NULL) ordered
+     WHERE second = previous),
+duplicated AS (
+    SELECT count(*) AS n, max(t.id::text) AS last_id
+      FROM candidates c
+      JOIN transactions t ON t.user_id = c.user_id AND t.spent_at >= c.second
+                         AND t.spent_at < c.second + interval '1 second' AND t.deleted_at IS NULL
+     GROUP BY t.user_id, t.category, t.amount, c.second
+    HAVING count(*) > 1)
+SELECT coalesce(sum(n - 1), 0), count(*), (array_agg(last_id))[1:10] FROM duplicated) AS s(surplus, groups, sample);
 \echo '== 6. Impossible timestamps'
 \echo 'TIM001 [medium] transactions whose created_at is later than updated_at.'
 SELECT 'TIM001' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.created_at > t.updated_at);
@@ -120,31 +109,21 @@ SELECT 'TIM005' AS code, 'transactions' AS "table", count(*) AS count FROM trans
 \echo 'BUD001 [high] (user, day, category) keys in the budget window whose daily_plan spent_amount (summed over duplicate rows) differs from the sum of that day''s live transactions; keys with spending but no plan row count too.'
 SELECT 'BUD001' AS code, 'daily_plan' AS "table", s.mismatched AS count
   FROM (
-WITH fine AS (
-    SELECT t.user_id, ((t.spent_at) AT TIME ZONE 'UTC')::date AS day, t.category, sum(t.amount) AS total, count(*) AS n,
-           max(t.id::text) AS last_id, NULL::timestamptz AS newest
-      FROM transactions t
-     WHERE t.deleted_at IS NULL AND t.spent_at IS NOT NULL
-     GROUP BY t.user_id, 2, t.category, t.amount, date_trunc('second', t.spent_at)),
-keyed AS (
+WITH keyed AS (
     SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned,
-           min(plan_id) AS plan_id, sum(n - 1) FILTER (WHERE n > 1 AND true) AS surplus,
-           count(*) FILTER (WHERE n > 1 AND true) AS dup_groups,
-           min(last_id) FILTER (WHERE n > 1 AND true) AS dup_sample
-      FROM (SELECT user_id, day, category, total, 0 AS spent, false AS planned, NULL AS plan_id, n, last_id,
-                   newest
-              FROM fine
+           min(plan_id) AS plan_id
+      FROM (SELECT t.user_id, ((t.spent_at) AT TIME ZONE 'UTC')::date AS day, t.category, t.amount AS total, 0 AS spent, false AS planned,
+                   NULL AS plan_id
+              FROM transactions t
+             WHERE t.deleted_at IS NULL AND t.spent_at IS NOT NULL AND ((t.spent_at) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)
             UNION ALL
-            SELECT t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text, 1, NULL,
-                   NULL
+            SELECT t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text
               FROM daily_plan t WHERE ((t.date) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)) stacked
      GROUP BY user_id, day, category)
-SELECT coalesce(sum(surplus), 0), coalesce(sum(dup_groups), 0),
-       (array_agg(dup_sample) FILTER (WHERE dup_sample IS NOT NULL))[1:10],
-       count(*) FILTER (WHERE day >= ((now() AT TIME ZONE 'UTC')::date - 30) AND (NOT planned OR total <> spent)),
+SELECT count(*) FILTER (WHERE NOT planned OR total <> spent),
        (array_agg(coalesce(plan_id, user_id::text || '@' || day || '/' || coalesce(category, '')))
-            FILTER (WHERE day >= ((now() AT TIME ZONE 'UTC')::date - 30) AND (NOT planned OR total <> spent)))[1:10]
-  FROM keyed) AS s(surplus, groups, sample, mismatched, keys);
+            FILTER (WHERE NOT planned OR total <> spent))[1:10]
+  FROM keyed) AS s(mismatched, keys);
 \echo '== 8. Goal consistency'
 \echo 'GOL001 [high] live goals whose progress differs from min(saved/target×100, 100) by more than 0.01.'
 SELECT 'GOL001' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.target_amount > 0 AND abs(t.progress - least(t.saved_amount / t.target_amount * 100, 100)) > 0.01) AND t.deleted_at IS NULL;

@@ -82,11 +82,14 @@ def _query(ctx: CheckContext, rule: Rule) -> str:
         return (f"WITH d AS ({duplicates.grouped_sql(ctx, code)})\n"
                 f"SELECT {_literal(code)} AS code, {_literal(str(rule.table))} AS \"table\", "
                 "coalesce(sum(n - 1), 0) AS count, count(*) AS groups FROM d;")
-    if code in ("DUP003", "BUD001"):
-        statement = spending.statement(ctx).replace("%(n)s", str(ctx.options.sample))
-        value = "s.surplus AS count, s.groups" if code == "DUP003" else "s.mismatched AS count"
-        return (f"SELECT {_literal(code)} AS code, {_literal(str(rule.table))} AS \"table\", {value}\n"
-                f"  FROM ({statement}) AS s(surplus, groups, sample, mismatched, keys);")
+    if code == "DUP003":
+        statement = spending.dup003_sql(ctx).replace("%(n)s", str(ctx.options.sample))
+        return (f"SELECT 'DUP003' AS code, 'transactions' AS \"table\", s.surplus AS count, s.groups\n"
+                f"  FROM ({statement}) AS s(surplus, groups, sample);")
+    if code == "BUD001":
+        statement = spending.bud001_sql(ctx).replace("%(n)s", str(ctx.options.sample))
+        return (f"SELECT 'BUD001' AS code, 'daily_plan' AS \"table\", s.mismatched AS count\n"
+                f"  FROM ({statement}) AS s(mismatched, keys);")
     if code == "USR003":
         return (f"SELECT 'USR003' AS code, 'users' AS \"table\", count(*) AS count FROM users t "
                 f"WHERE {users.usr003_where(ctx)};")

@@ -140,15 +140,11 @@ def _family_pass(ctx: CheckContext, family_name: str, rules: list[Rule]) -> list
     try:
         outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)))
     except psycopg.Error as exc:
-        if len(rules) > 1 and not _shares_statement(rules):
+        if len(rules) > 1:
             return [res for r in rules for res in _family_pass(ctx, family_name, [r])]
         return [_error(r, r.table or "(schema)", exc) for r in rules]
     return [result(BY_CODE[o.code] if o.code not in {r.code for r in rules} else _rule_for(rules, o), o, ms)
             for o in outcomes]
-
-
-def _shares_statement(rules: list[Rule]) -> bool:
-    return {r.code for r in rules} <= {"DUP003", "BUD001"}
 
 
 def _rule_for(rules: list[Rule], outcome: Outcome) -> Rule:
