@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import psycopg
 
 from ..findings import Result, Status
-from .base import QueryRule, RowRule, Rule
+from .base import RowRule, Rule
 from .catalogue import BY_CODE, FAMILY_OF
 from .context import CheckContext, Outcome
 
@@ -143,17 +142,12 @@ def _family_pass(ctx: CheckContext, family_name: str, rules: list[Rule]) -> list
         if len(rules) > 1:
             return [res for r in rules for res in _family_pass(ctx, family_name, [r])]
         return [_error(r, r.table or "(schema)", exc) for r in rules]
-    return [result(BY_CODE[o.code] if o.code not in {r.code for r in rules} else _rule_for(rules, o), o, ms)
-            for o in outcomes]
-
-
-def _rule_for(rules: list[Rule], outcome: Outcome) -> Rule:
-    return next(r for r in rules if r.code == outcome.code)
+    chosen = {r.code: r for r in rules}
+    return [result(chosen.get(o.code, BY_CODE[o.code]), o, ms) for o in outcomes]
 
 
 def _error(rule: Rule, table: str, exc: psycopg.Error) -> Result:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, psycopg.errors.QueryCanceled):
         text = f"cancelled: {text} (raise --statement-timeout, or run it on a replica)"
-    error_rule = replace(rule, table=table) if isinstance(rule, QueryRule | RowRule) else rule
-    return _absent(error_rule, table, Status.ERROR, text)
+    return _absent(rule, table, Status.ERROR, text)
