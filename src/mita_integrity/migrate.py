@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from . import embedded
 from .connection import Database, connect
-from .errors import DatabaseStateError, MitaIntegrityError, UsageError
+from .errors import DatabaseStateError, UsageError
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 BASELINE = "0021_add_habit_completions"
@@ -199,8 +199,6 @@ def _run_command(db: Database, name: str, rev: str, **kwargs: object) -> None:
             f"migrate {name} {rev} failed and was rolled back: {first}",
             "nothing of the failed revision was kept; fix the cause and run it again",
         ) from None
-    except MitaIntegrityError:
-        raise
 
 
 def pg_dump_binary(server_major: int) -> Path:
