@@ -42,7 +42,8 @@ from mita_integrity.rules.catalogue import BY_CODE
 CASES_DIR = Path(__file__).resolve().parent / "rule_cases"
 OPTION_KEYS = {"budget_days", "day_boundary", "since", "sample", "physical"}
 CASE_KEYS = {"description", "setup", "select", "options", "expect", "requires_extension", "xfail"}
-EXPECT_KEYS = {"table", "count", "groups", "status", "reason_contains", "sample"}
+EXPECT_KEYS = {"table", "count", "groups", "status", "reason_contains", "sample", "fix_after",
+               "undo_conflicts"}
 
 
 @dataclass(frozen=True)

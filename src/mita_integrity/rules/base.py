@@ -86,8 +86,11 @@ class RowRule(Rule):
     joins: tuple[Join, ...] = ()
     fk: tuple[str, str] | None = None  # (column, parent table): a validated FK on it guarantees the rule
 
-    def standalone_sql(self, where_extra: str = "") -> str:
-        """Gives a self-contained query counting the violations (NOT EXISTS for orphans), for psql."""
+    def selection(self, where_extra: str = "") -> tuple[str, str]:
+        """Gives (FROM clause, WHERE condition) selecting the violating rows as alias t, anti-joins as NOT EXISTS.
+
+        Used alone by the psql script and the repairs (which add `FOR UPDATE OF t`).
+        """
         predicate, needed = self.predicate, []
         for join in self.joins:
             # alias.key IS NULL through a LEFT JOIN is an anti-join: say it as NOT EXISTS.
@@ -98,7 +101,12 @@ class RowRule(Rule):
             )
         joins = "".join(f" LEFT JOIN {j.table} {j.alias} ON {j.on}" for j in needed)
         extra = f" AND {where_extra}" if where_extra else ""
-        return f"SELECT count(*) FROM {self.table} t{joins} WHERE ({predicate}){extra}"
+        return f"{self.table} t{joins}", f"({predicate}){extra}"
+
+    def standalone_sql(self, where_extra: str = "") -> str:
+        """Gives a self-contained query counting the violations (NOT EXISTS for orphans), for psql."""
+        source, where = self.selection(where_extra)
+        return f"SELECT count(*) FROM {source} WHERE {where}"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -106,6 +106,16 @@ class CheckOptions:
     budget_days: int = 30
     day_boundary: str = "utc"  # or "user-timezone"
     physical: bool = False
+
+
+class Scoped(Protocol):
+    """Anything that knows the live schema and the run's options (a check's or a repair's context)."""
+
+    @property
+    def schema(self) -> Schema: ...
+
+    @property
+    def options(self) -> CheckOptions: ...
 
 
 @dataclass

@@ -23,7 +23,7 @@ def run(ctx: CheckContext, rules: Sequence[Rule]) -> list[Result]:
     results: list[Result] = []
     row_rules: dict[str, list[RowRule]] = {}
     family_rules: dict[str, list[Rule]] = {}
-    for rule in _expanded(ctx, rules):
+    for rule in expanded(ctx, rules):
         early = _precheck(ctx, rule)
         if early is not None:
             results.append(early)
@@ -38,7 +38,8 @@ def run(ctx: CheckContext, rules: Sequence[Rule]) -> list[Result]:
     return sorted(results, key=lambda r: (r.section, r.code, r.table))
 
 
-def _expanded(ctx: CheckContext, rules: Sequence[Rule]) -> list[Rule]:
+def expanded(ctx: CheckContext, rules: Sequence[Rule]) -> list[Rule]:
+    """Gives the rules with every per-table template replaced by its concrete rules of the live schema."""
     out: list[Rule] = []
     for rule in rules:
         family = FAMILY_OF[rule.code]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..findings import FixSafety, Severity
 from .base import Family, QueryRule, Rule
-from .context import CheckContext, Outcome
+from .context import CheckContext, Outcome, Scoped
 from .dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
 
 DUP003 = QueryRule(
@@ -72,23 +72,26 @@ duplicated AS (
 SELECT coalesce(sum(n - 1), 0), count(*), (array_agg(last_id))[1:%(n)s] FROM duplicated"""
 
 
-def bud001_sql(ctx: CheckContext) -> str:
-    """Gives BUD001's statement: (mismatched keys, sample of plan ids or user@day/category keys).
+BUD001_MISMATCH = "NOT planned OR total <> spent"
+
+
+def bud001_keyed_sql(ctx: Scoped) -> str:
+    """Gives BUD001's CTE `keyed`: per (user, day, category) of the window, spending and plan side by side.
 
     Live transactions and the plan rows of the window are stacked (UNION ALL) and grouped once by
     (user, day, category): both sides are compared without a FULL JOIN, NULL categories meet, duplicate
-    plan rows of a key are summed.
+    plan rows of a key are summed. The repair lists its keys from the same CTE.
     """
-    live = "t.deleted_at IS NULL AND " if ctx.schema.has("transactions.deleted_at") else ""
-    window = ctx.options.since_seconds
-    by_zone = ctx.options.day_boundary == "user-timezone"
+    schema, options = ctx.schema, ctx.options
+    live = "t.deleted_at IS NULL AND " if schema.has("transactions.deleted_at") else ""
+    window = options.since_seconds
+    by_zone = options.day_boundary == "user-timezone"
     zone_join = f" LEFT JOIN ({user_zones_sql()}) z ON z.user_id = t.user_id" if by_zone else ""
     tx_day = transaction_day_sql("t.spent_at", "coalesce(z.zone, 'UTC')" if by_zone else None)
-    start = f"((now() AT TIME ZONE 'UTC')::date - {int(ctx.options.budget_days)})"
+    start = f"((now() AT TIME ZONE 'UTC')::date - {int(options.budget_days)})"
     if window is not None:
         start = f"greatest({start}, ((now() - make_interval(secs => {int(window)})) AT TIME ZONE 'UTC')::date)"
     plan_day = plan_day_sql("t.date")
-    mismatch = "NOT planned OR total <> spent"
     return f"""
 WITH keyed AS (
     SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned,
@@ -100,10 +103,15 @@ WITH keyed AS (
             UNION ALL
             SELECT t.user_id, {plan_day}, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text
               FROM daily_plan t WHERE {plan_day} >= {start}) stacked
-     GROUP BY user_id, day, category)
-SELECT count(*) FILTER (WHERE {mismatch}),
+     GROUP BY user_id, day, category)"""
+
+
+def bud001_sql(ctx: CheckContext) -> str:
+    """Gives BUD001's statement: (mismatched keys, sample of plan ids or user@day/category keys)."""
+    return f"""{bud001_keyed_sql(ctx)}
+SELECT count(*) FILTER (WHERE {BUD001_MISMATCH}),
        (array_agg(coalesce(plan_id, user_id::text || '@' || day || '/' || coalesce(category, '')))
-            FILTER (WHERE {mismatch}))[1:%(n)s]
+            FILTER (WHERE {BUD001_MISMATCH}))[1:%(n)s]
   FROM keyed"""
 
 

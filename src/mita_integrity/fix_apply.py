@@ -1,0 +1,197 @@
+"""`fix --apply`: the plan executed in small online batches, each its own transaction — archive, then change.
+
+For each rule, in the repairs' order, a read-only snapshot on a second connection streams the units to
+repair (a server-side cursor, so memory stays flat); each batch of `--batch-size` units is one short
+transaction on the writing connection: SET LOCAL lock_timeout, lock the rows FOR UPDATE SKIP LOCKED,
+re-test the violation, archive the before-image, change. A batch that cannot get its locks is retried,
+then left for a re-run. A killed process loses at most the batch in flight (rolled back whole), and
+re-running finds only what is left. The run is recorded in integrity.runs; a final `check` of the
+repaired rules gives the counts after.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors
+
+from . import __version__, store
+from .check import run_check
+from .connection import Database, connect, transaction
+from .errors import DatabaseStateError
+from .findings import Report
+from .fix import FixPlan, FixRequest, PlanItem
+from .repairs import REPAIRS, BatchOutcome, RepairContext
+from .repairs.rows import _dependents
+
+Progress = Callable[[PlanItem, int], None]  # (item, units just done)
+LOCK_RETRIES = 3
+
+
+@dataclass
+class ItemOutcome:
+    """What the run did for one plan item."""
+
+    item: PlanItem
+    done: BatchOutcome = field(default_factory=BatchOutcome)
+    batches: int = 0
+    after: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.item.code, "table": self.item.table, "safety": self.item.safety.value,
+                "before": self.item.rows, "changed": self.done.changed, "archived": self.done.archived,
+                "skipped": self.done.skipped, "batches": self.batches, "after": self.after, "notes": self.done.notes}
+
+
+@dataclass
+class FixOutcome:
+    """A finished (or interrupted) fix run."""
+
+    run_id: str
+    items: list[ItemOutcome]
+    after: Report | None
+    status: str
+    seconds: float
+
+    @property
+    def changed(self) -> int:
+        return sum(i.done.changed for i in self.items)
+
+    @property
+    def archived(self) -> int:
+        return sum(i.done.archived for i in self.items)
+
+    def summary(self) -> dict[str, Any]:
+        return {"changed": self.changed, "archived": self.archived, "seconds": round(self.seconds, 3),
+                "rules": [i.to_json() for i in self.items]}
+
+
+def _tables_touched(plan: FixPlan) -> dict[str, set[str]]:
+    """Gives each table the run may write and the privileges that takes."""
+    from .repairs.calendar import MergeRepair, RecomputeRepair
+    from .repairs.rows import RowRepair
+
+    ctx = RepairContext(plan.schema, plan.options)
+    need: dict[str, set[str]] = {}
+    for item in plan.to_apply:
+        repair = REPAIRS[item.code]
+        privileges = {"SELECT", "UPDATE"}
+        if isinstance(repair, MergeRepair) or (isinstance(repair, RowRepair) and not repair.assignments):
+            privileges.add("DELETE")
+            for con in _dependents(ctx, item.table):
+                need.setdefault(con.table, set()).update({"SELECT", "UPDATE", "DELETE"})
+        if isinstance(repair, RecomputeRepair):
+            privileges.add("INSERT")
+            need.setdefault("transactions", set()).add("SELECT")
+        need.setdefault(item.table, set()).update(privileges)
+    return need
+
+
+def preflight(cur: psycopg.Cursor[Any], plan: FixPlan) -> None:
+    """Raises one clear error when the role may not do what the plan needs (before anything changes)."""
+    if _has(cur, "SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'", ()):
+        raise DatabaseStateError("this server only reads (a replica, or default_transaction_read_only is on): "
+                                 "fix --apply needs the primary; nothing was changed",
+                                 "point --db at the primary server")
+    missing = []
+    for table, privileges in sorted(_tables_touched(plan).items()):
+        lacking = [p for p in sorted(privileges)
+                   if not _has(cur, "SELECT has_table_privilege(%s, %s)", (f"public.{table}", p))]
+        if lacking:
+            missing.append(f"{', '.join(lacking)} on {table}")
+    if store.exists(cur):
+        for name in ("runs", "archive"):
+            if not _has(cur, "SELECT has_table_privilege(%s, 'INSERT,UPDATE')", (f"{store.SCHEMA}.{name}",)):
+                missing.append(f"INSERT, UPDATE on {store.SCHEMA}.{name}")
+    elif not _has(cur, "SELECT has_database_privilege(current_database(), 'CREATE')", ()):
+        missing.append("CREATE on the database (for the integrity schema)")
+    if missing:
+        cur.execute("SELECT current_user")
+        row = cur.fetchone()
+        raise DatabaseStateError(f"role {row[0] if row else '?'} lacks {'; '.join(missing)}: fix --apply needs "
+                                 "them; nothing was changed",
+                                 "run it as the role that owns the MITA tables, or grant those privileges")
+
+
+def _has(cur: psycopg.Cursor[Any], query: str, params: tuple[Any, ...]) -> bool:
+    cur.execute(query, params)
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def _units(reader: psycopg.Connection[Any], query: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Streams the candidates of one rule from a consistent read-only snapshot, `size` at a time."""
+    with reader.transaction():
+        with reader.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute("SET LOCAL TimeZone TO 'UTC'")
+        with reader.cursor(name="mita_fix_candidates") as stream:
+            stream.execute(query)
+            while rows := stream.fetchmany(size):
+                yield rows
+
+
+def _batch(writer: psycopg.Connection[Any], ctx: RepairContext, item: PlanItem, units: list[tuple[Any, ...]],
+           request: FixRequest) -> BatchOutcome:
+    """Runs one batch as one transaction; retries a batch that could not get its locks."""
+    repair = REPAIRS[item.code]
+    for attempt in range(LOCK_RETRIES):
+        try:
+            with transaction(writer, lock_timeout_ms=request.lock_timeout_ms,
+                             statement_timeout_ms=request.statement_timeout_ms) as cur:
+                return repair.apply(cur, ctx, item.rule, units)
+        except errors.LockNotAvailable:
+            time.sleep(0.2 * (attempt + 1))
+    return BatchOutcome(skipped=len(units), notes=["some rows stayed locked by other sessions: re-run fix"])
+
+
+def _item(reader: psycopg.Connection[Any], writer: psycopg.Connection[Any], ctx: RepairContext, item: PlanItem,
+          request: FixRequest, progress: Progress | None) -> ItemOutcome:
+    out = ItemOutcome(item)
+    query = REPAIRS[item.code].candidates_sql(ctx, item.rule)
+    for units in _units(reader, query, request.batch_size):
+        out.done.add(_batch(writer, ctx, item, units, request))
+        out.batches += 1
+        if progress:
+            progress(item, len(units))
+    return out
+
+
+def apply_fix(db: Database, plan: FixPlan, request: FixRequest, progress: Progress | None = None) -> FixOutcome:
+    """Executes the plan's repairs with archive; records the run; gives what was done and the check after."""
+    started = time.perf_counter()
+    with connect(db) as writer, connect(db) as reader:
+        with transaction(writer, read_only=True) as cur:
+            preflight(cur, plan)
+        try:
+            store.ensure(writer)
+        except errors.InsufficientPrivilege as exc:
+            raise DatabaseStateError(f"cannot create the integrity schema: {exc.diag.message_primary}; "
+                                     "nothing was changed") from None
+        run_id = store.start_run(writer, "fix", request.options(), __version__)
+        ctx = RepairContext(plan.schema, plan.options, run_id)
+        items: list[ItemOutcome] = []
+        status = "failed"
+        try:
+            for item in plan.to_apply:
+                items.append(_item(reader, writer, ctx, item, request, progress))
+            status = "completed"
+        finally:
+            if writer.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                writer.rollback()
+            outcome = FixOutcome(str(run_id), items, None, status, time.perf_counter() - started)
+            store.finish_run(writer, run_id, status, outcome.summary())
+    after = run_check(db, request.check_request(select=sorted({i.item.code for i in items}))) if items else None
+    if after is not None:
+        counts = {(r.code, r.table): r.count for r in after.results}
+        for i in items:
+            i.after = counts.get((i.item.code, i.item.table))
+        with connect(db) as writer:
+            store.finish_run(writer, run_id, status, outcome.summary(), after.to_json())
+    outcome.after = after
+    outcome.seconds = time.perf_counter() - started
+    return outcome

@@ -1,0 +1,158 @@
+"""Repairs of the calendar (daily_plan), keyed by (user_id, day, category).
+
+- MergeRepair (DUP002, CAL001): every row of a key is merged into one keeper — the earliest created_at,
+  then the smallest id — whose date becomes the day at midnight UTC, spent_amount the SUM (spending was
+  split across the copies), planned_amount and daily_budget the maximum. The others are archived and
+  deleted first (so a unique constraint, if present, never sees two rows), then the keeper is archived
+  and updated. A key is merged only when every one of its rows could be locked.
+- RecomputeRepair (BUD001, AMT006): spent_amount := the sum of the key's live transactions, with the one
+  day definition of rules/dayboundary.py; a key with spending and no plan row gets one (archived as an
+  insert, so undo removes it); a key with several plan rows is left to DUP002.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..findings import FixSafety
+from ..rules.dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
+from ..rules.spending import BUD001_MISMATCH, bud001_keyed_sql
+from .base import KEYS_SQL, BatchOutcome, RepairContext, archive_insert, key_units
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ..rules.base import Rule
+
+PLAN_DAY = plan_day_sql("t.date")
+NOT_MIDNIGHT = "(t.date AT TIME ZONE 'UTC')::time <> '00:00'"
+KEY_JOIN = f"t.user_id = k.user_id AND {PLAN_DAY} = k.day AND t.category IS NOT DISTINCT FROM k.category"
+MIDNIGHT = "(m.day::timestamp AT TIME ZONE 'UTC')"
+LOCK_SQL = (f"SELECT t.id FROM daily_plan t JOIN {KEYS_SQL} k ON {KEY_JOIN} "
+            "ORDER BY t.id FOR UPDATE OF t SKIP LOCKED")
+
+
+def _lock(cur: psycopg.Cursor[Any], units: Sequence[tuple[Any, ...]]) -> list[Any]:
+    cur.execute(LOCK_SQL, key_units(units))
+    return [r[0] for r in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class MergeRepair:
+    """Merge the rows of a calendar key into its keeper, at midnight (see the module's docstring)."""
+
+    safety: FixSafety
+    needs: str  # the HAVING condition that makes a key need the repair
+    action: str = "archive, then merge into the earliest row: date at midnight, spent summed, planned the max"
+
+    def candidates_sql(self, ctx: RepairContext, rule: Rule) -> str:
+        return (f"SELECT t.user_id, {PLAN_DAY} AS day, t.category FROM daily_plan t "
+                f"WHERE t.user_id IS NOT NULL AND t.date IS NOT NULL "
+                f"GROUP BY 1, 2, 3 HAVING {self.needs} ORDER BY 1, 2, 3")
+
+    def batch_sql(self, ctx: RepairContext, rule: Rule) -> list[str]:
+        members = f"""CREATE TEMP TABLE mita_fix_members ON COMMIT DROP AS
+SELECT * FROM (
+  SELECT t.id, k.day, to_jsonb(t) AS img, t.date, t.spent_amount, t.planned_amount, t.daily_budget,
+         row_number() OVER w AS rank, count(*) OVER w AS n,
+         count(*) FILTER (WHERE t.id = ANY(%(locked)s)) OVER w AS n_locked,
+         bool_or({NOT_MIDNIGHT}) OVER w AS has_time,
+         sum(t.spent_amount) OVER w AS spent_sum, max(t.planned_amount) OVER w AS planned_max,
+         max(t.daily_budget) OVER w AS budget_max
+    FROM daily_plan t JOIN {KEYS_SQL} k ON {KEY_JOIN}
+  WINDOW w AS (PARTITION BY t.user_id, k.day, t.category ORDER BY t.created_at NULLS LAST, t.id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) m
+ WHERE n = n_locked AND (n > 1 OR has_time)"""
+        delete = ("WITH gone AS (DELETE FROM daily_plan d USING mita_fix_members m WHERE d.id = m.id AND m.rank > 1 "
+                  "RETURNING d.id AS pk_value, m.img AS before, NULL::jsonb AS after) "
+                  + archive_insert(ctx, rule.code, "daily_plan", "delete", "gone", "id"))
+        new = f"({MIDNIGHT}, m.spent_sum, m.planned_max, m.budget_max)"
+        keeper = ("WITH changed AS (UPDATE daily_plan d "
+                  f"SET (date, spent_amount, planned_amount, daily_budget) = {new} "
+                  "FROM mita_fix_members m WHERE d.id = m.id AND m.rank = 1 "
+                  f"AND (m.date, m.spent_amount, m.planned_amount, m.daily_budget) IS DISTINCT FROM {new} "
+                  "RETURNING d.id AS pk_value, m.img AS before, to_jsonb(d) AS after) "
+                  + archive_insert(ctx, rule.code, "daily_plan", "update", "changed", "id"))
+        return [LOCK_SQL, members, delete, keeper]
+
+    def apply(self, cur: psycopg.Cursor[Any], ctx: RepairContext, rule: Rule,
+              units: Sequence[tuple[Any, ...]]) -> BatchOutcome:
+        locked = _lock(cur, units)
+        _, members, delete, keeper = self.batch_sql(ctx, rule)
+        cur.execute(members, {**key_units(units), "locked": locked})
+        cur.execute("SELECT count(DISTINCT (day, img->>'user_id', img->>'category')) FROM mita_fix_members")
+        row = cur.fetchone()
+        merged_keys = int(row[0]) if row else 0
+        cur.execute(delete)
+        removed = cur.rowcount
+        cur.execute(keeper)
+        updated = cur.rowcount
+        cur.execute("DROP TABLE mita_fix_members")
+        return BatchOutcome(changed=removed + updated, archived=removed + updated, skipped=len(units) - merged_keys)
+
+
+@dataclass(frozen=True)
+class RecomputeRepair:
+    """spent_amount := the sum of the key's live transactions (see the module's docstring)."""
+
+    safety: FixSafety
+    action: str = "archive, then set spent_amount to the sum of live transactions (add the missing plan row)"
+
+    def candidates_sql(self, ctx: RepairContext, rule: Rule) -> str:
+        if rule.code == "BUD001":
+            return (f"{bud001_keyed_sql(ctx)}\nSELECT user_id, day, category FROM keyed "
+                    f"WHERE {BUD001_MISMATCH} ORDER BY 1, 2, 3")
+        return (f"SELECT DISTINCT t.user_id, {PLAN_DAY} AS day, t.category FROM daily_plan t "
+                f"WHERE t.spent_amount < 0 AND t.user_id IS NOT NULL AND t.date IS NOT NULL ORDER BY 1, 2, 3")
+
+    def batch_sql(self, ctx: RepairContext, rule: Rule) -> list[str]:
+        by_zone = ctx.options.day_boundary == "user-timezone"
+        zone_join = f" LEFT JOIN ({user_zones_sql()}) z ON z.user_id = t.user_id" if by_zone else ""
+        tx_day = transaction_day_sql("t.spent_at", "coalesce(z.zone, 'UTC')" if by_zone else None)
+        live = " AND t.deleted_at IS NULL" if ctx.schema.has("transactions.deleted_at") else ""
+        sums = f"""CREATE TEMP TABLE mita_fix_sums ON COMMIT DROP AS
+WITH k AS {KEYS_SQL},
+plan AS (SELECT k.user_id, k.day, k.category, count(*) AS n, count(*) FILTER (WHERE t.id = ANY(%(locked)s)) AS n_locked,
+                min(t.id::text)::uuid AS plan_id
+           FROM k JOIN daily_plan t ON {KEY_JOIN} GROUP BY 1, 2, 3),
+tx AS (SELECT k.user_id, k.day, k.category, sum(t.amount) AS total
+         FROM k JOIN transactions t ON t.user_id = k.user_id AND t.category IS NOT DISTINCT FROM k.category{zone_join}
+        WHERE t.spent_at IS NOT NULL AND {tx_day} = k.day{live} GROUP BY 1, 2, 3)
+SELECT k.user_id, k.day, k.category, coalesce(tx.total, 0) AS total, p.n, p.n_locked, p.plan_id
+  FROM k LEFT JOIN plan p ON p.user_id = k.user_id AND p.day = k.day AND p.category IS NOT DISTINCT FROM k.category
+  LEFT JOIN tx ON tx.user_id = k.user_id AND tx.day = k.day AND tx.category IS NOT DISTINCT FROM k.category"""
+        update = """WITH old AS (SELECT d.id, to_jsonb(d) AS img
+                FROM daily_plan d JOIN mita_fix_sums s ON d.id = s.plan_id WHERE s.n = 1 AND s.n_locked = 1),
+changed AS (UPDATE daily_plan d SET spent_amount = s.total FROM mita_fix_sums s
+             WHERE d.id = s.plan_id AND s.n = 1 AND s.n_locked = 1 AND d.spent_amount IS DISTINCT FROM s.total
+            RETURNING d.id AS pk_value, to_jsonb(d) AS after),
+pair AS (SELECT c.pk_value, o.img AS before, c.after FROM changed c JOIN old o ON o.id = c.pk_value)
+""" + archive_insert(ctx, rule.code, "daily_plan", "update", "pair", "id")
+        insert = f"""WITH added AS (
+    INSERT INTO daily_plan (user_id, date, category, planned_amount, spent_amount, created_at)
+    SELECT s.user_id, {MIDNIGHT.replace('m.', 's.')}, s.category, 0, s.total, now() FROM mita_fix_sums s
+     WHERE s.n IS NULL AND EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id)
+    RETURNING id AS pk_value, NULL::jsonb AS before, to_jsonb(daily_plan) AS after)
+""" + archive_insert(ctx, rule.code, "daily_plan", "insert", "added", "id")
+        return [LOCK_SQL, sums, update, insert]
+
+    def apply(self, cur: psycopg.Cursor[Any], ctx: RepairContext, rule: Rule,
+              units: Sequence[tuple[Any, ...]]) -> BatchOutcome:
+        locked = _lock(cur, units)
+        _, sums, update, insert = self.batch_sql(ctx, rule)
+        cur.execute(sums, {**key_units(units), "locked": locked})
+        cur.execute("SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n IS NULL) FROM mita_fix_sums")
+        row = cur.fetchone() or (0, 0)
+        several = int(row[0])
+        cur.execute(update)
+        updated = cur.rowcount
+        cur.execute(insert)
+        inserted = cur.rowcount
+        cur.execute("DROP TABLE mita_fix_sums")
+        done = BatchOutcome(changed=updated + inserted, archived=updated + inserted,
+                            skipped=len(units) - updated - inserted)
+        if several:
+            done.notes.append(f"{several} keys have several plan rows: merge them first (fix --select DUP002)")
+        return done

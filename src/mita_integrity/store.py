@@ -1,0 +1,157 @@
+"""The `integrity` schema: the run history and the archive of every row a repair changed or removed.
+
+Created by the first write (a fix, an undo, a recorded check), never by `check`. Creation is idempotent
+and online: IF NOT EXISTS everywhere, serialised by an advisory lock so two first runs cannot race,
+under a short lock_timeout. Nothing here touches the application's tables.
+
+`integrity.archive` keeps, per changed row, the primary key, the row before (`before`, NULL for a row a
+repair inserted) and the row as the repair left it (`after`, NULL for a removed row). `after` is how
+`undo` knows a row was changed again since: it then reports a conflict instead of overwriting.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from .connection import transaction
+from .errors import DatabaseStateError
+
+SCHEMA = "integrity"
+_LOCK_KEY = 7_416_902_211  # any constant: serialises the first creation
+
+DDL = (
+    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
+        id uuid PRIMARY KEY,
+        kind text NOT NULL CHECK (kind IN ('check', 'fix', 'undo')),
+        status text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'completed', 'failed')),
+        started_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz,
+        db_user text NOT NULL DEFAULT current_user,
+        backend_pid integer DEFAULT pg_backend_pid(),
+        tool_version text,
+        options jsonb NOT NULL DEFAULT '{{}}',
+        summary jsonb NOT NULL DEFAULT '{{}}',
+        report jsonb)""",
+    f"CREATE INDEX IF NOT EXISTS runs_started_at_idx ON {SCHEMA}.runs (started_at)",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.archive (
+        id bigserial PRIMARY KEY,
+        run_id uuid NOT NULL REFERENCES {SCHEMA}.runs (id),
+        rule_code text NOT NULL,
+        table_name text NOT NULL,
+        action text NOT NULL CHECK (action IN ('delete', 'update', 'insert')),
+        pk jsonb NOT NULL,
+        before jsonb,
+        after jsonb,
+        archived_at timestamptz NOT NULL DEFAULT now(),
+        restored_by uuid REFERENCES {SCHEMA}.runs (id),
+        restored_at timestamptz)""",
+    f"CREATE INDEX IF NOT EXISTS archive_run_id_idx ON {SCHEMA}.archive (run_id, id)",
+)
+
+
+def ensure(conn: psycopg.Connection[Any]) -> None:
+    """Creates the integrity schema and its tables when absent (its own short transaction)."""
+    with transaction(conn, lock_timeout_ms=5_000, statement_timeout_ms=60_000) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        for statement in DDL:
+            cur.execute(statement)
+
+
+def exists(cur: psycopg.Cursor[Any]) -> bool:
+    """Tells whether the integrity tables are there (reading them never creates them)."""
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+                (f"{SCHEMA}.runs", f"{SCHEMA}.archive"))
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def start_run(conn: psycopg.Connection[Any], kind: str, options: dict[str, Any], version: str) -> uuid.UUID:
+    """Records a run as started (committed at once, so an interrupted run stays visible); gives its id."""
+    run_id = uuid.uuid4()
+    with transaction(conn) as cur:
+        cur.execute(f"INSERT INTO {SCHEMA}.runs (id, kind, tool_version, options) VALUES (%s, %s, %s, %s)",
+                    (run_id, kind, version, Jsonb(options)))
+    return run_id
+
+
+def finish_run(conn: psycopg.Connection[Any], run_id: uuid.UUID, status: str, summary: dict[str, Any],
+               report: dict[str, Any] | None = None) -> None:
+    """Records the end of a run: its status, summary and (for checks) the report."""
+    with transaction(conn) as cur:
+        cur.execute(f"UPDATE {SCHEMA}.runs SET status = %s, finished_at = now(), summary = %s, report = %s "
+                    "WHERE id = %s",
+                    (status, Jsonb(summary), Jsonb(report) if report is not None else None, run_id))
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One line of the run history."""
+
+    id: str
+    kind: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    db_user: str
+    summary: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "status": self.status,
+                "started_at": self.started_at.isoformat(),
+                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+                "user": self.db_user, "summary": self.summary}
+
+
+# A run still 'running' whose session is gone was interrupted (killed, or its connection lost).
+_RUN_COLUMNS = ("id::text, kind, CASE WHEN status = 'running' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a "
+                "WHERE a.pid = backend_pid AND a.backend_start <= started_at) THEN 'interrupted' ELSE status END, "
+                "started_at, finished_at, db_user, summary")
+
+
+def list_runs(cur: psycopg.Cursor[Any], limit: int = 50, kind: str | None = None) -> list[RunRow]:
+    """Gives the newest runs first (none when the schema was never created)."""
+    if not exists(cur):
+        return []
+    where = "WHERE kind = %(kind)s" if kind else ""
+    cur.execute(f"SELECT {_RUN_COLUMNS} FROM {SCHEMA}.runs {where} ORDER BY started_at DESC, id LIMIT %(n)s",
+                {"kind": kind, "n": limit})
+    return [RunRow(*row) for row in cur.fetchall()]
+
+
+def get_run(cur: psycopg.Cursor[Any], run_id: str) -> RunRow:
+    """Gives one run by its id (a unique prefix of at least 8 characters will do); raises if unknown."""
+    text = run_id.strip().lower()
+    if len(text) < 8 or any(c not in "0123456789abcdef-" for c in text):
+        raise DatabaseStateError(f"{run_id!r} is not a run id", "list them with: mita-integrity runs")
+    if not exists(cur):
+        raise DatabaseStateError(f"no run {run_id}: this database has no run history yet",
+                                 "runs are recorded by fix --apply")
+    cur.execute(f"SELECT {_RUN_COLUMNS} FROM {SCHEMA}.runs WHERE id::text LIKE %s ORDER BY started_at LIMIT 2",
+                (text + "%",))
+    rows = cur.fetchall()
+    if not rows:
+        raise DatabaseStateError(f"no run {run_id} in integrity.runs", "list them with: mita-integrity runs")
+    if len(rows) > 1:
+        raise DatabaseStateError(f"run id prefix {run_id!r} is ambiguous", "give more characters of the id")
+    return RunRow(*rows[0])
+
+
+def describe(run: RunRow) -> str:
+    """Gives one line summing up a run."""
+    s = run.summary
+    if run.kind == "fix":
+        codes = ", ".join(sorted({r["code"] for r in s.get("rules", []) if r.get("changed")})) or "no rule"
+        return f"{s.get('changed', 0):,} rows changed ({codes})"
+    if run.kind == "undo":
+        conflicts = s.get("conflict_count", 0)
+        return (f"{s.get('restored', 0):,} rows of run {str(s.get('undone_run', '?'))[:8]} restored"
+                + (f", {conflicts:,} conflicts" if conflicts else ""))
+    return json.dumps(s, sort_keys=True, default=str)[:80]

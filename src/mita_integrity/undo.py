@@ -1,0 +1,218 @@
+"""`undo RUN_ID`: what a fix run changed or removed, put back — newest first, in batches, never overwriting.
+
+The archive rows of the run are walked newest first (so a merged keeper is reverted before its removed
+copies return, and a parent comes back before its children). Per consecutive stretch of one table and
+action, set-based:
+- a removed row is inserted again from its before-image, unless a row with its key exists again;
+- a changed row is reverted only if it is still exactly as the fix left it (`after`); a table with a
+  BEFORE UPDATE trigger (an updated_at stamp) and no foreign key pointing at it is reverted by delete
+  and re-insert, so the trigger cannot re-stamp it and the row comes back byte for byte;
+- an inserted row is removed only if it is still as the fix left it.
+Anything else — changed again since, gone, or forbidden by a constraint that exists now — is a
+conflict, listed with its reason; the rest is restored. Restored archive rows are marked, so undo can
+be re-run (after a person resolved the conflicts) and never restores twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+
+import psycopg
+from psycopg import errors
+
+from . import __version__, store
+from .connection import Database, connect, transaction
+from .errors import DatabaseStateError
+from .rules.context import Schema, load_schema
+
+ARCHIVE = f"{store.SCHEMA}.archive"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """An archived row undo did not restore, and why."""
+
+    archive_id: int
+    table: str
+    action: str
+    pk: dict[str, Any]
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"archive_id": self.archive_id, "table": self.table, "action": self.action, "pk": self.pk,
+                "reason": self.reason}
+
+
+@dataclass
+class UndoOutcome:
+    """What an undo run restored, and what it could not."""
+
+    run_id: str
+    undone_run: str
+    restored: int = 0
+    pending_before: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"undone_run": self.undone_run, "restored": self.restored, "pending_before": self.pending_before,
+                "conflicts": [c.to_json() for c in self.conflicts[:1000]], "conflict_count": len(self.conflicts),
+                "seconds": round(self.seconds, 3)}
+
+
+class _Segment:
+    """Restores one stretch of archive rows of one table and action (inside the caller's transaction)."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], schema: Schema, table: str):
+        self.cur, self.schema, self.table = cur, schema, table
+        self.pk = schema.primary_keys[table]
+        self.key = f"t.{self.pk} = (jsonb_populate_record(NULL::{table}, a.pk)).{self.pk}"
+        self.same = f"{self.key} AND to_jsonb(t) = a.after"
+
+    def _run(self, statement: str, ids: list[int]) -> tuple[list[int], dict[int, str]]:
+        """Runs a statement returning archive ids, set-based; on a constraint error, row by row."""
+        try:
+            with self.cur.connection.transaction():
+                self.cur.execute(statement, (ids,))
+                return [r[0] for r in self.cur.fetchall()], {}
+        except (errors.IntegrityError, errors.DataError):
+            pass
+        done: list[int] = []
+        failed: dict[int, str] = {}
+        for archive_id in ids:
+            try:
+                with self.cur.connection.transaction():
+                    self.cur.execute(statement, ([archive_id],))
+                    done.extend(r[0] for r in self.cur.fetchall())
+            except (errors.IntegrityError, errors.DataError) as exc:
+                failed[archive_id] = f"a constraint forbids it now: {exc.diag.message_primary}"
+        return done, failed
+
+    def _insert_before(self, ids: list[int]) -> tuple[list[int], dict[int, str]]:
+        self.cur.execute(f"SELECT a.id FROM {ARCHIVE} a WHERE a.id = ANY(%s) "
+                         f"AND EXISTS (SELECT 1 FROM {self.table} t WHERE {self.key})", (ids,))
+        present = {r[0]: "a row with this key exists again" for r in self.cur.fetchall()}
+        todo = [i for i in ids if i not in present]
+        if not todo:
+            return [], present
+        done, failed = self._run(
+            f"WITH r AS (SELECT a.id AS mita_archive_id, x.* FROM {ARCHIVE} a, "
+            f"jsonb_populate_record(NULL::{self.table}, a.before) x WHERE a.id = ANY(%s)), "
+            f"ins AS (INSERT INTO {self.table} OVERRIDING SYSTEM VALUE "
+            f"SELECT {', '.join(f'r.{c}' for c in self.columns)} FROM r RETURNING {self.pk}) "
+            f"SELECT r.mita_archive_id FROM r JOIN ins ON ins.{self.pk} = r.{self.pk}", todo)
+        return done, {**present, **failed}
+
+    @property
+    def columns(self) -> list[str]:
+        return [f'"{c}"' for c in self.schema.columns[self.table]]
+
+    def _replaces(self) -> bool:
+        """Tells whether reverting must delete and re-insert (a BEFORE UPDATE row trigger, no FK points here)."""
+        if any(c.kind == "f" and c.ref_table == self.table for c in self.schema.constraints):
+            return False
+        self.cur.execute("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal "
+                         "AND tgenabled <> 'D' AND tgtype & 19 = 19)", (f"public.{self.table}",))
+        row = self.cur.fetchone()
+        return bool(row and row[0])
+
+    def _why_not(self, ids: list[int]) -> dict[int, str]:
+        self.cur.execute(f"SELECT a.id, EXISTS (SELECT 1 FROM {self.table} t WHERE {self.key}) FROM {ARCHIVE} a "
+                         "WHERE a.id = ANY(%s)", (ids,))
+        return {i: "changed again since the fix" if there else "the row no longer exists"
+                for i, there in self.cur.fetchall()}
+
+    def restore(self, action: str, ids: list[int]) -> tuple[list[int], dict[int, str]]:
+        if action == "delete":
+            return self._insert_before(ids)
+        if action == "insert":
+            done, failed = self._run(f"DELETE FROM {self.table} t USING {ARCHIVE} a WHERE a.id = ANY(%s) "
+                                     f"AND {self.same} RETURNING a.id", ids)
+        elif self._replaces():
+            self.cur.execute(f"DELETE FROM {self.table} t USING {ARCHIVE} a WHERE a.id = ANY(%s) AND {self.same} "
+                             "RETURNING a.id", (ids,))
+            removed = [r[0] for r in self.cur.fetchall()]
+            done, failed = self._insert_before(removed) if removed else ([], {})
+        else:
+            cols = self.columns
+            done, failed = self._run(
+                f"UPDATE {self.table} t SET ({', '.join(cols)}) = ROW({', '.join(f'r.{c}' for c in cols)}) "
+                f"FROM {ARCHIVE} a, jsonb_populate_record(NULL::{self.table}, a.before) r "
+                f"WHERE a.id = ANY(%s) AND {self.same} RETURNING a.id", ids)
+        rest = [i for i in ids if i not in done and i not in failed]
+        return done, {**failed, **(self._why_not(rest) if rest else {})}
+
+
+def _pending(cur: psycopg.Cursor[Any], run_id: str) -> tuple[int, list[str]]:
+    cur.execute(f"SELECT count(*) FILTER (WHERE restored_at IS NULL), array_agg(DISTINCT restored_by::text) "
+                f"FILTER (WHERE restored_by IS NOT NULL) FROM {ARCHIVE} WHERE run_id = %s", (run_id,))
+    row = cur.fetchone()
+    return (int(row[0]), list(row[1] or [])) if row else (0, [])
+
+
+def undo_run(db: Database, run_text: str, batch_size: int = 5_000,
+             progress: Callable[[int], None] | None = None) -> UndoOutcome:
+    """Restores what fix run `run_text` changed; gives the count restored and the conflicts."""
+    started = time.perf_counter()
+    with connect(db) as conn:
+        with transaction(conn, read_only=True) as cur:
+            target = store.get_run(cur, run_text)
+            if target.kind != "fix":
+                raise DatabaseStateError(f"run {target.id} is a {target.kind} run: only fix runs can be undone",
+                                         "list them with: mita-integrity runs")
+            pending, undone_by = _pending(cur, target.id)
+            if pending == 0:
+                by = f" by run {', '.join(undone_by)}" if undone_by else ""
+                raise DatabaseStateError(f"run {target.id} has nothing left to restore (already undone{by})"
+                                         if undone_by else f"run {target.id} changed no rows: nothing to restore")
+            schema = load_schema(cur)
+        undo_id = store.start_run(conn, "undo", {"run": target.id, "batch_size": batch_size}, __version__)
+        outcome = UndoOutcome(str(undo_id), target.id, pending_before=pending)
+        status = "failed"
+        try:
+            last: int | None = None
+            while True:
+                with transaction(conn, lock_timeout_ms=5_000, statement_timeout_ms=300_000) as cur:
+                    cur.execute(f"SELECT id, table_name, action FROM {ARCHIVE} WHERE run_id = %s "
+                                "AND restored_at IS NULL AND (%s::bigint IS NULL OR id < %s) "
+                                "ORDER BY id DESC LIMIT %s FOR UPDATE",
+                                (target.id, last, last, batch_size))
+                    rows = cur.fetchall()
+                    if not rows:
+                        break
+                    restored: list[int] = []
+                    for (table, action), group in groupby(rows, key=lambda r: (r[1], r[2])):
+                        ids = [r[0] for r in group]
+                        done, failed = _Segment(cur, schema, table).restore(action, ids)
+                        restored += done
+                        outcome.conflicts += [Conflict(i, table, action, {}, why) for i, why in failed.items()]
+                    cur.execute(f"UPDATE {ARCHIVE} SET restored_by = %s, restored_at = now() WHERE id = ANY(%s)",
+                                (undo_id, restored))
+                    outcome.restored += len(restored)
+                    last = rows[-1][0]
+                if progress:
+                    progress(len(rows))
+            status = "completed"
+        finally:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            _fill_keys(conn, outcome)
+            outcome.seconds = time.perf_counter() - started
+            store.finish_run(conn, undo_id, status, outcome.summary())
+    return outcome
+
+
+def _fill_keys(conn: psycopg.Connection[Any], outcome: UndoOutcome) -> None:
+    """Adds the primary keys to the first conflicts (for the listing)."""
+    shown = outcome.conflicts[:1000]
+    if not shown:
+        return
+    with transaction(conn, read_only=True) as cur:
+        cur.execute(f"SELECT id, pk FROM {ARCHIVE} WHERE id = ANY(%s)", ([c.archive_id for c in shown],))
+        keys = dict(cur.fetchall())
+    outcome.conflicts[:len(shown)] = [Conflict(c.archive_id, c.table, c.action, keys.get(c.archive_id, {}), c.reason)
+                                      for c in shown]
