@@ -30,6 +30,8 @@ from .repairs.rows import _dependents
 
 Progress = Callable[[PlanItem, int], None]  # (item, units just done)
 LOCK_RETRIES = 3
+TARGET_SECONDS = 0.25  # the longest a batch should hold its locks
+START_SIZE = 250
 
 
 @dataclass
@@ -39,12 +41,14 @@ class ItemOutcome:
     item: PlanItem
     done: BatchOutcome = field(default_factory=BatchOutcome)
     batches: int = 0
+    longest_batch: float = 0.0
     after: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"code": self.item.code, "table": self.item.table, "safety": self.item.safety.value,
                 "before": self.item.rows, "changed": self.done.changed, "archived": self.done.archived,
-                "skipped": self.done.skipped, "batches": self.batches, "after": self.after, "notes": self.done.notes}
+                "skipped": self.done.skipped, "batches": self.batches,
+                "longest_batch_ms": round(self.longest_batch * 1000), "after": self.after, "notes": self.done.notes}
 
 
 @dataclass
@@ -151,13 +155,29 @@ def _batch(writer: psycopg.Connection[Any], ctx: RepairContext, item: PlanItem, 
 
 def _item(reader: psycopg.Connection[Any], writer: psycopg.Connection[Any], ctx: RepairContext, item: PlanItem,
           request: FixRequest, progress: Progress | None) -> ItemOutcome:
+    """Repairs one plan item, batch by batch.
+
+    A batch holds its row locks until it commits, and a writer of the same rows waits that long. So the
+    size adapts: it starts small, doubles while batches finish well inside TARGET_SECONDS, and shrinks
+    when one takes longer; --batch-size is the ceiling.
+    """
     out = ItemOutcome(item)
     query = REPAIRS[item.code].candidates_sql(ctx, item.rule)
-    for units in _units(reader, query, request.batch_size):
-        out.done.add(_batch(writer, ctx, item, units, request))
-        out.batches += 1
-        if progress:
-            progress(item, len(units))
+    size = min(request.batch_size, START_SIZE)
+    for chunk in _units(reader, query, request.batch_size):
+        while chunk:
+            units, chunk = chunk[:size], chunk[size:]
+            started = time.perf_counter()
+            out.done.add(_batch(writer, ctx, item, units, request))
+            took = time.perf_counter() - started
+            out.batches += 1
+            out.longest_batch = max(out.longest_batch, took)
+            if took > TARGET_SECONDS:
+                size = max(1, int(size * TARGET_SECONDS / took * 0.8))
+            elif took < TARGET_SECONDS / 3:
+                size = min(request.batch_size, size * 2)
+            if progress:
+                progress(item, len(units))
     return out
 
 

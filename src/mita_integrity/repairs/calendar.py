@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 PLAN_DAY = plan_day_sql("t.date")
 NOT_MIDNIGHT = "(t.date AT TIME ZONE 'UTC')::time <> '00:00'"
-KEY_JOIN = f"t.user_id = k.user_id AND {PLAN_DAY} = k.day AND t.category IS NOT DISTINCT FROM k.category"
+# plan_day(t.date) = k.day, said as a range on t.date so that an index on date can serve it.
+KEY_JOIN = ("t.user_id = k.user_id AND t.date >= (k.day::timestamp AT TIME ZONE 'UTC') "
+            "AND t.date < ((k.day + 1)::timestamp AT TIME ZONE 'UTC') AND t.category IS NOT DISTINCT FROM k.category")
 MIDNIGHT = "(m.day::timestamp AT TIME ZONE 'UTC')"
 LOCK_SQL = (f"SELECT t.id FROM daily_plan t JOIN {KEYS_SQL} k ON {KEY_JOIN} "
             "ORDER BY t.id FOR UPDATE OF t SKIP LOCKED")
