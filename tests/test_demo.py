@@ -11,7 +11,7 @@ from mita_integrity.urls import build_url
 from .conftest import PgServer
 
 
-def test_demo_builds_a_corrupted_database_and_checks_it(capsys: pytest.CaptureFixture[str], pg: PgServer) -> None:
+def test_demo_builds_checks_repairs_and_rechecks(capsys: pytest.CaptureFixture[str], pg: PgServer) -> None:
     url = build_url(pg.admin.parsed.params, mask_password=False)
     for _ in range(2):  # a second run recreates the database
         code = main(["--db", url, "demo", "--users", "200", "--days", "10"])
@@ -22,7 +22,10 @@ def test_demo_builds_a_corrupted_database_and_checks_it(capsys: pytest.CaptureFi
     assert "3. seeded 200 users" in out
     assert "4. checked it read-only" in out
     assert " 1  Overview" in out and "verdict    worst finding: critical" in out
-    assert "export DATABASE_URL=" in out
+    assert "5. planned the repairs (a dry run)" in out and "Repair plan (dry run: nothing changed)" in out
+    assert "6. applied the safe repairs in batches" in out
+    assert "rules with a safe repair still failing: none" in out
+    assert "export DATABASE_URL=" in out and "mita-integrity undo " in out
     demo = pg.database("mita_demo")
     with connect(demo) as conn:
         users = conn.execute("SELECT count(*) FROM users").fetchone()

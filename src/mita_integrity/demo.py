@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from . import migrate
 from .check import CheckRequest, run_check
 from .connection import Database, connect
-from .findings import Report
+from .findings import FixSafety, Report
+from .fix import FixPlan, FixRequest, plan_fix
+from .fix_apply import FixOutcome, apply_fix
 from .seed import SeedOptions, SeedResult, seed_database
 from .target import recreate_database
 
@@ -23,6 +25,9 @@ class DemoResult:
     revision: str | None
     seed: SeedResult
     report: Report
+    plan: FixPlan
+    fixed: FixOutcome
+    after: Report
 
 
 def run_demo(
@@ -52,5 +57,17 @@ def run_demo(
     report = run_check(db, CheckRequest())
     failing = sum(1 for r in report.results if r.failed)
     say(f"4. checked it read-only with the whole catalogue: {failing} failing results in "
-        f"{report.duration_ms / 1000:.1f} s (the report follows)")
-    return DemoResult(db, state.to_revision, result, report)
+        f"{report.duration_ms / 1000:.1f} s")
+    request = FixRequest()
+    plan = plan_fix(db, request)
+    say(f"5. planned the repairs (a dry run): {plan.rows_to_change:,} rows in {len(plan.to_apply)} rules have a safe "
+        f"repair; {len(plan.items) - len(plan.to_apply)} findings need --unsafe or a person")
+    fixed = apply_fix(db, plan, request)
+    say(f"6. applied the safe repairs in batches: {fixed.changed:,} rows changed, every before-image archived "
+        f"in integrity.archive (run {fixed.run_id}, {fixed.seconds:.1f} s)")
+    after = run_check(db, CheckRequest())
+    safe_left = sorted({r.code for r in after.results if r.failed and r.fix_safety is FixSafety.SAFE})
+    still = sum(1 for r in after.results if r.failed)
+    say(f"7. checked again: {still} failing results left (were {failing}); rules with a safe repair still failing: "
+        f"{', '.join(safe_left) or 'none'}")
+    return DemoResult(db, state.to_revision, result, report, plan, fixed, after)

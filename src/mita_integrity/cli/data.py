@@ -95,18 +95,26 @@ def demo_command(app: App, users: int, days: int, seed_value: int) -> int:
     with _progress_bar(app.interactive) as progress:
         result = run_demo(server, users=users, days=days, seed=seed_value, say=console.print, progress=progress)
     from .. import report as reports
+    from .repair import render_outcome, render_plan
 
-    console.print("")
+    console.print("\nThe report before any repair:")
     sys.stdout.write(reports.render(result.report, "text", color=sys.stdout.isatty()))
+    console.print("")
+    render_plan(result.plan, show_sql=False)
+    console.print("")
+    render_outcome(result.fixed)
     params = result.database.parsed.params
     url = build_url(params, mask_password=True)
     console.print("")
-    console.print("The demo database carries every kind of defect the rule catalogue knows. Continue with:")
+    console.print("The safe repairs are applied; what is left needs --unsafe or a person. Continue with:")
     if params.get("password"):
         console.print(f"  export DATABASE_URL='{url}'   # with your password in place of ***")
     else:
         console.print(f"  export DATABASE_URL='{url}'")
     console.print("  mita-integrity check --format html --output report.html   # the same report, for a browser")
     console.print("  mita-integrity rules BUD001                               # what a rule finds and why")
+    console.print("  mita-integrity fix                                        # the plan for what is left, with SQL")
+    console.print(f"  mita-integrity undo {result.fixed.run_id}   # put every repaired row back")
+    console.print("  mita-integrity runs                                       # the history of fix and undo runs")
     console.print("  mita-integrity migrate current                            # the schema: the pre-0022 baseline")
     return 0
