@@ -31,28 +31,47 @@ def _bar(enabled: bool, description: str, total: int) -> Iterator[Callable[[str,
 
 
 def render_plan(plan: Any, *, show_sql: bool) -> None:
-    """Prints the plan: per rule the rows affected, the safety, the action and (unless --no-sql) the SQL."""
+    """Prints the plan: the repairs that will run (rows, safety, action, SQL), then what is left and why."""
     if not plan.items:
         console.print("Nothing to repair: every chosen rule passes.", markup=False)
         return
-    table = Table(title="Repair plan (dry run: nothing changed)", title_justify="left")
+    console.print("Repair plan (dry run: nothing changed)" if plan.to_apply
+                  else "No safe repair to run (dry run: nothing changed).", markup=False)
+    table = Table()
     for name, justify in (("rule", "left"), ("table", "left"), ("rows", "right"), ("safety", "left"),
-                          ("what fix does", "left")):
+                          ("what fix --apply does", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for item in plan.items:
-        what = item.action if item.will_apply else f"{item.blocked_by}: {item.action}"
+    for item in plan.to_apply:
         unit = "" if item.result.unit == "row" else f" {item.result.unit}s"
-        table.add_row(item.code, item.table, f"{item.rows:,}{unit}", item.safety.value, what)
-    console.print(table)
-    for item in plan.items:
-        if item.will_apply and show_sql:
-            console.print(f"\n-- {item.code} on {item.table}: candidates, then each batch", markup=False)
+        table.add_row(item.code, item.table, f"{item.rows:,}{unit}", item.safety.value, item.action)
+    if plan.to_apply:
+        console.print(table)
+    if show_sql:
+        for item in plan.to_apply:
+            console.print(f"\n-- {item.code} on {item.table}: the candidates, then the statements of each batch",
+                          markup=False)
             console.print(";\n".join(s.strip() for s in item.sql) + ";", markup=False, soft_wrap=True)
-        elif not item.will_apply and item.result.sample:
-            console.print(f"{item.code} evidence ({item.table}): {', '.join(item.result.sample[:5])}", markup=False)
-    blocked = sum(1 for i in plan.items if not i.will_apply)
-    console.print(f"\n{plan.rows_to_change:,} rows to change in {len(plan.to_apply)} rules; {blocked} findings "
-                  "need --unsafe or a person. Apply with: mita-integrity fix --apply", markup=False)
+    left = [i for i in plan.items if not i.will_apply]
+    for reason in ("needs --unsafe", "left to the migrations (0022-0026)", "informational", "needs a person"):
+        group = [i for i in left if _why_left(i) == reason]
+        if group:
+            listed = ", ".join(f"{i.code} {i.table} ({i.rows:,})" for i in group)
+            console.print(f"\n{reason.capitalize()} ({len(group)}): {listed}", markup=False)
+    if 0 < len(left) <= 10:
+        for item in left:
+            evidence = ", ".join(item.result.sample[:5]) or "-"
+            console.print(f"  {item.code} {item.table}: {item.action} Evidence: {evidence}", markup=False)
+    console.print(f"\n{plan.rows_to_change:,} rows to change in {len(plan.to_apply)} rules; {len(left)} findings "
+                  "need --unsafe or a person (`mita-integrity rules CODE` explains one). "
+                  "Apply with: mita-integrity fix --apply", markup=False)
+
+
+def _why_left(item: Any) -> str:
+    if item.blocked_by == "needs --unsafe":
+        return item.blocked_by
+    if item.code.startswith("SCH"):
+        return "left to the migrations (0022-0026)"
+    return "informational" if item.result.severity.value == "info" else "needs a person"
 
 
 def render_outcome(outcome: Any) -> None:

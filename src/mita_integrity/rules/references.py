@@ -12,7 +12,8 @@ from .sampling import count_and_sample
 C, H, M = Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM
 UUID_TEXT = "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'"
 SAFE_DELETE = ("Safe: archive the row, then delete it (a row of nobody cannot be shown or owned; "
-               "undo restores it).")
+               "undo restores it). Rows that reference it through an ON DELETE CASCADE or SET NULL foreign key "
+               "are archived too, before the database touches them.")
 
 
 def _orphan(code: str, table: str, column: str, parent: str, severity: Severity, *, why: str,
