@@ -186,7 +186,9 @@ def runs_command(app: App, limit: int, kind: str | None, fmt: str) -> int:
         console.print("No runs recorded yet (fix --apply, undo and check --record record theirs).", markup=False)
         return 0
     table = Table()
-    for name in ("id", "started (UTC)", "kind", "status", "summary"):
+    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("started (UTC)", no_wrap=True)
+    for name in ("kind", "status", "summary"):
         table.add_column(name)
     for r in rows:
         table.add_row(r.id, r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.kind, r.status, store.describe(r))

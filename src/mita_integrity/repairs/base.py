@@ -83,7 +83,7 @@ class Repair(Protocol):
 
 def archive_insert(ctx: RepairContext, code: str, table: str, action: str, source: str, pk_column: str) -> str:
     """Gives an INSERT of archive rows from `source` (a CTE with columns pk_value, before, after)."""
-    run = f"'{ctx.run_id}'::uuid" if ctx.run_id else "NULL::uuid"
+    run = f"'{ctx.run_id or '<run id>'}'::uuid"  # the dry run shows where the run's id goes
     return (f"INSERT INTO integrity.archive ({ARCHIVE_COLUMNS}) "
             f"SELECT {run}, '{code}', '{table}', '{action}', jsonb_build_object('{pk_column}', s.pk_value), "
             f"s.before, s.after FROM {source} s")
