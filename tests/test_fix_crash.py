@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mita_integrity.cli import main
 from mita_integrity.connection import Database, connect
 from mita_integrity.urls import build_url
@@ -33,7 +35,7 @@ def _archived(db: Database) -> int:
 
 
 def test_killed_fix_leaves_archive_and_data_consistent_and_a_rerun_completes(
-        baseline_db: Database, capsys: object) -> None:
+        baseline_db: Database, capsys: pytest.CaptureFixture[str]) -> None:
     with connect(baseline_db) as conn:
         conn.execute(f"""INSERT INTO moods (id, user_id, date, mood)
                          SELECT md5('m' || g)::uuid, md5('ghost' || g)::uuid, date '2026-01-01' + g % 30, 'ok'
@@ -65,18 +67,18 @@ def test_killed_fix_leaves_archive_and_data_consistent_and_a_rerun_completes(
     deadline = time.monotonic() + 10  # the killed session's backend goes away shortly
     while True:
         assert main([*db, "runs", "--format", "json"]) == 0
-        runs = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
+        runs = json.loads(capsys.readouterr().out)
         if runs[0]["status"] == "interrupted" or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert [r["status"] for r in runs] == ["interrupted"]
 
     assert main([*db, "fix", "--apply", "--select", "REF010", "--format", "json"]) == 0
-    second = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
+    second = json.loads(capsys.readouterr().out)
     assert second["changed"] == ORPHANS - archived
     assert _one(baseline_db, "SELECT count(*) FROM moods") == 0
 
     for run in (second["run_id"], runs[0]["id"]):  # newest first
         assert main([*db, "undo", run]) == 0
-    capsys.readouterr()  # type: ignore[attr-defined]
+    capsys.readouterr()
     assert checksums(baseline_db) == before

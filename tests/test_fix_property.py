@@ -33,7 +33,8 @@ DEFECTS = {
                                         f"WHERE id IN {_rows('transactions', n, k)}",
     "orphan plan rows": lambda n, k: f"UPDATE daily_plan SET user_id = md5(id::text)::uuid "
                                      f"WHERE id IN {_rows('daily_plan', n, k)}",
-    "orphan habits": lambda n, k: f"UPDATE habits SET user_id = md5(id::text)::uuid WHERE id IN {_rows('habits', n, k)}",
+    "orphan habits": lambda n, k: f"UPDATE habits SET user_id = md5(id::text)::uuid "
+                                  f"WHERE id IN {_rows('habits', n, k)}",
     "orphan moods": lambda n, k: f"UPDATE moods SET user_id = md5(id::text)::uuid WHERE id IN {_rows('moods', n, k)}",
     "duplicate plan rows": lambda n, k: (
         "INSERT INTO daily_plan (id, user_id, date, category, planned_amount, spent_amount, daily_budget, created_at) "

@@ -34,6 +34,7 @@ class FixRequest:
     day_boundary: str = "utc"
     lock_timeout_ms: int = 2_000
     statement_timeout_ms: int = 300_000
+    origin: str = ""  # who asked: empty for the CLI, a migration's revision for its clean-up
 
     def check_request(self, select: Sequence[str] | None = None) -> CheckRequest:
         return CheckRequest(select=self.select if select is None else select, ignore=self.ignore if select is None
@@ -42,7 +43,7 @@ class FixRequest:
     def options(self) -> dict[str, Any]:
         return {"select": list(self.select), "ignore": list(self.ignore), "unsafe": self.unsafe,
                 "batch_size": self.batch_size, "max_rows": self.max_rows, "budget_days": self.budget_days,
-                "day_boundary": self.day_boundary}
+                "day_boundary": self.day_boundary, **({"migration": self.origin} if self.origin else {})}
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,7 @@ def _run_command(db: Database, name: str, rev: str, **kwargs: object) -> None:
     try:
         with _connection(db) as conn:
             cfg.attributes["connection"] = conn
+            cfg.attributes["database"] = db
             getattr(command, name)(cfg, rev, **kwargs)
             conn.commit()
     except CommandError as exc:
@@ -267,3 +268,26 @@ def take_backup(db: Database, path: Path) -> Path:
         raise DatabaseStateError(f"the backup with {tool} failed: {reason}", "nothing was migrated")
     tmp.replace(path)
     return path
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One constraint that was NOT VALID, and whether `migrate validate` could validate it."""
+
+    table: str
+    name: str
+    validated: bool
+    reason: str
+
+
+def validate_pending(db: Database) -> list[Validation]:
+    """Validates every NOT VALID constraint of the schema, each in its own transaction (no write lock)."""
+    from .online import Online, pending_constraints
+
+    out = []
+    with connect(db, autocommit=True) as conn:
+        online = Online(conn, say=lambda _line: None)
+        for table, name, where in pending_constraints(conn):
+            ok = online.validate(table, name, where=where)
+            out.append(Validation(table, name, ok, "" if ok else online.pending[-1]))
+    return out

@@ -77,6 +77,23 @@ def downgrade_command(app: App, revision: str, backup: Path | None) -> int:
     return 0
 
 
+@migrate_group.command("validate")
+@click.pass_obj
+def validate_command(app: App) -> int:
+    """Validate every constraint left NOT VALID (online; exit 1 while violators remain)."""
+    results = migrate.validate_pending(app.database())
+    if not results:
+        console.print("Every constraint is validated; nothing to do.", markup=False)
+        return 0
+    for r in results:
+        state = "validated" if r.validated else "NOT VALID"
+        console.print(f"  {state:<9}  {r.table}.{r.name}" + ("" if r.validated else
+                      f": {r.reason.split('stays NOT VALID: ', 1)[-1]}"), markup=False)
+    left = sum(1 for r in results if not r.validated)
+    console.print(f"{len(results) - left} validated, {left} still NOT VALID.", markup=False)
+    return 1 if left else 0
+
+
 @migrate_group.command("stamp")
 @click.argument("revision", metavar="REV")
 @click.pass_obj

@@ -34,7 +34,9 @@ def run_migrations_online() -> None:
     url = context.get_x_argument(as_dictionary=True).get("db") or os.environ.get("DATABASE_URL")
     if not url:
         raise SystemExit("alembic: set DATABASE_URL (or pass -x db=URL) to the MITA database")
-    engine = engine_for(Database.from_url(url, origin="DATABASE_URL"))
+    database = Database.from_url(url, origin="DATABASE_URL")
+    config.attributes.setdefault("database", database)  # the migrations' clean-up connects through it
+    engine = engine_for(database)
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()

@@ -2,7 +2,8 @@
 
 - MergeRepair (DUP002, CAL001): every row of a key is merged into one keeper — the earliest created_at,
   then the smallest id — whose date becomes the day at midnight UTC, spent_amount the SUM (spending was
-  split across the copies), planned_amount and daily_budget the maximum. The others are archived and
+  split across the copies), planned_amount and daily_budget the maximum (planned_amount summed for
+  `goal_savings`: two goals each plan their own saving, and neither may be lost). The others are archived and
   deleted first (so a unique constraint, if present, never sees two rows), then the keeper is archived
   and updated. A key is merged only when every one of its rows could be locked.
 - RecomputeRepair (BUD001, AMT006): spent_amount := the sum of the key's live transactions, with the one
@@ -61,7 +62,9 @@ SELECT * FROM (
          row_number() OVER w AS rank, count(*) OVER w AS n,
          count(*) FILTER (WHERE t.id = ANY(%(locked)s)) OVER w AS n_locked,
          bool_or({NOT_MIDNIGHT}) OVER w AS has_time,
-         sum(t.spent_amount) OVER w AS spent_sum, max(t.planned_amount) OVER w AS planned_max,
+         sum(t.spent_amount) OVER w AS spent_sum,
+         CASE WHEN t.category = 'goal_savings' THEN sum(t.planned_amount) OVER w
+              ELSE max(t.planned_amount) OVER w END AS planned_max,
          max(t.daily_budget) OVER w AS budget_max
     FROM daily_plan t JOIN {KEYS_SQL} k ON {KEY_JOIN}
   WINDOW w AS (PARTITION BY t.user_id, k.day, t.category ORDER BY t.created_at NULLS LAST, t.id

@@ -25,7 +25,8 @@ DUP002 = QueryRule(
         "day shows wrong totals; migration 0023's unique constraint cannot be added while they exist.",
     example="two rows for (user, 2026-01-11, 'food'): one at 00:00, one at 14:30 from a re-submitted onboarding",
     repair="Safe: merge into the keeper (earliest created_at, then id): spent summed, planned and daily_budget "
-           "the maximum; the others archived and deleted.",
+           "the maximum (planned summed for goal_savings: two goals each plan their own saving); the others "
+           "archived and deleted.",
     repair_safety=FixSafety.SAFE, table="daily_plan", requires=("daily_plan.category", "daily_plan.date"),
     message="calendar entry duplicated", hint="`mita-integrity fix --select DUP002` merges them (sums spending)",
 )

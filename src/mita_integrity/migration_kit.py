@@ -1,0 +1,67 @@
+"""What the migrations 0022-0026 share: an online DDL runner on the migration's connection, and the clean-up.
+
+A migration's body runs in Alembic's autocommit block, so each of its steps commits on its own (a killed
+migration keeps what it finished and re-running continues); Alembic records the revision only after the
+body completed. Data the new constraint would reject is cleaned with the safe repairs of `fix` — same
+rules, same archive (the run is recorded with the migration's name, and `undo` works on it) — through
+connections of their own.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+
+from alembic import context, op
+
+from .connection import Database
+from .errors import DatabaseStateError
+from .online import Online
+
+
+def say(line: str) -> None:
+    """Prints a progress line of a migration (stderr: stdout stays for results)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def online() -> Iterator[Online]:
+    """Gives the online DDL runner on the migration's own connection, outside Alembic's transaction."""
+    with op.get_context().autocommit_block():
+        raw = op.get_bind().connection.dbapi_connection
+        yield Online(raw, say=say)  # type: ignore[arg-type]
+
+
+def database() -> Database:
+    """Gives the database being migrated (mita-integrity and env.py both hand it over)."""
+    db = context.config.attributes.get("database")
+    if not isinstance(db, Database):
+        raise DatabaseStateError("the migration was started without a database to clean up through",
+                                 "run it with mita-integrity migrate, or alembic with DATABASE_URL set")
+    return db
+
+
+def clean_up(revision: str, codes: Sequence[str], *, budget_days: int = 30) -> int:
+    """Runs the safe repairs of these rules with archive (a recorded fix run); gives the rows changed."""
+    from .fix import FixRequest, plan_fix
+    from .fix_apply import apply_fix
+
+    db = database()
+    request = FixRequest(select=tuple(codes), budget_days=budget_days, origin=revision)
+    plan = plan_fix(db, request)
+    if not plan.to_apply:
+        say(f"    clean-up ({', '.join(codes)}): nothing to repair")
+        return 0
+    outcome = apply_fix(db, plan, request)
+    for item in outcome.items:
+        say(f"    {item.item.code} {item.item.table}: {item.done.changed:,} rows repaired, archived in run "
+            f"{outcome.run_id} ({item.after or 0} left)")
+    say(f"    clean-up archived {outcome.archived:,} rows; `mita-integrity undo {outcome.run_id}` would put them back")
+    return outcome.changed
+
+
+def sql_file(name: str) -> str:
+    """Gives the text of a SQL file shipped in migrations/sql."""
+    return resources.files("mita_integrity.migrations").joinpath("sql", name).read_text(encoding="utf-8")

@@ -1,0 +1,54 @@
+"""One calendar row per (user, day, category): dates normalised, duplicates merged, a unique key — online.
+
+- dates with a time of day normalised to midnight UTC (CAL001), then the rows of each (user, day,
+  category) merged into one keeper — the earliest created_at, then id — spent summed, planned and
+  daily_budget the maximum (for `goal_savings`, where two goals each plan their own saving, planned is
+  summed, so neither amount is lost); the removed rows archived (DUP002). Both are `fix`'s safe repairs;
+- uq_daily_plan_user_date_category: UNIQUE NULLS NOT DISTINCT (user_id, date, category), built with
+  CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT … USING INDEX (NULL categories collide too);
+- ck_daily_plan_date_midnight: every date at midnight UTC (NOT VALID, then VALIDATE), so a time of day
+  cannot make a second row of one day again.
+
+Revision ID: 0023_add_unique_constraint_daily_plan
+Revises: 0022_add_missing_fk_constraints
+"""
+
+from __future__ import annotations
+
+from psycopg import errors
+
+from mita_integrity.migration_kit import clean_up, online, say
+
+revision: str = "0023_add_unique_constraint_daily_plan"
+down_revision: str | None = "0022_add_missing_fk_constraints"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+UNIQUE = "uq_daily_plan_user_date_category"
+MIDNIGHT = "ck_daily_plan_date_midnight"
+
+
+def upgrade() -> None:
+    with online() as db:
+        say("  0023: one calendar row per (user, day, category)")
+        if db.constraint("daily_plan", UNIQUE) is None:
+            for attempt in range(1, 4):
+                clean_up(revision, ("CAL001", "DUP002"))
+                try:
+                    db.ensure_index(UNIQUE, "daily_plan", "(user_id, date, category) NULLS NOT DISTINCT", unique=True)
+                    break
+                except errors.UniqueViolation:  # the application wrote a duplicate meanwhile: merge it, build again
+                    if attempt == 3:
+                        raise
+                    say("    a duplicate appeared during the build; merging it and building again")
+            db.step(f"add {UNIQUE}", f"ALTER TABLE daily_plan ADD CONSTRAINT {UNIQUE} UNIQUE USING INDEX {UNIQUE}")
+            say(f"    added {UNIQUE}")
+        db.add_constraint("daily_plan", MIDNIGHT, "CHECK (date = date_trunc('day', date, 'UTC'))",
+                          "mita-integrity fix --apply --select CAL001")
+
+
+def downgrade() -> None:
+    with online() as db:
+        db.drop_constraint("daily_plan", MIDNIGHT)
+        db.drop_constraint("daily_plan", UNIQUE)
+        db.drop_index(UNIQUE)
