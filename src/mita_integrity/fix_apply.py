@@ -30,7 +30,7 @@ from .repairs.rows import _dependents
 
 Progress = Callable[[PlanItem, int], None]  # (item, units just done)
 LOCK_RETRIES = 3
-TARGET_SECONDS = 0.25  # the longest a batch should hold its locks
+TARGET_SECONDS = 0.1  # the longest a batch should hold its locks (a concurrent writer waits at most that)
 START_SIZE = 250
 
 

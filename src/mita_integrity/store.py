@@ -15,13 +15,16 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from .connection import transaction
 from .errors import DatabaseStateError
+
+if TYPE_CHECKING:
+    from .findings import Report
 
 SCHEMA = "integrity"
 _LOCK_KEY = 7_416_902_211  # any constant: serialises the first creation
@@ -91,6 +94,43 @@ def finish_run(conn: psycopg.Connection[Any], run_id: uuid.UUID, status: str, su
                     (status, Jsonb(summary), Jsonb(report) if report is not None else None, run_id))
 
 
+def check_record_privileges(cur: psycopg.Cursor[Any]) -> None:
+    """Raises one clear error when the role cannot record a check run (before the check runs)."""
+    cur.execute("SELECT current_user, pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'")
+    user, read_only = cur.fetchone() or ("?", False)
+    if read_only:
+        raise DatabaseStateError("this server only reads (a replica, or default_transaction_read_only is on): "
+                                 "check --record needs to write; nothing was run", "point --db at the primary server")
+    if exists(cur):
+        cur.execute("SELECT has_schema_privilege(%s, 'USAGE') AND has_table_privilege(%s, 'INSERT')",
+                    (SCHEMA, f"{SCHEMA}.runs"))
+        lacking = "USAGE on schema integrity and INSERT on integrity.runs"
+    else:
+        cur.execute("SELECT has_database_privilege(current_database(), 'CREATE')")
+        lacking = "CREATE on the database (for the integrity schema)"
+    row = cur.fetchone()
+    if not (row and row[0]):
+        raise DatabaseStateError(f"role {user} lacks {lacking}: check --record needs it; nothing was run",
+                                 "run it as the role that owns the MITA tables, grant that privilege, or drop --record")
+
+
+def record_check(conn: psycopg.Connection[Any], report: Report) -> str:
+    """Stores a finished check run (kind 'check', status 'completed') with its summary and report; gives its id.
+
+    The run keeps the report's own run_id, started_at and finished_at; the schema is created if absent.
+    """
+    ensure(conn)
+    failing = [r for r in report.results if r.failed]
+    summary = {**report.summary(), "failing": len(failing), "violations": sum(r.count for r in failing),
+               "results": len(report.results)}
+    with transaction(conn, lock_timeout_ms=5_000) as cur:
+        cur.execute(f"INSERT INTO {SCHEMA}.runs (id, kind, status, started_at, finished_at, tool_version, options, "
+                    "summary, report) VALUES (%s, 'check', 'completed', %s, %s, %s, %s, %s, %s)",
+                    (report.run_id, report.started_at, report.finished_at, report.tool_version,
+                     Jsonb(report.options), Jsonb(summary), Jsonb(report.to_json())))
+    return report.run_id
+
+
 @dataclass(frozen=True)
 class RunRow:
     """One line of the run history."""
@@ -154,4 +194,7 @@ def describe(run: RunRow) -> str:
         conflicts = s.get("conflict_count", 0)
         return (f"{s.get('restored', 0):,} rows of run {str(s.get('undone_run', '?'))[:8]} restored"
                 + (f", {conflicts:,} conflicts" if conflicts else ""))
+    if run.kind == "check" and "rules_run" in s:
+        failing = ", ".join(f"{s[sev]:,} {sev}" for sev in ("critical", "high", "medium", "low", "info") if s.get(sev))
+        return f"{failing + ' failing' if failing else 'nothing failing'}; {s.get('rules_run', 0):,} rules run"
     return json.dumps(s, sort_keys=True, default=str)[:80]

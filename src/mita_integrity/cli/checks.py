@@ -84,10 +84,13 @@ def write_reports(report: Report, targets: dict[str, Path | None], *, color: boo
               help="Cancel any one rule's query after this long (300, 5m, 500ms…).")
 @click.option("--lock-timeout", default="5", show_default=True, metavar="SECONDS",
               help="Give up waiting for a lock after this long.")
+@click.option("--record", is_flag=True,
+              help="Store the run in integrity.runs (created if absent) for `runs` and `verify`.")
 @click.pass_obj
 def check_command(app: App, formats: tuple[str, ...], output: Path | None, select: tuple[str, ...],
                   ignore: tuple[str, ...], fail_on: str, since: str | None, sample: int, budget_days: int,
-                  day_boundary: str, physical: bool, statement_timeout: str, lock_timeout: str) -> int:
+                  day_boundary: str, physical: bool, statement_timeout: str, lock_timeout: str,
+                  record: bool) -> int:
     """Run the rule catalogue read-only and report; the exit code follows --fail-on."""
     from ..check import CheckRequest, exit_code, options_for, run_check
     from ..rules import catalogue
@@ -102,6 +105,8 @@ def check_command(app: App, formats: tuple[str, ...], output: Path | None, selec
     catalogue.select(select, ignore)
     report_formats = tuple(dict.fromkeys(formats or ("text",)))
     targets = output_targets(report_formats, output)
+    if record:
+        _may_record(app)
     report = run_check(app.database(), request)
     written = write_reports(report, targets, color=sys.stdout.isatty())
     if written and "text" not in [f for f, t in targets.items() if t is None]:
@@ -110,7 +115,35 @@ def check_command(app: App, formats: tuple[str, ...], output: Path | None, selec
         sys.stdout.write(reports.render(report, "text", color=sys.stdout.isatty()))
     for path in written:
         note(f"report written to {path}")
+    if record:
+        note(f"check run {_record(app, report)} recorded in integrity.runs")
     return exit_code(report, fail_on)
+
+
+def _may_record(app: App) -> None:
+    """Refuses --record up front, in one line, when the role could not store the run."""
+    from .. import store
+    from ..connection import connect, transaction
+
+    with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
+        store.check_record_privileges(cur)
+
+
+def _record(app: App, report: Report) -> str:
+    """Stores the finished run (its own short transaction, after the read-only check); gives its id."""
+    import psycopg
+
+    from .. import store
+    from ..connection import connect
+    from ..errors import DatabaseStateError
+
+    try:
+        with connect(app.database()) as conn:
+            return store.record_check(conn, report)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DatabaseStateError(f"the check ran but could not be recorded: {exc.diag.message_primary}",
+                                 "run it as the role that owns the MITA tables, or grant INSERT on "
+                                 "integrity.runs") from None
 
 
 @click.command("rules")

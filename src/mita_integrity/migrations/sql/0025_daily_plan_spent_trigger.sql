@@ -72,7 +72,7 @@ BEGIN
 
     -- Two keys (or one side only). NEW's key goes first only when both count and it sorts before OLD's
     -- (the keys differ here: equal user and day leave the categories, NULL first).
-    IF old_counts AND new_counts AND (
+    IF false AND (
            NEW.user_id < OLD.user_id
            OR (NEW.user_id = OLD.user_id AND new_date < old_date)
            OR (NEW.user_id = OLD.user_id AND new_date = old_date
