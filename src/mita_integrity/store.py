@@ -101,14 +101,16 @@ def check_record_privileges(cur: psycopg.Cursor[Any]) -> None:
     if read_only:
         raise DatabaseStateError("this server only reads (a replica, or default_transaction_read_only is on): "
                                  "check --record needs to write; nothing was run", "point --db at the primary server")
-    if exists(cur):
-        cur.execute("SELECT has_schema_privilege(%s, 'USAGE') AND has_table_privilege(%s, 'INSERT')",
-                    (SCHEMA, f"{SCHEMA}.runs"))
-        lacking = "USAGE on schema integrity and INSERT on integrity.runs"
-    else:
-        cur.execute("SELECT has_database_privilege(current_database(), 'CREATE')")
-        lacking = "CREATE on the database (for the integrity schema)"
+    # By oid from the catalog: resolving the name itself fails for a role without USAGE on the schema.
+    cur.execute("SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'INSERT') "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = 'runs'", (SCHEMA,))
     row = cur.fetchone()
+    lacking = "USAGE on schema integrity and INSERT on integrity.runs"
+    if row is None:
+        cur.execute("SELECT has_database_privilege(current_database(), 'CREATE')")
+        row = cur.fetchone()
+        lacking = "CREATE on the database (for the integrity schema)"
     if not (row and row[0]):
         raise DatabaseStateError(f"role {user} lacks {lacking}: check --record needs it; nothing was run",
                                  "run it as the role that owns the MITA tables, grant that privilege, or drop --record")
