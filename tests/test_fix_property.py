@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mita_integrity import migrate
@@ -76,6 +76,7 @@ def seeded_template(pg: PgServer) -> Iterator[str]:
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mixture=mixtures)
+@example(mixture=[("duplicate plan rows", 1, 0)])  # a keeper merged, then recomputed: undone newest first
 def test_safe_repairs_of_any_mixture_pass_lose_nothing_and_undo_exactly(
         pg: PgServer, seeded_template: str, mixture: list[tuple[str, int, int]]) -> None:
     name = f"mita_p_{uuid.uuid4().hex[:12]}"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import groupby
 from typing import Any
 
 import psycopg
@@ -147,6 +146,23 @@ class _Segment:
         return done, {**failed, **(self._why_not(rest) if rest else {})}
 
 
+def _segments(rows: list[tuple[Any, ...]]) -> list[tuple[str, str, list[int]]]:
+    """Cuts archive rows (newest first) into stretches of one table and action in which no row appears twice.
+
+    One statement can revert a row only once: when a run changed a row twice (a merged keeper whose
+    spent_amount was then recomputed), the newer change is reverted first, in its own statement.
+    """
+    out: list[tuple[str, str, list[int]]] = []
+    seen: set[str] = set()
+    for archive_id, table, action, pk in rows:
+        if not out or out[-1][:2] != (table, action) or pk in seen:
+            out.append((table, action, []))
+            seen = set()
+        out[-1][2].append(archive_id)
+        seen.add(pk)
+    return out
+
+
 def _pending(cur: psycopg.Cursor[Any], run_id: str) -> tuple[int, list[str]]:
     cur.execute(f"SELECT count(*) FILTER (WHERE restored_at IS NULL), array_agg(DISTINCT restored_by::text) "
                 f"FILTER (WHERE restored_by IS NOT NULL) FROM {ARCHIVE} WHERE run_id = %s", (run_id,))
@@ -177,7 +193,7 @@ def undo_run(db: Database, run_text: str, batch_size: int = 5_000,
             last: int | None = None
             while True:
                 with transaction(conn, lock_timeout_ms=5_000, statement_timeout_ms=300_000) as cur:
-                    cur.execute(f"SELECT id, table_name, action FROM {ARCHIVE} WHERE run_id = %s "
+                    cur.execute(f"SELECT id, table_name, action, pk::text FROM {ARCHIVE} WHERE run_id = %s "
                                 "AND restored_at IS NULL AND (%s::bigint IS NULL OR id < %s) "
                                 "ORDER BY id DESC LIMIT %s FOR UPDATE",
                                 (target.id, last, last, batch_size))
@@ -185,8 +201,7 @@ def undo_run(db: Database, run_text: str, batch_size: int = 5_000,
                     if not rows:
                         break
                     restored: list[int] = []
-                    for (table, action), group in groupby(rows, key=lambda r: (r[1], r[2])):
-                        ids = [r[0] for r in group]
+                    for table, action, ids in _segments(rows):
                         done, failed = _Segment(cur, schema, table).restore(action, ids)
                         restored += done
                         outcome.conflicts += [Conflict(i, table, action, {}, why) for i, why in failed.items()]
