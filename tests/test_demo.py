@@ -25,10 +25,14 @@ def test_demo_builds_checks_repairs_and_rechecks(capsys: pytest.CaptureFixture[s
     assert "5. planned the repairs (a dry run)" in out and "Repair plan (dry run: nothing changed)" in out
     assert "6. applied the safe repairs in batches" in out
     assert "rules with a safe repair still failing: none" in out
+    assert "8. migrated to 0026_complete_user_foreign_keys online" in out
+    assert "9. checked again and recorded the run" in out
+    assert "10. verified the success metrics: 9 of 11 pass; orphans, checks-0024 wait for a person" in out
+    assert "PASS  cascade-probe" in out and "FAIL  checks-0024" in out
     assert "export DATABASE_URL=" in out and "mita-integrity undo " in out
     demo = pg.database("mita_demo")
     with connect(demo) as conn:
         users = conn.execute("SELECT count(*) FROM users").fetchone()
         version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    assert users is not None and users[0] >= 200 and version == ("0021_add_habit_completions",)
+    assert users is not None and users[0] >= 200 and version == ("0026_complete_user_foreign_keys",)
     pg.drop_database("mita_demo")

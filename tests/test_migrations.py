@@ -168,3 +168,40 @@ def test_unique_key_rejects_null_categories_and_goal_savings_keep_both_amounts(b
         _sql(baseline_db, f"INSERT INTO daily_plan (user_id, date, category) VALUES ('{ANN}', '2026-01-12', NULL)")
     with pytest.raises(psycopg.errors.CheckViolation):  # a time of day would make a second row of one day
         _sql(baseline_db, f"INSERT INTO daily_plan (user_id, date, category) VALUES ('{ANN}', '2026-01-13 10:00', 'x')")
+
+
+def test_fix_migrate_verify_then_resolve_validate_and_round_trip(baseline_db: Database) -> None:
+    """Issue 5's Done-when, on a database seeded with every defect."""
+    from mita_integrity import store
+    from mita_integrity.verify import run_verify
+
+    def record() -> None:
+        with connect(baseline_db) as conn:
+            store.record_check(conn, run_check(baseline_db, CheckRequest()))
+
+    _seed(baseline_db)
+    request = FixRequest()
+    apply_fix(baseline_db, plan_fix(baseline_db, request), request)
+    migrate.upgrade(baseline_db, "head")
+    record()
+    card = run_verify(baseline_db)
+    failing = {line.name: line.evidence for line in card.lines if not line.passed}
+    assert set(failing) == {"orphans", "checks-0024"}  # both wait for a person, and say so
+    assert "REF011" in failing["orphans"] and "NOT VALID" in failing["checks-0024"]
+
+    unsafe = FixRequest(select=("GOL003",), unsafe=True)
+    apply_fix(baseline_db, plan_fix(baseline_db, unsafe), unsafe)
+    bad_id = "user_id !~ '^[0-9a-f-]{{36}}$' OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id::text = {t}.user_id)"
+    _sql(baseline_db, "UPDATE goals SET target_amount = 100 WHERE target_amount <= 0;"
+                      "UPDATE transactions SET amount = -amount "
+                      "WHERE amount < 0 AND category NOT IN ('refund', 'income');"
+                      "UPDATE daily_plan SET planned_amount = 0 WHERE planned_amount < 0;"
+                      + "".join(f"DELETE FROM {t} WHERE {bad_id.format(t=t)};"
+                                for t in ("expenses", "user_answers", "user_profiles")))
+    assert all(r.validated for r in migrate.validate_pending(baseline_db))
+    record()
+    assert run_verify(baseline_db).passed
+    migrate.downgrade(baseline_db, "0021_add_habit_completions_table")
+    migrate.upgrade(baseline_db, "head")
+    record()
+    assert run_verify(baseline_db).passed

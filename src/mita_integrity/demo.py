@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import migrate
+from . import migrate, store
 from .check import CheckRequest, run_check
 from .connection import Database, connect
 from .findings import FixSafety, Report
@@ -13,6 +13,7 @@ from .fix import FixPlan, FixRequest, plan_fix
 from .fix_apply import FixOutcome, apply_fix
 from .seed import SeedOptions, SeedResult, seed_database
 from .target import recreate_database
+from .verify import Scorecard, run_verify
 
 DEMO_DATABASE = "mita_demo"
 
@@ -28,6 +29,8 @@ class DemoResult:
     plan: FixPlan
     fixed: FixOutcome
     after: Report
+    head: str | None
+    scorecard: Scorecard
 
 
 def run_demo(
@@ -70,4 +73,16 @@ def run_demo(
     still = sum(1 for r in after.results if r.failed)
     say(f"7. checked again: {still} failing results left (were {failing}); rules with a safe repair still failing: "
         f"{', '.join(safe_left) or 'none'}")
-    return DemoResult(db, state.to_revision, result, report, plan, fixed, after)
+    head = migrate.upgrade(db, "head").to_revision
+    say(f"8. migrated to {head} online: foreign keys, the unique calendar key, CHECKs, the spent_amount trigger "
+        "(each migration's clean-up archived like a fix)")
+    recorded = run_check(db, CheckRequest())
+    with connect(db) as conn:
+        run_id = store.record_check(conn, recorded)
+    say(f"9. checked again and recorded the run ({run_id}): "
+        f"{sum(1 for r in recorded.results if r.failed)} failing results")
+    card = run_verify(db)
+    waiting = [line.name for line in card.lines if not line.passed]
+    say(f"10. verified the success metrics: {len(card.lines) - len(waiting)} of {len(card.lines)} pass"
+        + (f"; {', '.join(waiting)} wait for a person (the scorecard follows)" if waiting else ""))
+    return DemoResult(db, state.to_revision, result, report, plan, fixed, after, head, card)

@@ -96,6 +96,7 @@ def demo_command(app: App, users: int, days: int, seed_value: int) -> int:
         result = run_demo(server, users=users, days=days, seed=seed_value, say=console.print, progress=progress)
     from .. import report as reports
     from .repair import render_outcome, render_plan
+    from .verify import render_scorecard
 
     console.print("\nThe report before any repair:")
     sys.stdout.write(reports.render(result.report, "text", color=sys.stdout.isatty()))
@@ -103,10 +104,15 @@ def demo_command(app: App, users: int, days: int, seed_value: int) -> int:
     render_plan(result.plan, show_sql=False)
     console.print("")
     render_outcome(result.fixed)
+    console.print("")
+    console.print(f"The scorecard at {result.head}:", markup=False)
+    render_scorecard(result.scorecard)
     params = result.database.parsed.params
     url = build_url(params, mask_password=True)
     console.print("")
-    console.print("The safe repairs are applied; what is left needs --unsafe or a person. Continue with:")
+    console.print("The safe repairs are applied and the schema is at head; a FAIL above waits for a person: resolve "
+                  "the rows it names (its evidence says how), then `mita-integrity migrate validate` and "
+                  "`mita-integrity verify`. Continue with:")
     if params.get("password"):
         console.print(f"  export DATABASE_URL='{url}'   # with your password in place of ***")
     else:
@@ -116,5 +122,6 @@ def demo_command(app: App, users: int, days: int, seed_value: int) -> int:
     console.print("  mita-integrity fix                                        # the plan for what is left, with SQL")
     console.print(f"  mita-integrity undo {result.fixed.run_id}   # put every repaired row back")
     console.print("  mita-integrity runs                                       # the history of fix and undo runs")
-    console.print("  mita-integrity migrate current                            # the schema: the pre-0022 baseline")
+    console.print("  mita-integrity verify                                     # the scorecard again")
+    console.print("  mita-integrity migrate downgrade 0021_add_habit_completions_table   # back to the baseline")
     return 0

@@ -8,6 +8,7 @@ import sys
 import click
 from rich.text import Text
 
+from ..verify import Scorecard
 from .app import App, console
 
 
@@ -28,6 +29,12 @@ def verify_command(app: App, fmt: str, max_age: str) -> int:
     if fmt == "json":
         sys.stdout.write(json.dumps(card.to_json(), indent=2) + "\n")
         return 0 if card.passed else 1
+    render_scorecard(card)
+    return 0 if card.passed else 1
+
+
+def render_scorecard(card: Scorecard) -> None:
+    """Prints a line per metric (PASS/FAIL and the evidence), then the verdict."""
     width = max(len(line.name) for line in card.lines)
     for line in card.lines:
         text = Text()
@@ -37,4 +44,3 @@ def verify_command(app: App, fmt: str, max_age: str) -> int:
     failed = [line.name for line in card.lines if not line.passed]
     console.print(f"verify: all {len(card.lines)} metrics pass" if not failed else
                   f"verify: {len(failed)} of {len(card.lines)} metrics fail ({', '.join(failed)})", markup=False)
-    return 0 if card.passed else 1
