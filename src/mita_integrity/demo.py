@@ -11,6 +11,7 @@ from .connection import Database, connect
 from .findings import FixSafety, Report
 from .fix import FixPlan, FixRequest, plan_fix
 from .fix_apply import FixOutcome, apply_fix
+from .migration_kit import quiet
 from .seed import SeedOptions, SeedResult, seed_database
 from .target import recreate_database
 from .verify import Scorecard, run_verify
@@ -73,7 +74,8 @@ def run_demo(
     still = sum(1 for r in after.results if r.failed)
     say(f"7. checked again: {still} failing results left (were {failing}); rules with a safe repair still failing: "
         f"{', '.join(safe_left) or 'none'}")
-    head = migrate.upgrade(db, "head").to_revision
+    with quiet():
+        head = migrate.upgrade(db, "head").to_revision
     say(f"8. migrated to {head} online: foreign keys, the unique calendar key, CHECKs, the spent_amount trigger "
         "(each migration's clean-up archived like a fix)")
     recorded = run_check(db, CheckRequest())

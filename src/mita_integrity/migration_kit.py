@@ -20,10 +20,23 @@ from .connection import Database
 from .errors import DatabaseStateError
 from .online import Online
 
+_QUIET: list[bool] = [False]
+
 
 def say(line: str) -> None:
-    """Prints a progress line of a migration (stderr: stdout stays for results)."""
-    print(line, file=sys.stderr, flush=True)
+    """Prints a progress line of a migration (stderr: stdout stays for results), unless quieted."""
+    if not _QUIET[-1]:
+        print(line, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silences the migrations' progress lines (the demo sums them up itself)."""
+    _QUIET.append(True)
+    try:
+        yield
+    finally:
+        _QUIET.pop()
 
 
 @contextmanager
