@@ -57,6 +57,27 @@ DDL = (
         restored_by uuid REFERENCES {SCHEMA}.runs (id),
         restored_at timestamptz)""",
     f"CREATE INDEX IF NOT EXISTS archive_run_id_idx ON {SCHEMA}.archive (run_id, id)",
+    # The history of recorded checks: every result of every run, and each finding's life (history.py).
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.run_results (
+        run_id uuid NOT NULL REFERENCES {SCHEMA}.runs (id) ON DELETE CASCADE,
+        fingerprint text NOT NULL,
+        code text NOT NULL,
+        table_name text NOT NULL,
+        severity text NOT NULL,
+        status text NOT NULL,
+        count bigint NOT NULL,
+        PRIMARY KEY (run_id, fingerprint))""",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.findings (
+        fingerprint text PRIMARY KEY,
+        code text NOT NULL,
+        table_name text NOT NULL,
+        severity text NOT NULL,
+        message text NOT NULL DEFAULT '',
+        first_seen timestamptz NOT NULL,
+        last_seen timestamptz NOT NULL,
+        last_count bigint NOT NULL,
+        last_run_id uuid,
+        resolved_at timestamptz)""",
 )
 
 
@@ -117,20 +138,21 @@ def check_record_privileges(cur: psycopg.Cursor[Any]) -> None:
 
 
 def record_check(conn: psycopg.Connection[Any], report: Report) -> str:
-    """Stores a finished check run (kind 'check', status 'completed') with its summary and report; gives its id.
+    """Stores a finished check run with its results and findings (see history.record); gives its id."""
+    from .history import record
 
-    The run keeps the report's own run_id, started_at and finished_at; the schema is created if absent.
-    """
-    ensure(conn)
+    return record(conn, report).run_id
+
+
+def insert_check_run(cur: psycopg.Cursor[Any], report: Report) -> None:
+    """Inserts a finished check run (kind 'check', status 'completed'), keeping the report's own id and times."""
     failing = [r for r in report.results if r.failed]
     summary = {**report.summary(), "failing": len(failing), "violations": sum(r.count for r in failing),
                "results": len(report.results)}
-    with transaction(conn, lock_timeout_ms=5_000) as cur:
-        cur.execute(f"INSERT INTO {SCHEMA}.runs (id, kind, status, started_at, finished_at, tool_version, options, "
-                    "summary, report) VALUES (%s, 'check', 'completed', %s, %s, %s, %s, %s, %s)",
-                    (report.run_id, report.started_at, report.finished_at, report.tool_version,
-                     Jsonb(report.options), Jsonb(summary), Jsonb(report.to_json())))
-    return report.run_id
+    cur.execute(f"INSERT INTO {SCHEMA}.runs (id, kind, status, started_at, finished_at, tool_version, options, "
+                "summary, report) VALUES (%s, 'check', 'completed', %s, %s, %s, %s, %s, %s)",
+                (report.run_id, report.started_at, report.finished_at, report.tool_version,
+                 Jsonb(report.options), Jsonb(summary), Jsonb(report.to_json())))
 
 
 @dataclass(frozen=True)
