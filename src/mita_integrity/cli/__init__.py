@@ -19,6 +19,7 @@ from .checks import check_command, rules_command, sql_command
 from .data import demo_command, seed_command
 from .migrate import migrate_group
 from .repair import fix_command, runs_command, undo_command
+from .schedule import schedule_command
 from .verify import verify_command
 
 EXIT_ERROR = 3
@@ -35,8 +36,8 @@ def cli(ctx: click.Context, db_url: str | None, debug: bool) -> None:
     ctx.obj = App(db_option=db_url, debug=debug)
 
 
-for command in (check_command, rules_command, sql_command, fix_command, undo_command, runs_command, migrate_group,
-                seed_command, demo_command, verify_command):
+for command in (check_command, rules_command, sql_command, fix_command, undo_command, runs_command, schedule_command,
+                migrate_group, seed_command, demo_command, verify_command):
     cli.add_command(command)
 
 
