@@ -154,18 +154,14 @@ def _note_deliveries(db: Database, run_id: str, deliveries: list[Any]) -> None:
 
 
 def _write_html(db: Database, report: Report, folder: Path) -> Path:
+    """Writes the run's HTML report, with the trends of the recorded checks up to it."""
     from . import report as reports
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / reports.file_name(report, "html")
-    try:
-        from .report import render_with_trend  # type: ignore[attr-defined]
-
-        with connect(db) as conn, conn.cursor() as cur:
-            text = render_with_trend(report, history.trend(cur, until=report.run_id))
-    except ImportError:
-        text = reports.render(report, "html")
-    path.write_text(text)
+    with connect(db) as conn, transaction(conn, read_only=True) as cur:
+        trend = history.trend(cur, until=report.run_id)
+    path.write_text(reports.render(report, "html", trend=trend))
     return path
 
 

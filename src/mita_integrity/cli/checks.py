@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,7 +14,11 @@ from ..errors import UsageError
 from ..findings import Report
 from .app import App, console, note
 
+if TYPE_CHECKING:
+    from ..history import Trend
+
 FORMATS = ("text", "json", "html", "junit", "prometheus")
+TREND_RUNS = 30  # the recorded check runs the HTML report charts (this run included)
 
 
 def _duration_ms(text: str, option: str) -> int:
@@ -47,19 +52,23 @@ def output_targets(report_formats: tuple[str, ...], output: Path | None) -> dict
     return {report_formats[0]: output}
 
 
-def write_reports(report: Report, targets: dict[str, Path | None], *, color: bool) -> list[Path]:
-    """Renders the report in every asked format; gives the files written (stdout gets the rest)."""
+def write_reports(report: Report, targets: dict[str, Path | None], *, color: bool,
+                  trend: Trend | None = None) -> list[Path]:
+    """Renders the report in every asked format; gives the files written (stdout gets the rest).
+
+    `trend`, the history of recorded checks, goes into the HTML (its charts and what is new since the last run).
+    """
     from .. import report as reports
 
     written = []
     for fmt, target in targets.items():
         if target is None:
-            text = reports.render(report, fmt, color=color and fmt == "text")
+            text = reports.render(report, fmt, color=color and fmt == "text", trend=trend)
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
             continue
         path = target / reports.file_name(report, fmt) if target.is_dir() else target
         try:
-            path.write_text(reports.render(report, fmt))
+            path.write_text(reports.render(report, fmt, trend=trend))
         except OSError as exc:
             raise UsageError(f"cannot write the report to {path}: {exc.strerror}") from None
         written.append(path)
@@ -108,7 +117,8 @@ def check_command(app: App, formats: tuple[str, ...], output: Path | None, selec
     if record:
         _may_record(app)
     report = run_check(app.database(), request)
-    written = write_reports(report, targets, color=sys.stdout.isatty())
+    trend = _history(app) if record and "html" in targets else None
+    written = write_reports(report, targets, color=sys.stdout.isatty(), trend=trend)
     if written and "text" not in [f for f, t in targets.items() if t is None]:
         from .. import report as reports
 
@@ -127,6 +137,24 @@ def _may_record(app: App) -> None:
 
     with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
         store.check_record_privileges(cur)
+
+
+def _history(app: App) -> Trend | None:
+    """Reads the recorded checks so far (read-only); the HTML adds this run to them as the newest.
+
+    A history that cannot be read costs the report its trends, not the check its result.
+    """
+    import psycopg
+
+    from ..connection import connect, transaction
+    from ..history import trend
+
+    try:
+        with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
+            return trend(cur, TREND_RUNS - 1)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        note(f"the HTML report has no trends: the run history could not be read ({exc.diag.message_primary})")
+        return None
 
 
 def _record(app: App, report: Report) -> str:

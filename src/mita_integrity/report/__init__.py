@@ -5,6 +5,8 @@ Every renderer first masks e-mail addresses (`masking.masked_report`), so no for
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import UsageError
 from ..findings import Report
 from .html_page import render_html
@@ -14,6 +16,9 @@ from .layout import as_utc
 from .masking import mask_email, masked_report
 from .prometheus_metrics import render_prometheus
 from .text import render_text
+
+if TYPE_CHECKING:
+    from ..history import Trend
 
 FORMATS: tuple[str, ...] = ("text", "json", "html", "junit", "prometheus")
 
@@ -28,8 +33,12 @@ def _known(fmt: str) -> str:
     return fmt
 
 
-def render(report: Report, fmt: str, *, color: bool = False) -> str:
-    """Gives the report in the format `fmt` (one of FORMATS); `color` only affects text."""
+def render(report: Report, fmt: str, *, color: bool = False, trend: Trend | None = None) -> str:
+    """Gives the report in the format `fmt` (one of FORMATS); `color` only affects text.
+
+    `trend` (the history of recorded checks, `history.trend`) only affects HTML: the page then charts the
+    failing counts per run up to this report's run and lists what is new since the previous one.
+    """
     fmt = _known(fmt)
     report = masked_report(report)
     if fmt == "text":
@@ -37,7 +46,7 @@ def render(report: Report, fmt: str, *, color: bool = False) -> str:
     if fmt == "json":
         return render_json(report)
     if fmt == "html":
-        return render_html(report)
+        return render_html(report, trend=trend)
     if fmt == "junit":
         return render_junit(report)
     return render_prometheus(report)

@@ -6,12 +6,16 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import jinja2
 from markupsafe import Markup, escape
 
 from ..findings import SECTIONS, Report, Result, Severity, Status
-from . import layout
+from . import layout, trends
+
+if TYPE_CHECKING:
+    from ..history import Trend
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,8 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_html(report: Report, *, generated_at: datetime | None = None) -> str:
-    """Gives the whole HTML page of the report."""
+def render_html(report: Report, *, generated_at: datetime | None = None, trend: Trend | None = None) -> str:
+    """Gives the whole HTML page of the report; with `trend` (the recorded history) it shows the trends too."""
     summary = report.summary()
     errors = sum(r.status is Status.ERROR for r in report.results)
     template = _environment().get_template("report.html.j2")
@@ -136,4 +140,5 @@ def render_html(report: Report, *, generated_at: datetime | None = None) -> str:
         sections=_sections(report),
         # The run's end, not the wall clock: the same report always renders to the same page.
         generated=layout.utc_text(generated_at or report.finished_at),
+        trends=trends.build(trend, report) if trend is not None else None,
     )
