@@ -117,9 +117,11 @@ def test_metrics_file_and_graceful_stop(baseline_db: Database, tmp_path: Path) -
     metrics = tmp_path / "mita.prom"
     exe = str(Path(sys.executable).with_name("mita-integrity"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MITA_", "SENTRY_"))}
-    once = subprocess.run([exe, "--db", _url(baseline_db), "schedule", "--once", "--metrics-file", str(metrics)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    once = subprocess.run([exe, "--db", _url(baseline_db), "schedule", "--once", "--metrics-file", str(metrics),
+                           "--html-dir", str(tmp_path / "html")], capture_output=True, text=True, env=env, timeout=120)
     assert once.returncode in (0, 1, 2), once.stderr
+    pages = list((tmp_path / "html").glob("*.html"))
+    assert len(pages) == 1 and "<svg" in pages[0].read_text()
     text = metrics.read_text()
     assert "mita_integrity_last_run_timestamp_seconds" in text and "mita_integrity_alert_failures_total 0" in text
     proc = subprocess.Popen([exe, "--db", _url(baseline_db), "schedule", "--cron", "0 2 * * *"],
