@@ -104,9 +104,15 @@ def test_two_concurrent_schedulers_make_one_run(baseline_db: Database, tmp_path:
     exe = str(Path(sys.executable).with_name("mita-integrity"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MITA_", "SENTRY_"))}
     args = [exe, "--db", _url(baseline_db), "schedule", "--once", "--fail-on", "never"]
-    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
-    outs = [p.communicate(timeout=120)[0] for p in procs]
+    from mita_integrity.schedule import LOCK_KEY
+
+    with connect(baseline_db, autocommit=True) as holder:  # both start while the lock is busy: truly concurrent
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(2)]
+        time.sleep(3)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        outs = [p.communicate(timeout=120)[0] for p in procs]
     assert sorted("skipped" in o for o in outs) == [False, True], outs
     with connect(baseline_db) as conn:
         row = conn.execute("SELECT count(*) FROM integrity.runs WHERE kind = 'check'").fetchone()
@@ -151,3 +157,25 @@ def test_a_malformed_alert_url_fails_at_start(capsys: pytest.CaptureFixture[str]
     monkeypatch.setenv("MITA_SLACK_WEBHOOK_URL", "hooks.slack.com/services/x")
     assert main(["--db", _url(baseline_db), "schedule", "--once"]) == 3
     assert "MITA_SLACK_WEBHOOK_URL" in capsys.readouterr().err
+
+
+def test_check_alert_records_and_alerts_once(capsys: pytest.CaptureFixture[str], baseline_db: Database,
+                                             receivers: tuple[HttpReceiver, SmtpReceiver]) -> None:
+    http, smtp = receivers
+    _sql(baseline_db, ORPHAN_PLAN)
+    args = ["--db", _url(baseline_db), "check", "--alert", "--ignore", "SCH", "--format", "json"]
+    assert main(args) == 2  # the check's own exit code
+    err = capsys.readouterr().err
+    assert "1 new" in err and "alert sent by slack" in err
+    assert _counts(http, smtp) == {"slack": 1, "webhook": 1, "sentry": 1, "email": 1}
+    assert main(args) == 2
+    assert "no alert due" in capsys.readouterr().err
+    assert _counts(http, smtp) == {"slack": 1, "webhook": 1, "sentry": 1, "email": 1}
+
+
+def test_check_alert_without_channels_is_one_line(capsys: pytest.CaptureFixture[str], baseline_db: Database,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("MITA_SLACK_WEBHOOK_URL", "MITA_SMTP_URL", "SENTRY_DSN", "MITA_ALERT_WEBHOOK_URL"):
+        monkeypatch.delenv(key, raising=False)
+    assert main(["--db", _url(baseline_db), "check", "--alert"]) == 3
+    assert "no alert channel is configured" in capsys.readouterr().err

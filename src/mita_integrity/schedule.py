@@ -15,6 +15,7 @@ import http.server
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ from .errors import UsageError
 from .findings import Report
 
 LOCK_KEY = 7_416_902_212
+LOCK_WAIT_SECONDS = 1800.0  # a scheduler waits this long for another one's run
 
 
 def parse_cron(expression: str) -> str:
@@ -89,24 +91,39 @@ class ScheduledRun:
 
 
 @contextmanager
-def _exclusive(db: Database) -> Iterator[bool]:
-    """Holds the scheduler's advisory lock on a connection of its own while the run lasts; gives if it got it."""
+def _exclusive(db: Database, wait_seconds: float) -> Iterator[tuple[bool, datetime | None]]:
+    """Holds the scheduler's advisory lock on a connection of its own while the run lasts.
+
+    Gives (got it, when it started to wait for it — None when it was free). A scheduler that had to wait
+    skips when another one recorded a check while it waited, rather than run it a second time right after.
+    """
     with connect(db, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
-        got = bool(row and row[0])
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+        asked = row[0] if row else None
+        deadline = time.monotonic() + wait_seconds
+        waited = False
+        while True:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+            got = bool(row and row[0])
+            if got or time.monotonic() >= deadline:
+                break
+            waited = True
+            time.sleep(0.2)
         try:
-            yield got
+            yield got, asked if waited else None
         finally:
             if got:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
 
-def _already_ran(db: Database, slot: datetime) -> bool:
+def _already_ran(db: Database, slot: datetime | None, since: datetime | None) -> bool:
+    """Tells whether a scheduled check of this cron slot, or one recorded since `since`, exists already."""
     with connect(db) as conn, transaction(conn, read_only=True) as cur:
         if not store.exists(cur):
             return False
         cur.execute(f"SELECT 1 FROM {store.SCHEMA}.runs WHERE kind = 'check' AND status = 'completed' "
-                    "AND options->>'scheduled_slot' = %s LIMIT 1", (slot.isoformat(),))
+                    "AND options ? 'scheduled_slot' AND (options->>'scheduled_slot' = %s OR recorded_at >= %s) "
+                    "LIMIT 1", (slot.isoformat() if slot else None, since))
         return cur.fetchone() is not None
 
 
@@ -119,12 +136,13 @@ def run_once(db: Database, request: ScheduleRequest, *, now: datetime | None = N
     """
     slot = request.slot(now) if per_slot else (now or datetime.now(UTC)).replace(microsecond=0)
     out = ScheduledRun(slot)
-    with _exclusive(db) as got:
+    with _exclusive(db, LOCK_WAIT_SECONDS) as (got, waited):
         if not got:
-            out.skipped = "another scheduler holds the lock and is running this check"
+            out.skipped = f"another scheduler has held the lock for over {LOCK_WAIT_SECONDS:.0f} s"
             return out
-        if per_slot and _already_ran(db, slot):
-            out.skipped = f"the run of {slot.isoformat()} was already recorded"
+        if _already_ran(db, slot if per_slot else None, waited):
+            out.skipped = (f"the run of {slot.isoformat()} was already recorded" if not waited else
+                           "another scheduler ran this check while this one waited for it")
             return out
         check = replace(request.check, extra={**request.check.extra, "scheduled_slot": slot.isoformat()})
         report = run_check(db, check)
@@ -135,7 +153,7 @@ def run_once(db: Database, request: ScheduleRequest, *, now: datetime | None = N
             from .alerts import deliver
 
             out.deliveries = deliver(request.alerts, delta, report, database=db.display)
-            _note_deliveries(db, report.run_id, out.deliveries)
+            note_deliveries(db, report.run_id, out.deliveries)
         if request.html_dir is not None:
             _write_html(db, report, request.html_dir)
         if metrics is not None:
@@ -145,7 +163,8 @@ def run_once(db: Database, request: ScheduleRequest, *, now: datetime | None = N
     return out
 
 
-def _note_deliveries(db: Database, run_id: str, deliveries: list[Any]) -> None:
+def note_deliveries(db: Database, run_id: str, deliveries: list[Any]) -> None:
+    """Adds the deliveries (channel, ok, error) to the recorded run's summary."""
     from psycopg.types.json import Jsonb
 
     with connect(db) as conn, transaction(conn) as cur:

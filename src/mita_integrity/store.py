@@ -42,7 +42,8 @@ DDL = (
         tool_version text,
         options jsonb NOT NULL DEFAULT '{{}}',
         summary jsonb NOT NULL DEFAULT '{{}}',
-        report jsonb)""",
+        report jsonb,
+        recorded_at timestamptz NOT NULL DEFAULT clock_timestamp())  -- the database's clock, for schedulers""",
     f"CREATE INDEX IF NOT EXISTS runs_started_at_idx ON {SCHEMA}.runs (started_at)",
     f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.archive (
         id bigserial PRIMARY KEY,

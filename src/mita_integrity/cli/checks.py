@@ -6,16 +6,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import UsageError
 from ..findings import Report
-from .app import App, console, note
+from .app import App, console, err, note
 
 if TYPE_CHECKING:
-    from ..history import Trend
+    from ..history import Delta, Trend
 
 FORMATS = ("text", "json", "html", "junit", "prometheus")
 TREND_RUNS = 30  # the recorded check runs the HTML report charts (this run included)
@@ -95,11 +95,15 @@ def write_reports(report: Report, targets: dict[str, Path | None], *, color: boo
               help="Give up waiting for a lock after this long.")
 @click.option("--record", is_flag=True,
               help="Store the run in integrity.runs (created if absent) for `runs` and `verify`.")
+@click.option("--alert", is_flag=True,
+              help="Record the run and alert on new, worsened and resolved findings (MITA_* variables, --config).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="With --alert: a TOML file with an [alerts] table.")
 @click.pass_obj
 def check_command(app: App, formats: tuple[str, ...], output: Path | None, select: tuple[str, ...],
                   ignore: tuple[str, ...], fail_on: str, since: str | None, sample: int, budget_days: int,
                   day_boundary: str, physical: bool, statement_timeout: str, lock_timeout: str,
-                  record: bool) -> int:
+                  record: bool, alert: bool, config_path: Path | None) -> int:
     """Run the rule catalogue read-only and report; the exit code follows --fail-on."""
     from ..check import CheckRequest, exit_code, options_for, run_check
     from ..rules import catalogue
@@ -114,6 +118,8 @@ def check_command(app: App, formats: tuple[str, ...], output: Path | None, selec
     catalogue.select(select, ignore)
     report_formats = tuple(dict.fromkeys(formats or ("text",)))
     targets = output_targets(report_formats, output)
+    alerts = _alert_config(config_path) if alert else None
+    record = record or alert
     if record:
         _may_record(app)
     report = run_check(app.database(), request)
@@ -126,8 +132,42 @@ def check_command(app: App, formats: tuple[str, ...], output: Path | None, selec
     for path in written:
         note(f"report written to {path}")
     if record:
-        note(f"check run {_record(app, report)} recorded in integrity.runs")
+        delta = _record(app, report)
+        note(f"check run {delta.run_id} recorded in integrity.runs: {len(delta.new)} new, "
+             f"{len(delta.worsened)} worsened, {len(delta.resolved)} resolved")
+        if alerts is not None:
+            _alert(app, alerts, delta, report)
     return exit_code(report, fail_on)
+
+
+def _alert_config(path: Path | None) -> Any:
+    import os
+
+    from ..alerts import load_config
+
+    if path is not None and not path.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    config = load_config(os.environ, path)
+    if not config.channels:
+        raise UsageError("--alert: no alert channel is configured",
+                         "set MITA_SLACK_WEBHOOK_URL, MITA_SMTP_URL, SENTRY_DSN or MITA_ALERT_WEBHOOK_URL")
+    return config
+
+
+def _alert(app: App, config: Any, delta: Any, report: Report) -> None:
+    """Delivers the alerts the Delta makes due; a failed channel is a warning, never the exit code."""
+    from ..alerts import deliver
+    from ..schedule import note_deliveries
+
+    deliveries = deliver(config, delta, report, database=app.database().display)
+    note_deliveries(app.database(), report.run_id, deliveries)
+    for d in deliveries:
+        if d.ok:
+            note(f"alert sent by {d.channel}")
+        else:
+            err(f"warning: alert channel {d.channel} failed: {d.error}")
+    if not deliveries:
+        note("no alert due: nothing new, worse or resolved")
 
 
 def _may_record(app: App) -> None:
@@ -157,17 +197,17 @@ def _history(app: App) -> Trend | None:
         return None
 
 
-def _record(app: App, report: Report) -> str:
-    """Stores the finished run (its own short transaction, after the read-only check); gives its id."""
+def _record(app: App, report: Report) -> Delta:
+    """Stores the finished run (its own short transaction, after the read-only check); gives what changed."""
     import psycopg
 
-    from .. import store
     from ..connection import connect
     from ..errors import DatabaseStateError
+    from ..history import record
 
     try:
         with connect(app.database()) as conn:
-            return store.record_check(conn, report)
+            return record(conn, report)
     except psycopg.errors.InsufficientPrivilege as exc:
         raise DatabaseStateError(f"the check ran but could not be recorded: {exc.diag.message_primary}",
                                  "run it as the role that owns the MITA tables, or grant INSERT on "

@@ -1,0 +1,178 @@
+"""Which channel hears about what, and the delivery to all of them: `deliver` is what the scheduler calls.
+
+Only change alerts: the new and worsened findings of the `Delta`, routed by severity (default: critical
+→ Slack, e-mail, Sentry and the webhook; high → Slack and e-mail; medium and below → nobody, they stay
+in the report), and a "resolved" note for a finding that disappeared, to the channels its severity is
+routed to except Sentry (so critical and high by default; Sentry issues are resolved in Sentry). An
+unchanged run, or one whose changes route nowhere, sends nothing. Each channel is tried on its own: a
+failure becomes a `Delivery(ok=False)` and never stops the others or raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..errors import UsageError
+from ..findings import Report, Severity
+from ..history import Delta, Finding, fingerprint
+from ..report.masking import mask_email
+from ..urls import mask_secrets, mask_url, parse_url
+from . import mail, sentry, slack, webhook
+from .config import AlertConfig
+from .webhook import DeliveryFailed, Sleep, one_line
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one channel: sent counts messages or events; error is one line, no secrets."""
+
+    channel: str
+    ok: bool
+    sent: int = 0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"channel": self.channel, "ok": self.ok, "sent": self.sent, "error": self.error}
+
+
+def _plural(n: int, word: str) -> str:
+    plural = f"{word}es" if word.endswith(("x", "s")) else f"{word}s"
+    return f"{n:,} {word if n == 1 else plural}"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What one channel is told about one run: the routed changes, ready to render."""
+
+    run_id: str
+    database: str  # masked URL or name
+    name: str  # the database's short name, for titles
+    started_at: datetime
+    new: tuple[Finding, ...] = ()
+    worsened: tuple[Finding, ...] = ()
+    resolved: tuple[Finding, ...] = ()
+    failing: tuple[tuple[Severity, int], ...] = ()  # failing findings of the run per severity
+    report_url: str | None = None
+    units: tuple[tuple[str, str], ...] = ()  # fingerprint -> what its count counts
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new or self.worsened or self.resolved)
+
+    @property
+    def title(self) -> str:
+        """Gives e.g. `2 new critical findings, 1 high finding worsened on mita_demo`."""
+        parts = []
+        for findings, new, after in ((self.new, "new ", ""), (self.worsened, "", " worsened"),
+                                     (self.resolved, "", " resolved")):
+            by_severity = Counter(f.severity for f in findings)
+            for severity in sorted(by_severity, key=lambda s: s.rank):
+                parts.append(f"{_plural(by_severity[severity], f'{new}{severity.value} finding')}{after}")
+        return f"{', '.join(parts) or 'no changes'} on {self.name}"
+
+    @property
+    def sections(self) -> tuple[tuple[str, tuple[Finding, ...]], ...]:
+        """Gives the non-empty lists, headed: New, Worse than the last run, Resolved."""
+        return tuple((head, items) for head, items in (("New", self.new), ("Worse than the last run", self.worsened),
+                                                        ("Resolved", self.resolved)) if items)
+
+    def amount(self, finding: Finding) -> str:
+        """Gives `12 rows`, `12 rows (was 5)`, or `resolved (was 4 rows)`."""
+        unit = dict(self.units).get(finding.fingerprint, "row")
+        if finding in self.resolved:
+            return f"resolved (was {_plural(finding.previous or 0, unit)})"
+        was = f" (was {finding.previous:,})" if finding.previous is not None else ""
+        return f"{_plural(finding.count, unit)}{was}"
+
+    def counts(self) -> str:
+        """Gives `critical 2 · high 1 · medium 0 · low 0 · info 1` (the run's failing findings)."""
+        failing = dict(self.failing)
+        return " · ".join(f"{s.value} {failing.get(s, 0)}" for s in Severity)
+
+    def clean(self, value: Any) -> Any:
+        """Gives value (strings, lists, dicts) with URL passwords and the configured secrets masked."""
+        if isinstance(value, str):
+            return mask_secrets(value, *self.secrets)
+        if isinstance(value, dict):
+            return {k: self.clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.clean(v) for v in value]
+        return value
+
+
+def database_label(database: str, report: Report) -> tuple[str, str]:
+    """Gives the database as alerts show it (a URL with its password masked) and its short name.
+
+    The password itself is not scrubbed word by word from every text (a password such as `postgres` would
+    mangle `postgresql://`); it can only appear inside a URL, and URL passwords are masked everywhere.
+    """
+    text = database.strip() or report.database.url or report.database.name
+    dbname = None
+    if "://" in text:
+        with contextlib.suppress(UsageError):
+            dbname = parse_url(text).params.get("dbname")
+        label = mask_url(text)
+    else:
+        label = mask_secrets(text)
+    return label, report.database.name or dbname or label
+
+
+def _masked(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    return tuple(dataclasses.replace(f, message=mask_email(f.message)) for f in findings)
+
+
+def plan(config: AlertConfig, delta: Delta, report: Report, *, database: str) -> dict[str, Alert]:
+    """Gives, per configured channel with something to say, what it is told (see the module)."""
+    label, name = database_label(database, report)
+    failing = delta.failing or tuple(
+        Finding(fingerprint(r.code, r.table), r.code, r.table, r.severity, r.count) for r in report.results if r.failed)
+    by_severity = Counter(f.severity for f in failing)
+    base = Alert(run_id=delta.run_id, database=label, name=name, started_at=report.started_at,
+                 failing=tuple((s, by_severity[s]) for s in Severity),
+                 report_url=config.report_url.replace("{run_id}", delta.run_id) if config.report_url else None,
+                 units=tuple((fingerprint(r.code, r.table), r.unit) for r in report.results),
+                 secrets=config.secrets)
+    alerts = {}
+    for channel in config.channels:
+        def routed(findings: tuple[Finding, ...], channel: str = channel) -> tuple[Finding, ...]:
+            return _masked(tuple(f for f in findings if channel in config.channels_for(f.severity)))
+
+        alert = dataclasses.replace(base, new=routed(delta.new), worsened=routed(delta.worsened),
+                                    resolved=() if channel == "sentry" else routed(delta.resolved))
+        if not alert.empty:
+            alerts[channel] = alert
+    return alerts
+
+
+def deliver(config: AlertConfig, delta: Delta, report: Report, *, database: str,
+            sleep: Sleep = time.sleep) -> list[Delivery]:
+    """Sends the run's alerts to every channel that has something to say; gives one Delivery per channel tried.
+
+    Never raises for a channel's failure; the caller reports failed deliveries (stderr, the run record).
+    """
+    masked_delta = dataclasses.replace(delta, new=_masked(delta.new), worsened=_masked(delta.worsened),
+                                       resolved=_masked(delta.resolved))
+    deliveries = []
+    for channel, alert in plan(config, delta, report, database=database).items():
+        try:
+            if channel == "slack":
+                sent = slack.send(config.slack_webhook_url or "", alert, sleep=sleep)
+            elif channel == "email":
+                sent = mail.send(config.smtp_url or "", config.email_from or "", config.email_to, alert, sleep=sleep)
+            elif channel == "sentry":
+                sent = sentry.send(config.sentry_dsn or "", alert, sleep=sleep)
+            else:
+                sent = webhook.send(config.webhook_url or "", alert, report, masked_delta, sleep=sleep)
+            deliveries.append(Delivery(channel, True, sent))
+        except DeliveryFailed as exc:
+            deliveries.append(Delivery(channel, False, exc.sent, alert.clean(one_line(str(exc)))))
+        except Exception as exc:  # noqa: BLE001 - one channel's bug must not stop the others
+            deliveries.append(Delivery(channel, False, 0, alert.clean(one_line(f"{type(exc).__name__}: {exc}"))))
+    return deliveries

@@ -1,0 +1,121 @@
+"""Sentry: one event per new or worsened finding routed to Sentry (critical by default).
+
+Levels: critical → `fatal`, high → `error`, medium → `warning`, low and info → `info`. Tags: code, table,
+database (masked), severity, change (`new` or `worsened`). `fingerprint = ["mita-integrity", code, table]`,
+so Sentry keeps one issue per rule and table and counts the runs that saw it grow.
+
+The events go through their own `sentry_sdk.Client` — never `sentry_sdk.init`, so nothing global is
+touched and nothing the host application put on its scopes (users, breadcrumbs, argv) can leak in. The
+client has no integrations and a synchronous transport that posts each envelope (gzip) with the retries
+of the other channels, so every event is sent, or known to have failed, before `send` returns.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..errors import UsageError
+from ..findings import Severity
+from ..history import Finding
+from ..urls import mask_secrets
+from .webhook import RETRY_DELAYS, DeliveryFailed, Sleep, post, redact_url
+
+if TYPE_CHECKING:
+    from sentry_sdk.envelope import Envelope
+
+    from .dispatch import Alert
+
+LEVELS = {Severity.CRITICAL: "fatal", Severity.HIGH: "error", Severity.MEDIUM: "warning",
+          Severity.LOW: "info", Severity.INFO: "info"}
+
+
+def check_dsn(value: str, label: str) -> str:
+    """Gives the DSN if sentry-sdk can parse it; raises UsageError (without the key) otherwise."""
+    from sentry_sdk.utils import BadDsn, Dsn
+
+    try:
+        Dsn(value.strip())
+    except (BadDsn, ValueError) as exc:
+        raise UsageError(f"{label} is not a Sentry DSN ({redact_url(value)}): {mask_secrets(str(exc), value)}",
+                         "copy it from Sentry: Settings → Projects → Client Keys (DSN), https://KEY@HOST/PROJECT_ID"
+                         ) from None
+    return value.strip()
+
+
+def event(alert: Alert, finding: Finding, change: str) -> dict[str, Any]:
+    """Gives the Sentry event of one new or worsened finding."""
+    message = f"{finding.code} on {finding.table}: {alert.amount(finding)}"
+    if finding.message:
+        message += f" — {' '.join(finding.message.split())}"
+    return alert.clean({
+        "message": message,
+        "level": LEVELS[finding.severity],
+        "logger": "mita-integrity",
+        "transaction": f"{finding.code} {finding.table}",
+        "tags": {"code": finding.code, "table": finding.table, "database": alert.database[:200],
+                 "severity": finding.severity.value, "change": change},
+        "fingerprint": ["mita-integrity", finding.code, finding.table],
+        "extra": {"count": finding.count, "previous": finding.previous, "run_id": alert.run_id,
+                  "first_seen": finding.first_seen.isoformat() if finding.first_seen else None,
+                  "report_url": alert.report_url},
+    })
+
+
+def events(alert: Alert) -> list[dict[str, Any]]:
+    return ([event(alert, f, "new") for f in alert.new]
+            + [event(alert, f, "worsened") for f in alert.worsened])
+
+
+def _transport_class() -> Any:
+    from sentry_sdk.consts import EndpointType
+    from sentry_sdk.transport import Transport
+
+    class PostingTransport(Transport):
+        """Posts each envelope at once, with retries; remembers the first failure and then stops."""
+
+        def __init__(self, dsn: str, sleep: Sleep, delays: tuple[float, ...]) -> None:
+            super().__init__({"dsn": dsn})
+            self.sleep, self.delays = sleep, delays
+            self.sent = 0
+            self.failure: DeliveryFailed | None = None
+
+        def capture_envelope(self, envelope: Envelope) -> None:
+            if self.failure is not None or self.parsed_dsn is None:
+                return
+            auth = self.parsed_dsn.to_auth(f"mita-integrity/{__version__}")
+            buffer = io.BytesIO()
+            with gzip.GzipFile(fileobj=buffer, mode="wb") as zipped:
+                envelope.serialize_into(zipped)
+            headers = {"Content-Type": "application/x-sentry-envelope", "Content-Encoding": "gzip",
+                       "X-Sentry-Auth": auth.to_header()}
+            try:
+                post(auth.get_api_url(EndpointType.ENVELOPE), buffer.getvalue(), headers, sleep=self.sleep,
+                     delays=self.delays)
+                self.sent += 1
+            except DeliveryFailed as exc:
+                self.failure = exc
+
+    return PostingTransport
+
+
+def send(dsn: str, alert: Alert, *, sleep: Sleep, delays: tuple[float, ...] = RETRY_DELAYS) -> int:
+    """Sends the alert's events; gives how many, or raises DeliveryFailed at the first that fails."""
+    import sentry_sdk
+
+    transport = _transport_class()(dsn, sleep, delays)
+    client = sentry_sdk.Client(
+        dsn=dsn, transport=transport, release=f"mita-integrity@{__version__}", default_integrations=False,
+        auto_enabling_integrations=False, send_client_reports=False,
+        auto_session_tracking=False, enable_backpressure_handling=False, max_breadcrumbs=0, spotlight=False)
+    try:
+        for payload in events(alert):
+            client.capture_event(payload)  # type: ignore[arg-type]  # no scope: nothing of the application's scopes is merged in
+            if transport.failure is not None:
+                raise DeliveryFailed(f"Sentry: {transport.failure}", sent=transport.sent)
+        client.flush(timeout=5)
+    finally:
+        client.close(timeout=5)
+    return int(transport.sent)
