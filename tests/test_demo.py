@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mita_integrity.cli import main
@@ -11,7 +13,9 @@ from mita_integrity.urls import build_url
 from .conftest import PgServer
 
 
-def test_demo_builds_checks_repairs_and_rechecks(capsys: pytest.CaptureFixture[str], pg: PgServer) -> None:
+def test_demo_builds_checks_repairs_and_rechecks(capsys: pytest.CaptureFixture[str], pg: PgServer,
+                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MITA_INTEGRITY_HOME", str(tmp_path))
     url = build_url(pg.admin.parsed.params, mask_password=False)
     for _ in range(2):  # a second run recreates the database
         code = main(["--db", url, "demo", "--users", "200", "--days", "10"])
@@ -26,7 +30,9 @@ def test_demo_builds_checks_repairs_and_rechecks(capsys: pytest.CaptureFixture[s
     assert "6. applied the safe repairs in batches" in out
     assert "rules with a safe repair still failing: none" in out
     assert "8. migrated to 0026_complete_user_foreign_keys online" in out
-    assert "9. checked again and recorded the run" in out
+    assert "9. checked again and recorded both checks" in out and "the HTML report with trends: " in out
+    pages = list((tmp_path / "reports").glob("*.html"))
+    assert pages and "<svg" in pages[-1].read_text()
     assert "10. verified the success metrics: 9 of 11 pass; orphans, checks-0024 wait for a person" in out
     assert "PASS  cascade-probe" in out and "FAIL  checks-0024" in out
     assert "export DATABASE_URL=" in out and "mita-integrity undo " in out

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import migrate, store
+from . import embedded, history, migrate
+from . import report as reports
 from .check import CheckRequest, run_check
-from .connection import Database, connect
+from .connection import Database, connect, transaction
 from .findings import FixSafety, Report
 from .fix import FixPlan, FixRequest, plan_fix
 from .fix_apply import FixOutcome, apply_fix
@@ -42,8 +44,10 @@ def run_demo(
     seed: int = 42,
     say: Callable[[str], None],
     progress: Callable[[str, int, int], None] | None = None,
+    reports_dir: Path | None = None,
 ) -> DemoResult:
     """Recreates mita_demo on the server, migrates it to the baseline, seeds it with defects; gives the result."""
+    reports_dir = reports_dir or embedded.home() / "reports"
     with connect(server.with_dbname("postgres"), autocommit=True) as admin:
         recreate_database(admin, DEMO_DATABASE)
     db = server.with_dbname(DEMO_DATABASE)
@@ -78,11 +82,19 @@ def run_demo(
         head = migrate.upgrade(db, "head").to_revision
     say(f"8. migrated to {head} online: foreign keys, the unique calendar key, CHECKs, the spent_amount trigger "
         "(each migration's clean-up archived like a fix)")
+    with connect(db) as conn:  # the first check joins the history too, so the trend starts there
+        history.record(conn, report)
     recorded = run_check(db, CheckRequest())
     with connect(db) as conn:
-        run_id = store.record_check(conn, recorded)
-    say(f"9. checked again and recorded the run ({run_id}): "
-        f"{sum(1 for r in recorded.results if r.failed)} failing results")
+        delta = history.record(conn, recorded)
+        with transaction(conn, read_only=True) as cur:
+            trend = history.trend(cur, until=recorded.run_id)
+    page = reports_dir / reports.file_name(recorded, "html")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(reports.render(recorded, "html", trend=trend))
+    say(f"9. checked again and recorded both checks ({recorded.run_id}): "
+        f"{sum(1 for r in recorded.results if r.failed)} failing results, {len(delta.resolved)} resolved since the "
+        f"first; the HTML report with trends: {page}")
     card = run_verify(db)
     waiting = [line.name for line in card.lines if not line.passed]
     say(f"10. verified the success metrics: {len(card.lines) - len(waiting)} of {len(card.lines)} pass"
