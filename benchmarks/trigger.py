@@ -1,0 +1,313 @@
+"""Benchmark of migration 0025's trigger: what `update_daily_plan_spent()` costs the writers of transactions.
+
+    python benchmarks/trigger.py [--scale 1.0] [--rows 5000] [--bulk 100000] [--runs 3] [--segments 4]
+
+At scale 1 it seeds 100,000 users (≈5,000,000 transactions) with --corrupt and gives daily_plan 0023's
+precondition (duplicates merged into one row per (user, day, category), dates at midnight UTC, the unique key
+uq_daily_plan_user_date_category). Then, in the same run, without the trigger and with it (installed and removed
+by migration 0025's two SQL files), medians of `--runs` runs:
+ (a) 2 concurrent clients, each making `--rows` single-row INSERTs in autocommit, on keys whose plan row exists
+     (a day's later spending: the trigger updates the row) → rows/s;
+ (b) the same on keys without a plan row yet (the first spending of a key, as 86 % of the seed's transactions
+     are: the trigger inserts the row) → rows/s;
+ (c) one `INSERT … SELECT` of `--bulk` rows from generate_series over the clients' keys (10 a key by default)
+     → rows/s;
+ (d) (a) once more the way spent_amount was kept before 0025, without the trigger: each INSERT followed by the
+     application's own UPDATE of the plan row, in one transaction → rows/s, against (a) with the trigger.
+The clients connect like the tool does (no server-side prepared statements, as behind a pooler) and keep
+their connections throughout, as an application's pool does. A machine shared with other work makes wall times
+drift by a factor of 2 within a minute, so the single-row measures alternate their modes in `--segments` short
+segments per run (in rotated order, each mode on the same keys) and (c) alternates its order from run to run; a
+run's ratio is that of neighbours. Beside the wall time, the CPU time of the server processes that served the
+clients (from /proc, when readable) is reported per row: it depends much less on what else the machine runs.
+Inserted transactions are removed with triggers off (plan rows keep their values) and the tables vacuumed between
+measures. Ratio: throughput with the trigger ÷ without it, the median of the runs'. Goal: (a) and (b) ≥ 0.85.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import cluster, seeded, table  # noqa: E402
+
+import mita_integrity  # noqa: E402
+from mita_integrity.connection import Database, connect  # noqa: E402
+
+SQL_DIR = Path(mita_integrity.__file__).parent / "migrations" / "sql"
+UP_SQL, DOWN_SQL = SQL_DIR / "0025_daily_plan_spent_trigger.sql", SQL_DIR / "0025_daily_plan_spent_trigger_down.sql"
+GOAL_RATIO = 0.85
+CLIENTS = 2
+TAG = "bench-trigger"  # transactions.merchant of every row the benchmark inserts
+
+PRECONDITION = """
+CREATE TEMP TABLE merged ON COMMIT DROP AS
+SELECT user_id, date_trunc('day', date, 'UTC') AS date, category,
+       (array_agg(plan_json ORDER BY created_at, id))[1] AS plan_json, min(created_at) AS created_at,
+       max(planned_amount) AS planned_amount, sum(spent_amount) AS spent_amount, max(daily_budget) AS daily_budget,
+       (array_agg(status ORDER BY created_at, id))[1] AS status
+  FROM daily_plan GROUP BY 1, 2, 3;
+TRUNCATE daily_plan;
+INSERT INTO daily_plan (user_id, date, plan_json, created_at, category, planned_amount, spent_amount, daily_budget,
+                        status)
+SELECT user_id, date, plan_json, created_at, category, planned_amount, spent_amount, daily_budget, status FROM merged;
+ALTER TABLE daily_plan ADD CONSTRAINT uq_daily_plan_user_date_category
+    UNIQUE NULLS NOT DISTINCT (user_id, date, category);
+"""
+
+INSERT = ("INSERT INTO transactions (id, user_id, category, amount, currency, spent_at, created_at, merchant) "
+          "VALUES (%s, %s, %s, %s, 'USD', %s, now(), %s)")
+# what the application ran itself before 0025, after each INSERT (in its transaction): add to the day's plan row
+APP_UPDATE = ("UPDATE daily_plan SET spent_amount = coalesce(spent_amount, 0) + %s WHERE user_id = %s "
+              "AND date = date_trunc('day', %s::timestamptz, 'UTC') AND category = %s")
+
+
+@dataclass
+class Sample:
+    """One timed piece of work: wall seconds and the CPU seconds of the server processes that did it."""
+
+    seconds: float = 0.0
+    cpu: float | None = 0.0
+
+    def __add__(self, other: Sample) -> Sample:
+        cpu = None if self.cpu is None or other.cpu is None else self.cpu + other.cpu
+        return Sample(self.seconds + other.seconds, cpu)
+
+
+def backend_cpu(pid: int) -> float | None:
+    """Gives the CPU seconds (user + system) a server process used so far, or None where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_used(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def precondition(db: Database) -> int:
+    """Gives daily_plan 0023's shape (one row per key, dates at midnight UTC, the unique key); gives its rows."""
+    with connect(db) as conn:
+        conn.execute(PRECONDITION.encode())
+        rows = conn.execute("SELECT count(*) FROM daily_plan").fetchone()
+        conn.commit()
+    with connect(db, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE daily_plan")
+    return int(rows[0]) if rows else 0
+
+
+def keys(db: Database, n: int) -> list[tuple[Any, ...]]:
+    """Gives n (user_id, date, category) keys of existing plan rows, random but the same every time; and keeps them
+    as table bench_keys (n, user_id, date, category) for the bulk insert."""
+    with connect(db) as conn:
+        conn.execute("SELECT setseed(0.25)")
+        conn.execute("CREATE TABLE bench_keys AS SELECT row_number() OVER () - 1 AS n, user_id, date, category "
+                     "FROM (SELECT user_id, date, category FROM daily_plan WHERE category IS NOT NULL "
+                     "ORDER BY random() LIMIT %s) k", (n,))
+        rows = conn.execute("SELECT user_id, date, category FROM bench_keys ORDER BY n").fetchall()
+        conn.commit()
+    return rows
+
+
+def set_trigger(db: Database, on: bool) -> None:
+    """Installs (migration 0025's up file) or removes (its down file) the trigger."""
+    with connect(db) as conn:
+        conn.execute((UP_SQL if on else DOWN_SQL).read_text(encoding="utf-8").encode())
+        conn.commit()
+
+
+def clean(db: Database) -> None:
+    """Removes the rows the benchmark inserted, triggers off (so plan rows stay as they are), and vacuums."""
+    with connect(db, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM transactions WHERE merchant = %s", (TAG,))
+        conn.execute("RESET session_replication_role")
+        conn.execute("VACUUM ANALYZE transactions")
+        conn.execute("VACUUM ANALYZE daily_plan")
+        conn.execute("CHECKPOINT")
+
+
+def clients(conns: list[psycopg.Connection], batches: list[list[tuple[Any, ...]]], *, app: bool = False) -> Sample:
+    """Runs one client per batch on its own connection (autocommit, one INSERT per row), all together. With app,
+    each INSERT is followed by the plan row's UPDATE in one transaction, as the application did before 0025."""
+    ready = threading.Barrier(len(batches) + 1)
+    errors: list[BaseException] = []
+    cpu: list[float | None] = []
+
+    def client(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            pid = conn.info.backend_pid
+            ready.wait()
+            before = backend_cpu(pid)
+            for row in rows:
+                if app:
+                    with conn.transaction():
+                        conn.execute(INSERT, row)
+                        conn.execute(APP_UPDATE, (row[3], row[1], row[4], row[2]))
+                else:
+                    conn.execute(INSERT, row)
+            cpu.append(cpu_used(before, backend_cpu(pid)))
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+            ready.abort()
+
+    threads = [threading.Thread(target=client, args=(conn, b)) for conn, b in zip(conns, batches, strict=True)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return Sample(seconds, None if None in cpu else sum(c for c in cpu if c is not None))
+
+
+def bulk(db: Database, rows: int) -> Sample:
+    """One INSERT … SELECT of `rows` rows over the bench keys (a few rows per key)."""
+    with connect(db, autocommit=True) as conn:
+        nkeys = conn.execute("SELECT count(*) FROM bench_keys").fetchone()
+        before = backend_cpu(conn.info.backend_pid)
+        started = time.perf_counter()
+        conn.execute("INSERT INTO transactions (id, user_id, category, amount, currency, spent_at, created_at, "
+                     "merchant) SELECT gen_random_uuid(), k.user_id, k.category, (1 + i %% 5000) / 100.0, 'USD', "
+                     "k.date + (i %% 86000) * interval '1 second', now(), %s "
+                     "FROM generate_series(1, %s) i JOIN bench_keys k ON k.n = i %% %s",
+                     (TAG, rows, nkeys[0] if nkeys else 1))
+        seconds = time.perf_counter() - started
+        return Sample(seconds, cpu_used(before, backend_cpu(conn.info.backend_pid)))
+
+
+def batches_for(keyset: list[tuple[Any, ...]], per_client: int, part: slice,
+                shift: timedelta) -> list[list[tuple[Any, ...]]]:
+    """Gives each client its rows: its share of the keys (the part `part` of it), spent at noon of the key's day
+    moved by `shift`."""
+    out = []
+    for c in range(CLIENTS):
+        mine = keyset[c * per_client:(c + 1) * per_client][part]
+        out.append([(uuid.uuid4(), user, category, Decimal(100 + i % 5000) / 100, day + shift + timedelta(hours=12),
+                     TAG) for i, (user, day, category) in enumerate(mine)])
+    return out
+
+
+def loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--rows", type=int, default=5000, help="single-row INSERTs per client, mode and run")
+    parser.add_argument("--bulk", type=int, default=100_000, help="rows of the INSERT … SELECT")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--segments", type=int, default=4, help="alternations of the single-row measures per run")
+    args = parser.parse_args()
+    with cluster() as c:
+        users = int(100_000 * args.scale)
+        db, seed_s, rows = seeded(c, "bench_trigger", users)
+        print(f"PostgreSQL {c.version}, scale {args.scale:g}: {users:,} users, {rows:,} rows seeded in {seed_s:.1f} s",
+              flush=True)
+        started = time.perf_counter()
+        plan_rows = precondition(db)
+        keyset = keys(db, CLIENTS * args.rows)
+        print(f"  precondition (0023's shape, {plan_rows:,} plan rows) in {time.perf_counter() - started:.1f} s; "
+              f"{len(keyset):,} existing keys for the clients", flush=True)
+        if len(keyset) < CLIENTS * args.rows:
+            raise SystemExit("not enough plan rows for --rows: raise --scale")
+
+        # the clients' connections live through the whole benchmark, as an application's pooled ones do
+        conns = [connect(db, autocommit=True) for _ in range(CLIENTS)]
+        runs: list[dict[tuple[str, str], Sample]] = []
+        step = -(-args.rows // args.segments)
+        fresh = iter(range(1, 1_000_000))  # new days for every segment of (b)
+        for run in range(args.runs):
+            got: dict[tuple[str, str], Sample] = {}
+            for name, modes in (("existing", ["off", "on", "app"]), ("new", ["off", "on"])):
+                for s in range(args.segments):
+                    part = slice(s * step, (s + 1) * step)  # every mode inserts on the same keys
+                    for mode in modes[s % len(modes):] + modes[:s % len(modes)]:  # rotated: no mode always first
+                        set_trigger(db, mode == "on")
+                        shift = timedelta(0) if name == "existing" else timedelta(days=1000 + 100 * next(fresh))
+                        got[(name, mode)] = got.get((name, mode), Sample()) + clients(
+                            conns, batches_for(keyset, args.rows, part, shift), app=mode == "app")
+                clean(db)
+            for mode in ("off", "on") if run % 2 == 0 else ("on", "off"):
+                set_trigger(db, mode == "on")
+                got[("bulk", mode)] = bulk(db, args.bulk)
+                clean(db)
+            runs.append(got)
+            line = ", ".join(f"{name} {got[(name, 'off')].seconds:.2f} / {got[(name, 'on')].seconds:.2f} s"
+                             for name in ("existing", "new", "bulk"))
+            print(f"  run {run + 1} (without / with the trigger): {line}; the app's own UPDATE instead "
+                  f"{got[('existing', 'app')].seconds:.2f} s; load average {loadavg()}", flush=True)
+        for conn in conns:
+            conn.close()
+        set_trigger(db, True)
+        with connect(db) as conn:
+            probe = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'trg_transactions_daily_plan_spent'")
+            assert (probe.fetchone() or (0,))[0] == 1
+
+    single = CLIENTS * args.rows
+
+    def rate(name: str, mode: str) -> float:
+        n = args.bulk if name == "bulk" else single
+        return statistics.median(n / r[(name, mode)].seconds for r in runs)
+
+    def ratio(name: str, base: str = "off") -> float:
+        """The median over runs of rows/s with the trigger ÷ rows/s of `base`, measured side by side."""
+        return statistics.median(r[(name, base)].seconds / r[(name, "on")].seconds for r in runs)
+
+    def cpu(name: str, mode: str) -> str:
+        n = args.bulk if name == "bulk" else single
+        used = [r[(name, mode)].cpu for r in runs]
+        return "n/a" if None in used else f"{statistics.median(u for u in used if u is not None) / n * 1e6:.0f}"
+
+    def cpu_ratio(name: str, base: str = "off") -> str:
+        pairs = [(r[(name, base)].cpu, r[(name, "on")].cpu) for r in runs]
+        if any(b is None or not t for b, t in pairs):
+            return ""
+        return f"{statistics.median(b / t for b, t in pairs if b is not None and t):.2f}"
+
+    labels = {"existing": "(a) 2 clients, 1-row INSERTs, plan row exists",
+              "new": "(b) 2 clients, 1-row INSERTs, first of its key",
+              "bulk": f"(c) INSERT … SELECT of {args.bulk:,} rows"}
+    rows_out: list[tuple[str, ...]] = [("measure (medians of runs)", "unit", "without trigger", "with trigger", "ratio",
+                                        "goal", "met")]
+    for name, label in labels.items():
+        goal = name != "bulk"
+        met = ("yes" if ratio(name) >= GOAL_RATIO else "NO") if goal else ""
+        rows_out.append((label, "rows/s", f"{rate(name, 'off'):,.0f}", f"{rate(name, 'on'):,.0f}",
+                         f"{ratio(name):.2f}", f"≥ {GOAL_RATIO:.2f}" if goal else "", met))
+        rows_out.append(("", "server CPU µs/row", cpu(name, "off"), cpu(name, "on"), cpu_ratio(name), "", ""))
+    rows_out.append(("(d) = (a), the app's own UPDATE instead", "rows/s", f"{rate('existing', 'app'):,.0f}",
+                     f"{rate('existing', 'on'):,.0f}", f"{ratio('existing', 'app'):.2f}", "", ""))
+    rows_out.append(("", "server CPU µs/row", cpu("existing", "app"), cpu("existing", "on"),
+                     cpu_ratio("existing", "app"), "", ""))
+    print()
+    print(table(rows_out))
+    print("ratio: throughput with the trigger ÷ without it (rows/s, or rows per server CPU second). (d): without the\n"
+          "trigger, each INSERT is followed by the application's own UPDATE of the plan row in one transaction, the\n"
+          "way spent_amount was kept before 0025 (and must not be once the trigger keeps it).")
+
+if __name__ == "__main__":
+    main()
