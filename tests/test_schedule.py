@@ -179,3 +179,28 @@ def test_check_alert_without_channels_is_one_line(capsys: pytest.CaptureFixture[
         monkeypatch.delenv(key, raising=False)
     assert main(["--db", _url(baseline_db), "check", "--alert"]) == 3
     assert "no alert channel is configured" in capsys.readouterr().err
+
+
+def test_metrics_endpoint_serves_the_last_run(baseline_db: Database) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mita_integrity.check import CheckRequest, run_check
+    from mita_integrity.schedule import MetricsExporter
+
+    from .receivers import free_port
+
+    _sql(baseline_db, ORPHAN_PLAN)
+    port = free_port()
+    exporter = MetricsExporter(port=port)
+    try:
+        exporter.update(run_check(baseline_db, CheckRequest(select=["REF003"])), [])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+    finally:
+        exporter.close()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert "mita_integrity_last_run_timestamp_seconds" in families
+    samples = [s for f in families.values() for s in f.samples if s.labels.get("code") == "REF003"]
+    assert samples and max(s.value for s in samples) == 1
