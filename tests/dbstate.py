@@ -49,3 +49,19 @@ def assert_nothing_lost(before: dict[str, int], after: dict[str, int], archive: 
         added = archive.get((table, "insert"), 0)
         assert after[table] + removed - added == count, (
             f"{table}: {count} rows before, {after[table]} after, {removed} archived as removed, {added} added")
+
+
+def run_sql(db: Database, statement: str) -> list[tuple[Any, ...]]:
+    """Runs SQL (several statements allowed) in one committed transaction; gives the rows of the last one."""
+    with connect(db) as conn:
+        cur = conn.execute(statement.encode())
+        rows = cur.fetchall() if cur.description else []
+        conn.commit()
+    return rows
+
+
+def cli_url(db: Database, **extra: str) -> str:
+    """Gives the database's full URL (password included) for the CLI, with extra query options."""
+    from mita_integrity.urls import build_url
+
+    return build_url({**db.parsed.params, **extra}, mask_password=False)

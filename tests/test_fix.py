@@ -19,24 +19,13 @@ from mita_integrity.repairs import REPAIRS
 from mita_integrity.rules.catalogue import ALL_RULES
 from mita_integrity.seed import SeedOptions, seed_database
 from mita_integrity.undo import undo_run
-from mita_integrity.urls import build_url
 
 from .dbstate import archived, assert_nothing_lost, checksums, row_counts
+from .dbstate import cli_url as _url
+from .dbstate import run_sql as _sql
 
 ANN = "00000000-0000-0000-0000-000000000001"
 USER = f"INSERT INTO users (id, email, password_hash) VALUES ('{ANN}', 'ann@example.com', 'h');"
-
-
-def _url(db: Database, **extra: str) -> str:
-    return build_url({**db.parsed.params, **extra}, mask_password=False)
-
-
-def _sql(db: Database, statement: str) -> list[tuple[Any, ...]]:
-    with connect(db) as conn:
-        cur = conn.execute(statement.encode())
-        rows = cur.fetchall() if cur.description else []
-        conn.commit()
-    return rows
 
 
 def _fix(db: Database, *select: str, unsafe: bool = False, batch_size: int = 5000) -> Any:

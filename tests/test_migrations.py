@@ -25,6 +25,7 @@ from mita_integrity.seed import SeedOptions, seed_database
 from mita_integrity.urls import build_url
 
 from .dbstate import archived, assert_nothing_lost, row_counts
+from .dbstate import run_sql as _sql
 
 HEAD = "0026_complete_user_foreign_keys"
 ANN = "00000000-0000-0000-0000-000000000001"
@@ -35,14 +36,6 @@ PERSON_CHECKS = {"ck_goals_saved_le_target", "ck_goals_target_positive", "ck_tra
 def _catalog(db: Database) -> Any:
     with connect(db) as conn:
         return snapshot(conn)
-
-
-def _sql(db: Database, statement: str) -> list[tuple[Any, ...]]:
-    with connect(db) as conn:
-        cur = conn.execute(statement.encode())
-        rows = cur.fetchall() if cur.description else []
-        conn.commit()
-    return rows
 
 
 def _seed(db: Database, users: int = 40) -> None:

@@ -16,9 +16,10 @@ from mita_integrity.connection import Database, connect
 from mita_integrity.rules.context import load_schema
 from mita_integrity.rules.references import user_id_tables
 from mita_integrity.seed import SeedOptions, seed_database
-from mita_integrity.urls import build_url
 
 from .dbstate import checksums
+from .dbstate import cli_url as _url
+from .dbstate import run_sql as _sql
 
 TRIGGER_SQL = Path(mita_integrity.__file__).parent / "migrations" / "sql" / "0025_daily_plan_spent_trigger.sql"
 CHECKS = {
@@ -52,18 +53,6 @@ CREATE TRIGGER trg_transactions_daily_plan_spent AFTER INSERT OR UPDATE OR DELET
 ORPHAN_HABIT = ("INSERT INTO habits (id, user_id, title) VALUES ('00000000-0000-0000-0000-0000000000a1', "
                 "'00000000-0000-0000-0000-0000000000ff', 'walk')")
 PROBE_LINES = ("cascade-probe", "calendar-unique", "spent-trigger")
-
-
-def _url(db: Database, **extra: str) -> str:
-    return build_url({**db.parsed.params, **extra}, mask_password=False)
-
-
-def _sql(db: Database, statement: str) -> list[tuple[Any, ...]]:
-    with connect(db) as conn:
-        cur = conn.execute(statement.encode())
-        rows = cur.fetchall() if cur.description else []
-        conn.commit()
-    return rows
 
 
 def _verify(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, dict[str, dict[str, Any]], str]:
