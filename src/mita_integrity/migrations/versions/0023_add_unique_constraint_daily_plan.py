@@ -7,7 +7,9 @@
 - uq_daily_plan_user_date_category: UNIQUE NULLS NOT DISTINCT (user_id, date, category), built with
   CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT … USING INDEX (NULL categories collide too);
 - ck_daily_plan_date_midnight: every date at midnight UTC (NOT VALID, then VALIDATE), so a time of day
-  cannot make a second row of one day again.
+  cannot make a second row of one day again;
+- idx_daily_plan_user_date_category and ix_daily_plan_user_id dropped (concurrently): the unique key's index
+  serves both, and every write to daily_plan (the 0025 trigger's above all) maintained them for nothing.
 
 Revision ID: 0023_add_unique_constraint_daily_plan
 Revises: 0022_add_missing_fk_constraints
@@ -26,6 +28,7 @@ depends_on: str | None = None
 
 UNIQUE = "uq_daily_plan_user_date_category"
 MIDNIGHT = "ck_daily_plan_date_midnight"
+REDUNDANT = {"idx_daily_plan_user_date_category": "(user_id, date, category)", "ix_daily_plan_user_id": "(user_id)"}
 
 
 def upgrade() -> None:
@@ -45,10 +48,15 @@ def upgrade() -> None:
             say(f"    added {UNIQUE}")
         db.add_constraint("daily_plan", MIDNIGHT, "CHECK (date = date_trunc('day', date, 'UTC'))",
                           "mita-integrity fix --apply --select CAL001")
+        if db.constraint("daily_plan", UNIQUE) is not None:
+            for index in REDUNDANT:
+                db.drop_index(index)
 
 
 def downgrade() -> None:
     with online() as db:
+        for index, columns in REDUNDANT.items():  # back before the key goes, so daily_plan is never without them
+            db.ensure_index(index, "daily_plan", columns)
         db.drop_constraint("daily_plan", MIDNIGHT)
         db.drop_constraint("daily_plan", UNIQUE)
         db.drop_index(UNIQUE)
