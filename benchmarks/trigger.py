@@ -67,6 +67,8 @@ INSERT INTO daily_plan (user_id, date, plan_json, created_at, category, planned_
 SELECT user_id, date, plan_json, created_at, category, planned_amount, spent_amount, daily_budget, status FROM merged;
 ALTER TABLE daily_plan ADD CONSTRAINT uq_daily_plan_user_date_category
     UNIQUE NULLS NOT DISTINCT (user_id, date, category);
+DROP INDEX idx_daily_plan_user_date_category;  -- as 0023 does: the unique key's index serves both
+DROP INDEX ix_daily_plan_user_id;
 """
 
 INSERT = ("INSERT INTO transactions (id, user_id, category, amount, currency, spent_at, created_at, merchant) "
