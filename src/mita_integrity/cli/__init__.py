@@ -18,7 +18,8 @@ from .app import App, err
 from .checks import check_command, rules_command, sql_command
 from .data import demo_command, seed_command
 from .migrate import migrate_group
-from .repair import fix_command, runs_command, undo_command
+from .repair import fix_command, undo_command
+from .runs import runs_command
 from .schedule import schedule_command
 from .verify import verify_command
 
