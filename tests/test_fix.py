@@ -208,3 +208,18 @@ def test_seeded_defects_fixed_then_undone_exactly(baseline_db: Database) -> None
     undone = undo_run(baseline_db, outcome.run_id, batch_size=11)
     assert undone.conflicts == [] and undone.restored == outcome.archived
     assert checksums(baseline_db) == before
+
+
+def test_a_row_locked_by_another_session_is_left_for_a_rerun(baseline_db: Database) -> None:
+    ghost = "00000000-0000-0000-0000-0000000000ff"
+    _sql(baseline_db, "INSERT INTO habits (id, user_id, title) SELECT md5(g::text)::uuid, "
+                      f"'{ghost}', 'walk' FROM generate_series(1, 20) g")
+    locked = _sql(baseline_db, "SELECT id FROM habits ORDER BY id LIMIT 1")[0][0]
+    with connect(baseline_db) as other:  # an application transaction holding one of the rows
+        other.execute("SELECT 1 FROM habits WHERE id = %s FOR UPDATE", (locked,))
+        outcome = _fix(baseline_db, "REF005", batch_size=5)
+        other.rollback()
+    item = outcome.items[0]
+    assert (item.done.changed, item.done.skipped, item.after, item.passes) == (19, 1, 1, 3)
+    again = _fix(baseline_db, "REF005")
+    assert again.changed == 1 and again.items[0].after == 0

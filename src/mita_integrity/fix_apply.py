@@ -32,6 +32,7 @@ Progress = Callable[[PlanItem, int], None]  # (item, units just done)
 LOCK_RETRIES = 3
 TARGET_SECONDS = 0.1  # the longest a batch should hold its locks (a concurrent writer waits at most that)
 START_SIZE = 250
+PASSES = 3  # a pass more picks up what other sessions had locked
 
 
 @dataclass
@@ -41,13 +42,14 @@ class ItemOutcome:
     item: PlanItem
     done: BatchOutcome = field(default_factory=BatchOutcome)
     batches: int = 0
+    passes: int = 1
     longest_batch: float = 0.0
     after: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"code": self.item.code, "table": self.item.table, "safety": self.item.safety.value,
                 "before": self.item.rows, "changed": self.done.changed, "archived": self.done.archived,
-                "skipped": self.done.skipped, "batches": self.batches,
+                "skipped": self.done.skipped, "batches": self.batches, "passes": self.passes,
                 "longest_batch_ms": round(self.longest_batch * 1000), "after": self.after, "notes": self.done.notes}
 
 
@@ -155,29 +157,36 @@ def _batch(writer: psycopg.Connection[Any], ctx: RepairContext, item: PlanItem, 
 
 def _item(reader: psycopg.Connection[Any], writer: psycopg.Connection[Any], ctx: RepairContext, item: PlanItem,
           request: FixRequest, progress: Progress | None) -> ItemOutcome:
-    """Repairs one plan item, batch by batch.
+    """Repairs one plan item, batch by batch, in up to PASSES passes.
 
     A batch holds its row locks until it commits, and a writer of the same rows waits that long. So the
     size adapts: it starts small, doubles while batches finish well inside TARGET_SECONDS, and shrinks
-    when one takes longer; --batch-size is the ceiling.
+    when one takes longer; --batch-size is the ceiling. Rows another session had locked (SKIP LOCKED) are
+    left by their batch; a new pass over what is still violating picks them up.
     """
     out = ItemOutcome(item)
     query = REPAIRS[item.code].candidates_sql(ctx, item.rule)
     size = min(request.batch_size, START_SIZE)
-    for chunk in _units(reader, query, request.batch_size):
-        while chunk:
-            units, chunk = chunk[:size], chunk[size:]
-            started = time.perf_counter()
-            out.done.add(_batch(writer, ctx, item, units, request))
-            took = time.perf_counter() - started
-            out.batches += 1
-            out.longest_batch = max(out.longest_batch, took)
-            if took > TARGET_SECONDS:
-                size = max(1, int(size * TARGET_SECONDS / took * 0.8))
-            elif took < TARGET_SECONDS / 3:
-                size = min(request.batch_size, size * 2)
-            if progress:
-                progress(item, len(units))
+    for n in range(1, PASSES + 1):
+        out.passes, skipped_before = n, out.done.skipped
+        for chunk in _units(reader, query, request.batch_size):
+            while chunk:
+                units, chunk = chunk[:size], chunk[size:]
+                started = time.perf_counter()
+                out.done.add(_batch(writer, ctx, item, units, request))
+                took = time.perf_counter() - started
+                out.batches += 1
+                out.longest_batch = max(out.longest_batch, took)
+                if took > TARGET_SECONDS:
+                    size = max(1, int(size * TARGET_SECONDS / took * 0.8))
+                elif took < TARGET_SECONDS / 3:
+                    size = min(request.batch_size, size * 2)
+                if progress:
+                    progress(item, len(units))
+        if out.done.skipped == skipped_before:
+            break
+        if n < PASSES:
+            out.done.skipped = skipped_before  # what this pass skipped, the next one takes up again
     return out
 
 
