@@ -14,23 +14,18 @@ from typing import Any
 
 import psycopg
 
-from . import probes, store
+from . import probe_rows, probes
 from .check import CheckRequest, parse_duration, run_check
 from .connection import Database, connect, transaction
 from .errors import UsageError
 from .findings import Report, Status
-from .repairs import REPAIRS
 from .rules.context import Schema, load_schema
-from .rules.expected import CHECKS_0024, SPENT_TRIGGER_FUNCTION, USER_FK_TABLES_0026
+from .rules.expected import USER_FK_TABLES_0026
 from .rules.references import user_id_tables
+from .verify_reads import checks, percentage, recent, trigger_catalog, unique_catalog
 
 DEFAULT_MAX_AGE = "26h"
 FKS_0022 = ("fk_daily_plan_user_id", "fk_subscriptions_user_id")
-UNIQUE_0023 = "uq_daily_plan_user_date_category"
-# The rule whose repair resolves a CHECK's violators (its own `fix` safety decides --unsafe).
-CHECK_RULES = {"ck_goals_saved_le_target": "GOL003", "ck_goals_progress_le_100": "GOL001",
-               "ck_goals_target_positive": "GOL005", "ck_transactions_amount_nonnegative": "AMT003",
-               "ck_daily_plan_planned_nonnegative": "AMT005"}
 ON_DELETE = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 READ_MS, PROBE_STATEMENT, PROBE_LOCK = 300_000, "60s", "2s"
 
@@ -72,7 +67,7 @@ def run_verify(db: Database, max_age_seconds: int = 26 * 3600) -> Scorecard:
     try:
         with transaction(conn, read_only=True, statement_timeout_ms=READ_MS) as cur:
             schema = load_schema(cur)
-            columns = probes.load_columns(cur)
+            columns = probe_rows.load_columns(cur)
         uuid_tables = user_id_tables(schema, uuid=True)
         lines = [
             _orphans(report),
@@ -81,10 +76,10 @@ def run_verify(db: Database, max_age_seconds: int = 26 * 3600) -> Scorecard:
             Line("cascade-probe", *_probed(conn, lambda c: probes.cascade(c, schema, columns, uuid_tables))),
             _results_line("calendar-duplicates", report, "DUP002", "0 duplicate (user, day, category) keys"),
             _unique(conn, schema, columns),
-            _read(conn, "checks-0024", lambda cur: _checks(cur, schema)),
+            _read(conn, "checks-0024", lambda cur: checks(cur, schema)),
             _trigger(conn, schema, columns),
-            _read(conn, "referential-integrity", lambda cur: _percentage(cur, uuid_tables)),
-            _read(conn, "recent-check", lambda cur: _recent(cur, max_age_seconds)),
+            _read(conn, "referential-integrity", lambda cur: percentage(cur, uuid_tables)),
+            _read(conn, "recent-check", lambda cur: recent(cur, max_age_seconds)),
             _stamped(report),
         ]
     finally:
@@ -100,7 +95,7 @@ def _read(conn: psycopg.Connection[Any], name: str, compute: Callable[[Any], tup
             passed, evidence = compute(cur)
     except psycopg.Error as exc:
         conn.rollback()
-        return Line(name, False, f"could not check: {probes.reason(exc)}")
+        return Line(name, False, f"could not check: {probe_rows.reason(exc)}")
     return Line(name, passed, evidence)
 
 
@@ -115,12 +110,12 @@ def _probed(conn: psycopg.Connection[Any],
             cur.execute(f"SET LOCAL statement_timeout = '{PROBE_STATEMENT}'")
         result = run(conn)
         return result.passed, result.evidence
-    except probes.ProbeError as exc:
+    except probe_rows.ProbeError as exc:
         return False, str(exc)
     except psycopg.errors.LockNotAvailable:
         return False, f"cannot probe: a lock was not granted within {PROBE_LOCK} (a busy table); try again"
     except psycopg.Error as exc:
-        return False, f"cannot probe: {probes.reason(exc)}"
+        return False, f"cannot probe: {probe_rows.reason(exc)}"
     finally:
         conn.rollback()
 
@@ -201,116 +196,17 @@ def _user_fks(schema: Schema, uuid_tables: list[str]) -> Line:
 
 
 def _unique(conn: psycopg.Connection[Any], schema: Schema, columns: dict[str, Any]) -> Line:
-    catalog = _read(conn, "calendar-unique", lambda cur: _unique_catalog(cur, schema))
+    catalog = _read(conn, "calendar-unique", lambda cur: unique_catalog(cur, schema))
     passed, evidence = _probed(conn, lambda c: probes.unique(c, schema, columns))
     return Line(catalog.name, catalog.passed and passed, f"{catalog.evidence}; {evidence}")
 
 
-def _unique_catalog(cur: Any, schema: Schema) -> tuple[bool, str]:
-    cur.execute("""SELECT con.contype::text, coalesce((to_jsonb(x) ->> 'indnullsnotdistinct')::boolean, false),
-                          x.indisvalid
-                     FROM pg_constraint con LEFT JOIN pg_index x ON x.indexrelid = con.conindid
-                    WHERE con.conname = %s AND con.conrelid = to_regclass('public.daily_plan')""", (UNIQUE_0023,))
-    row = cur.fetchone()
-    if row is None or row[0] != "u":
-        return False, f"{UNIQUE_0023} missing"
-    if not row[2]:
-        return False, f"{UNIQUE_0023}'s index is invalid"
-    if not row[1] and not schema.not_null("daily_plan", "category"):
-        return False, f"{UNIQUE_0023} lets NULL categories repeat (not NULLS NOT DISTINCT)"
-    return True, f"{UNIQUE_0023} present"
-
-
-def _checks(cur: Any, schema: Schema) -> tuple[bool, str]:
-    problems = []
-    for name, table in CHECKS_0024.items():
-        cur.execute("SELECT convalidated, pg_get_expr(conbin, conrelid) FROM pg_constraint "
-                    "WHERE conname = %s AND contype = 'c' AND conrelid = to_regclass(%s)", (name, f"public.{table}"))
-        row = cur.fetchone()
-        if row is None:
-            problems.append(f"{name} missing")
-        elif not row[0]:
-            cur.execute(f"SELECT count(*) FROM public.{table} WHERE NOT ({row[1]})")
-            count = int((cur.fetchone() or (0,))[0])
-            rows = f"{count:,} row violates" if count == 1 else f"{count:,} rows violate"
-            problems.append(f"{name} NOT VALID: {rows}; resolve: {_resolution(name)}")
-    if problems:
-        return False, "; ".join(problems)
-    return True, f"{len(CHECKS_0024)} CHECK constraints present and validated"
-
-
-def _resolution(name: str) -> str:
-    code = CHECK_RULES.get(name)
-    repair = REPAIRS.get(code or "")
-    validate = "mita-integrity migrate validate"
-    if repair is None:
-        return f"a person decides (mita-integrity rules {code}), then {validate}"
-    unsafe = " --unsafe" if repair.safety.value == "unsafe" else ""
-    return f"mita-integrity fix --apply{unsafe} --select {code}, then {validate}"
-
-
 def _trigger(conn: psycopg.Connection[Any], schema: Schema, columns: dict[str, Any]) -> Line:
-    catalog = _read(conn, "spent-trigger", _trigger_catalog)
+    catalog = _read(conn, "spent-trigger", trigger_catalog)
     if not catalog.passed:
         return catalog
     passed, evidence = _probed(conn, lambda c: probes.spent_trigger(c, schema, columns))
     return Line(catalog.name, passed, f"{catalog.evidence}; {evidence}")
-
-
-def _trigger_catalog(cur: Any) -> tuple[bool, str]:
-    cur.execute("""SELECT tg.tgname::text, tg.tgenabled::text FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
-                    WHERE tg.tgrelid = to_regclass('public.transactions') AND p.proname = %s AND NOT tg.tgisinternal
-                    ORDER BY tg.tgenabled IN ('O', 'A') DESC, 1""", (SPENT_TRIGGER_FUNCTION,))
-    row = cur.fetchone()
-    if row is None:
-        return False, f"trigger missing: no trigger on transactions calls {SPENT_TRIGGER_FUNCTION}()"
-    if row[1] not in ("O", "A"):
-        return False, f"trigger {row[0]} is disabled" if row[1] == "D" else f"trigger {row[0]} fires only on replicas"
-    return True, f"{row[0]} enabled"
-
-
-def _percentage(cur: Any, uuid_tables: list[str]) -> tuple[bool, str]:
-    if not uuid_tables:
-        return True, "no uuid user_id columns"
-    parts = [f"""SELECT count(*) FILTER (WHERE t.user_id IS NOT NULL),
-                        count(*) FILTER (WHERE t.user_id IS NOT NULL
-                                          AND NOT EXISTS (SELECT 1 FROM public.users u WHERE u.id = t.user_id))
-                   FROM public."{table}" t""" for table in uuid_tables]
-    cur.execute(f"SELECT coalesce(sum(n), 0), coalesce(sum(o), 0) FROM ({' UNION ALL '.join(parts)}) x(n, o)")
-    total, orphaned = (int(v) for v in (cur.fetchone() or (0, 0)))
-    if total == 0:
-        return True, f"100 % (no rows with a user_id in {len(uuid_tables)} tables)"
-    share = (total - orphaned) * 100 / total
-    shown = "100" if orphaned == 0 else f"{int(share * 1000) / 1000:.3f}"  # never rounds up to 100
-    return orphaned == 0, f"{shown} % ({orphaned:,} of {total:,} rows orphaned, {len(uuid_tables)} tables)"
-
-
-def _recent(cur: Any, max_age_seconds: int) -> tuple[bool, str]:
-    hint = "run `mita-integrity check --record` (or schedule)"
-    if not store.exists(cur):
-        return False, f"no check run recorded: {hint}"
-    cur.execute(f"""SELECT id::text, extract(epoch FROM now() - coalesce(finished_at, started_at))
-                      FROM {store.SCHEMA}.runs WHERE kind = 'check' AND status = 'completed'
-                     ORDER BY coalesce(finished_at, started_at) DESC LIMIT 1""")
-    row = cur.fetchone()
-    if row is None:
-        return False, f"no check run recorded: {hint}"
-    age = max(int(row[1]), 0)
-    text = f"last check run {row[0]} finished {_age(age)} ago"
-    if age > max_age_seconds:
-        return False, f"{text}, older than {_age(max_age_seconds)}: {hint}"
-    return True, text
-
-
-def _age(seconds: int) -> str:
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min" if minutes else f"{seconds} s"
 
 
 def _stamped(report: Report) -> Line:
