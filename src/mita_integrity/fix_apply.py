@@ -26,7 +26,7 @@ from .errors import DatabaseStateError
 from .findings import Report
 from .fix import FixPlan, FixRequest, PlanItem
 from .repairs import REPAIRS, BatchOutcome, RepairContext
-from .repairs.rows import _dependents
+from .repairs.rows import dependents
 
 Progress = Callable[[PlanItem, int], None]  # (item, units just done)
 LOCK_RETRIES = 3
@@ -88,7 +88,7 @@ def _tables_touched(plan: FixPlan) -> dict[str, set[str]]:
         privileges = {"SELECT", "UPDATE"}
         if isinstance(repair, MergeRepair) or (isinstance(repair, RowRepair) and not repair.assignments):
             privileges.add("DELETE")
-            for con in _dependents(ctx, item.table):
+            for con in dependents(ctx, item.table):
                 need.setdefault(con.table, set()).update({"SELECT", "UPDATE", "DELETE"})
         if isinstance(repair, RecomputeRepair):
             privileges.add("INSERT")

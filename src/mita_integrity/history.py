@@ -83,7 +83,7 @@ def record(conn: psycopg.Connection[Any], report: Report) -> Delta:
         cur.execute(f"SELECT fingerprint, last_count, first_seen FROM {store.SCHEMA}.findings "
                     "WHERE resolved_at IS NULL")
         open_ = {fp: (int(count), seen) for fp, count, seen in cur.fetchall()}
-        new, worsened, failing = [], [], []
+        new, worsened, failing, rows = [], [], [], []
         for r in (r for r in report.results if r.failed):
             fp = fingerprint(r.code, r.table)
             before = open_.get(fp)
@@ -93,23 +93,24 @@ def record(conn: psycopg.Connection[Any], report: Report) -> Delta:
                 new.append(finding)
             elif r.count > before[0]:
                 worsened.append(finding)
-            cur.execute(
-                f"""INSERT INTO {store.SCHEMA}.findings AS f (fingerprint, code, table_name, severity, message,
-                        first_seen, last_seen, last_count, last_run_id)
-                    VALUES (%(fp)s, %(code)s, %(table)s, %(sev)s, %(msg)s, %(at)s, %(at)s, %(n)s, %(run)s)
-                    ON CONFLICT (fingerprint) DO UPDATE SET severity = EXCLUDED.severity, message = EXCLUDED.message,
-                        last_seen = EXCLUDED.last_seen, last_count = EXCLUDED.last_count,
-                        last_run_id = EXCLUDED.last_run_id, resolved_at = NULL,
-                        first_seen = CASE WHEN f.resolved_at IS NULL THEN f.first_seen ELSE EXCLUDED.first_seen END""",
-                {"fp": fp, "code": r.code, "table": r.table, "sev": r.severity.value, "msg": r.message,
-                 "at": report.started_at, "n": r.count, "run": report.run_id})
+            rows.append({"fp": fp, "code": r.code, "table": r.table, "sev": r.severity.value, "msg": r.message,
+                         "at": report.started_at, "n": r.count, "run": report.run_id})
+        cur.executemany(
+            f"""INSERT INTO {store.SCHEMA}.findings AS f (fingerprint, code, table_name, severity, message,
+                    first_seen, last_seen, last_count, last_run_id)
+                VALUES (%(fp)s, %(code)s, %(table)s, %(sev)s, %(msg)s, %(at)s, %(at)s, %(n)s, %(run)s)
+                ON CONFLICT (fingerprint) DO UPDATE SET severity = EXCLUDED.severity, message = EXCLUDED.message,
+                    last_seen = EXCLUDED.last_seen, last_count = EXCLUDED.last_count,
+                    last_run_id = EXCLUDED.last_run_id, resolved_at = NULL,
+                    first_seen = CASE WHEN f.resolved_at IS NULL THEN f.first_seen ELSE EXCLUDED.first_seen END""",
+            rows)
         resolved = []
         for r in (r for r in report.results if r.status in RESOLVING):
             fp = fingerprint(r.code, r.table)
             if fp in open_:
                 resolved.append(Finding(fp, r.code, r.table, r.severity, 0, open_[fp][0], r.message, open_[fp][1]))
-                cur.execute(f"UPDATE {store.SCHEMA}.findings SET resolved_at = %s, last_count = 0, last_run_id = %s "
-                            "WHERE fingerprint = %s", (report.started_at, report.run_id, fp))
+        cur.executemany(f"UPDATE {store.SCHEMA}.findings SET resolved_at = %s, last_count = 0, last_run_id = %s "
+                        "WHERE fingerprint = %s", [(report.started_at, report.run_id, f.fingerprint) for f in resolved])
     return Delta(report.run_id, tuple(new), tuple(worsened), tuple(resolved), tuple(failing))
 
 

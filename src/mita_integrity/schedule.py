@@ -62,8 +62,6 @@ class ScheduleRequest:
     check: CheckRequest = field(default_factory=CheckRequest)
     alerts: Any = None  # an alerts.AlertConfig, or None for no alerts
     retention_days: int = 90
-    metrics_port: int | None = None
-    metrics_file: Path | None = None
     html_dir: Path | None = None
 
     def slot(self, now: datetime | None = None) -> datetime:

@@ -51,11 +51,10 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
     if config_path is not None and not config_path.is_file():
         raise UsageError(f"--config {config_path}: no such file")
     alerts = load_config(os.environ, config_path)
-    for path in (metrics_file,):
-        if path is not None and not os.access(path.expanduser().resolve().parent, os.W_OK):
-            raise UsageError(f"cannot write {path}: the folder is missing or not writable")
+    if metrics_file is not None and not os.access(metrics_file.expanduser().resolve().parent, os.W_OK):
+        raise UsageError(f"cannot write {metrics_file}: the folder is missing or not writable")
     request = ScheduleRequest(cron=cron, timezone=timezone, check=check, alerts=alerts if alerts.channels else None,
-                              retention_days=retention_days, metrics_port=metrics_port, metrics_file=metrics_file,
+                              retention_days=retention_days,
                               html_dir=html_dir)
     db = app.database()
     note(f"alerts: {', '.join(alerts.channels) or 'none configured'}")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 MAX_DEPTH = 4
 
 
-def _dependents(ctx: RepairContext, table: str) -> list[Constraint]:
+def dependents(ctx: RepairContext, table: str) -> list[Constraint]:
     """Gives the single-column foreign keys that reference `table`'s primary key."""
     pk = ctx.schema.primary_keys.get(table)
     return [c for c in ctx.schema.constraints
@@ -37,7 +37,7 @@ def _blockers(ctx: RepairContext, table: str, alias: str = "t", depth: int = 0) 
     """Gives NOT EXISTS conditions excluding rows whose dependents the repair could not archive."""
     pk = ctx.pk(table)
     out = []
-    for con in _dependents(ctx, table):
+    for con in dependents(ctx, table):
         child, column = con.table, con.columns[0]
         archivable = child in ctx.schema.primary_keys and depth < MAX_DEPTH
         if con.on_delete in ("c", "n") and archivable:
@@ -55,7 +55,7 @@ def _remove_dependents(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, 
                        ids: list[Any], depth: int = 0) -> BatchOutcome:
     """Archives and deletes (CASCADE) or archives and nulls (SET NULL) the rows referencing `ids`."""
     done = BatchOutcome()
-    for con in _dependents(ctx, table):
+    for con in dependents(ctx, table):
         child, column = con.table, con.columns[0]
         child_pk = ctx.schema.primary_keys.get(child)
         if con.on_delete not in ("c", "n") or child_pk is None:
