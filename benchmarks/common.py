@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from mita_integrity import embedded, migrate
@@ -82,3 +84,40 @@ def table(rows: list[tuple[str, ...]]) -> str:
     lines = [line(r) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One promised figure: its value, the baseline measured in the same run, their ratio, the goal and whether
+    it was met (None: no goal)."""
+
+    measure: str
+    value: str
+    baseline: str = ""
+    ratio: str = ""
+    goal: str = ""
+    met: bool | None = None
+
+
+def figures_table(figures: list[Figure]) -> str:
+    """Gives figures as one aligned table."""
+    rows = [("measure", "value", "baseline (same run)", "ratio", "goal", "met")]
+    rows += [(f.measure, f.value, f.baseline, f.ratio, f.goal, "" if f.met is None else "yes" if f.met else "NO")
+             for f in figures]
+    return table(rows)
+
+
+def alone(name: str, parser: argparse.ArgumentParser, measure: Callable[[Database, argparse.Namespace], list[Figure]],
+          footnote: str = "") -> None:
+    """Runs one benchmark on its own: a throw-away cluster, a database seeded at --scale, its figures as a table."""
+    args = parser.parse_args()
+    with cluster() as c:
+        users = int(100_000 * args.scale)
+        db, seed_s, rows = seeded(c, f"bench_{name}", users)
+        print(f"PostgreSQL {c.version}, scale {args.scale:g}: {users:,} users, {rows:,} rows seeded in {seed_s:.1f} s",
+              flush=True)
+        figures = measure(db, args)
+    print()
+    print(figures_table(figures))
+    if footnote:
+        print(footnote)

@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cluster, seeded, table  # noqa: E402
+from common import Figure, alone  # noqa: E402
 
 from mita_integrity.connection import Database, connect  # noqa: E402
 from mita_integrity.fix import FixRequest, PlanItem, plan_fix  # noqa: E402
@@ -112,81 +112,81 @@ class Writer(threading.Thread):
                 f"median {statistics.median(self.waits) * 1000:.1f} ms over {len(self.waits):,} statements{errors}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--baseline-seconds", type=float, default=5.0)
-    args = parser.parse_args()
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    out.add_argument("--scale", type=float, default=1.0)
+    out.add_argument("--baseline-seconds", type=float, default=5.0)
+    return out
+
+
+def measure(db: Database, args: argparse.Namespace) -> list[Figure]:
+    """Injects the defects into db, repairs them under a concurrent writer, undoes the repair; gives the figures."""
     orphans, duplicates = int(100_000 * args.scale), int(50_000 * args.scale)
-    with cluster() as c:
-        users = int(100_000 * args.scale)
-        db, seed_s, rows = seeded(c, "bench_fix", users)
-        print(f"PostgreSQL {c.version}, scale {args.scale:g}: {users:,} users, {rows:,} rows seeded in {seed_s:.1f} s",
-              flush=True)
+    started = time.perf_counter()
+    tx_ids, plan_ids = inject(db, orphans, duplicates)
+    print(f"  injected {orphans:,} orphaned transactions and {duplicates:,} duplicate plan rows "
+          f"in {time.perf_counter() - started:.1f} s", flush=True)
+
+    with Writer(db, tx_ids, plan_ids) as before:
+        time.sleep(args.baseline_seconds)
+    print(f"  writer alone (baseline): {before.summary()}", flush=True)
+
+    req = FixRequest(select=["REF001", "DUP002"], batch_size=5000)
+    last_batch = [0.0]
+    longest: dict[str, float] = {}  # per rule, the longest time between two batches' ends
+
+    def progress(item: PlanItem, units: int) -> None:
+        now = time.perf_counter()
+        longest[item.code] = max(longest.get(item.code, 0.0), now - (last_batch[0] or started))
+        last_batch[0] = now
+
+    with Writer(db, tx_ids, plan_ids) as during:
         started = time.perf_counter()
-        tx_ids, plan_ids = inject(db, orphans, duplicates)
-        print(f"  injected {orphans:,} orphaned transactions and {duplicates:,} duplicate plan rows "
-              f"in {time.perf_counter() - started:.1f} s", flush=True)
+        plan = plan_fix(db, req)
+        plan_s = time.perf_counter() - started
+        started = time.perf_counter()
+        outcome = apply_fix(db, plan, req, progress)
+        apply_s = time.perf_counter() - started
+    batches_s = (last_batch[0] - started) if last_batch[0] else apply_s
+    print(f"  plan {plan_s:.2f} s: " + ", ".join(f"{i.code} {i.table} {i.rows:,} {i.result.unit}"
+                                                 for i in plan.items))
+    print(f"  apply {apply_s:.2f} s (batches {batches_s:.2f} s, check after {apply_s - batches_s:.2f} s), "
+          f"status {outcome.status}, changed {outcome.changed:,}, archived {outcome.archived:,}")
+    for i in outcome.items:
+        notes = f"; notes: {'; '.join(i.done.notes)}" if i.done.notes else ""
+        print(f"    {i.item.code} {i.item.table}: before {i.item.rows:,}, changed {i.done.changed:,}, "
+              f"skipped {i.done.skipped:,}, {i.batches} batches (longest {longest.get(i.item.code, 0):.2f} s, "
+              f"its query included), after {i.after}{notes}")
+    print(f"  writer during the fix: {during.summary()}", flush=True)
 
-        with Writer(db, tx_ids, plan_ids) as before:
-            time.sleep(args.baseline_seconds)
-        print(f"  writer alone (baseline): {before.summary()}", flush=True)
-
-        req = FixRequest(select=["REF001", "DUP002"], batch_size=5000)
-        last_batch = [0.0]
-        longest: dict[str, float] = {}  # per rule, the longest time between two batches' ends
-
-        def progress(item: PlanItem, units: int) -> None:
-            now = time.perf_counter()
-            longest[item.code] = max(longest.get(item.code, 0.0), now - (last_batch[0] or started))
-            last_batch[0] = now
-
-        with Writer(db, tx_ids, plan_ids) as during:
-            started = time.perf_counter()
-            plan = plan_fix(db, req)
-            plan_s = time.perf_counter() - started
-            started = time.perf_counter()
-            outcome = apply_fix(db, plan, req, progress)
-            apply_s = time.perf_counter() - started
-        batches_s = (last_batch[0] - started) if last_batch[0] else apply_s
-        print(f"  plan {plan_s:.2f} s: " + ", ".join(f"{i.code} {i.table} {i.rows:,} {i.result.unit}"
-                                                     for i in plan.items))
-        print(f"  apply {apply_s:.2f} s (batches {batches_s:.2f} s, check after {apply_s - batches_s:.2f} s), "
-              f"status {outcome.status}, changed {outcome.changed:,}, archived {outcome.archived:,}")
-        for i in outcome.items:
-            notes = f"; notes: {'; '.join(i.done.notes)}" if i.done.notes else ""
-            print(f"    {i.item.code} {i.item.table}: before {i.item.rows:,}, changed {i.done.changed:,}, "
-                  f"skipped {i.done.skipped:,}, {i.batches} batches (longest {longest.get(i.item.code, 0):.2f} s, "
-                  f"its query included), after {i.after}{notes}")
-        print(f"  writer during the fix: {during.summary()}", flush=True)
-
-        with Writer(db, tx_ids, plan_ids) as during_undo:
-            undo = undo_run(db, outcome.run_id)
-        print(f"  undo {undo.seconds:.2f} s: restored {undo.restored:,}, conflicts {len(undo.conflicts):,}")
-        print(f"  writer during the undo: {during_undo.summary()}")
+    with Writer(db, tx_ids, plan_ids) as during_undo:
+        undo = undo_run(db, outcome.run_id)
+    print(f"  undo {undo.seconds:.2f} s: restored {undo.restored:,}, conflicts {len(undo.conflicts):,}")
+    print(f"  writer during the undo: {during_undo.summary()}")
 
     changed = {i.item.code: i.done.changed for i in outcome.items}
     left = sum(i.after or 0 for i in outcome.items)
-    worst = max(during.waits)
-    print()
-    print(table([
-        ("measure", "value", "goal", "met"),
-        ("orphaned transactions repaired (REF001)", f"{changed.get('REF001', 0):,} (injected {orphans:,})", "", ""),
-        ("duplicate plan rows repaired (DUP002)", f"{changed.get('DUP002', 0):,} (injected {duplicates:,})", "", ""),
-        ("violations left after the fix", f"{left:,}", "0", "yes" if left == 0 else "NO"),
-        ("plan (read-only check)", f"{plan_s:.2f} s", "", ""),
-        ("apply, incl. the check after", f"{apply_s:.2f} s", "", ""),
-        ("apply rows/s", f"{outcome.changed / apply_s:,.0f}", "", ""),
-        ("apply rows/s, batches only", f"{outcome.changed / batches_s:,.0f}", "", ""),
-        ("undo", f"{undo.seconds:.2f} s ({undo.restored:,} rows)", "", ""),
-        ("undo rows/s", f"{undo.restored / undo.seconds:,.0f}", "", ""),
-        ("writer max wait, before the fix", f"{max(before.waits) * 1000:.0f} ms", "", ""),
-        ("writer max wait, during the fix", f"{worst * 1000:.0f} ms", f"≤ {GOAL_WAIT_S:g} s",
-         "yes" if worst <= GOAL_WAIT_S and not during.errors else "NO"),
-        ("writer p99 wait, before / during the fix",
-         f"{p99(before.waits) * 1000:.0f} / {p99(during.waits) * 1000:.0f} ms", "", ""),
-        ("writer max wait, during the undo", f"{max(during_undo.waits) * 1000:.0f} ms", "", ""),
-    ]))
+    worst, alone = max(during.waits), max(before.waits)
+    print(f"  repaired REF001 {changed.get('REF001', 0):,} (injected {orphans:,}), DUP002 {changed.get('DUP002', 0):,} "
+          f"(injected {duplicates:,}); left after the fix {left:,}", flush=True)
+    return [
+        Figure("fix --apply rows/s (batches; incl. the check after)",
+               f"{outcome.changed / batches_s:,.0f} ({outcome.changed / apply_s:,.0f})",
+               f"{outcome.changed:,} rows, {left:,} left", "", "0 left", left == 0),
+        Figure("undo rows/s", f"{undo.restored / undo.seconds:,.0f}", f"fix {outcome.changed / batches_s:,.0f}",
+               f"{(undo.restored / undo.seconds) / (outcome.changed / batches_s):.2f}",
+               f"{len(undo.conflicts)} conflicts", not undo.conflicts),
+        Figure("fix: the writer's longest wait during the fix", f"{worst * 1000:,.0f} ms",
+               f"writer alone {alone * 1000:,.0f} ms", f"{worst / alone:.1f}", f"≤ {GOAL_WAIT_S * 1000:,.0f} ms",
+               worst <= GOAL_WAIT_S and not during.errors),
+        Figure("fix: the writer's p99 wait during the fix", f"{p99(during.waits) * 1000:,.0f} ms",
+               f"writer alone {p99(before.waits) * 1000:,.0f} ms",
+               f"{p99(during.waits) / p99(before.waits):.1f}"),
+    ]
+
+
+def main() -> None:
+    alone("fix", parser(), measure)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import uuid
+from pathlib import Path
 
-from mita_integrity import embedded, migrate
-from mita_integrity.connection import Database, connect
-from mita_integrity.pgcluster import start_cluster
-from mita_integrity.seed import SeedOptions, SeedResult, seed_database
-from mita_integrity.seed.indexes import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Figure, figures_table  # noqa: E402
+
+from mita_integrity import embedded, migrate  # noqa: E402
+from mita_integrity.connection import Database, connect  # noqa: E402
+from mita_integrity.pgcluster import start_cluster  # noqa: E402
+from mita_integrity.seed import SeedOptions, SeedResult, seed_database  # noqa: E402
+from mita_integrity.seed.indexes import (  # noqa: E402
     drop_foreign_keys,
     drop_indexes,
     restore_indexes,
@@ -72,38 +78,54 @@ def floor_seconds(db: Database, rows: int) -> tuple[float, float]:
     return heap, rebuild
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 100,000 users")
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    out.add_argument("--scale", type=float, default=1.0, help="1.0 = 100,000 users")
+    out.add_argument("--days", type=int, default=30)
+    out.add_argument("--seed", type=int, default=7)
+    return out
+
+
+def measure(admin: Database, args: argparse.Namespace) -> tuple[list[Figure], Database]:
+    """Seeds a new database and measures the floor on another; gives the figures and the seeded database."""
     users = max(10, int(FULL_SCALE_USERS * args.scale))
     goal = GOAL_SECONDS * users / FULL_SCALE_USERS
+    db = new_database(admin)
+    result = run_seed(db, users, args.days, args.seed)
+    tx = result.rows.get("transactions", 0)
+    total = sum(result.rows.values())
+    floor_db = new_database(admin)
+    heap, rebuild = floor_seconds(floor_db, tx)
+    with connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{floor_db.dbname}"')  # type: ignore[arg-type]
+    secs = result.seconds
+    print(f"  seed --users {users:,} --days {args.days} --corrupt: {secs:.1f} s, {tx:,} transactions, {total:,} rows; "
+          "stages " + ", ".join(f"{k} {v:.1f} s" for k, v in result.stage_seconds.items()), flush=True)
+    print(f"  floor: one plain INSERT of {tx:,} transactions (md5 ids, constant values): heap {heap:.1f} s, "
+          f"index rebuild {rebuild:.1f} s", flush=True)
+    figures = [
+        Figure(f"seed, {users:,} users × {args.days} days --corrupt", f"{secs:.1f} s", f"goal {goal:.0f} s",
+               f"{secs / goal:.2f}", "≤ 1.00", secs <= goal),
+        Figure("seed, transactions rows/s", f"{tx / secs:,.0f}", f"floor {tx / (heap + rebuild):,.0f}",
+               f"{(tx / secs) / (tx / (heap + rebuild)):.2f}"),
+        Figure("seed, all rows/s", f"{total / secs:,.0f}", f"floor heap only {tx / heap:,.0f}",
+               f"{(total / secs) / (tx / heap):.2f}"),
+    ]
+    return figures, db
+
+
+def main() -> None:
+    args = parser().parse_args()
     load = os.getloadavg()[0]
     cluster = start_cluster(embedded.bin_dir())
     try:
-        admin = Database.from_url(cluster.url)
-        result = run_seed(new_database(admin), users, args.days, args.seed)
-        tx = result.rows.get("transactions", 0)
-        total = sum(result.rows.values())
-        heap, rebuild = floor_seconds(new_database(admin), tx)
+        print(f"PostgreSQL {cluster.version} (throw-away cluster, {os.cpu_count()} CPUs, load average {load:.2f} "
+              "at start)", flush=True)
+        figures, _ = measure(Database.from_url(cluster.url), args)
     finally:
         cluster.destroy()
-    secs = result.seconds
-    print(f"seed --users {users:,} --days {args.days} --seed {args.seed} --corrupt on PostgreSQL {cluster.version} "
-          f"(throw-away cluster, {os.cpu_count()} CPUs, load average {load:.2f} at start)")
-    print(f"  seconds            {secs:8.1f}   goal {goal:.0f} s: ratio {secs / goal:.2f} "
-          f"({'met' if secs <= goal else 'missed'})")
-    print(f"  transactions     {tx:10,} rows  {tx / secs:10,.0f} rows/s")
-    print(f"  all rows         {total:10,} rows  {total / secs:10,.0f} rows/s")
-    print("  stages           " + ", ".join(f"{k} {v:.1f} s" for k, v in result.stage_seconds.items()))
-    print(f"floor: one plain INSERT of {tx:,} transactions (md5 ids, constant values), nothing else")
-    print(f"  heap only          {heap:8.1f} s   {tx / heap:10,.0f} rows/s   seed/floor {secs / heap:.2f}")
-    print(f"  heap + indexes     {heap + rebuild:8.1f} s   (index rebuild {rebuild:.1f} s)   "
-          f"seed/floor {secs / (heap + rebuild):.2f}")
-    print(f"  the seed writes {total / tx:.2f}× the floor's rows: per row it costs "
-          f"{secs / total * 1e6:.1f} µs, the floor {(heap + rebuild) / tx * 1e6:.1f} µs")
+    print()
+    print(figures_table(figures))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ by migration 0025's two SQL files), medians of `--runs` runs:
      → rows/s;
  (d) (a) once more the way spent_amount was kept before 0025, without the trigger: each INSERT followed by the
      application's own UPDATE of the plan row, in one transaction → rows/s, against (a) with the trigger.
+ (a) and (b) are measured twice: with the throw-away cluster's durability off (fsync, full_page_writes and
+synchronous_commit off: a commit costs CPU only, the trigger's worst case) and with production's settings (all
+three on: every autocommit INSERT waits for its WAL on disk, as the application's do), switched by ALTER SYSTEM
+and a reload between the two.
 The clients connect like the tool does (no server-side prepared statements, as behind a pooler) and keep
 their connections throughout, as an application's pool does. A machine shared with other work makes wall times
 drift by a factor of 2 within a minute, so the single-row measures alternate their modes in `--segments` short
@@ -43,7 +47,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cluster, seeded, table  # noqa: E402
+from common import Figure, alone  # noqa: E402
 
 import mita_integrity  # noqa: E402
 from mita_integrity.connection import Database, connect  # noqa: E402
@@ -125,6 +129,17 @@ def keys(db: Database, n: int) -> list[tuple[Any, ...]]:
         rows = conn.execute("SELECT user_id, date, category FROM bench_keys ORDER BY n").fetchall()
         conn.commit()
     return rows
+
+
+def set_durable(db: Database, on: bool) -> None:
+    """Turns the server's durability on (fsync, full_page_writes, synchronous_commit: production's settings, so
+    every commit waits for its WAL on disk) or off (the throw-away cluster's: commits cost CPU only)."""
+    with connect(db, autocommit=True) as conn:
+        for name in ("fsync", "full_page_writes", "synchronous_commit"):
+            conn.execute(f"ALTER SYSTEM SET {name} = {'on' if on else 'off'}")  # type: ignore[arg-type]
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("CHECKPOINT")
+    time.sleep(0.5)  # every backend has read the configuration again
 
 
 def set_trigger(db: Database, on: bool) -> None:
@@ -216,58 +231,61 @@ def loadavg() -> str:
         return "?"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--rows", type=int, default=5000, help="single-row INSERTs per client, mode and run")
-    parser.add_argument("--bulk", type=int, default=100_000, help="rows of the INSERT … SELECT")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--segments", type=int, default=4, help="alternations of the single-row measures per run")
-    args = parser.parse_args()
-    with cluster() as c:
-        users = int(100_000 * args.scale)
-        db, seed_s, rows = seeded(c, "bench_trigger", users)
-        print(f"PostgreSQL {c.version}, scale {args.scale:g}: {users:,} users, {rows:,} rows seeded in {seed_s:.1f} s",
-              flush=True)
-        started = time.perf_counter()
-        plan_rows = precondition(db)
-        keyset = keys(db, CLIENTS * args.rows)
-        print(f"  precondition (0023's shape, {plan_rows:,} plan rows) in {time.perf_counter() - started:.1f} s; "
-              f"{len(keyset):,} existing keys for the clients", flush=True)
-        if len(keyset) < CLIENTS * args.rows:
-            raise SystemExit("not enough plan rows for --rows: raise --scale")
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    out.add_argument("--scale", type=float, default=1.0)
+    out.add_argument("--rows", type=int, default=5000, help="single-row INSERTs per client, mode and run")
+    out.add_argument("--bulk", type=int, default=100_000, help="rows of the INSERT … SELECT")
+    out.add_argument("--runs", type=int, default=3)
+    out.add_argument("--segments", type=int, default=4, help="alternations of the single-row measures per run")
+    return out
 
-        # the clients' connections live through the whole benchmark, as an application's pooled ones do
-        conns = [connect(db, autocommit=True) for _ in range(CLIENTS)]
-        runs: list[dict[tuple[str, str], Sample]] = []
-        step = -(-args.rows // args.segments)
-        fresh = iter(range(1, 1_000_000))  # new days for every segment of (b)
-        for run in range(args.runs):
-            got: dict[tuple[str, str], Sample] = {}
+
+def measure(db: Database, args: argparse.Namespace) -> list[Figure]:
+    """Gives db 0023's shape and measures the writers of transactions with and without the trigger."""
+    started = time.perf_counter()
+    plan_rows = precondition(db)
+    keyset = keys(db, CLIENTS * args.rows)
+    print(f"  precondition (0023's shape, {plan_rows:,} plan rows) in {time.perf_counter() - started:.1f} s; "
+          f"{len(keyset):,} existing keys for the clients", flush=True)
+    if len(keyset) < CLIENTS * args.rows:
+        raise SystemExit("not enough plan rows for --rows: raise --scale")
+
+    # the clients' connections live through the whole benchmark, as an application's pooled ones do
+    conns = [connect(db, autocommit=True) for _ in range(CLIENTS)]
+    runs: list[dict[tuple[str, str], Sample]] = []
+    step = -(-args.rows // args.segments)
+    fresh = iter(range(1, 1_000_000))  # new days for every segment of (b)
+    for run in range(args.runs):
+        got: dict[tuple[str, str], Sample] = {}
+        for durable in (False, True):
+            set_durable(db, durable)
             for name, modes in (("existing", ["off", "on", "app"]), ("new", ["off", "on"])):
+                key = f"durable {name}" if durable else name
                 for s in range(args.segments):
                     part = slice(s * step, (s + 1) * step)  # every mode inserts on the same keys
                     for mode in modes[s % len(modes):] + modes[:s % len(modes)]:  # rotated: no mode always first
                         set_trigger(db, mode == "on")
                         shift = timedelta(0) if name == "existing" else timedelta(days=1000 + 100 * next(fresh))
-                        got[(name, mode)] = got.get((name, mode), Sample()) + clients(
+                        got[(key, mode)] = got.get((key, mode), Sample()) + clients(
                             conns, batches_for(keyset, args.rows, part, shift), app=mode == "app")
                 clean(db)
-            for mode in ("off", "on") if run % 2 == 0 else ("on", "off"):
-                set_trigger(db, mode == "on")
-                got[("bulk", mode)] = bulk(db, args.bulk)
-                clean(db)
-            runs.append(got)
-            line = ", ".join(f"{name} {got[(name, 'off')].seconds:.2f} / {got[(name, 'on')].seconds:.2f} s"
-                             for name in ("existing", "new", "bulk"))
-            print(f"  run {run + 1} (without / with the trigger): {line}; the app's own UPDATE instead "
-                  f"{got[('existing', 'app')].seconds:.2f} s; load average {loadavg()}", flush=True)
-        for conn in conns:
-            conn.close()
-        set_trigger(db, True)
-        with connect(db) as conn:
-            probe = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'trg_transactions_daily_plan_spent'")
-            assert (probe.fetchone() or (0,))[0] == 1
+        set_durable(db, False)
+        for mode in ("off", "on") if run % 2 == 0 else ("on", "off"):
+            set_trigger(db, mode == "on")
+            got[("bulk", mode)] = bulk(db, args.bulk)
+            clean(db)
+        runs.append(got)
+        line = ", ".join(f"{name} {got[(name, 'off')].seconds:.2f} / {got[(name, 'on')].seconds:.2f} s"
+                         for name in ("existing", "new", "durable existing", "durable new", "bulk"))
+        print(f"  run {run + 1} (without / with the trigger): {line}; the app's own UPDATE instead "
+              f"{got[('existing', 'app')].seconds:.2f} s; load average {loadavg()}", flush=True)
+    for conn in conns:
+        conn.close()
+    set_trigger(db, True)
+    with connect(db) as conn:
+        probe = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'trg_transactions_daily_plan_spent'")
+        assert (probe.fetchone() or (0,))[0] == 1
 
     single = CLIENTS * args.rows
 
@@ -290,26 +308,32 @@ def main() -> None:
             return ""
         return f"{statistics.median(b / t for b, t in pairs if b is not None and t):.2f}"
 
-    labels = {"existing": "(a) 2 clients, 1-row INSERTs, plan row exists",
-              "new": "(b) 2 clients, 1-row INSERTs, first of its key",
-              "bulk": f"(c) INSERT … SELECT of {args.bulk:,} rows"}
-    rows_out: list[tuple[str, ...]] = [("measure (medians of runs)", "unit", "without trigger", "with trigger", "ratio",
-                                        "goal", "met")]
+    labels = {"existing": "trigger: 2 clients, 1-row INSERTs, plan row exists (durability off)",
+              "new": "trigger: 2 clients, 1-row INSERTs, first of its key (durability off)",
+              "durable existing": "trigger: 2 clients, 1-row INSERTs, plan row exists (durable commits)",
+              "durable new": "trigger: 2 clients, 1-row INSERTs, first of its key (durable commits)",
+              "bulk": f"trigger: INSERT … SELECT of {args.bulk:,} rows"}
+    figures = []
     for name, label in labels.items():
         goal = name != "bulk"
-        met = ("yes" if ratio(name) >= GOAL_RATIO else "NO") if goal else ""
-        rows_out.append((label, "rows/s", f"{rate(name, 'off'):,.0f}", f"{rate(name, 'on'):,.0f}",
-                         f"{ratio(name):.2f}", f"≥ {GOAL_RATIO:.2f}" if goal else "", met))
-        rows_out.append(("", "server CPU µs/row", cpu(name, "off"), cpu(name, "on"), cpu_ratio(name), "", ""))
-    rows_out.append(("(d) = (a), the app's own UPDATE instead", "rows/s", f"{rate('existing', 'app'):,.0f}",
-                     f"{rate('existing', 'on'):,.0f}", f"{ratio('existing', 'app'):.2f}", "", ""))
-    rows_out.append(("", "server CPU µs/row", cpu("existing", "app"), cpu("existing", "on"),
-                     cpu_ratio("existing", "app"), "", ""))
-    print()
-    print(table(rows_out))
-    print("ratio: throughput with the trigger ÷ without it (rows/s, or rows per server CPU second). (d): without the\n"
-          "trigger, each INSERT is followed by the application's own UPDATE of the plan row in one transaction, the\n"
-          "way spent_amount was kept before 0025 (and must not be once the trigger keeps it).")
+        figures.append(Figure(f"{label}, rows/s", f"{rate(name, 'on'):,.0f}", f"no trigger {rate(name, 'off'):,.0f}",
+                              f"{ratio(name):.2f}", f"≥ {GOAL_RATIO:.2f}" if goal else "",
+                              ratio(name) >= GOAL_RATIO if goal else None))
+        if not name.startswith("durable"):
+            figures.append(Figure(f"{label}, server CPU µs/row", cpu(name, "on"), f"no trigger {cpu(name, 'off')}",
+                                  cpu_ratio(name)))
+    figures.append(Figure("trigger vs the app's own UPDATE of the plan row (before 0025), rows/s",
+                          f"{rate('existing', 'on'):,.0f}", f"app's UPDATE {rate('existing', 'app'):,.0f}",
+                          f"{ratio('existing', 'app'):.2f}"))
+    return figures
+
+
+def main() -> None:
+    alone("trigger", parser(), measure,
+          "ratio: throughput with the trigger ÷ without it (rows/s, or rows per server CPU second); the app's own\n"
+          "UPDATE: without the trigger, each INSERT followed by the application's UPDATE of the plan row in one\n"
+          "transaction, the way spent_amount was kept before 0025.")
+
 
 if __name__ == "__main__":
     main()

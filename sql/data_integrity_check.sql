@@ -20,44 +20,44 @@ SELECT relname AS "table", n_live_tup AS live_rows, n_dead_tup AS dead_rows, las
   FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname;
 \echo '== 3. Missing critical values'
 \echo 'NUL001 [high] users rows whose email is NULL or blank.'
-SELECT 'NUL001' AS code, 'users' AS "table", count(*) AS count FROM users t WHERE (t.email IS NULL OR btrim(t.email) = '');
+SELECT 'NUL001' AS code, 'users' AS "table", count(*) AS count FROM "users" t WHERE (t.email IS NULL OR btrim(t.email) = '');
 \echo 'NUL002 [high] users rows whose password_hash is NULL.'
-SELECT 'NUL002' AS code, 'users' AS "table", count(*) AS count FROM users t WHERE (t.password_hash IS NULL);
+SELECT 'NUL002' AS code, 'users' AS "table", count(*) AS count FROM "users" t WHERE (t.password_hash IS NULL);
 \echo 'NUL003 [critical] transactions rows whose user_id is NULL.'
-SELECT 'NUL003' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.user_id IS NULL);
+SELECT 'NUL003' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.user_id IS NULL);
 \echo 'NUL004 [high] transactions rows whose category is NULL or blank.'
-SELECT 'NUL004' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.category IS NULL OR btrim(t.category) = '');
+SELECT 'NUL004' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.category IS NULL OR btrim(t.category) = '');
 \echo 'NUL005 [critical] transactions rows whose amount is NULL.'
-SELECT 'NUL005' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.amount IS NULL);
+SELECT 'NUL005' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.amount IS NULL);
 \echo 'NUL006 [high] transactions rows whose spent_at is NULL.'
-SELECT 'NUL006' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.spent_at IS NULL);
+SELECT 'NUL006' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.spent_at IS NULL);
 \echo 'NUL007 [critical] goals rows whose user_id is NULL.'
-SELECT 'NUL007' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.user_id IS NULL);
+SELECT 'NUL007' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.user_id IS NULL);
 \echo 'NUL008 [high] goals rows whose title is NULL or blank.'
-SELECT 'NUL008' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.title IS NULL OR btrim(t.title) = '');
+SELECT 'NUL008' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.title IS NULL OR btrim(t.title) = '');
 \echo 'NUL009 [critical] goals rows whose target_amount is NULL.'
-SELECT 'NUL009' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.target_amount IS NULL);
+SELECT 'NUL009' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.target_amount IS NULL);
 \echo 'NUL010 [critical] daily_plan rows whose user_id is NULL.'
-SELECT 'NUL010' AS code, 'daily_plan' AS "table", count(*) AS count FROM daily_plan t WHERE (t.user_id IS NULL);
+SELECT 'NUL010' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.user_id IS NULL);
 \echo 'NUL011 [high] daily_plan rows whose date is NULL.'
-SELECT 'NUL011' AS code, 'daily_plan' AS "table", count(*) AS count FROM daily_plan t WHERE (t.date IS NULL);
+SELECT 'NUL011' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.date IS NULL);
 \echo '== 4. Orphaned records'
 \echo 'REF001 [critical] transactions rows whose user_id names no user.'
-SELECT 'REF001' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF001' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
 \echo 'REF002 [critical] goals rows whose user_id names no user.'
-SELECT 'REF002' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF002' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
 \echo 'REF003 [critical] daily_plan rows whose user_id names no user.'
-SELECT 'REF003' AS code, 'daily_plan' AS "table", count(*) AS count FROM daily_plan t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF003' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
 \echo 'REF004 [critical] subscriptions rows whose user_id names no user.'
-SELECT 'REF004' AS code, 'subscriptions' AS "table", count(*) AS count FROM subscriptions t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF004' AS code, 'subscriptions' AS "table", count(*) AS count FROM "subscriptions" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
 \echo 'REF005 [high] habits rows whose user_id names no user.'
-SELECT 'REF005' AS code, 'habits' AS "table", count(*) AS count FROM habits t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF005' AS code, 'habits' AS "table", count(*) AS count FROM "habits" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
 \echo 'REF006 [high] habit_completions rows whose habit_id names no habit.'
-SELECT 'REF006' AS code, 'habit_completions' AS "table", count(*) AS count FROM habit_completions t WHERE (t.habit_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM habits p WHERE p.id = t.habit_id));
+SELECT 'REF006' AS code, 'habit_completions' AS "table", count(*) AS count FROM "habit_completions" t WHERE (t.habit_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM habits p WHERE p.id = t.habit_id));
 \echo 'REF007 [high] habit_completions rows whose user_id names no user.'
-SELECT 'REF007' AS code, 'habit_completions' AS "table", count(*) AS count FROM habit_completions t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF007' AS code, 'habit_completions' AS "table", count(*) AS count FROM "habit_completions" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
 \echo 'REF008 [high] transactions rows whose goal_id names no goal.'
-SELECT 'REF008' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.goal_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM goals p WHERE p.id = t.goal_id));
+SELECT 'REF008' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.goal_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM goals p WHERE p.id = t.goal_id));
 \echo 'REF010 [high] rows of any other table whose uuid user_id names no user.'
 SELECT format($q$SELECT 'REF010' AS code, %L AS "table", count(*) AS count FROM %I t WHERE t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id)$q$, c.relname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -96,15 +96,15 @@ duplicated AS (
 SELECT coalesce(sum(n - 1), 0), count(*), (array_agg(last_id))[1:10] FROM duplicated) AS s(surplus, groups, sample);
 \echo '== 6. Impossible timestamps'
 \echo 'TIM001 [medium] transactions whose created_at is later than updated_at.'
-SELECT 'TIM001' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.created_at > t.updated_at);
+SELECT 'TIM001' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.created_at > t.updated_at);
 \echo 'TIM002 [medium] goals whose created_at is later than last_updated.'
-SELECT 'TIM002' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.created_at > t.last_updated);
+SELECT 'TIM002' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.created_at > t.last_updated);
 \echo 'TIM003 [medium] live transactions spent more than one day in the future.'
-SELECT 'TIM003' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.spent_at > now() + interval '1 day') AND t.deleted_at IS NULL;
+SELECT 'TIM003' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.spent_at > now() + interval '1 day') AND t.deleted_at IS NULL;
 \echo 'TIM004 [high] goals whose completed_at is earlier than created_at.'
-SELECT 'TIM004' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.completed_at < t.created_at);
+SELECT 'TIM004' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.completed_at < t.created_at);
 \echo 'TIM005 [medium] transactions whose deleted_at is earlier than created_at.'
-SELECT 'TIM005' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.deleted_at < t.created_at);
+SELECT 'TIM005' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.deleted_at < t.created_at);
 \echo '== 7. Budget consistency'
 \echo 'BUD001 [high] (user, day, category) keys in the budget window whose daily_plan spent_amount (summed over duplicate rows) differs from the sum of that day''s live transactions; keys with spending but no plan row count too.'
 SELECT 'BUD001' AS code, 'daily_plan' AS "table", s.mismatched AS count
@@ -126,30 +126,30 @@ SELECT count(*) FILTER (WHERE NOT planned OR total <> spent),
   FROM keyed) AS s(mismatched, keys);
 \echo '== 8. Goal consistency'
 \echo 'GOL001 [high] live goals whose progress differs from min(saved/target×100, 100) by more than 0.01.'
-SELECT 'GOL001' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.target_amount > 0 AND abs(t.progress - least(t.saved_amount / t.target_amount * 100, 100)) > 0.01) AND t.deleted_at IS NULL;
+SELECT 'GOL001' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.target_amount > 0 AND abs(t.progress - least(t.saved_amount / t.target_amount * 100, 100)) > 0.01) AND t.deleted_at IS NULL;
 \echo 'GOL002 [medium] live goals at 100 % progress whose status is not ''completed''.'
-SELECT 'GOL002' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.progress >= 100 AND t.status IS DISTINCT FROM 'completed') AND t.deleted_at IS NULL;
+SELECT 'GOL002' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.progress >= 100 AND t.status IS DISTINCT FROM 'completed') AND t.deleted_at IS NULL;
 \echo 'GOL003 [medium] live goals whose saved_amount exceeds target_amount.'
-SELECT 'GOL003' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.saved_amount > t.target_amount) AND t.deleted_at IS NULL;
+SELECT 'GOL003' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.saved_amount > t.target_amount) AND t.deleted_at IS NULL;
 \echo 'GOL004 [high] live goals with a negative saved_amount.'
-SELECT 'GOL004' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.saved_amount < 0) AND t.deleted_at IS NULL;
+SELECT 'GOL004' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.saved_amount < 0) AND t.deleted_at IS NULL;
 \echo 'GOL005 [high] goals whose target_amount is zero or negative.'
-SELECT 'GOL005' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.target_amount <= 0);
+SELECT 'GOL005' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.target_amount <= 0);
 \echo 'GOL006 [medium] goals whose status is not one of active, completed, paused, cancelled.'
-SELECT 'GOL006' AS code, 'goals' AS "table", count(*) AS count FROM goals t WHERE (t.status IS NULL OR t.status NOT IN ('active', 'completed', 'paused', 'cancelled'));
+SELECT 'GOL006' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.status IS NULL OR t.status NOT IN ('active', 'completed', 'paused', 'cancelled'));
 \echo '== 9. Amounts and currencies'
 \echo 'AMT001 [medium] live transactions whose currency is not an ISO 4217 code.'
-SELECT 'AMT001' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.currency IS NOT NULL AND NOT EXISTS (SELECT 1 FROM (VALUES ('AED'), ('AFN'), ('ALL'), ('AMD'), ('ANG'), ('AOA'), ('ARS'), ('AUD'), ('AWG'), ('AZN'), ('BAM'), ('BBD'), ('BDT'), ('BGN'), ('BHD'), ('BIF'), ('BMD'), ('BND'), ('BOB'), ('BOV'), ('BRL'), ('BSD'), ('BTN'), ('BWP'), ('BYN'), ('BZD'), ('CAD'), ('CDF'), ('CHE'), ('CHF'), ('CHW'), ('CLF'), ('CLP'), ('CNY'), ('COP'), ('COU'), ('CRC'), ('CUP'), ('CVE'), ('CZK'), ('DJF'), ('DKK'), ('DOP'), ('DZD'), ('EGP'), ('ERN'), ('ETB'), ('EUR'), ('FJD'), ('FKP'), ('GBP'), ('GEL'), ('GHS'), ('GIP'), ('GMD'), ('GNF'), ('GTQ'), ('GYD'), ('HKD'), ('HNL'), ('HTG'), ('HUF'), ('IDR'), ('ILS'), ('INR'), ('IQD'), ('IRR'), ('ISK'), ('JMD'), ('JOD'), ('JPY'), ('KES'), ('KGS'), ('KHR'), ('KMF'), ('KPW'), ('KRW'), ('KWD'), ('KYD'), ('KZT'), ('LAK'), ('LBP'), ('LKR'), ('LRD'), ('LSL'), ('LYD'), ('MAD'), ('MDL'), ('MGA'), ('MKD'), ('MMK'), ('MNT'), ('MOP'), ('MRU'), ('MUR'), ('MVR'), ('MWK'), ('MXN'), ('MXV'), ('MYR'), ('MZN'), ('NAD'), ('NGN'), ('NIO'), ('NOK'), ('NPR'), ('NZD'), ('OMR'), ('PAB'), ('PEN'), ('PGK'), ('PHP'), ('PKR'), ('PLN'), ('PYG'), ('QAR'), ('RON'), ('RSD'), ('RUB'), ('RWF'), ('SAR'), ('SBD'), ('SCR'), ('SDG'), ('SEK'), ('SGD'), ('SHP'), ('SLE'), ('SLL'), ('SOS'), ('SRD'), ('SSP'), ('STN'), ('SVC'), ('SYP'), ('SZL'), ('THB'), ('TJS'), ('TMT'), ('TND'), ('TOP'), ('TRY'), ('TTD'), ('TWD'), ('TZS'), ('UAH'), ('UGX'), ('USD'), ('USN'), ('UYI'), ('UYU'), ('UYW'), ('UZS'), ('VED'), ('VES'), ('VND'), ('VUV'), ('WST'), ('XAF'), ('XAG'), ('XAU'), ('XBA'), ('XBB'), ('XBC'), ('XBD'), ('XCD'), ('XDR'), ('XOF'), ('XPD'), ('XPF'), ('XPT'), ('XSU'), ('XTS'), ('XUA'), ('XXX'), ('YER'), ('ZAR'), ('ZMW'), ('ZWG'), ('ZWL')) iso WHERE iso.column1 = t.currency)) AND t.deleted_at IS NULL;
+SELECT 'AMT001' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.currency IS NOT NULL AND NOT EXISTS (SELECT 1 FROM (VALUES ('AED'), ('AFN'), ('ALL'), ('AMD'), ('ANG'), ('AOA'), ('ARS'), ('AUD'), ('AWG'), ('AZN'), ('BAM'), ('BBD'), ('BDT'), ('BGN'), ('BHD'), ('BIF'), ('BMD'), ('BND'), ('BOB'), ('BOV'), ('BRL'), ('BSD'), ('BTN'), ('BWP'), ('BYN'), ('BZD'), ('CAD'), ('CDF'), ('CHE'), ('CHF'), ('CHW'), ('CLF'), ('CLP'), ('CNY'), ('COP'), ('COU'), ('CRC'), ('CUP'), ('CVE'), ('CZK'), ('DJF'), ('DKK'), ('DOP'), ('DZD'), ('EGP'), ('ERN'), ('ETB'), ('EUR'), ('FJD'), ('FKP'), ('GBP'), ('GEL'), ('GHS'), ('GIP'), ('GMD'), ('GNF'), ('GTQ'), ('GYD'), ('HKD'), ('HNL'), ('HTG'), ('HUF'), ('IDR'), ('ILS'), ('INR'), ('IQD'), ('IRR'), ('ISK'), ('JMD'), ('JOD'), ('JPY'), ('KES'), ('KGS'), ('KHR'), ('KMF'), ('KPW'), ('KRW'), ('KWD'), ('KYD'), ('KZT'), ('LAK'), ('LBP'), ('LKR'), ('LRD'), ('LSL'), ('LYD'), ('MAD'), ('MDL'), ('MGA'), ('MKD'), ('MMK'), ('MNT'), ('MOP'), ('MRU'), ('MUR'), ('MVR'), ('MWK'), ('MXN'), ('MXV'), ('MYR'), ('MZN'), ('NAD'), ('NGN'), ('NIO'), ('NOK'), ('NPR'), ('NZD'), ('OMR'), ('PAB'), ('PEN'), ('PGK'), ('PHP'), ('PKR'), ('PLN'), ('PYG'), ('QAR'), ('RON'), ('RSD'), ('RUB'), ('RWF'), ('SAR'), ('SBD'), ('SCR'), ('SDG'), ('SEK'), ('SGD'), ('SHP'), ('SLE'), ('SLL'), ('SOS'), ('SRD'), ('SSP'), ('STN'), ('SVC'), ('SYP'), ('SZL'), ('THB'), ('TJS'), ('TMT'), ('TND'), ('TOP'), ('TRY'), ('TTD'), ('TWD'), ('TZS'), ('UAH'), ('UGX'), ('USD'), ('USN'), ('UYI'), ('UYU'), ('UYW'), ('UZS'), ('VED'), ('VES'), ('VND'), ('VUV'), ('WST'), ('XAF'), ('XAG'), ('XAU'), ('XBA'), ('XBB'), ('XBC'), ('XBD'), ('XCD'), ('XDR'), ('XOF'), ('XPD'), ('XPF'), ('XPT'), ('XSU'), ('XTS'), ('XUA'), ('XXX'), ('YER'), ('ZAR'), ('ZMW'), ('ZWG'), ('ZWL')) iso WHERE iso.column1 = t.currency)) AND t.deleted_at IS NULL;
 \echo 'AMT002 [low] live transactions with an amount of exactly 0.'
-SELECT 'AMT002' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.amount = 0) AND t.deleted_at IS NULL;
+SELECT 'AMT002' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.amount = 0) AND t.deleted_at IS NULL;
 \echo 'AMT003 [high] live transactions with a negative amount outside the categories income, refund and transfer.'
-SELECT 'AMT003' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.amount < 0 AND coalesce(lower(t.category), '') NOT IN ('income', 'refund', 'transfer')) AND t.deleted_at IS NULL;
+SELECT 'AMT003' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.amount < 0 AND coalesce(lower(t.category), '') NOT IN ('income', 'refund', 'transfer')) AND t.deleted_at IS NULL;
 \echo 'AMT004 [medium] live transactions above 1,000,000.'
-SELECT 'AMT004' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t WHERE (t.amount > 1000000) AND t.deleted_at IS NULL;
+SELECT 'AMT004' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.amount > 1000000) AND t.deleted_at IS NULL;
 \echo 'AMT005 [high] daily_plan rows with a negative planned_amount.'
-SELECT 'AMT005' AS code, 'daily_plan' AS "table", count(*) AS count FROM daily_plan t WHERE (t.planned_amount < 0);
+SELECT 'AMT005' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.planned_amount < 0);
 \echo 'AMT006 [high] daily_plan rows with a negative spent_amount.'
-SELECT 'AMT006' AS code, 'daily_plan' AS "table", count(*) AS count FROM daily_plan t WHERE (t.spent_amount < 0);
+SELECT 'AMT006' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.spent_amount < 0);
 \echo '== 10. Soft deletion'
 \echo 'SDL001 [info] rows marked deleted (deleted_at set), per table that has soft deletion.'
 SELECT format($q$SELECT 'SDL001' AS code, %L AS "table", count(*) AS count FROM %I t WHERE t.deleted_at IS NOT NULL$q$, c.relname, c.relname)
@@ -158,7 +158,7 @@ SELECT format($q$SELECT 'SDL001' AS code, %L AS "table", count(*) AS count FROM 
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND true
  ORDER BY c.relname \gexec
 \echo 'SDL002 [low] live transactions linked to a soft-deleted goal.'
-SELECT 'SDL002' AS code, 'transactions' AS "table", count(*) AS count FROM transactions t LEFT JOIN goals g ON g.id = t.goal_id WHERE (g.deleted_at IS NOT NULL) AND t.deleted_at IS NULL;
+SELECT 'SDL002' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t LEFT JOIN goals g ON g.id = t.goal_id WHERE (g.deleted_at IS NOT NULL) AND t.deleted_at IS NULL;
 \echo '== 11. Schema and constraints'
 \echo 'SCH001 [high] tables with a uuid user_id and no foreign key to users.'
 SELECT 'SCH001' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
@@ -249,17 +249,17 @@ SELECT 'SCH009' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ',
             WHERE to_regclass('public.alembic_version') IS NOT NULL) AS q(tbl, count, sample);
 \echo '== 12. Users and onboarding'
 \echo 'USR001 [medium] onboarded users whose monthly_income is NULL or 0.'
-SELECT 'USR001' AS code, 'users' AS "table", count(*) AS count FROM users t WHERE (t.has_onboarded AND (t.monthly_income IS NULL OR t.monthly_income = 0));
+SELECT 'USR001' AS code, 'users' AS "table", count(*) AS count FROM "users" t WHERE (t.has_onboarded AND (t.monthly_income IS NULL OR t.monthly_income = 0));
 \echo 'USR002 [low] onboarded users whose annual_income is NULL or 0.'
-SELECT 'USR002' AS code, 'users' AS "table", count(*) AS count FROM users t WHERE (t.has_onboarded AND (t.annual_income IS NULL OR t.annual_income = 0));
+SELECT 'USR002' AS code, 'users' AS "table", count(*) AS count FROM "users" t WHERE (t.has_onboarded AND (t.annual_income IS NULL OR t.annual_income = 0));
 \echo 'USR003 [info] onboarded users with no live transaction at all.'
 SELECT 'USR003' AS code, 'users' AS "table", count(*) AS count FROM users t WHERE t.has_onboarded AND NOT EXISTS (SELECT 1 FROM transactions x WHERE x.user_id = t.id AND x.deleted_at IS NULL);
 \echo '== 13. Recent data (--since)'
 \echo '(rows created in a window: mita-integrity check --since 7d)'
 \echo '== 14. Calendar and physical storage'
 \echo 'CAL001 [medium] daily_plan rows whose date is not midnight UTC.'
-SELECT 'CAL001' AS code, 'daily_plan' AS "table", count(*) AS count FROM daily_plan t WHERE ((t.date AT TIME ZONE 'UTC')::time <> '00:00');
+SELECT 'CAL001' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE ((t.date AT TIME ZONE 'UTC')::time <> '00:00');
 \echo 'CAL002 [info] daily_plan rows whose spent_amount exceeds a positive planned_amount.'
-SELECT 'CAL002' AS code, 'daily_plan' AS "table", count(*) AS count FROM daily_plan t WHERE (t.spent_amount > t.planned_amount AND t.planned_amount > 0);
+SELECT 'CAL002' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.spent_amount > t.planned_amount AND t.planned_amount > 0);
 \echo 'PHY001 btree-corruption: needs amcheck; run mita-integrity check --physical'
 COMMIT;

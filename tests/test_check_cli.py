@@ -74,6 +74,14 @@ def test_output_folder_gets_one_file_per_format(capsys: pytest.CaptureFixture[st
     assert "1  Overview" in out  # the terminal still shows the text report
 
 
+def test_output_with_a_trailing_slash_is_a_folder(capsys: pytest.CaptureFixture[str], baseline_db: Database,
+                                                  tmp_path: Path) -> None:
+    """`--output reports/` (the README's example) makes the folder and writes the report inside it."""
+    code, out, err = _run(capsys, baseline_db, "--format", "json", "--output", f"{tmp_path}/reports/")
+    assert code in (0, 1, 2), err
+    assert (tmp_path / "reports").is_dir() and [p.suffix for p in (tmp_path / "reports").iterdir()] == [".json"]
+
+
 def test_check_writes_nothing(capsys: pytest.CaptureFixture[str], baseline_db: Database) -> None:
     def fingerprint() -> tuple[object, ...]:
         with connect(baseline_db) as conn:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from . import __version__
 from .connection import Database, connect, transaction
-from .errors import DatabaseStateError, UsageError
+from .errors import DatabaseStateError, UsageError, connection_lost, is_connection_lost
 from .findings import DatabaseInfo, Report, Severity, TableStats
 from .rules import catalogue, engine
 from .rules.context import CheckContext, CheckOptions, Schema, load_schema
@@ -80,30 +82,75 @@ def _database_info(cur: Any, db: Database, schema: Schema) -> DatabaseInfo:
     return DatabaseInfo(db.display, name, str(version).split()[0], user, revision)
 
 
+class Snapshot:
+    """The check's one READ ONLY, REPEATABLE READ transaction on its own connection.
+
+    On a hot standby replay may cancel it (a recovery conflict); `reopen` then gives a cursor in a new
+    snapshot on a new connection, with the rules' limits, and the engine carries on with that.
+    """
+
+    def __init__(self, db: Database, request: CheckRequest) -> None:
+        self.db, self.request = db, request
+        self.opened = 0
+        self._stack = ExitStack()
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def open(self, statement_timeout_ms: int) -> psycopg.Cursor[Any]:
+        """Gives a cursor in a new snapshot; the previous one, if any, is abandoned (closed, never committed)."""
+        self.close()
+        self._conn = self._stack.enter_context(connect(self.db))
+        cur = self._stack.enter_context(transaction(self._conn, read_only=True, repeatable_read=True,
+                                                    statement_timeout_ms=statement_timeout_ms,
+                                                    lock_timeout_ms=self.request.lock_timeout_ms))
+        self.opened += 1
+        return cur
+
+    def reopen(self) -> psycopg.Cursor[Any]:
+        return self.open(self.request.statement_timeout_ms)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # a read-only transaction: nothing to commit; the exits below are then no-ops
+        self._stack.close()
+        self._conn = None
+
+
 def run_check(db: Database, request: CheckRequest) -> Report:
-    """Gives the Report of the chosen rules, read in one READ ONLY, REPEATABLE READ snapshot."""
+    """Gives the Report of the chosen rules, read in one READ ONLY, REPEATABLE READ snapshot.
+
+    On a standby a recovery conflict may cost the snapshot: the cancelled pass is retried in a new one
+    (see rules.engine); the report's options then say how many snapshots were read. A session lost for
+    another reason (a restart, a terminated backend) is one clear error.
+    """
     rules = catalogue.select(request.select, request.ignore)
     options = options_for(request)
     started = datetime.now(UTC)
-    with connect(db) as conn:
-        with transaction(conn, read_only=True, repeatable_read=True, statement_timeout_ms=60_000,
-                         lock_timeout_ms=request.lock_timeout_ms) as cur:
-            schema = load_schema(cur)
-            if not any(schema.has(t) for t in ("users", "transactions", "daily_plan")):
-                raise DatabaseStateError(
-                    f"database {db.dbname!r} has none of the MITA tables (users, transactions, daily_plan)",
-                    "check the database name in the URL, or create the schema: mita-integrity migrate upgrade",
-                )
-            info = _database_info(cur, db, schema)
-            tables = _tables(cur)
-            # The rules' own limit: a rule that hits it becomes an `error` result, the others still run.
-            cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(f"{request.statement_timeout_ms}ms")))
-            results = engine.run(CheckContext(cur, schema, options), rules)
-        conn.rollback()
+    snapshot = Snapshot(db, request)
+    try:
+        cur = snapshot.open(60_000)
+        schema = load_schema(cur)
+        if not any(schema.has(t) for t in ("users", "transactions", "daily_plan")):
+            raise DatabaseStateError(
+                f"database {db.dbname!r} has none of the MITA tables (users, transactions, daily_plan)",
+                "check the database name in the URL, or create the schema: mita-integrity migrate upgrade",
+            )
+        info = _database_info(cur, db, schema)
+        tables = _tables(cur)
+        # The rules' own limit: a rule that hits it becomes an `error` result, the others still run.
+        cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+            sql.Literal(f"{request.statement_timeout_ms}ms")))
+        results = engine.run(CheckContext(cur, schema, options), rules, reopen=snapshot.reopen)
+    except psycopg.Error as exc:
+        if engine.recovery_conflict(exc) or is_connection_lost(exc):
+            raise connection_lost(exc, "check", "nothing was changed (a check only reads)") from None
+        raise
+    finally:
+        snapshot.close()
     report_options = {"since": request.since, "budget_days": request.budget_days,
                       "day_boundary": request.day_boundary, "sample": request.sample,
                       "select": list(request.select), "ignore": list(request.ignore), **request.extra}
+    if snapshot.opened > 1:
+        report_options["snapshots"] = snapshot.opened
     return Report(run_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC), database=info,
                   tables=tables, results=tuple(results), tool_version=__version__, options=report_options)
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from .errors import ConnectionFailed
+from .errors import ConnectionFailed, UsageError
 from .urls import ParsedUrl, mask_secrets, parse_url
 
 APPLICATION_NAME = "mita-integrity"
 DEFAULT_CONNECT_TIMEOUT = "10"
+POOL_MODE_ENV = "MITA_POOL_MODE"  # transaction | session | direct: overrides the detection (docs/poolers.md)
+SUPABASE_TRANSACTION_PORT = "6543"
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Database:
 
     def with_dbname(self, dbname: str) -> Database:
         params = dict(self.parsed.params, dbname=dbname)
-        return Database(ParsedUrl(params=params, dropped=self.parsed.dropped), self.origin)
+        return Database(replace(self.parsed, params=params), self.origin)
 
     def connect_kwargs(self) -> dict[str, str]:
         """Gives the keyword arguments for psycopg.connect (libpq parameters plus our defaults)."""
@@ -154,3 +157,49 @@ def server_version(conn: psycopg.Connection) -> str:
         cur.execute("SHOW server_version")
         row = cur.fetchone()
     return str(row[0]).split()[0] if row else "unknown"
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """Whether a transaction pooler may stand between us and the server, and what told us so."""
+
+    transaction: bool
+    reason: str
+
+
+def detect_pooling(db: Database) -> Pooling:
+    """Tells whether db goes through a transaction-mode pooler (docs/poolers.md: "How it is detected").
+
+    In order: MITA_POOL_MODE when set; the URL's pgbouncer=true; port 6543 (Supabase's transaction
+    pooler); else one connection compares the process id the connection was given at startup with
+    pg_backend_pid(): a pooler hands out its own, so a difference means one is in between, in a mode a
+    client cannot see (counted as transaction pooling; MITA_POOL_MODE=session says otherwise).
+    """
+    declared = os.environ.get(POOL_MODE_ENV, "").strip().lower()
+    if declared in {"session", "direct"}:
+        return Pooling(False, f"{POOL_MODE_ENV}={declared}")
+    if declared == "transaction":
+        return Pooling(True, f"{POOL_MODE_ENV}=transaction")
+    if declared:
+        raise UsageError(f"{POOL_MODE_ENV}={declared!r} is not a pool mode", "use transaction, session or direct")
+    if db.parsed.pgbouncer:
+        return Pooling(True, "the URL says pgbouncer=true")
+    if SUPABASE_TRANSACTION_PORT in db.parsed.params.get("port", "").split(","):
+        return Pooling(True, f"port {SUPABASE_TRANSACTION_PORT} is Supabase's transaction pooler")
+    with connect(db, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        given = conn.info.backend_pid
+    if row is None or row[0] != given:
+        return Pooling(True, "a pooler answers there (the server process is not the one the connection was given)")
+    return Pooling(False, "a direct connection")
+
+
+def require_session(db: Database, command: str, step: str) -> None:
+    """Raises UsageError, before anything is done, when a step that needs a session meets a transaction pooler."""
+    pooling = detect_pooling(db)
+    if pooling.transaction:
+        raise UsageError(
+            f"{command} needs a direct or session-mode connection: {step}, which a transaction pooler cannot "
+            f"carry ({pooling.reason}); nothing was changed",
+            f"use the direct URL (Supabase: db.<ref>.supabase.co:5432 or the session pooler's port 5432), or set "
+            f"{POOL_MODE_ENV}=session if this pooler is in session mode; see docs/poolers.md")

@@ -33,3 +33,35 @@ class DatabaseStateError(MitaIntegrityError):
 
 class EmbeddedServerError(MitaIntegrityError):
     """The embedded PostgreSQL could not be started."""
+
+
+class ConnectionLost(MitaIntegrityError):
+    """The server went away in the middle of a command: a restart, a failover, a terminated session."""
+
+
+# SQLSTATEs of a session the server ended: admin_shutdown, crash_shutdown, cannot_connect_now, and the
+# connection exceptions (class 08). A client-side failure (socket closed) has no SQLSTATE at all.
+_LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+def is_connection_lost(exc: BaseException, conn: object = None) -> bool:
+    """Tells whether exc (a psycopg error) means the session is gone, rather than one statement failed."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if conn is not None and (getattr(conn, "closed", False) or getattr(conn, "broken", False)):
+        return True
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state in _LOST_STATES or state.startswith("08")
+
+
+def connection_lost(exc: BaseException, doing: str, after: str) -> ConnectionLost:
+    """Gives the one-line error for a session lost while `doing`; `after` says what state that left."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    reason = next((line for line in lines if not line.startswith(("DETAIL", "HINT"))), type(exc).__name__)
+    detail = "" if reason.startswith("the connection is") else f" ({reason})"  # psycopg's own: says nothing more
+    return ConnectionLost(f"lost the connection to the database during {doing}{detail}; {after}",
+                          "re-run the command once the server accepts connections again")

@@ -112,7 +112,8 @@ def validate(request: FixRequest) -> None:
         raise UsageError("--max-rows cannot be negative")
     if request.lock_timeout_ms < 0 or request.statement_timeout_ms < 0:
         raise UsageError("timeouts cannot be negative")
-    select_rules(request.select, request.ignore)
+    if not select_rules(request.select, request.ignore):
+        raise UsageError("--select and --ignore leave no rule to repair", "ignore fewer rules")
 
 
 def _concrete(ctx: CheckContext, rules: Sequence[Rule]) -> dict[tuple[str, str], Rule]:

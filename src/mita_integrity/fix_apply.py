@@ -11,8 +11,9 @@ repaired rules gives the counts after.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,6 @@ from psycopg import errors
 from . import __version__, store
 from .check import run_check
 from .connection import Database, connect, transaction
-from .errors import DatabaseStateError
 from .findings import Report
 from .fix import FixPlan, FixRequest, PlanItem
 from .repairs import REPAIRS, BatchOutcome, RepairContext
@@ -99,28 +99,20 @@ def _tables_touched(plan: FixPlan) -> dict[str, set[str]]:
 
 def preflight(cur: psycopg.Cursor[Any], plan: FixPlan) -> None:
     """Raises one clear error when the role may not do what the plan needs (before anything changes)."""
-    if _has(cur, "SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'", ()):
-        raise DatabaseStateError("this server only reads (a replica, or default_transaction_read_only is on): "
-                                 "fix --apply needs the primary; nothing was changed",
-                                 "point --db at the primary server")
+    store.refuse_read_only(cur, "fix --apply")
     missing = []
     for table, privileges in sorted(_tables_touched(plan).items()):
-        lacking = [p for p in sorted(privileges)
-                   if not _has(cur, "SELECT has_table_privilege(%s, %s)", (f"public.{table}", p))]
+        lacking = [p for p in sorted(privileges) if not table_privilege(cur, table, p)]
         if lacking:
             missing.append(f"{', '.join(lacking)} on {table}")
-    if store.exists(cur):
-        for name in ("runs", "archive"):
-            if not _has(cur, "SELECT has_table_privilege(%s, 'INSERT,UPDATE')", (f"{store.SCHEMA}.{name}",)):
-                missing.append(f"INSERT, UPDATE on {store.SCHEMA}.{name}")
-    elif not _has(cur, "SELECT has_database_privilege(current_database(), 'CREATE')", ()):
-        missing.append("CREATE on the database (for the integrity schema)")
-    if missing:
-        cur.execute("SELECT current_user")
-        row = cur.fetchone()
-        raise DatabaseStateError(f"role {row[0] if row else '?'} lacks {'; '.join(missing)}: fix --apply needs "
-                                 "them; nothing was changed",
-                                 "run it as the role that owns the MITA tables, or grant those privileges")
+    missing += store.missing_privileges(cur, store.FIX_NEEDS)
+    store.refuse_lacking(cur, "fix --apply", missing)
+
+
+def table_privilege(cur: psycopg.Cursor[Any], table: str, privilege: str) -> bool:
+    """Tells whether the role has privilege on public.table (by oid: a missing table is simply False)."""
+    return _has(cur, "SELECT has_table_privilege(c.oid, %s) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE n.nspname = 'public' AND c.relname = %s", (privilege, table))
 
 
 def _has(cur: psycopg.Cursor[Any], query: str, params: tuple[Any, ...]) -> bool:
@@ -129,7 +121,7 @@ def _has(cur: psycopg.Cursor[Any], query: str, params: tuple[Any, ...]) -> bool:
     return bool(row and row[0])
 
 
-def _units(reader: psycopg.Connection[Any], query: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+def _units(reader: psycopg.Connection[Any], query: str, size: int) -> Generator[list[tuple[Any, ...]], None, None]:
     """Streams the candidates of one rule from a consistent read-only snapshot, `size` at a time."""
     with reader.transaction():
         with reader.cursor() as cur:
@@ -169,20 +161,28 @@ def _item(reader: psycopg.Connection[Any], writer: psycopg.Connection[Any], ctx:
     size = min(request.batch_size, START_SIZE)
     for n in range(1, PASSES + 1):
         out.passes, skipped_before = n, out.done.skipped
-        for chunk in _units(reader, query, request.batch_size):
-            while chunk:
-                units, chunk = chunk[:size], chunk[size:]
-                started = time.perf_counter()
-                out.done.add(_batch(writer, ctx, item, units, request))
-                took = time.perf_counter() - started
-                out.batches += 1
-                out.longest_batch = max(out.longest_batch, took)
-                if took > TARGET_SECONDS:
-                    size = max(1, int(size * TARGET_SECONDS / took * 0.8))
-                elif took < TARGET_SECONDS / 3:
-                    size = min(request.batch_size, size * 2)
-                if progress:
-                    progress(item, len(units))
+        stream = _units(reader, query, request.batch_size)
+        try:
+            for chunk in stream:
+                while chunk:
+                    units, chunk = chunk[:size], chunk[size:]
+                    started = time.perf_counter()
+                    out.done.add(_batch(writer, ctx, item, units, request))
+                    took = time.perf_counter() - started
+                    out.batches += 1
+                    out.longest_batch = max(out.longest_batch, took)
+                    if took > TARGET_SECONDS:
+                        size = max(1, int(size * TARGET_SECONDS / took * 0.8))
+                    elif took < TARGET_SECONDS / 3:
+                        size = min(request.batch_size, size * 2)
+                    if progress:
+                        progress(item, len(units))
+        except BaseException:
+            # Close the snapshot now: on a lost connection its cursor cannot close, and that must not bury the
+            # error in an "Exception ignored" block when the generator is collected later.
+            with contextlib.suppress(psycopg.Error):
+                stream.close()
+            raise
         if out.done.skipped == skipped_before:
             break
         if n < PASSES:
@@ -196,11 +196,7 @@ def apply_fix(db: Database, plan: FixPlan, request: FixRequest, progress: Progre
     with connect(db) as writer, connect(db) as reader:
         with transaction(writer, read_only=True) as cur:
             preflight(cur, plan)
-        try:
-            store.ensure(writer)
-        except errors.InsufficientPrivilege as exc:
-            raise DatabaseStateError(f"cannot create the integrity schema: {exc.diag.message_primary}; "
-                                     "nothing was changed") from None
+        store.ensure(writer)
         run_id = store.start_run(writer, "fix", request.options(), __version__)
         ctx = RepairContext(plan.schema, plan.options, run_id)
         items: list[ItemOutcome] = []

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,18 +12,22 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from . import embedded
+from .backup import check_backup_path, take_backup
+from .backup import pg_dump_binary as pg_dump_binary  # re-exported: tests pick the tool with it
 from .connection import Database, connect
 from .errors import DatabaseStateError, UsageError
+from .migrate_guards import NEEDS_SESSION as NEEDS_SESSION  # re-exported: the revisions that need a session
+from .migrate_guards import require_owner, require_session_for
+from .seed.plan import MITA_TABLES
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 BASELINE = "0021_add_habit_completions"
 MITA_CORE_TABLES = ("users", "transactions", "daily_plan", "goals", "subscriptions")
-
 
 @dataclass(frozen=True)
 class Revision:
@@ -157,6 +158,7 @@ def upgrade(db: Database, target: str = "head", backup: Path | None = None) -> M
     check_backup_path(backup)
     state = current(db)
     _require_versioned(state, "upgrade")
+    _require(db, "upgrade", state.revision, rev, backup)
     written = take_backup(db, backup) if backup else None
     _run_command(db, "upgrade", rev)
     return MigrationResult("upgrade", state.revision, current(db).revision, written)
@@ -170,6 +172,7 @@ def downgrade(db: Database, target: str, backup: Path | None = None) -> Migratio
     _require_versioned(state, "downgrade")
     if state.revision is None:
         raise DatabaseStateError("the database has no migrations applied; there is nothing to downgrade")
+    _require(db, "downgrade", state.revision, rev, backup)
     written = take_backup(db, backup) if backup else None
     _run_command(db, "downgrade", rev)
     return MigrationResult("downgrade", state.revision, current(db).revision, written)
@@ -182,6 +185,22 @@ def stamp(db: Database, target: str) -> MigrationResult:
         before = _version_in_db(conn)
     _run_command(db, "stamp", rev, purge=True)
     return MigrationResult("stamp", before, current(db).revision, None)
+
+
+def steps_between(action: str, here: str | None, target: str) -> list[str]:
+    """Gives the revisions an upgrade/downgrade from here to target runs, as Alembic would run them."""
+    moves = {"upgrade": _script()._upgrade_revs, "downgrade": _script()._downgrade_revs}
+    try:
+        return [step.revision.revision for step in moves[action](target, here or "base")]
+    except (CommandError, RevisionError):
+        return []  # Alembic refuses the move itself, before running anything
+
+
+def _require(db: Database, action: str, here: str | None, target: str, backup: Path | None) -> None:
+    """Refuses, before anything is done, a move the connection or the role cannot carry through."""
+    steps = steps_between(action, here, target)
+    require_session_for(db, action, target, steps, backup)
+    require_owner(db, action, target, steps, MITA_TABLES)
 
 
 def _run_command(db: Database, name: str, rev: str, **kwargs: object) -> None:
@@ -200,74 +219,6 @@ def _run_command(db: Database, name: str, rev: str, **kwargs: object) -> None:
             f"migrate {name} {rev} failed and was rolled back: {first}",
             "nothing of the failed revision was kept; fix the cause and run it again",
         ) from None
-
-
-def pg_dump_binary(server_major: int) -> Path:
-    """Gives a pg_dump able to dump a server of this major version (its own major, or newer)."""
-    candidates: list[Path] = [embedded.bin_dir() / "pg_dump"]
-    candidates += [Path(f"/usr/lib/postgresql/{major}/bin/pg_dump") for major in range(server_major, 30)]
-    found = shutil.which("pg_dump")
-    if found:
-        candidates.append(Path(found))
-    for path in candidates:
-        major = _tool_major(path)
-        if major is not None and major >= server_major:
-            return path
-    raise DatabaseStateError(
-        f"no pg_dump for PostgreSQL {server_major} was found",
-        f"install postgresql-client-{server_major}, or run without --backup",
-    )
-
-
-def _tool_major(path: Path) -> int | None:
-    if not path.exists():
-        return None
-    try:
-        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    digits = out.strip().split()[-1].split(".")[0] if out.strip() else ""
-    return int(digits) if digits.isdigit() else None
-
-
-def check_backup_path(path: Path | None) -> None:
-    """Raises UsageError, before any work, when a backup could not be written to path."""
-    if path is None:
-        return
-    path = path.expanduser().resolve()
-    if path.is_dir():
-        raise UsageError(f"cannot write the backup to {path}: it is a folder", "name a file, e.g. before.dump")
-    if not path.parent.is_dir():
-        raise UsageError(f"cannot write the backup to {path}: the folder does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise UsageError(f"cannot write the backup to {path}: the folder is not writable")
-
-
-def take_backup(db: Database, path: Path) -> Path:
-    """Writes a pg_dump -Fc of the database to path; gives the path."""
-    check_backup_path(path)
-    path = path.expanduser().resolve()
-    with connect(db) as conn:
-        major = conn.info.server_version // 10000
-    params = db.connect_kwargs()
-    env = dict(os.environ)
-    password = params.pop("password", None)
-    if password is not None:
-        env["PGPASSWORD"] = password
-    from psycopg.conninfo import make_conninfo
-
-    tool = pg_dump_binary(major)
-    tmp = path.with_name(path.name + ".partial")
-    proc = subprocess.run(
-        [str(tool), "-Fc", "--no-password", "-f", str(tmp), "-d", make_conninfo(**params)],
-        capture_output=True, text=True, env=env,
-    )
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        reason = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise DatabaseStateError(f"the backup with {tool} failed: {reason}", "nothing was migrated")
-    tmp.replace(path)
-    return path
 
 
 @dataclass(frozen=True)

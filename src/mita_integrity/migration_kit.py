@@ -19,6 +19,7 @@ from alembic import context, op
 from .connection import Database
 from .errors import DatabaseStateError
 from .online import Online
+from .wording import counted
 
 _QUIET: list[bool] = [False]
 
@@ -69,9 +70,10 @@ def clean_up(revision: str, codes: Sequence[str], *, budget_days: int = 30) -> i
         return 0
     outcome = apply_fix(db, plan, request)
     for item in outcome.items:
-        say(f"    {item.item.code} {item.item.table}: {item.done.changed:,} rows repaired, archived in run "
+        say(f"    {item.item.code} {item.item.table}: {counted(item.done.changed, 'row')} repaired, archived in run "
             f"{outcome.run_id} ({item.after or 0} left)")
-    say(f"    clean-up archived {outcome.archived:,} rows; `mita-integrity undo {outcome.run_id}` would put them back")
+    say(f"    clean-up archived {counted(outcome.archived, 'row')}; `mita-integrity undo {outcome.run_id}` would put "
+        "them back")
     return outcome.changed
 
 

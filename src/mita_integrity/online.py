@@ -20,6 +20,7 @@ import psycopg
 from psycopg import errors, sql
 
 from .errors import DatabaseStateError
+from .wording import counted
 
 DEFAULT_LOCK_TIMEOUT_MS = int(os.environ.get("MITA_MIGRATION_LOCK_TIMEOUT_MS", "2000"))
 ATTEMPTS = 12
@@ -157,7 +158,7 @@ class Online:
                 keys = "(array_agg(t.id::text ORDER BY t.id))[1:5]" if self.has_column(table, "id") else "NULL"
                 rows = self.query(f"SELECT count(*), {keys} FROM {table} t WHERE {where}")
                 sample = ", ".join(rows[0][1] or [])
-                reason = f"{name} on {table} stays NOT VALID: {rows[0][0]:,} rows violate it ({sample})"
+                reason = f"{name} on {table} stays NOT VALID: {counted(rows[0][0], 'row')} violate it ({sample})"
             if violators:
                 reason += f" (resolve with: {violators})"
             self.pending.append(reason)

@@ -138,3 +138,35 @@ def start_cluster(bindir: Path, *, settings: dict[str, str] | None = None) -> Cl
     out = cluster.run("postgres", "--version", check=False).stdout.split()
     cluster.version = out[2] if len(out) > 2 else ""
     return cluster
+
+
+def start_standby(primary: Cluster, *, settings: dict[str, str] | None = None) -> Cluster:
+    """Gives a running hot standby of primary: pg_basebackup -R into a new temporary folder, its own port.
+
+    It streams from primary (which trusts replication connections on loopback) and serves read-only
+    queries; `settings` go into its postgresql.conf (e.g. max_standby_streaming_delay).
+    """
+    base = Path(tempfile.mkdtemp(prefix="mita-standby-"))
+    if primary.os_user:
+        entry = pwd.getpwnam(primary.os_user)
+        os.chown(base, entry.pw_uid, entry.pw_gid)
+        base.chmod(0o755)
+    standby = Cluster(bindir=primary.bindir, datadir=base / "data", port=_free_port(), os_user=primary.os_user,
+                      version=primary.version, _base=base)
+    backup = primary.run(
+        "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", SUPERUSER, "-D", str(standby.datadir),
+        "-R", "-X", "stream", "-c", "fast", check=False,
+    )
+    if backup.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        raise EmbeddedServerError(f"pg_basebackup from port {primary.port} failed: {backup.stderr.strip()[-400:]}")
+    (standby.datadir / "server.log").unlink(missing_ok=True)  # the primary's log, copied along
+    with (standby.datadir / "postgresql.conf").open("a") as fh:
+        for key, value in {"hot_standby": "on", **(settings or {})}.items():
+            fh.write(f"{key} = '{value}'\n")
+    try:
+        standby.start()
+    except EmbeddedServerError:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+    return standby

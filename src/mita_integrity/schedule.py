@@ -1,6 +1,6 @@
 """`schedule`: the check on a cron schedule — recorded, alerted, exported as metrics — and never twice at once.
 
-One scheduled run: take a PostgreSQL advisory lock on a connection of its own (a second scheduler, on
+One scheduled run: take a PostgreSQL advisory lock in a transaction of its own (a second scheduler, on
 this machine or another, finds it taken and skips), skip as well when a scheduled run was already
 recorded for this cron slot, run the read-only check, record it (history.record gives what changed),
 deliver the alerts (alerts.deliver: new and worsened findings, resolved ones; a failing channel never
@@ -90,28 +90,27 @@ class ScheduledRun:
 
 @contextmanager
 def _exclusive(db: Database, wait_seconds: float) -> Iterator[tuple[bool, datetime | None]]:
-    """Holds the scheduler's advisory lock on a connection of its own while the run lasts.
+    """Holds the scheduler's advisory lock while the run lasts: a transaction-level lock, in a transaction of
+    its own connection that stays open for the run (safe through a transaction pooler, which keeps that
+    transaction on one server connection; a session lock there would be taken and released on different ones).
 
     Gives (got it, when it started to wait for it — None when it was free). A scheduler that had to wait
     skips when another one recorded a check while it waited, rather than run it a second time right after.
     """
-    with connect(db, autocommit=True) as conn:
+    with connect(db) as conn, conn.transaction():
+        conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")  # idle while the run works elsewhere
         row = conn.execute("SELECT clock_timestamp()").fetchone()
         asked = row[0] if row else None
         deadline = time.monotonic() + wait_seconds
         waited = False
         while True:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+            row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()
             got = bool(row and row[0])
             if got or time.monotonic() >= deadline:
                 break
             waited = True
             time.sleep(0.2)
-        try:
-            yield got, asked if waited else None
-        finally:
-            if got:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        yield got, asked if waited else None  # the commit at the end releases the lock
 
 
 def _already_ran(db: Database, slot: datetime | None, since: datetime | None) -> bool:

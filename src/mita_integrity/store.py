@@ -12,6 +12,7 @@ repair inserted) and the row as the repair left it (`after`, NULL for a removed 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from .connection import transaction
 from .errors import DatabaseStateError
+from .wording import counted
 
 if TYPE_CHECKING:
     from .findings import Report
@@ -82,20 +84,79 @@ DDL = (
 )
 
 
+# The objects DDL creates (the schema first), by name: when all are there, ensure() executes nothing.
+_OBJECTS = tuple(re.findall(r"IF NOT EXISTS (?:\w+\.)?(\w+)", " ".join(DDL)))
+SETUP_HINT = ("create it once as the owner of the MITA tables: psql -f docs/roles.sql "
+              "(docs/least-privilege.md), or run this command once as that owner")
+
+
+def _present(cur: psycopg.Cursor[Any]) -> set[str]:
+    """Gives the integrity objects that exist (from the catalog: needs no privilege on the schema)."""
+    cur.execute("SELECT nspname FROM pg_namespace WHERE nspname = %(s)s UNION ALL SELECT c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(s)s AND c.relname = ANY(%(o)s)",
+                {"s": SCHEMA, "o": list(_OBJECTS[1:])})
+    return {str(r[0]) for r in cur.fetchall()}
+
+
 def ensure(conn: psycopg.Connection[Any]) -> None:
-    """Creates the integrity schema and its tables when absent (its own short transaction)."""
-    with transaction(conn, lock_timeout_ms=5_000, statement_timeout_ms=60_000) as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        for statement in DDL:
-            cur.execute(statement)
+    """Creates the integrity schema and its tables when absent (its own short transaction).
+
+    When they all exist nothing is executed, so a role without CREATE (docs/roles.sql) can write.
+    """
+    try:
+        with transaction(conn, lock_timeout_ms=5_000, statement_timeout_ms=60_000) as cur:
+            if len(_present(cur)) == len(_OBJECTS):
+                return
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            present = _present(cur)
+            for name, statement in zip(_OBJECTS, DDL, strict=True):
+                if name not in present:  # IF NOT EXISTS still asks for CREATE: skip what is there
+                    cur.execute(statement)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DatabaseStateError(f"cannot create the integrity schema ({exc.diag.message_primary}); nothing was "
+                                 "changed", SETUP_HINT) from None
 
 
 def exists(cur: psycopg.Cursor[Any]) -> bool:
     """Tells whether the integrity tables are there (reading them never creates them)."""
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
-                (f"{SCHEMA}.runs", f"{SCHEMA}.archive"))
+    cur.execute("SELECT count(*) = 2 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname IN ('runs', 'archive') AND c.relkind = 'r'", (SCHEMA,))
     row = cur.fetchone()
     return bool(row and row[0])
+
+
+def may_create(cur: psycopg.Cursor[Any]) -> bool:
+    """Tells whether the schema is complete, or the role may create what is missing of it."""
+    if len(_present(cur)) == len(_OBJECTS):
+        return True
+    cur.execute("SELECT CASE WHEN n.oid IS NULL THEN has_database_privilege(current_database(), 'CREATE') "
+                "ELSE pg_has_role(n.nspowner, 'USAGE') END "
+                "FROM (SELECT 1) x LEFT JOIN pg_namespace n ON n.nspname = %s", (SCHEMA,))
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def missing_privileges(cur: psycopg.Cursor[Any], needs: dict[str, str]) -> list[str]:
+    """Gives what the role lacks of `needs` ({integrity table: 'INSERT, UPDATE'}), or how to create the schema.
+
+    Tested by oid from the catalog: naming a table fails for a role without USAGE on its schema.
+    """
+    if not may_create(cur):
+        return ["CREATE on the database (for the integrity schema)"]
+    cur.execute("SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = %s", (SCHEMA,))
+    row = cur.fetchone()
+    if row is None:
+        return []
+    lacking = [] if row[0] else [f"USAGE on schema {SCHEMA}"]
+    for table, privileges in needs.items():
+        for privilege in (p.strip() for p in privileges.split(",")):
+            cur.execute("SELECT has_table_privilege(c.oid, %s) FROM pg_class c JOIN pg_namespace n "
+                        "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+                        (privilege, SCHEMA, table))
+            row = cur.fetchone()
+            if row is not None and not row[0]:
+                lacking.append(f"{privilege} on {SCHEMA}.{table}")
+    return lacking
 
 
 def start_run(conn: psycopg.Connection[Any], kind: str, options: dict[str, Any], version: str) -> uuid.UUID:
@@ -116,26 +177,45 @@ def finish_run(conn: psycopg.Connection[Any], run_id: uuid.UUID, status: str, su
                     (status, Jsonb(summary), Jsonb(report) if report is not None else None, run_id))
 
 
+# What each kind of write needs on the integrity tables (docs/roles.sql grants it to the writer).
+RECORD_NEEDS = {"runs": "SELECT, INSERT, UPDATE", "run_results": "SELECT, INSERT", "findings": "SELECT, INSERT, UPDATE"}
+FIX_NEEDS = {"runs": "SELECT, INSERT, UPDATE", "archive": "SELECT, INSERT"}
+UNDO_NEEDS = {"runs": "SELECT, INSERT, UPDATE", "archive": "SELECT, UPDATE"}
+
+
+def refuse_read_only(cur: psycopg.Cursor[Any], what: str, done: str = "nothing was changed") -> None:
+    """Raises one clear error on a server that only reads (a replica, or default_transaction_read_only)."""
+    cur.execute("SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'")
+    row = cur.fetchone()
+    if row and row[0]:
+        raise DatabaseStateError(f"this server only reads (a replica, or default_transaction_read_only is on): "
+                                 f"{what} needs to write; {done}", "point --db at the primary server")
+
+
+def refuse_lacking(cur: psycopg.Cursor[Any], what: str, lacking: list[str], done: str = "nothing was changed") -> None:
+    """Raises one clear error naming the privileges the role lacks (none: returns)."""
+    if not lacking:
+        return
+    cur.execute("SELECT current_user")
+    row = cur.fetchone()
+    raise DatabaseStateError(f"role {row[0] if row else '?'} lacks {'; '.join(lacking)}: {what} needs them; {done}",
+                             "grant them (docs/roles.sql: mita_integrity_reader reads, mita_integrity_writer "
+                             "writes; docs/least-privilege.md), or use the role that owns the MITA tables")
+
+
+def refuse_unreadable(cur: psycopg.Cursor[Any], what: str) -> None:
+    """Raises one clear error when the run history exists but the role may not read it."""
+    cur.execute("SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'runs'", (SCHEMA,))
+    row = cur.fetchone()
+    if row is not None and not row[0]:
+        refuse_lacking(cur, what, [f"USAGE on schema {SCHEMA} or SELECT on {SCHEMA}.runs"], "nothing was read")
+
+
 def check_record_privileges(cur: psycopg.Cursor[Any]) -> None:
     """Raises one clear error when the role cannot record a check run (before the check runs)."""
-    cur.execute("SELECT current_user, pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'")
-    user, read_only = cur.fetchone() or ("?", False)
-    if read_only:
-        raise DatabaseStateError("this server only reads (a replica, or default_transaction_read_only is on): "
-                                 "check --record needs to write; nothing was run", "point --db at the primary server")
-    # By oid from the catalog: resolving the name itself fails for a role without USAGE on the schema.
-    cur.execute("SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'INSERT') "
-                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = 'runs'", (SCHEMA,))
-    row = cur.fetchone()
-    lacking = "USAGE on schema integrity and INSERT on integrity.runs"
-    if row is None:
-        cur.execute("SELECT has_database_privilege(current_database(), 'CREATE')")
-        row = cur.fetchone()
-        lacking = "CREATE on the database (for the integrity schema)"
-    if not (row and row[0]):
-        raise DatabaseStateError(f"role {user} lacks {lacking}: check --record needs it; nothing was run",
-                                 "run it as the role that owns the MITA tables, grant that privilege, or drop --record")
+    refuse_read_only(cur, "check --record", "nothing was run")
+    refuse_lacking(cur, "check --record", missing_privileges(cur, RECORD_NEEDS), "nothing was run")
 
 
 def record_check(conn: psycopg.Connection[Any], report: Report) -> str:
@@ -178,13 +258,16 @@ class RunRow:
 # A run still 'running' whose session is gone was interrupted (killed, or its connection lost).
 _RUN_COLUMNS = ("id::text, kind, CASE WHEN status = 'running' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a "
                 "WHERE a.pid = backend_pid AND a.backend_start <= started_at) THEN 'interrupted' ELSE status END, "
-                "started_at, finished_at, db_user, summary")
+                "started_at, finished_at, db_user, CASE WHEN status = 'running' AND kind = 'fix' THEN summary || "
+                "jsonb_build_object('archived_so_far', (SELECT count(*) FROM integrity.archive x "
+                "WHERE x.run_id = runs.id)) ELSE summary END")
 
 
 def list_runs(cur: psycopg.Cursor[Any], limit: int = 50, kind: str | None = None) -> list[RunRow]:
     """Gives the newest runs first (none when the schema was never created)."""
     if not exists(cur):
         return []
+    refuse_unreadable(cur, "reading the run history")
     where = "WHERE kind = %(kind)s" if kind else ""
     cur.execute(f"SELECT {_RUN_COLUMNS} FROM {SCHEMA}.runs {where} ORDER BY started_at DESC, id LIMIT %(n)s",
                 {"kind": kind, "n": limit})
@@ -199,6 +282,7 @@ def get_run(cur: psycopg.Cursor[Any], run_id: str) -> RunRow:
     if not exists(cur):
         raise DatabaseStateError(f"no run {run_id}: this database has no run history yet",
                                  "runs are recorded by fix --apply")
+    refuse_unreadable(cur, "reading the run history")
     cur.execute(f"SELECT {_RUN_COLUMNS} FROM {SCHEMA}.runs WHERE id::text LIKE %s ORDER BY started_at LIMIT 2",
                 (text + "%",))
     rows = cur.fetchall()
@@ -214,7 +298,10 @@ def describe(run: RunRow) -> str:
     s = run.summary
     if run.kind == "fix":
         codes = ", ".join(sorted({r["code"] for r in s.get("rules", []) if r.get("changed")})) or "no rule"
-        return f"{s.get('changed', 0):,} rows changed ({codes})"
+        if "archived_so_far" in s:
+            return (f"stopped before the end: {counted(s['archived_so_far'], 'row')} changed and archived so far "
+                    "(re-run fix to finish, or undo this run)")
+        return f"{counted(s.get('changed', 0), 'row')} changed ({codes})"
     if run.kind == "undo":
         conflicts = s.get("conflict_count", 0)
         return (f"{s.get('restored', 0):,} rows of run {str(s.get('undone_run', '?'))[:8]} restored"

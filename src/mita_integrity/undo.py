@@ -26,7 +26,7 @@ from psycopg import errors
 from . import __version__, store
 from .connection import Database, connect, transaction
 from .errors import DatabaseStateError
-from .rules.context import Schema, load_schema
+from .rules.context import Schema, ident, load_schema
 
 ARCHIVE = f"{store.SCHEMA}.archive"
 
@@ -68,8 +68,8 @@ class _Segment:
 
     def __init__(self, cur: psycopg.Cursor[Any], schema: Schema, table: str):
         self.cur, self.schema, self.table = cur, schema, table
-        self.pk = schema.primary_keys[table]
-        self.key = f"t.{self.pk} = (jsonb_populate_record(NULL::{table}, a.pk)).{self.pk}"
+        self.name, self.pk = ident(table), ident(schema.primary_keys[table])  # quoted, for the SQL
+        self.key = f"t.{self.pk} = (jsonb_populate_record(NULL::{self.name}, a.pk)).{self.pk}"
         self.same = f"{self.key} AND to_jsonb(t) = a.after"
 
     def _run(self, statement: str, ids: list[int]) -> tuple[list[int], dict[int, str]]:
@@ -93,34 +93,34 @@ class _Segment:
 
     def _insert_before(self, ids: list[int]) -> tuple[list[int], dict[int, str]]:
         self.cur.execute(f"SELECT a.id FROM {ARCHIVE} a WHERE a.id = ANY(%s) "
-                         f"AND EXISTS (SELECT 1 FROM {self.table} t WHERE {self.key})", (ids,))
+                         f"AND EXISTS (SELECT 1 FROM {self.name} t WHERE {self.key})", (ids,))
         present = {r[0]: "a row with this key exists again" for r in self.cur.fetchall()}
         todo = [i for i in ids if i not in present]
         if not todo:
             return [], present
         done, failed = self._run(
             f"WITH r AS (SELECT a.id AS mita_archive_id, x.* FROM {ARCHIVE} a, "
-            f"jsonb_populate_record(NULL::{self.table}, a.before) x WHERE a.id = ANY(%s)), "
-            f"ins AS (INSERT INTO {self.table} OVERRIDING SYSTEM VALUE "
+            f"jsonb_populate_record(NULL::{self.name}, a.before) x WHERE a.id = ANY(%s)), "
+            f"ins AS (INSERT INTO {self.name} OVERRIDING SYSTEM VALUE "
             f"SELECT {', '.join(f'r.{c}' for c in self.columns)} FROM r RETURNING {self.pk}) "
             f"SELECT r.mita_archive_id FROM r JOIN ins ON ins.{self.pk} = r.{self.pk}", todo)
         return done, {**present, **failed}
 
     @property
     def columns(self) -> list[str]:
-        return [f'"{c}"' for c in self.schema.columns[self.table]]
+        return [ident(c) for c in self.schema.columns[self.table]]
 
     def _replaces(self) -> bool:
         """Tells whether reverting must delete and re-insert (a BEFORE UPDATE row trigger, no FK points here)."""
         if any(c.kind == "f" and c.ref_table == self.table for c in self.schema.constraints):
             return False
         self.cur.execute("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal "
-                         "AND tgenabled <> 'D' AND tgtype & 19 = 19)", (f"public.{self.table}",))
+                         "AND tgenabled <> 'D' AND tgtype & 19 = 19)", (f"public.{self.name}",))
         row = self.cur.fetchone()
         return bool(row and row[0])
 
     def _why_not(self, ids: list[int]) -> dict[int, str]:
-        self.cur.execute(f"SELECT a.id, EXISTS (SELECT 1 FROM {self.table} t WHERE {self.key}) FROM {ARCHIVE} a "
+        self.cur.execute(f"SELECT a.id, EXISTS (SELECT 1 FROM {self.name} t WHERE {self.key}) FROM {ARCHIVE} a "
                          "WHERE a.id = ANY(%s)", (ids,))
         return {i: "changed again since the fix" if there else "the row no longer exists"
                 for i, there in self.cur.fetchall()}
@@ -129,18 +129,18 @@ class _Segment:
         if action == "delete":
             return self._insert_before(ids)
         if action == "insert":
-            done, failed = self._run(f"DELETE FROM {self.table} t USING {ARCHIVE} a WHERE a.id = ANY(%s) "
+            done, failed = self._run(f"DELETE FROM {self.name} t USING {ARCHIVE} a WHERE a.id = ANY(%s) "
                                      f"AND {self.same} RETURNING a.id", ids)
         elif self._replaces():
-            self.cur.execute(f"DELETE FROM {self.table} t USING {ARCHIVE} a WHERE a.id = ANY(%s) AND {self.same} "
+            self.cur.execute(f"DELETE FROM {self.name} t USING {ARCHIVE} a WHERE a.id = ANY(%s) AND {self.same} "
                              "RETURNING a.id", (ids,))
             removed = [r[0] for r in self.cur.fetchall()]
             done, failed = self._insert_before(removed) if removed else ([], {})
         else:
             cols = self.columns
             done, failed = self._run(
-                f"UPDATE {self.table} t SET ({', '.join(cols)}) = ROW({', '.join(f'r.{c}' for c in cols)}) "
-                f"FROM {ARCHIVE} a, jsonb_populate_record(NULL::{self.table}, a.before) r "
+                f"UPDATE {self.name} t SET ({', '.join(cols)}) = ROW({', '.join(f'r.{c}' for c in cols)}) "
+                f"FROM {ARCHIVE} a, jsonb_populate_record(NULL::{self.name}, a.before) r "
                 f"WHERE a.id = ANY(%s) AND {self.same} RETURNING a.id", ids)
         rest = [i for i in ids if i not in done and i not in failed]
         return done, {**failed, **(self._why_not(rest) if rest else {})}
@@ -170,6 +170,21 @@ def _pending(cur: psycopg.Cursor[Any], run_id: str) -> tuple[int, list[str]]:
     return (int(row[0]), list(row[1] or [])) if row else (0, [])
 
 
+def _preflight(cur: psycopg.Cursor[Any], run_id: str) -> None:
+    """Raises one clear error when the role may not restore this run's rows (before anything changes)."""
+    from .fix_apply import table_privilege
+
+    store.refuse_read_only(cur, "undo")
+    cur.execute(f"SELECT DISTINCT table_name FROM {ARCHIVE} WHERE run_id = %s AND restored_at IS NULL ORDER BY 1",
+                (run_id,))
+    missing = []
+    for (table,) in cur.fetchall():
+        lacking = [p for p in ("SELECT", "INSERT", "UPDATE", "DELETE") if not table_privilege(cur, table, p)]
+        if lacking:
+            missing.append(f"{', '.join(lacking)} on {table}")
+    store.refuse_lacking(cur, "undo", missing + store.missing_privileges(cur, store.UNDO_NEEDS))
+
+
 def undo_run(db: Database, run_text: str, batch_size: int = 5_000,
              progress: Callable[[int], None] | None = None) -> UndoOutcome:
     """Restores what fix run `run_text` changed; gives the count restored and the conflicts."""
@@ -186,6 +201,7 @@ def undo_run(db: Database, run_text: str, batch_size: int = 5_000,
                 raise DatabaseStateError(f"run {target.id} has nothing left to restore (already undone{by})"
                                          if undone_by else f"run {target.id} changed no rows: nothing to restore")
             schema = load_schema(cur)
+            _preflight(cur, target.id)
         undo_id = store.start_run(conn, "undo", {"run": target.id, "batch_size": batch_size}, __version__)
         outcome = UndoOutcome(str(undo_id), target.id, pending_before=pending)
         status = "failed"

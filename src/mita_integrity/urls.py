@@ -4,6 +4,8 @@ Production URLs come from SQLAlchemy/asyncpg configuration (``postgresql+asyncpg
 Supabase's pooler (dotted user names, ``prepared_statement_cache_size=0``) and from Railway. libpq
 rejects driver-only query options, so they are dropped here; anything libpq does not know and no
 driver is known to use is an error, because a silently ignored typo (``sslmdoe``) is worse.
+``pgbouncer=true`` (Prisma's mark of a transaction pooler) is dropped too, but remembered: see
+docs/poolers.md.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class ParsedUrl:
 
     params: dict[str, str]
     dropped: tuple[str, ...] = field(default=())
+    pgbouncer: bool = False  # the URL said pgbouncer=true (Prisma's mark of a transaction pooler)
 
     @property
     def password(self) -> str | None:
@@ -173,6 +176,7 @@ def parse_url(url: str) -> ParsedUrl:
     if path:
         params["dbname"] = unquote(path)
     dropped: list[str] = []
+    pgbouncer = False
     known = _libpq_options()
     for key, value in parse_qsl(query, keep_blank_values=True):
         key_l = key.lower()
@@ -185,12 +189,13 @@ def parse_url(url: str) -> ParsedUrl:
             params.setdefault("sslmode", mode)
         elif key_l in DRIVER_ONLY_OPTIONS:
             dropped.append(key)
+            pgbouncer = pgbouncer or (key_l == "pgbouncer" and value.strip().lower() in {"true", "1", "yes", "on"})
         else:
             raise UsageError(
                 f"unknown option '{key}' in the database URL",
                 "remove it, or use a libpq option such as sslmode, connect_timeout or options",
             )
-    return ParsedUrl(params=params, dropped=tuple(dropped))
+    return ParsedUrl(params=params, dropped=tuple(dropped), pgbouncer=pgbouncer)
 
 
 def build_url(params: dict[str, str], *, mask_password: bool = True) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from . import store
 from .repairs import REPAIRS
-from .rules.context import Schema
+from .rules.context import Schema, ident
 from .rules.expected import CHECKS_0024, SPENT_TRIGGER_FUNCTION
 
 UNIQUE_0023 = "uq_daily_plan_user_date_category"
@@ -77,7 +77,7 @@ def percentage(cur: Any, uuid_tables: list[str]) -> tuple[bool, str]:
     parts = [f"""SELECT count(*) FILTER (WHERE t.user_id IS NOT NULL),
                         count(*) FILTER (WHERE t.user_id IS NOT NULL
                                           AND NOT EXISTS (SELECT 1 FROM public.users u WHERE u.id = t.user_id))
-                   FROM public."{table}" t""" for table in uuid_tables]
+                   FROM public.{ident(table)} t""" for table in uuid_tables]
     cur.execute(f"SELECT coalesce(sum(n), 0), coalesce(sum(o), 0) FROM ({' UNION ALL '.join(parts)}) x(n, o)")
     total, orphaned = (int(v) for v in (cur.fetchone() or (0, 0)))
     if total == 0:

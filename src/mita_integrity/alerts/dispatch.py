@@ -23,6 +23,7 @@ from ..findings import Report, Severity
 from ..history import Delta, Finding, fingerprint
 from ..report.masking import mask_email
 from ..urls import mask_secrets, mask_url, parse_url
+from ..wording import counted
 from . import mail, sentry, slack, webhook
 from .config import AlertConfig
 from .webhook import DeliveryFailed, Sleep, one_line
@@ -42,8 +43,7 @@ class Delivery:
 
 
 def _plural(n: int, word: str) -> str:
-    plural = f"{word}es" if word.endswith(("x", "s")) else f"{word}s"
-    return f"{n:,} {word if n == 1 else plural}"
+    return counted(n, word)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import click
 
 from ..errors import MitaIntegrityError
 from ..urls import mask_secrets
-from .app import App, err
+from .app import App, database_failure, err
 from .checks import check_command, rules_command, sql_command
 from .data import demo_command, seed_command
 from .migrate import migrate_group
@@ -66,8 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: still one line, still masked
         if debug:
             traceback.print_exc()
-        first = (str(exc).strip().splitlines() or [""])[0]
-        err(f"error: unexpected {type(exc).__name__}: {mask_secrets(first, *secrets)} (run with --debug for details)")
+        if (known := database_failure(exc)) is not None:  # a lost session, a read-only server
+            err(f"error: {mask_secrets(known.one_line(), *secrets)}")
+        else:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            err(f"error: unexpected {type(exc).__name__}: {mask_secrets(first, *secrets)} (run with --debug for "
+                "details)")
         code = EXIT_ERROR
     if not isinstance(code, int):
         code = 0

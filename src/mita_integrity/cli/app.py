@@ -9,6 +9,7 @@ from rich.console import Console
 
 from .. import target
 from ..connection import Database
+from ..errors import MitaIntegrityError
 
 console = Console(highlight=False, soft_wrap=True)
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -41,3 +42,24 @@ class App:
     @property
     def interactive(self) -> bool:
         return sys.stderr.isatty()
+
+
+def database_failure(exc: BaseException) -> MitaIntegrityError | None:
+    """Gives the one-line error for a database failure that escaped a command, or None when exc is not one.
+
+    A session the server ended (a restart, a shutdown, a terminated backend, a dropped network) and a
+    server that only reads (a standby) are expected: they get one line saying what was kept and what to do.
+    """
+    import psycopg
+
+    from ..errors import DatabaseStateError, connection_lost, is_connection_lost
+
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return DatabaseStateError(f"this server only reads (a standby, or default_transaction_read_only is on): "
+                                  f"{first}", "point --db at the primary server")
+    if is_connection_lost(exc):
+        return connection_lost(exc, "the command", "what was committed stays (a fix commits batch by batch, each "
+                                                   "with its archive; a migration step by step) and the "
+                                                   "transaction in progress was rolled back")
+    return None

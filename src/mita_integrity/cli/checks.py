@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,21 +36,71 @@ def _duration_ms(text: str, option: str) -> int:
         raise UsageError(f"{option} {text!r} is not a duration", "write seconds (300) or 30s, 5m, 1h") from None
 
 
-def output_targets(report_formats: tuple[str, ...], output: Path | None) -> dict[str, Path | None]:
-    """Gives where each format goes: None for stdout; a file; or a file per format inside a folder."""
-    if output is None:
+def output_targets(report_formats: tuple[str, ...], given: str | Path | None) -> dict[str, Path | None]:
+    """Gives where each format goes: None for stdout; a file; or a file per format inside a folder.
+
+    Raises UsageError, before any work, when a report could not be written there: a missing folder, one
+    we may not write in, a device that refuses writes (/dev/full), a disk with no space left.
+    """
+    if given is None:
         return dict.fromkeys(report_formats)
-    output = output.expanduser()
+    output = Path(given).expanduser()
+    if str(given).endswith(("/", os.sep)) and not output.exists() and output.parent.is_dir():
+        try:  # "reports/": a folder is meant; make it (its parent must exist)
+            output.mkdir()
+        except OSError as exc:
+            raise _cannot(output, f"the folder could not be made ({exc.strerror})") from None
     if output.is_dir():
-        if not os.access(output, os.W_OK):
-            raise UsageError(f"cannot write reports into {output}: the folder is not writable")
+        _probe_folder(output)
         return {fmt: output for fmt in report_formats}
     if len(report_formats) > 1:
         raise UsageError(f"--output {output} must be an existing folder when several --format are given")
-    parent = output.resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
-        raise UsageError(f"cannot write the report to {output}: the folder is missing or not writable")
+    _probe_file(output)
     return {report_formats[0]: output}
+
+
+def _cannot(path: Path, why: str) -> UsageError:
+    return UsageError(f"cannot write the report to {path}: {why}; nothing was run",
+                      "choose another --output, or leave it out to print the report")
+
+
+def _probe_folder(folder: Path) -> None:
+    """Creates and removes a file in folder: the one test that sees permissions, ACLs and read-only mounts."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".mita-integrity-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise _cannot(folder, f"the folder is not writable ({exc.strerror})") from None
+    _require_space(folder)
+
+
+def _probe_file(path: Path) -> None:
+    """Opens path for writing without changing it (or creates and removes it); a full device fails here."""
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise _cannot(path, f"{parent} is not a folder" if parent.exists() else f"the folder {parent} does not exist")
+    try:
+        if path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)  # no truncation: the report replaces it only at the end
+            try:
+                os.write(fd, b"")  # a device that refuses every write (/dev/full) refuses this one too
+            finally:
+                os.close(fd)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.close(fd)
+            os.unlink(path)
+    except OSError as exc:
+        raise _cannot(path, exc.strerror or type(exc).__name__) from None
+    if not path.exists() or path.is_file():
+        _require_space(parent)
+
+
+def _require_space(folder: Path) -> None:
+    stats = os.statvfs(folder)
+    if stats.f_bavail == 0:
+        raise _cannot(folder, "no space left on its disk")
 
 
 def write_reports(report: Report, targets: dict[str, Path | None], *, color: bool,
@@ -77,8 +128,9 @@ def write_reports(report: Report, targets: dict[str, Path | None], *, color: boo
 
 @click.command("check")
 @click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS), help="Report format (repeatable).")
-@click.option("--output", type=click.Path(path_type=Path), metavar="PATH",
-              help="Write the report(s) to PATH: a file, or a folder that receives one file per format.")
+@click.option("--output", type=click.Path(), metavar="PATH",
+              help="Write the report(s) to PATH: a file, or a folder (an existing one, or PATH/) that receives one "
+                   "file per format.")
 @click.option("--select", multiple=True, metavar="CODES", help="Only these rules: codes, prefixes (REF) or names.")
 @click.option("--ignore", multiple=True, metavar="CODES", help="Leave these rules out.")
 @click.option("--fail-on", type=click.Choice(["critical", "high", "medium", "low", "never"]), default="high",
@@ -100,7 +152,7 @@ def write_reports(report: Report, targets: dict[str, Path | None], *, color: boo
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="With --alert: a TOML file with an [alerts] table.")
 @click.pass_obj
-def check_command(app: App, formats: tuple[str, ...], output: Path | None, select: tuple[str, ...],
+def check_command(app: App, formats: tuple[str, ...], output: str | None, select: tuple[str, ...],
                   ignore: tuple[str, ...], fail_on: str, since: str | None, sample: int, budget_days: int,
                   day_boundary: str, physical: bool, statement_timeout: str, lock_timeout: str,
                   record: bool, alert: bool, config_path: Path | None) -> int:
@@ -115,7 +167,8 @@ def check_command(app: App, formats: tuple[str, ...], output: Path | None, selec
         lock_timeout_ms=_duration_ms(lock_timeout, "--lock-timeout"),
     )
     options_for(request)  # every bad value is reported before connecting
-    catalogue.select(select, ignore)
+    if not catalogue.select(select, ignore):
+        raise UsageError("--select and --ignore leave no rule to run", "ignore fewer rules")
     report_formats = tuple(dict.fromkeys(formats or ("text",)))
     targets = output_targets(report_formats, output)
     alerts = _alert_config(config_path) if alert else None

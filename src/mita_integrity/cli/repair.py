@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..wording import counted
 from .app import App, console, note
 from .checks import _duration_ms
 
@@ -86,7 +87,7 @@ def render_outcome(outcome: Any) -> None:
     for i in outcome.items:
         for line in i.done.notes:
             console.print(f"{i.item.code}: {line}", markup=False)
-    console.print(f"{outcome.changed:,} rows changed, {outcome.archived:,} archived in integrity.archive. "
+    console.print(f"{counted(outcome.changed, 'row')} changed, {outcome.archived:,} archived in integrity.archive. "
                   f"Undo with: mita-integrity undo {outcome.run_id}", markup=False)
 
 

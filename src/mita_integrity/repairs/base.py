@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..findings import FixSafety
+from ..rules.base import literal
 
 if TYPE_CHECKING:
     import uuid
@@ -85,7 +86,8 @@ def archive_insert(ctx: RepairContext, code: str, table: str, action: str, sourc
     """Gives an INSERT of archive rows from `source` (a CTE with columns pk_value, before, after)."""
     run = f"'{ctx.run_id or '<run id>'}'::uuid"  # the dry run shows where the run's id goes
     return (f"INSERT INTO integrity.archive ({ARCHIVE_COLUMNS}) "
-            f"SELECT {run}, '{code}', '{table}', '{action}', jsonb_build_object('{pk_column}', s.pk_value), "
+            f"SELECT {run}, {literal(code)}, {literal(table)}, {literal(action)}, "
+            f"jsonb_build_object({literal(pk_column)}, s.pk_value), "
             f"s.before, s.after FROM {source} s")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..findings import FixSafety
+from ..rules.base import ident
 from .base import BatchOutcome, RepairContext, archive_insert
 
 if TYPE_CHECKING:
@@ -60,7 +61,8 @@ def _remove_dependents(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, 
         child_pk = ctx.schema.primary_keys.get(child)
         if con.on_delete not in ("c", "n") or child_pk is None:
             continue
-        cur.execute(f"SELECT {child_pk} FROM {child} WHERE {column} = ANY(%s) ORDER BY 1 FOR UPDATE", (ids,))
+        cur.execute(f"SELECT {ident(child_pk)} FROM {ident(child)} WHERE {ident(column)} = ANY(%s) ORDER BY 1 "
+                    "FOR UPDATE", (ids,))
         child_ids = [r[0] for r in cur.fetchall()]
         if not child_ids:
             continue
@@ -68,7 +70,7 @@ def _remove_dependents(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, 
             done.add(_remove_dependents(cur, ctx, code, child, child_ids, depth + 1))
             done.add(_delete(cur, ctx, code, child, child_pk, child_ids))
         else:
-            done.add(_update(cur, ctx, code, child, child_pk, child_ids, f"{column} = NULL"))
+            done.add(_update(cur, ctx, code, child, child_pk, child_ids, f"{ident(column)} = NULL"))
         done.notes.append(f"{len(child_ids)} {child} rows referencing them archived too (ON DELETE)")
     return done
 
@@ -86,17 +88,19 @@ def _update(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, table: str,
 
 
 def delete_sql(ctx: RepairContext, code: str, table: str, pk: str) -> str:
-    return (f"WITH gone AS (DELETE FROM {table} t WHERE t.{pk} = ANY(%(ids)s) "
-            f"RETURNING t.{pk} AS pk_value, to_jsonb(t) AS before, NULL::jsonb AS after) "
+    tq, pq = ident(table), ident(pk)
+    return (f"WITH gone AS (DELETE FROM {tq} t WHERE t.{pq} = ANY(%(ids)s) "
+            f"RETURNING t.{pq} AS pk_value, to_jsonb(t) AS before, NULL::jsonb AS after) "
             + archive_insert(ctx, code, table, "delete", "gone", pk))
 
 
 def update_sql(ctx: RepairContext, code: str, table: str, pk: str, assignments: str) -> str:
     # All CTEs read one snapshot: `old` is the row before the UPDATE, RETURNING gives it after (triggers included).
-    return (f"WITH old AS (SELECT t.{pk} AS pk_value, to_jsonb(t) AS before FROM {table} t "
-            f"WHERE t.{pk} = ANY(%(ids)s)), "
-            f"changed AS (UPDATE {table} t SET {assignments} WHERE t.{pk} = ANY(%(ids)s) "
-            f"RETURNING t.{pk} AS pk_value, to_jsonb(t) AS after), "
+    tq, pq = ident(table), ident(pk)
+    return (f"WITH old AS (SELECT t.{pq} AS pk_value, to_jsonb(t) AS before FROM {tq} t "
+            f"WHERE t.{pq} = ANY(%(ids)s)), "
+            f"changed AS (UPDATE {tq} t SET {assignments} WHERE t.{pq} = ANY(%(ids)s) "
+            f"RETURNING t.{pq} AS pk_value, to_jsonb(t) AS after), "
             f"pair AS (SELECT c.pk_value, o.before, c.after FROM changed c JOIN old o USING (pk_value)) "
             + archive_insert(ctx, code, table, "update", "pair", pk))
 

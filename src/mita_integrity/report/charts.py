@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 
+from ..wording import counted
 from . import layout
 
 if TYPE_CHECKING:
@@ -24,8 +25,7 @@ SPARK_W, SPARK_H, SPARK_PAD = 180, 44, 6
 
 
 def rows_text(count: int, unit: str) -> str:
-    plural = f"{unit}es" if unit.endswith(("x", "s")) else f"{unit}s"
-    return f"{count:,} {unit if count == 1 else plural}"
+    return counted(count, unit)
 
 
 def _num(value: float) -> str:

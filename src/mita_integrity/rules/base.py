@@ -17,6 +17,16 @@ from typing import TYPE_CHECKING
 
 from ..findings import FixSafety, Severity
 
+
+def ident(name: str) -> str:
+    """Quotes an identifier from the catalog or the configuration (a name may hold any character, `"` too)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """Quotes a string from the catalog or the configuration as an SQL literal."""
+    return "'" + text.replace("'", "''") + "'"
+
 if TYPE_CHECKING:
     from .context import CheckContext, Outcome, Schema
 
@@ -101,7 +111,7 @@ class RowRule(Rule):
             )
         joins = "".join(f" LEFT JOIN {j.table} {j.alias} ON {j.on}" for j in needed)
         extra = f" AND {where_extra}" if where_extra else ""
-        return f"{self.table} t{joins}", f"({predicate}){extra}"
+        return f"{ident(str(self.table))} t{joins}", f"({predicate}){extra}"
 
     def standalone_sql(self, where_extra: str = "") -> str:
         """Gives a self-contained query counting the violations (NOT EXISTS for orphans), for psql."""

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import psycopg
 
 from ..findings import Status
-from .base import Rule
+from .base import Rule, ident
 
 CREATION_COLUMNS = ("created_at", "calculated_at", "timestamp", "started_at", "completed_at")
 
@@ -133,7 +133,7 @@ class CheckContext:
         column = self.schema.creation_column(table)
         if column is None:
             return "false"
-        return f'{alias}."{column}" >= now() - make_interval(secs => {int(self.options.since_seconds)})'
+        return f'{alias}.{ident(column)} >= now() - make_interval(secs => {int(self.options.since_seconds)})'
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..findings import FixSafety, Severity, Status
 from .base import Family, QueryRule, Rule
-from .context import CheckContext, Outcome
+from .context import CheckContext, Outcome, ident
 from .dayboundary import plan_day_sql
 
 DUP001 = QueryRule(
@@ -42,7 +42,7 @@ def _since_having(ctx: CheckContext, table: str) -> str:
         return ""
     if column is None:
         return " AND false"
-    return f' AND max(t."{column}") >= now() - make_interval(secs => {int(ctx.options.since_seconds)})'
+    return f' AND max(t.{ident(column)}) >= now() - make_interval(secs => {int(ctx.options.since_seconds)})'
 
 
 def _surplus(ctx: CheckContext, grouped: str) -> tuple[int, int, tuple[str, ...]]:

@@ -3,23 +3,41 @@
 Each pass runs in a savepoint, so a rule that fails becomes an `error` result and the others still run.
 Rules whose table or column is absent are `skipped`; rules a validated constraint rules out are
 `guaranteed` and cost no scan.
+
+On a hot standby, replay may cancel a pass (a recovery conflict: SQLSTATE 40001, or 57P04 when the
+database is dropped). Inside a savepoint the server ends the whole session, so a retry needs a new
+connection and a new snapshot: `reopen` gives one, the pass runs again (up to RETRIES more times), and the
+passes that follow use the new snapshot. A pass still cancelled after that becomes `error` for its rules.
+A session lost for any other reason (restart, shutdown, terminated backend) is not a rule's failure: it
+propagates.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 
+from ..errors import is_connection_lost
 from ..findings import Result, Status
-from .base import RowRule, Rule
+from .base import RowRule, Rule, ident
 from .catalogue import BY_CODE, FAMILY_OF
 from .context import CheckContext, Outcome
 
+RETRIES = 2  # a pass cancelled by a recovery conflict runs up to 1 + RETRIES times, each in a new snapshot
+# serialization_failure (a read-only snapshot gets it only from replay), database_dropped
+CONFLICT_STATES = ("40001", "57P04")
+Reopen = Callable[[], psycopg.Cursor[Any]]
 
-def run(ctx: CheckContext, rules: Sequence[Rule]) -> list[Result]:
-    """Gives one Result per rule and table, in catalogue order."""
+
+def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None) -> list[Result]:
+    """Gives one Result per rule and table, in catalogue order.
+
+    `reopen` gives a cursor in a new snapshot (a new connection) after a recovery conflict; ctx.cur is
+    replaced by it. Without it a conflict is an `error` at once.
+    """
     results: list[Result] = []
     row_rules: dict[str, list[RowRule]] = {}
     family_rules: dict[str, list[Rule]] = {}
@@ -32,9 +50,9 @@ def run(ctx: CheckContext, rules: Sequence[Rule]) -> list[Result]:
         else:
             family_rules.setdefault(FAMILY_OF[rule.code].name, []).append(rule)
     for table, table_rules in row_rules.items():
-        results.extend(_row_pass(ctx, table, table_rules))
+        results.extend(_row_pass(ctx, table, table_rules, reopen))
     for family_name, members in family_rules.items():
-        results.extend(_family_pass(ctx, family_name, members))
+        results.extend(_family_pass(ctx, family_name, members, reopen))
     return sorted(results, key=lambda r: (r.section, r.code, r.table))
 
 
@@ -102,20 +120,43 @@ def row_pass_sql(ctx: CheckContext, table: str, rules: Sequence[RowRule]) -> str
     for rule in rules:
         cond = _condition(ctx, rule)
         columns.append(f"count(*) FILTER (WHERE {cond})")
-        columns.append(f'(array_agg(t."{pk}"::text) FILTER (WHERE {cond}))[1:{int(ctx.options.sample)}]')
+        columns.append(f'(array_agg(t.{ident(pk)}::text) FILTER (WHERE {cond}))[1:{int(ctx.options.sample)}]')
     since = ctx.since_filter(table)
-    return (f'SELECT {", ".join(columns)} FROM "{table}" t {" ".join(joins.values())}'
+    return (f'SELECT {", ".join(columns)} FROM {ident(table)} t {" ".join(joins.values())}'
             + (f" WHERE {since}" if since else ""))
 
 
-def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]]) -> tuple[list[Outcome], int]:
-    started = time.perf_counter()
-    with ctx.cur.connection.transaction():  # a savepoint: a failure here does not abort the snapshot
-        outcomes = work()
-    return outcomes, int((time.perf_counter() - started) * 1000)
+def recovery_conflict(exc: BaseException) -> bool:
+    """Tells whether exc is a query (or session) cancelled by a standby's replay."""
+    return isinstance(exc, psycopg.Error) and exc.sqlstate in CONFLICT_STATES
 
 
-def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule]) -> list[Result]:
+def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]], reopen: Reopen | None) -> tuple[list[Outcome], int]:
+    """Runs work in a savepoint; after a recovery conflict, again in a new snapshot (see the module's doc)."""
+    for attempt in range(RETRIES + 1):
+        started = time.perf_counter()
+        try:
+            with ctx.cur.connection.transaction():  # a savepoint: a failure here does not abort the snapshot
+                outcomes = work()
+            return outcomes, int((time.perf_counter() - started) * 1000)
+        except psycopg.Error as exc:
+            if reopen is None or not recovery_conflict(exc):
+                raise
+            # The old snapshot is the one replay conflicts with, and the session may be gone: always reopen,
+            # also after the last attempt, so that the passes that follow have a snapshot to run in.
+            ctx.cur = reopen()
+            if attempt == RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _reraise_if_lost(ctx: CheckContext, exc: psycopg.Error) -> None:
+    """Re-raises exc when the session is gone for another reason than replay: that is no rule's failure."""
+    if not recovery_conflict(exc) and is_connection_lost(exc, ctx.cur.connection):
+        raise exc
+
+
+def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule], reopen: Reopen | None) -> list[Result]:
     def work() -> list[Outcome]:
         ctx.cur.execute(row_pass_sql(ctx, table, rules))
         row = ctx.cur.fetchone()
@@ -124,24 +165,26 @@ def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule]) -> list[Resul
                 for i, r in enumerate(rules)]
 
     try:
-        outcomes, ms = _timed(ctx, work)
+        outcomes, ms = _timed(ctx, work, reopen)
     except psycopg.Error as exc:
-        if len(rules) == 1:
-            return [_error(rules[0], table, exc)]
+        _reraise_if_lost(ctx, exc)
+        if len(rules) == 1 or recovery_conflict(exc):
+            return [_error(r, table, exc) for r in rules]
         # Find the failing rule(s): evaluate each alone; the others keep their results.
-        return [res for r in rules for res in _row_pass(ctx, table, [r])]
+        return [res for r in rules for res in _row_pass(ctx, table, [r], reopen)]
     return [result(r, o, ms) for r, o in zip(rules, outcomes, strict=True)]
 
 
-def _family_pass(ctx: CheckContext, family_name: str, rules: list[Rule]) -> list[Result]:
+def _family_pass(ctx: CheckContext, family_name: str, rules: list[Rule], reopen: Reopen | None) -> list[Result]:
     family = FAMILY_OF[rules[0].code]
     assert family.evaluate is not None, f"family {family_name} has rules that need an evaluator"
     evaluate = family.evaluate
     try:
-        outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)))
+        outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)), reopen)
     except psycopg.Error as exc:
-        if len(rules) > 1:
-            return [res for r in rules for res in _family_pass(ctx, family_name, [r])]
+        _reraise_if_lost(ctx, exc)
+        if len(rules) > 1 and not recovery_conflict(exc):
+            return [res for r in rules for res in _family_pass(ctx, family_name, [r], reopen)]
         return [_error(r, r.table or "(schema)", exc) for r in rules]
     chosen = {r.code: r for r in rules}
     return [result(chosen.get(o.code, BY_CODE[o.code]), o, ms) for o in outcomes]
@@ -151,4 +194,7 @@ def _error(rule: Rule, table: str, exc: psycopg.Error) -> Result:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, psycopg.errors.QueryCanceled):
         text = f"cancelled: {text} (raise --statement-timeout, or run it on a replica)"
+    elif recovery_conflict(exc):
+        text = (f"cancelled by a recovery conflict on the standby, also when retried in a new snapshot: {text} "
+                "(raise max_standby_streaming_delay or set hot_standby_feedback = on; see docs/replicas.md)")
     return _absent(rule, table, Status.ERROR, text)

@@ -21,7 +21,8 @@ def _null(code: str, table: str, column: str, severity: Severity, *, blank: bool
         why=why or f"Every {table} row needs a {column}; code that reads it fails or shows garbage.",
         example=f"INSERT INTO {table} (…, {column}) VALUES (…, {bad_value});",
         repair=repair, repair_safety=safety, table=table, column=column,
-        message=f"{column} is {what}", hint=f"find the rows with `mita-integrity rules {code}`; supply the {column}",
+        message=f"{column} is {what}",
+        hint=f"the samples name the rows (`rules {code}` shows the query); supply the {column}",
         predicate=predicate, not_null_guarantees=not blank,
     )
 

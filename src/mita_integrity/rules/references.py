@@ -17,14 +17,14 @@ SAFE_DELETE = ("Safe: archive the row, then delete it (a row of nobody cannot be
 
 
 def _orphan(code: str, table: str, column: str, parent: str, severity: Severity, *, why: str,
-            repair: str = SAFE_DELETE) -> RowRule:
+            repair: str = SAFE_DELETE, action: str = "archives and removes them") -> RowRule:
     return RowRule(
         code=code, name=f"orphan-{table}-{column}".replace("_", "-"), section=4, severity=severity,
         finds=f"{table} rows whose {column} names no {parent.removesuffix('s')}.",
         why=why, example=f"{table}.{column} = 6f1c…e2 while no {parent} has that id",
         repair=repair, repair_safety=FixSafety.SAFE, table=table, column=column, requires=(parent,),
         message=f"{column} names no {parent.removesuffix('s')}",
-        hint=f"`mita-integrity fix --select {code}` archives and removes them; the FK migration prevents more",
+        hint=f"`mita-integrity fix --apply --select {code}` {action}; the FK migration prevents more",
         predicate=f"t.{column} IS NOT NULL AND p.id IS NULL",
         joins=(Join("p", parent, f"p.id = t.{column}"),), fk=(column, parent),
     )
@@ -46,7 +46,8 @@ SPECIFIC = (
     _orphan("REF007", "habit_completions", "user_id", "users", H, why="A completion of a deleted user."),
     _orphan("REF008", "transactions", "goal_id", "goals", H,
             why="A transaction saved towards a goal that does not exist: the goal's savings are wrong.",
-            repair="Safe: set goal_id to NULL (the transaction stays; archived first)."),
+            repair="Safe: set goal_id to NULL (the transaction stays; archived first).",
+            action="archives them and sets goal_id to NULL"),
 )
 
 REF010 = replace(

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from .context import CheckContext
+from .context import CheckContext, ident
 
 
 def count_and_sample(ctx: CheckContext, table: str, where: str, joins: str = "") -> tuple[int, tuple[str, ...]]:
     """Gives the number of rows of `table t` matching `where`, and up to --sample of their keys."""
     pk = ctx.schema.primary_keys.get(table, "id")
     ctx.cur.execute(
-        f'SELECT count(*), (array_agg(t."{pk}"::text) FILTER (WHERE true))[1:%s] '
-        f'FROM "{table}" t {joins} WHERE {where}',
+        f"SELECT count(*), (array_agg(t.{ident(pk)}::text) FILTER (WHERE true))[1:%s] "
+        f"FROM {ident(table)} t {joins} WHERE {where}",
         (ctx.options.sample,),
     )
     row = ctx.cur.fetchone()

@@ -60,7 +60,9 @@ RULES: tuple[Rule, ...] = (
           "migrations that alembic_version says ran but whose constraints are absent (stamped, not run).",
           "Production was once stamped past a migration that never ran: everyone believed in FKs that did not "
           "exist.", "alembic_version = 0022… but no fk_daily_plan_user_id", "migration recorded but not applied",
-          "stamp back to the last applied revision, then `mita-integrity migrate upgrade head`"),
+          "stamp back to the last applied revision, then `mita-integrity migrate upgrade head`",
+          repair="None by fix: `mita-integrity migrate stamp <the last revision really applied>`, then "
+                 "`mita-integrity migrate upgrade head` runs the missing migrations (each does only what is absent)."),
 )
 
 

@@ -121,6 +121,7 @@ def seed_database(conn: psycopg.Connection, options: SeedOptions, progress: Prog
                 cur.execute(setting)
             preflight.check_schema(cur)
             preflight.empty_or_replace(cur, options.replace)
+            preflight.fresh_storage(cur)
             run = SeedRun(cur, options, options.anchor_utc(_server_now(cur)))
             report("preparing", 0, len(stages))
             for done, (name, stage) in enumerate(stages, start=1):
