@@ -111,6 +111,8 @@ CASES: dict[str, Case] = {
     "empty database: check": lambda e: (_emptied(e), ["--db", e.url, "check"])[1],
     "empty database: fix": lambda e: (_emptied(e), ["--db", e.url, "fix"])[1],
     "empty database: verify": lambda e: (_emptied(e), ["--db", e.url, "verify"])[1],
+    "tables with a missing column: seed": lambda e: (
+        run_sql(e.db, "ALTER TABLE transactions DROP COLUMN merchant"), ["--db", e.url, "seed", "--users", "5"])[1],
     "unknown alembic_version: migrate upgrade": lambda e: (
         run_sql(e.db, "UPDATE alembic_version SET version_num = '0099_from_the_future'"),
         ["--db", e.url, "migrate", "upgrade", "head"])[1],

@@ -72,6 +72,8 @@ def clean_up(revision: str, codes: Sequence[str], *, budget_days: int = 30) -> i
     for item in outcome.items:
         say(f"    {item.item.code} {item.item.table}: {counted(item.done.changed, 'row')} repaired, archived in run "
             f"{outcome.run_id} ({item.after or 0} left)")
+        for note in item.done.notes if item.after else ():
+            say(f"      left: {note}")
     say(f"    clean-up archived {counted(outcome.archived, 'row')}; `mita-integrity undo {outcome.run_id}` would put "
         "them back")
     return outcome.changed

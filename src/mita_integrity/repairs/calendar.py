@@ -148,9 +148,10 @@ pair AS (SELECT c.pk_value, o.img AS before, c.after FROM changed c JOIN old o O
         locked = _lock(cur, units)
         _, sums, update, insert = self.batch_sql(ctx, rule)
         cur.execute(sums, {**key_units(units), "locked": locked})
-        cur.execute("SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n IS NULL) FROM mita_fix_sums")
+        cur.execute("SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n IS NULL AND NOT EXISTS "
+                    "(SELECT 1 FROM users u WHERE u.id = s.user_id)) FROM mita_fix_sums s")
         row = cur.fetchone() or (0, 0)
-        several = int(row[0])
+        several, nobody = int(row[0]), int(row[1])
         cur.execute(update)
         updated = cur.rowcount
         cur.execute(insert)
@@ -160,4 +161,7 @@ pair AS (SELECT c.pk_value, o.img AS before, c.after FROM changed c JOIN old o O
                             skipped=len(units) - updated - inserted)
         if several:
             done.notes.append(f"{several} keys have several plan rows: merge them first (fix --select DUP002)")
+        if nobody:
+            done.notes.append("keys of users that no longer exist get no plan row: their transactions are orphans "
+                              "(REF001), removed by `fix --apply --select REF001` or migration 0026")
         return done
