@@ -177,6 +177,9 @@ class Hammer:
     def __enter__(self) -> Hammer:
         for thread in self.threads:
             thread.start()
+        deadline = time.monotonic() + 10
+        while len(self.pids) < 2 and time.monotonic() < deadline:  # both server connections in use before
+            time.sleep(0.01)                                         # the command under test starts
         return self
 
     def __exit__(self, *exc: object) -> None:
