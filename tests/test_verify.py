@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import mita_integrity
-from mita_integrity import store
+from mita_integrity import run_history
 from mita_integrity.cli import main
 from mita_integrity.connection import Database, connect
 from mita_integrity.rules.context import load_schema
@@ -245,10 +245,10 @@ def test_check_record_stores_a_run_that_runs_lists(capsys: pytest.CaptureFixture
         run["summary"]["critical"] + run["summary"]["medium"] + run["summary"]["low"] + run["summary"]["info"]
     assert _sql(baseline_db, f"SELECT report->>'run_id' FROM integrity.runs WHERE id = '{run_id}'") == [(run_id,)]
     with connect(baseline_db) as conn, conn.cursor() as cur:
-        (row,) = store.list_runs(cur, kind="check")
+        (row,) = run_history.list_runs(cur, kind="check")
     s = row.summary
     failing = ", ".join(f"{s[k]} {k}" for k in ("critical", "high", "medium", "low", "info") if s[k])
-    assert s["high"] and store.describe(row) == f"{failing} failing; {s['rules_run']} rules run"
+    assert s["high"] and run_history.describe(row) == f"{failing} failing; {s['rules_run']} rules run"
     assert main(["--db", url, "verify", "--format", "json"]) == 1
     lines = {line["name"]: line for line in json.loads(capsys.readouterr().out)["lines"]}
     assert lines["recent-check"]["passed"] and run_id in lines["recent-check"]["evidence"]

@@ -102,23 +102,11 @@ def preflight(cur: psycopg.Cursor[Any], plan: FixPlan) -> None:
     store.refuse_read_only(cur, "fix --apply")
     missing = []
     for table, privileges in sorted(_tables_touched(plan).items()):
-        lacking = [p for p in sorted(privileges) if not table_privilege(cur, table, p)]
+        lacking = [p for p in sorted(privileges) if not store.table_privilege(cur, table, p)]
         if lacking:
             missing.append(f"{', '.join(lacking)} on {table}")
     missing += store.missing_privileges(cur, store.FIX_NEEDS)
     store.refuse_lacking(cur, "fix --apply", missing)
-
-
-def table_privilege(cur: psycopg.Cursor[Any], table: str, privilege: str) -> bool:
-    """Tells whether the role has privilege on public.table (by oid: a missing table is simply False)."""
-    return _has(cur, "SELECT has_table_privilege(c.oid, %s) FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                "c.relnamespace WHERE n.nspname = 'public' AND c.relname = %s", (privilege, table))
-
-
-def _has(cur: psycopg.Cursor[Any], query: str, params: tuple[Any, ...]) -> bool:
-    cur.execute(query, params)
-    row = cur.fetchone()
-    return bool(row and row[0])
 
 
 def _units(reader: psycopg.Connection[Any], query: str, size: int) -> Generator[list[tuple[Any, ...]], None, None]:

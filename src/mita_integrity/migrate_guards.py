@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .connection import Database, connect, require_session
 from .errors import DatabaseStateError
+from .store import refuse_read_only
 
 # Revisions that run CREATE/DROP INDEX CONCURRENTLY through Online.outside(): session SETs around a statement
 # outside any transaction, which a transaction pooler cannot carry (docs/poolers.md; a test keeps this in sync).
@@ -37,14 +38,10 @@ def require_owner(db: Database, action: str, target: str, steps: list[str], tabl
     tables the migrations alter."""
     if not steps:
         return
-    with connect(db) as conn:
-        row = conn.execute("SELECT current_user, pg_is_in_recovery() OR current_setting('transaction_read_only') "
-                           "= 'on'").fetchone()
-        missing = [r[0] for r in conn.execute(_NOT_OWNED, (["alembic_version", *tables],)).fetchall()]
-    if row and row[1]:
-        raise DatabaseStateError(f"migrate {action} {target}: this server only reads (a standby, or "
-                                 "default_transaction_read_only is on); nothing was changed",
-                                 "point --db at the primary server")
+    with connect(db) as conn, conn.cursor() as cur:
+        refuse_read_only(cur, f"migrate {action} {target}")
+        row = cur.execute("SELECT current_user").fetchone()
+        missing = [r[0] for r in cur.execute(_NOT_OWNED, (["alembic_version", *tables],)).fetchall()]
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise DatabaseStateError(

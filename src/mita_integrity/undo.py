@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
-from . import __version__, store
+from . import __version__, run_history, store
 from .connection import Database, connect, transaction
 from .errors import DatabaseStateError
 from .rules.context import Schema, ident, load_schema
@@ -172,14 +172,12 @@ def _pending(cur: psycopg.Cursor[Any], run_id: str) -> tuple[int, list[str]]:
 
 def _preflight(cur: psycopg.Cursor[Any], run_id: str) -> None:
     """Raises one clear error when the role may not restore this run's rows (before anything changes)."""
-    from .fix_apply import table_privilege
-
     store.refuse_read_only(cur, "undo")
     cur.execute(f"SELECT DISTINCT table_name FROM {ARCHIVE} WHERE run_id = %s AND restored_at IS NULL ORDER BY 1",
                 (run_id,))
     missing = []
     for (table,) in cur.fetchall():
-        lacking = [p for p in ("SELECT", "INSERT", "UPDATE", "DELETE") if not table_privilege(cur, table, p)]
+        lacking = [p for p in ("SELECT", "INSERT", "UPDATE", "DELETE") if not store.table_privilege(cur, table, p)]
         if lacking:
             missing.append(f"{', '.join(lacking)} on {table}")
     store.refuse_lacking(cur, "undo", missing + store.missing_privileges(cur, store.UNDO_NEEDS))
@@ -191,7 +189,7 @@ def undo_run(db: Database, run_text: str, batch_size: int = 5_000,
     started = time.perf_counter()
     with connect(db) as conn:
         with transaction(conn, read_only=True) as cur:
-            target = store.get_run(cur, run_text)
+            target = run_history.get_run(cur, run_text)
             if target.kind != "fix":
                 raise DatabaseStateError(f"run {target.id} is a {target.kind} run: only fix runs can be undone",
                                          "list them with: mita-integrity runs")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from .. import run_history, store
 from ..errors import UsageError
 from .app import App, console, note
 
@@ -26,7 +27,6 @@ from .app import App, console, note
 @click.pass_obj
 def runs_command(app: App, limit: int, kind: str | None, show: str | None, html: Path | None, fmt: str) -> int:
     """The history of recorded runs: id, time, kind, status, summary; --show RUN_ID prints one."""
-    from .. import store
     from ..connection import connect, transaction
 
     if html is not None and show is None:
@@ -35,7 +35,7 @@ def runs_command(app: App, limit: int, kind: str | None, show: str | None, html:
     if show is not None:
         return _show_run(app, show, html, fmt)
     with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
-        rows = store.list_runs(cur, limit, kind)
+        rows = run_history.list_runs(cur, limit, kind)
     if fmt == "json":
         console.print_json(json.dumps([r.to_json() for r in rows]))
         return 0
@@ -48,7 +48,7 @@ def runs_command(app: App, limit: int, kind: str | None, show: str | None, html:
     for name in ("kind", "status", "summary"):
         table.add_column(name)
     for r in rows:
-        table.add_row(r.id, r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.kind, r.status, store.describe(r))
+        table.add_row(r.id, r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.kind, r.status, run_history.describe(r))
     console.print(table)
     return 0
 
@@ -58,7 +58,7 @@ TREND_RUNS = 30  # the recorded check runs `runs --show RUN_ID --html` charts, t
 
 def _show_run(app: App, run_id: str, html: Path | None, fmt: str) -> int:
     """Prints one run; for a check run with `html`, also writes its report with the trends up to it."""
-    from .. import history, store
+    from .. import history
     from ..connection import connect, transaction
     from ..report import render
     from ..report.stored import load_report
@@ -69,7 +69,7 @@ def _show_run(app: App, run_id: str, html: Path | None, fmt: str) -> int:
         if not parent.is_dir() or not os.access(parent, os.W_OK) or (html.exists() and not os.access(html, os.W_OK)):
             raise UsageError(f"cannot write the HTML report to {html}: the folder is missing or not writable")
     with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
-        run = store.get_run(cur, run_id)
+        run = run_history.get_run(cur, run_id)
         if html is not None and run.kind != "check":
             raise UsageError(f"run {run.id} is a {run.kind} run: only a check run has an HTML report",
                              "list the check runs with: mita-integrity runs --kind check")
@@ -94,7 +94,6 @@ def _show_run(app: App, run_id: str, html: Path | None, fmt: str) -> int:
 
 def _run_detail(cur: Any, run: Any) -> dict[str, Any]:
     """Gives what `runs --show` says about a run beyond its row: failing results, or rules."""
-    from .. import store
 
     if run.kind == "check":
         return _check_detail(cur, run)
@@ -146,7 +145,6 @@ def _check_detail(cur: Any, run: Any) -> dict[str, Any]:
 
 
 def _has_results(cur: Any, run_id: str) -> bool:
-    from .. import store
 
     cur.execute(f"SELECT EXISTS (SELECT 1 FROM {store.SCHEMA}.run_results WHERE run_id = %s::uuid)", (run_id,))
     row = cur.fetchone()
@@ -154,13 +152,12 @@ def _has_results(cur: Any, run_id: str) -> bool:
 
 
 def _print_run(run: Any, detail: dict[str, Any]) -> None:
-    from .. import store
 
     took = f" · took {(run.finished_at - run.started_at).total_seconds():.1f} s" if run.finished_at else ""
     console.print(f"{run.kind.capitalize()} run {run.id} ({run.status})", markup=False)
     console.print(f"  started  {run.started_at.strftime('%Y-%m-%d %H:%M:%S')} UTC{took} · user {run.db_user}",
                   markup=False)
-    console.print(f"  summary  {store.describe(run)}", markup=False)
+    console.print(f"  summary  {run_history.describe(run)}", markup=False)
     if run.kind == "check":
         results = detail["results"]
         if not results:
