@@ -10,7 +10,7 @@ of one code) and holds one or more `[[case]]` tables:
     requires_extension = "amcheck"    # optional; the case is skipped where the extension cannot be created
     xfail = "why the rule gets it wrong"   # optional; the case is expected to fail (strict)
     [case.options]                    # optional CheckRequest fields: budget_days, day_boundary, since, sample,
-    budget_days = 400                 # physical
+    budget_days = 400                 # physical, no_guarantees
     [[case.expect]]                   # one per table the result is compared on
     table = "transactions"
     count = 2
@@ -40,7 +40,7 @@ from mita_integrity.findings import Result
 from mita_integrity.rules.catalogue import BY_CODE
 
 CASES_DIR = Path(__file__).resolve().parent / "rule_cases"
-OPTION_KEYS = {"budget_days", "day_boundary", "since", "sample", "physical"}
+OPTION_KEYS = {"budget_days", "day_boundary", "since", "sample", "physical", "no_guarantees"}
 CASE_KEYS = {"description", "setup", "select", "options", "expect", "requires_extension", "xfail"}
 EXPECT_KEYS = {"table", "count", "groups", "status", "reason_contains", "sample", "fix_after",
                "undo_conflicts"}

@@ -16,7 +16,7 @@ from psycopg import sql
 from . import __version__
 from .connection import Database, connect, transaction
 from .errors import DatabaseStateError, UsageError, connection_lost, is_connection_lost
-from .findings import DatabaseInfo, Report, Severity, TableStats
+from .findings import DatabaseInfo, Report, Severity, Status, TableStats
 from .rules import catalogue, engine
 from .rules.context import CheckContext, CheckOptions, Schema, load_schema
 from .rules.dayboundary import check_boundary
@@ -37,6 +37,7 @@ class CheckRequest:
     budget_days: int = 30
     day_boundary: str = "utc"
     physical: bool = False
+    no_guarantees: bool = False  # scan every rule, even where a constraint claims to rule its violations out
     statement_timeout_ms: int = 300_000
     lock_timeout_ms: int = 5_000
     extra: dict[str, Any] = field(default_factory=dict)
@@ -60,7 +61,8 @@ def options_for(request: CheckRequest) -> CheckOptions:
         raise UsageError("--statement-timeout cannot be negative")
     since = parse_duration(request.since) if request.since else None
     return CheckOptions(sample=request.sample, since_seconds=since, budget_days=request.budget_days,
-                        day_boundary=check_boundary(request.day_boundary), physical=request.physical)
+                        day_boundary=check_boundary(request.day_boundary), physical=request.physical,
+                        no_guarantees=request.no_guarantees)
 
 
 def _tables(cur: Any) -> tuple[TableStats, ...]:
@@ -76,7 +78,7 @@ def _database_info(cur: Any, db: Database, schema: Schema) -> DatabaseInfo:
     name, version, user = cur.fetchone()
     revision = None
     if schema.has("alembic_version"):
-        cur.execute("SELECT version_num FROM alembic_version LIMIT 1")
+        cur.execute("SELECT version_num FROM public.alembic_version LIMIT 1")
         row = cur.fetchone()
         revision = row[0] if row else None
     return DatabaseInfo(db.display, name, str(version).split()[0], user, revision)
@@ -149,6 +151,8 @@ def run_check(db: Database, request: CheckRequest) -> Report:
     report_options = {"since": request.since, "budget_days": request.budget_days,
                       "day_boundary": request.day_boundary, "sample": request.sample,
                       "select": list(request.select), "ignore": list(request.ignore), **request.extra}
+    if request.no_guarantees:
+        report_options["no_guarantees"] = True
     if snapshot.opened > 1:
         report_options["snapshots"] = snapshot.opened
     return Report(run_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC), database=info,
@@ -156,9 +160,12 @@ def run_check(db: Database, request: CheckRequest) -> Report:
 
 
 def exit_code(report: Report, fail_on: str = "high") -> int:
-    """Gives 0 when nothing fails at or above fail_on, 2 for a critical finding, else 1."""
+    """Gives 3 when a rule ended in `error` (a blind spot is never read as clean), else 0 when nothing fails
+    at or above fail_on, 2 for a critical finding, else 1."""
     if fail_on not in FAIL_ON:
         raise UsageError(f"--fail-on {fail_on} is not a severity", f"use one of {', '.join(FAIL_ON)}")
+    if any(r.status is Status.ERROR for r in report.results):
+        return 3
     if fail_on == "never":
         return 0
     threshold = Severity(fail_on).rank

@@ -141,6 +141,9 @@ def write_reports(report: Report, targets: dict[str, Path | None], *, color: boo
 @click.option("--day-boundary", type=click.Choice(["utc", "user-timezone"]), default="utc", show_default=True,
               help="The day a transaction belongs to.")
 @click.option("--physical", is_flag=True, help="Also verify B-tree indexes with amcheck (PHY001).")
+@click.option("--no-guarantees", is_flag=True,
+              help="Scan every rule even where a constraint claims to rule its violations out (rows written with "
+                   "triggers disabled or as a replica bypass constraints).")
 @click.option("--statement-timeout", default="300", show_default=True, metavar="SECONDS",
               help="Cancel any one rule's query after this long (300, 5m, 500ms…).")
 @click.option("--lock-timeout", default="5", show_default=True, metavar="SECONDS",
@@ -154,15 +157,15 @@ def write_reports(report: Report, targets: dict[str, Path | None], *, color: boo
 @click.pass_obj
 def check_command(app: App, formats: tuple[str, ...], output: str | None, select: tuple[str, ...],
                   ignore: tuple[str, ...], fail_on: str, since: str | None, sample: int, budget_days: int,
-                  day_boundary: str, physical: bool, statement_timeout: str, lock_timeout: str,
+                  day_boundary: str, physical: bool, no_guarantees: bool, statement_timeout: str, lock_timeout: str,
                   record: bool, alert: bool, config_path: Path | None) -> int:
-    """Run the rule catalogue read-only and report; the exit code follows --fail-on."""
+    """Run the rule catalogue read-only and report; the exit code follows --fail-on (3 when a rule errs)."""
     from ..check import CheckRequest, exit_code, options_for, run_check
     from ..rules import catalogue
 
     request = CheckRequest(
         select=select, ignore=ignore, sample=sample, since=since, budget_days=budget_days,
-        day_boundary=day_boundary, physical=physical,
+        day_boundary=day_boundary, physical=physical, no_guarantees=no_guarantees,
         statement_timeout_ms=_duration_ms(statement_timeout, "--statement-timeout"),
         lock_timeout_ms=_duration_ms(lock_timeout, "--lock-timeout"),
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ..findings import FixSafety, Severity
 from ..iso4217 import CODES
-from .base import Family, Join, RowRule
+from .base import CheckSpec, Family, Join, RowRule
 
 H, M, L = Severity.HIGH, Severity.MEDIUM, Severity.LOW
 SIGNED_CATEGORIES = ("income", "refund", "transfer")
-ISO_CODES = Join("iso", "(VALUES " + ", ".join(f"('{c}')" for c in sorted(CODES)) + ")", "iso.column1 = t.currency",
-                 key="column1")
+ISO_CODES = Join("amt001_iso", "(VALUES " + ", ".join(f"('{c}')" for c in sorted(CODES)) + ")",
+                 "amt001_iso.column1 = t.currency", key="column1")
 
 RULES = (
     RowRule(
@@ -21,7 +21,7 @@ RULES = (
         repair_safety=FixSafety.UNSAFE,
         table="transactions", column="currency", live_only=True,
         message="currency is not an ISO 4217 code", hint="correct the code; the user's currency is the usual answer",
-        predicate="t.currency IS NOT NULL AND iso.column1 IS NULL", joins=(ISO_CODES,),
+        predicate="t.currency IS NOT NULL AND amt001_iso.column1 IS NULL", joins=(ISO_CODES,),
     ),
     RowRule(
         code="AMT002", name="zero-amount", section=9, severity=L,
@@ -46,7 +46,10 @@ RULES = (
         requires=("transactions.category",),
         predicate=f"t.amount < 0 AND coalesce(lower(t.category), '') NOT IN "
                   f"({', '.join(repr(c) for c in SIGNED_CATEGORIES)})",
-        guaranteed_by_check=("ck_transactions_amount_nonnegative",),
+        # With a NULL category the CHECK is NULL (it passes) while the rule counts the row: NOT NULL is needed too.
+        guaranteed_by_check=(CheckSpec("ck_transactions_amount_nonnegative",
+                                       "amount >= 0 OR category = ANY (ARRAY['refund', 'income'])",
+                                       not_null=("category",)),),
     ),
     RowRule(
         code="AMT004", name="huge-amount", section=9, severity=M,
@@ -67,7 +70,8 @@ RULES = (
         repair="None: the intended plan needs a person (or a fresh plan from the app).",
         repair_safety=FixSafety.NONE, table="daily_plan", column="planned_amount",
         message="negative planned amount", hint="regenerate the user's plan for that day",
-        predicate="t.planned_amount < 0", guaranteed_by_check=("ck_daily_plan_planned_nonnegative",),
+        predicate="t.planned_amount < 0",
+        guaranteed_by_check=(CheckSpec("ck_daily_plan_planned_nonnegative", "planned_amount >= 0"),),
     ),
     RowRule(
         code="AMT006", name="negative-spent", section=9, severity=H,

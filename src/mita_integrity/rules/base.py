@@ -23,6 +23,14 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+SCHEMA = "public"
+
+
+def rel(name: str) -> str:
+    """Gives a relation of ours, schema-qualified: a table of the same name earlier on search_path is not read."""
+    return f"{SCHEMA}.{ident(name)}"
+
+
 def literal(text: str) -> str:
     """Quotes a string from the catalog or the configuration as an SQL literal."""
     return "'" + text.replace("'", "''") + "'"
@@ -39,14 +47,37 @@ class Join:
     than testing each row against a long IN list.
     """
 
-    alias: str
+    alias: str  # unique in the catalogue (the rule's code in it): a combined pass can never mistake it
     table: str  # a table name, or a parenthesised VALUES list
-    on: str  # SQL with the row alias t and the join alias, e.g. "p.id = t.user_id"
+    on: str  # SQL with the row alias t and the join alias, e.g. "ref001_p.id = t.user_id"
     key: str = "id"
 
     @property
     def anti(self) -> str:
         return f"{self.alias}.{self.key} IS NULL"
+
+    @property
+    def source(self) -> str:
+        """Gives the joined relation, schema-qualified (a VALUES list as it is)."""
+        return self.table if self.table.startswith("(") else rel(self.table)
+
+    @property
+    def sql(self) -> str:
+        return f"LEFT JOIN {self.source} {self.alias} ON {self.on}"
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A CHECK constraint that rules a rule's violations out, known by its definition (the name is for docs).
+
+    `definition` is compared with pg_get_constraintdef's text, casts and parentheses aside; `not_null`
+    names columns that must also be NOT NULL (a CHECK passes a row whose expression is NULL, and the rule
+    may count that row).
+    """
+
+    name: str
+    definition: str
+    not_null: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,7 +100,7 @@ class Rule:
     message: str = ""  # the one-line finding, e.g. "transaction has no user"
     hint: str = ""  # one line: what to do
     not_null_guarantees: bool = False  # a NOT NULL on `column` rules the violations out
-    guaranteed_by_check: tuple[str, ...] = ()  # validated CHECK constraints (by name) that rule it out
+    guaranteed_by_check: tuple[CheckSpec, ...] = ()  # validated CHECKs (by definition) on `table` that rule it out
     physical: bool = False  # runs only with --physical
     unit: str = "row"  # what its count counts (BUD001 counts keys, schema rules count objects)
 
@@ -107,11 +138,11 @@ class RowRule(Rule):
             if f"{join.alias}." in predicate.replace(join.anti, ""):
                 needed.append(join)
             predicate = predicate.replace(
-                join.anti, f"NOT EXISTS (SELECT 1 FROM {join.table} {join.alias} WHERE {join.on})"
+                join.anti, f"NOT EXISTS (SELECT 1 FROM {join.source} {join.alias} WHERE {join.on})"
             )
-        joins = "".join(f" LEFT JOIN {j.table} {j.alias} ON {j.on}" for j in needed)
+        joins = "".join(f" {j.sql}" for j in needed)
         extra = f" AND {where_extra}" if where_extra else ""
-        return f"{ident(str(self.table))} t{joins}", f"({predicate}){extra}"
+        return f"{rel(str(self.table))} t{joins}", f"({predicate}){extra}"
 
     def standalone_sql(self, where_extra: str = "") -> str:
         """Gives a self-contained query counting the violations (NOT EXISTS for orphans), for psql."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -11,6 +12,17 @@ from ..findings import Status
 from .base import Rule, ident
 
 CREATION_COLUMNS = ("created_at", "calculated_at", "timestamp", "started_at", "completed_at")
+
+
+def normalised_check(definition: str) -> str:
+    """Gives a CHECK definition without its casts, parentheses, spaces and case, for comparing definitions.
+
+    pg_get_constraintdef renders `amount >= 0` as `CHECK ((amount >= (0)::numeric))`; both normalise to
+    `amount>=0`, while `saved_amount <= target_amount + 1000000` stays different.
+    """
+    text = re.sub(r"::[a-z_ ]+(\[\])?", "", definition.lower())
+    text = re.sub(r"\bnot valid\b", "", text)
+    return re.sub(r"[()\s]", "", text).removeprefix("check")
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,9 @@ class Constraint:
     validated: bool
     on_delete: str  # a NO ACTION, r RESTRICT, c CASCADE, n SET NULL, d SET DEFAULT
     definition: str
+    ref_schema: str | None = None  # the referenced table's schema (a foreign key to legacy.users is not ours)
+    ref_columns: tuple[str, ...] = ()
+    enforced: bool = True  # every trigger a foreign key works through is enabled (DISABLE TRIGGER ALL is not)
 
 
 @dataclass(frozen=True)
@@ -34,33 +49,64 @@ class Schema:
     columns: dict[str, dict[str, tuple[str, bool]]]  # table -> column -> (type, not null)
     constraints: tuple[Constraint, ...]
     primary_keys: dict[str, str]  # table -> its single-column primary key
+    keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> its primary key, composite too
+    # Partitions and inheritance children: a scan of their parent reads their rows already, so a rule that
+    # goes through every table of the schema skips them (each row is counted once).
+    children: frozenset[str] = frozenset()
 
     def has(self, name: str) -> bool:
-        """Tells whether 'table' or 'table.column' exists."""
-        table, _, column = name.partition(".")
-        if table not in self.columns:
-            return False
-        return not column or column in self.columns[table]
+        """Tells whether 'table' or 'table.column' exists (a table whose own name holds a dot, too)."""
+        if name in self.columns:
+            return True
+        table, _, column = name.rpartition(".")
+        return bool(table) and table in self.columns and column in self.columns[table]
 
     def missing(self, rule: Rule) -> str | None:
         """Gives the first table/column the rule needs that is absent, or None."""
         return next((n for n in rule.needs() if not self.has(n)), None)
 
+    def missing_kind(self, name: str) -> str:
+        """Tells whether an absent `name` is a table or a column of a table that exists."""
+        table = name.rpartition(".")[0]
+        return "column" if table and table in self.columns else "table"
+
+    def row_key(self, table: str, alias: str = "t") -> str:
+        """Gives SQL naming one row of `table` as text: its primary key, a composite one as a row, else ctid."""
+        key = self.keys.get(table) or ((self.primary_keys[table],) if table in self.primary_keys else ())
+        if len(key) == 1:
+            return f"{alias}.{ident(key[0])}::text"
+        if key:
+            return "ROW(" + ", ".join(f"{alias}.{ident(c)}" for c in key) + ")::text"
+        return f"{alias}.ctid::text"
+
     def not_null(self, table: str, column: str) -> bool:
         return self.columns.get(table, {}).get(column, ("", False))[1]
 
     def validated_fk(self, table: str, column: str, parent: str) -> Constraint | None:
-        """Gives a validated FK from table.column to parent, if there is one."""
+        """Gives a foreign key that rules out orphans of table.column now: validated, to public.parent(id), enforced.
+
+        Decided by what the constraint is, never by its name: a key to another schema's `users`, to another
+        column, NOT VALID, or whose triggers are disabled lets orphans in.
+        """
         for con in self.constraints:
             if (con.kind == "f" and con.table == table and con.columns == (column,) and con.ref_table == parent
-                    and con.validated):
+                    and con.ref_schema in (None, "public") and con.ref_columns in ((), ("id",))
+                    and con.validated and con.enforced):
                 return con
         return None
 
-    def validated_check(self, names: tuple[str, ...]) -> Constraint | None:
-        """Gives the first validated CHECK constraint with one of these names."""
+    def validated_check(self, table: str, definitions: tuple[str, ...],
+                        not_null: tuple[str, ...] = ()) -> Constraint | None:
+        """Gives a validated CHECK on `table` whose definition is one of `definitions` (compared normalised).
+
+        A CHECK passes a row whose expression is NULL, so where the rule counts such a row the columns in
+        `not_null` must be NOT NULL as well for the CHECK to rule the violations out.
+        """
+        if any(not self.not_null(table, column) for column in not_null):
+            return None
+        wanted = {normalised_check(d) for d in definitions}
         for con in self.constraints:
-            if con.kind == "c" and con.name in names and con.validated:
+            if con.kind == "c" and con.table == table and con.validated and normalised_check(con.definition) in wanted:
                 return con
         return None
 
@@ -84,17 +130,32 @@ def load_schema(cur: psycopg.Cursor[Any]) -> Schema:
         """SELECT con.conname, con.contype, c.relname,
                   ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
                          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
-                  rc.relname, con.convalidated, con.confdeltype, pg_get_constraintdef(con.oid)
+                  rc.relname, con.convalidated, con.confdeltype, pg_get_constraintdef(con.oid), rn.nspname,
+                  ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+                         JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i),
+                  NOT EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgconstraint = con.oid
+                                 AND tg.tgenabled NOT IN ('O', 'A'))
              FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_class rc ON rc.oid = con.confrelid
+             LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
             WHERE n.nspname = 'public' ORDER BY c.relname, con.conname"""
     )
     constraints = tuple(
-        Constraint(name, kind, table, tuple(cols or ()), ref, validated, str(ondel or ""), definition)
-        for name, kind, table, cols, ref, validated, ondel, definition in cur.fetchall()
+        Constraint(name, kind, table, tuple(cols or ()), ref, validated, str(ondel or ""), definition, ref_schema,
+                   tuple(ref_cols or ()), bool(enforced))
+        for name, kind, table, cols, ref, validated, ondel, definition, ref_schema, ref_cols, enforced
+        in cur.fetchall()
     )
     primary_keys = {c.table: c.columns[0] for c in constraints if c.kind == "p" and len(c.columns) == 1}
-    return Schema(columns, constraints, primary_keys)
+    keys = {c.table: c.columns for c in constraints if c.kind == "p"}
+    cur.execute(
+        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+            WHERE n.nspname = 'public' AND pn.nspname = 'public' AND c.relkind IN ('r', 'p')"""
+    )
+    children = frozenset(row[0] for row in cur.fetchall())
+    return Schema(columns, constraints, primary_keys, keys, children)
 
 
 @dataclass(frozen=True)
@@ -106,6 +167,7 @@ class CheckOptions:
     budget_days: int = 30
     day_boundary: str = "utc"  # or "user-timezone"
     physical: bool = False
+    no_guarantees: bool = False  # --no-guarantees: scan every rule, whatever constraint claims to rule it out
 
 
 class Scoped(Protocol):
@@ -159,12 +221,14 @@ def schema_from_metadata(metadata: Any) -> Schema:
     columns: dict[str, dict[str, tuple[str, bool]]] = {}
     constraints: list[Constraint] = []
     primary_keys: dict[str, str] = {}
+    keys: dict[str, tuple[str, ...]] = {}
     for table in metadata.sorted_tables:
         columns[table.name] = {
             c.name: (c.type.compile(dialect=dialect).lower(), not c.nullable)
             for c in table.columns
         }
         pk = [c.name for c in table.primary_key.columns]
+        keys[table.name] = tuple(pk)
         if len(pk) == 1:
             primary_keys[table.name] = pk[0]
         for fk in table.foreign_key_constraints:
@@ -172,4 +236,4 @@ def schema_from_metadata(metadata: Any) -> Schema:
                 str(fk.name), "f", table.name, tuple(c.name for c in fk.columns), fk.referred_table.name, True,
                 {"CASCADE": "c", "SET NULL": "n", "RESTRICT": "r"}.get(str(fk.ondelete or "").upper(), "a"), "",
             ))
-    return Schema(columns, tuple(constraints), primary_keys)
+    return Schema(columns, tuple(constraints), primary_keys, keys)

@@ -21,7 +21,7 @@ def valid_zone_sql(timezone: str) -> str:
 
 def user_zones_sql() -> str:
     """Gives a query of (user_id, zone): each user's zone when PostgreSQL knows it, else 'UTC'."""
-    return ("SELECT u.id AS user_id, coalesce(z.name, 'UTC') AS zone FROM users u "
+    return ("SELECT u.id AS user_id, coalesce(z.name, 'UTC') AS zone FROM public.users u "
             "LEFT JOIN (SELECT DISTINCT name FROM pg_timezone_names) z ON z.name = u.timezone")
 
 

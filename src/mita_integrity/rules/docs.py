@@ -110,9 +110,9 @@ def guarantees(rule: Rule) -> str | None:
     if rule.not_null_guarantees and rule.table and rule.column:
         return f"`NOT NULL` on `{rule.table}.{rule.column}`"
     if rule.guaranteed_by_check:
-        checks = ", ".join(f"`{n}`" for n in rule.guaranteed_by_check)
+        checks = ", ".join(f"`{c.name}`" for c in rule.guaranteed_by_check)
         revisions = sorted({r.split("_")[0] for r, names in EXPECTED_BY_REVISION.items()
-                            if set(rule.guaranteed_by_check) & set(names)})
+                            if {c.name for c in rule.guaranteed_by_check} & set(names)})
         added = f" (added by migration {', '.join(revisions)})" if revisions else ""
         return f"the validated CHECK constraint {checks}{added}"
     if rule.code == "DUP002":

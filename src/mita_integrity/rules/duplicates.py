@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity, Status
-from .base import Family, QueryRule, Rule
+from .base import Family, QueryRule, Rule, rel
 from .context import CheckContext, Outcome, ident
 from .dayboundary import plan_day_sql
+from .nulls import NOT_BLANK, trimmed
 
 DUP001 = QueryRule(
     code="DUP001", name="duplicate-user-email", section=5, severity=Severity.CRITICAL,
@@ -33,6 +34,7 @@ DUP002 = QueryRule(
 
 RULES: tuple[Rule, ...] = (DUP001, DUP002)
 MIDNIGHT_CHECK = "ck_daily_plan_date_midnight"
+MIDNIGHT_DEFINITION = "date = date_trunc('day', date, 'UTC')"  # as migration 0023 adds it
 UNIQUE_KEY = ("user_id", "date", "category")
 
 
@@ -58,13 +60,15 @@ def _surplus(ctx: CheckContext, grouped: str) -> tuple[int, int, tuple[str, ...]
 
 
 def guaranteed_unique(ctx: CheckContext) -> str | None:
-    """Gives the name of the constraint that makes DUP002 impossible, or None."""
+    """Gives the name of the constraint that makes DUP002 impossible, or None (always None with --no-guarantees)."""
+    if ctx.options.no_guarantees:
+        return None
     unique = next((c for c in ctx.schema.constraints if c.kind == "u" and c.table == "daily_plan"
                    and set(c.columns) == set(UNIQUE_KEY)), None)
     if unique is None:
         return None
     nulls_equal = "NULLS NOT DISTINCT" in unique.definition or ctx.schema.not_null("daily_plan", "category")
-    midnight = ctx.schema.validated_check((MIDNIGHT_CHECK,))
+    midnight = ctx.schema.validated_check("daily_plan", (MIDNIGHT_DEFINITION,))
     return f"{unique.name} and {midnight.name}" if nulls_equal and midnight else None
 
 
@@ -75,9 +79,10 @@ def grouped_sql(ctx: CheckContext, code: str) -> str:
     created = "t.created_at NULLS LAST, " if ctx.schema.has(f"{table}.created_at") else ""
     ids = f"array_agg(t.id::text ORDER BY {created}t.id) AS ids"
     if code == "DUP001":
-        return (f"SELECT count(*) AS n, {ids} FROM users t WHERE btrim(t.email) <> '' "
-                f"GROUP BY lower(btrim(t.email)) HAVING count(*) > 1{_since_having(ctx, 'users')}")
-    return (f"SELECT count(*) AS n, {ids} FROM daily_plan t GROUP BY t.user_id, {plan_day_sql('t.date')}, "
+        # Blank (whitespace of any kind, tabs too) is NUL001's; surrounding whitespace of any kind is ignored.
+        return (f"SELECT count(*) AS n, {ids} FROM {rel('users')} t WHERE t.email ~ {NOT_BLANK} "
+                f"GROUP BY lower({trimmed('t.email')}) HAVING count(*) > 1{_since_having(ctx, 'users')}")
+    return (f"SELECT count(*) AS n, {ids} FROM {rel('daily_plan')} t GROUP BY t.user_id, {plan_day_sql('t.date')}, "
             f"t.category HAVING count(*) > 1{_since_having(ctx, 'daily_plan')}")
 
 

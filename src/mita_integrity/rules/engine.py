@@ -14,6 +14,7 @@ propagates.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,7 +23,7 @@ import psycopg
 
 from ..errors import is_connection_lost
 from ..findings import Result, Status
-from .base import RowRule, Rule, ident
+from .base import RowRule, Rule, rel
 from .catalogue import BY_CODE, FAMILY_OF
 from .context import CheckContext, Outcome
 
@@ -90,17 +91,20 @@ def _precheck(ctx: CheckContext, rule: Rule) -> Result | None:
         return _absent(rule, table, Status.SKIPPED, "runs only with --physical")
     missing = ctx.schema.missing(rule)
     if missing:
-        kind = "column" if "." in missing else "table"
-        return _absent(rule, table, Status.SKIPPED, f"{kind} {missing} is absent")
+        return _absent(rule, table, Status.SKIPPED, f"{ctx.schema.missing_kind(missing)} {missing} is absent")
+    if isinstance(rule, RowRule) and rule.table and ctx.since_filter(rule.table) == "false":
+        return _absent(rule, table, Status.SKIPPED, f"--since: {rule.table} has no creation time")
+    if ctx.options.no_guarantees:
+        return None
     if isinstance(rule, RowRule) and rule.table:
-        if ctx.since_filter(rule.table) == "false":
-            return _absent(rule, table, Status.SKIPPED, f"--since: {rule.table} has no creation time")
         if rule.fk and (con := ctx.schema.validated_fk(rule.table, *rule.fk)):
             return _absent(rule, table, Status.GUARANTEED, f"guaranteed by foreign key {con.name}")
         if rule.not_null_guarantees and rule.column and ctx.schema.not_null(rule.table, rule.column):
             return _absent(rule, table, Status.GUARANTEED, f"guaranteed by NOT NULL on {rule.table}.{rule.column}")
-    if rule.guaranteed_by_check and (check := ctx.schema.validated_check(rule.guaranteed_by_check)):
-        return _absent(rule, table, Status.GUARANTEED, f"guaranteed by check constraint {check.name}")
+    if rule.table:
+        for spec in rule.guaranteed_by_check:
+            if check := ctx.schema.validated_check(rule.table, (spec.definition,), spec.not_null):
+                return _absent(rule, table, Status.GUARANTEED, f"guaranteed by check constraint {check.name}")
     return None
 
 
@@ -109,21 +113,55 @@ def _condition(ctx: CheckContext, rule: RowRule) -> str:
     return f"({rule.predicate})" + (" AND t.deleted_at IS NULL" if live else "")
 
 
-def row_pass_sql(ctx: CheckContext, table: str, rules: Sequence[RowRule]) -> str:
-    """Gives the one statement that counts and samples every row rule of a table in a single scan."""
-    pk = ctx.schema.primary_keys.get(table, "id")
+_QUALIFIER = re.compile(r"(?<![\w\".])([A-Za-z_]\w*)\.(?=[A-Za-z_\"])")
+_STRING = re.compile(r"'(?:[^']|'')*'")
+_OWN = frozenset({"t", "public", "pg_catalog"})  # the row alias, and schemas
+
+
+def fragment_aliases(rule: RowRule) -> set[str]:
+    """Gives the aliases a rule's predicate and joins name, string literals aside (t and schemas excluded)."""
+    text = " ".join([rule.predicate, *(j.on for j in rule.joins)])
+    return {m for m in _QUALIFIER.findall(_STRING.sub("''", text))} - _OWN
+
+
+def pass_joins(rules: Sequence[RowRule]) -> list[str]:
+    """Gives the LEFT JOINs of a combined pass; asserts that no two rules' fragments can be mistaken.
+
+    Each rule's predicate may name only the row alias t and its own joins; an alias two rules declare must
+    be the very same join. Otherwise one rule would silently test another's join (issue 13.1: REF008 read
+    REF001's `users` join and passed over a real orphan).
+    """
     joins: dict[str, str] = {}
     for rule in rules:
+        own = {j.alias for j in rule.joins}
+        stray = fragment_aliases(rule) - own
+        assert not stray, f"{rule.code}: its SQL names {sorted(stray)}, which are not its own joins"
         for join in rule.joins:
-            joins.setdefault(join.alias, f"LEFT JOIN {join.table} {join.alias} ON {join.on}")
-    columns = []
-    for rule in rules:
-        cond = _condition(ctx, rule)
-        columns.append(f"count(*) FILTER (WHERE {cond})")
-        columns.append(f'(array_agg(t.{ident(pk)}::text) FILTER (WHERE {cond}))[1:{int(ctx.options.sample)}]')
+            assert joins.setdefault(join.alias, join.sql) == join.sql, (
+                f"{rule.code}: alias {join.alias} collides with another rule's join in the same pass")
+    return list(joins.values())
+
+
+def row_pass_sql(ctx: CheckContext, table: str, rules: Sequence[RowRule]) -> str:
+    """Gives the one statement that counts every row rule of a table in a single scan (samples come later).
+
+    Counts only: no array aggregate, so the planner may run the scan in parallel.
+    """
+    joins = pass_joins(rules)
+    columns = [f"count(*) FILTER (WHERE {_condition(ctx, rule)})" for rule in rules]
     since = ctx.since_filter(table)
-    return (f'SELECT {", ".join(columns)} FROM {ident(table)} t {" ".join(joins.values())}'
+    return (f'SELECT {", ".join(columns)} FROM {rel(table)} t {" ".join(joins)}'
             + (f" WHERE {since}" if since else ""))
+
+
+def sample_sql(ctx: CheckContext, rule: RowRule) -> str:
+    """Gives a bounded query of up to --sample keys of a failing row rule (memory does not grow with violations)."""
+    assert rule.table is not None
+    extra = [c for c in (ctx.since_filter(rule.table),) if c]
+    if rule.live_only and ctx.schema.has(f"{rule.table}.deleted_at"):
+        extra.append("t.deleted_at IS NULL")
+    source, where = rule.selection(" AND ".join(extra))
+    return f"SELECT {ctx.schema.row_key(rule.table)} FROM {source} WHERE {where} LIMIT {int(ctx.options.sample)}"
 
 
 def recovery_conflict(exc: BaseException) -> bool:
@@ -161,8 +199,14 @@ def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule], reopen: Reope
         ctx.cur.execute(row_pass_sql(ctx, table, rules))
         row = ctx.cur.fetchone()
         assert row is not None
-        return [Outcome(r.code, table, int(row[2 * i]), sample=tuple(row[2 * i + 1] or ()))
-                for i, r in enumerate(rules)]
+        out = []
+        for rule, count in zip(rules, row, strict=True):
+            sample: tuple[str, ...] = ()
+            if count and ctx.options.sample > 0:
+                ctx.cur.execute(sample_sql(ctx, rule))
+                sample = tuple(r[0] for r in ctx.cur.fetchall())
+            out.append(Outcome(rule.code, table, int(count), sample=sample))
+        return out
 
     try:
         outcomes, ms = _timed(ctx, work, reopen)

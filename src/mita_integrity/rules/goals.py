@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, RowRule
+from .base import CheckSpec, Family, RowRule
 
 H, M = Severity.HIGH, Severity.MEDIUM
 VALID_STATUSES = ("active", "completed", "paused", "cancelled")
@@ -40,7 +40,8 @@ RULES = (
         repair_safety=FixSafety.UNSAFE, table="goals", column="saved_amount",
         requires=("goals.target_amount",), live_only=True,
         message="saved more than the target", hint="ask whether the target grew; cap only with --unsafe",
-        predicate="t.saved_amount > t.target_amount", guaranteed_by_check=("ck_goals_saved_le_target",),
+        predicate="t.saved_amount > t.target_amount",
+        guaranteed_by_check=(CheckSpec("ck_goals_saved_le_target", "saved_amount <= target_amount"),),
     ),
     RowRule(
         code="GOL004", name="goal-negative-saved", section=8, severity=H,
@@ -60,7 +61,8 @@ RULES = (
         repair="None: the intended target needs a person.", repair_safety=FixSafety.NONE,
         table="goals", column="target_amount",
         message="target is not positive", hint="ask the user for the target, or cancel the goal",
-        predicate="t.target_amount <= 0", guaranteed_by_check=("ck_goals_target_positive",),
+        predicate="t.target_amount <= 0",
+        guaranteed_by_check=(CheckSpec("ck_goals_target_positive", "target_amount > 0"),),
     ),
     RowRule(
         code="GOL006", name="goal-unknown-status", section=8, severity=M,

@@ -6,13 +6,20 @@ from ..findings import FixSafety, Severity
 from .base import Family, RowRule
 
 C, H = Severity.CRITICAL, Severity.HIGH
+# Blank is whitespace of any kind (tabs, newlines too), not only spaces: btrim() would see '\t' as a value.
+NOT_BLANK = "'[^[:space:]]'"
+
+
+def trimmed(value: str) -> str:
+    """Gives SQL for `value` without surrounding whitespace of any kind."""
+    return f"regexp_replace({value}, '^[[:space:]]+|[[:space:]]+$', '', 'g')"
 NONE, UNSAFE = FixSafety.NONE, FixSafety.UNSAFE
 
 
 def _null(code: str, table: str, column: str, severity: Severity, *, blank: bool = False,
           repair: str = "None: a person must supply the value (the application cannot work without it).",
           safety: FixSafety = NONE, why: str = "") -> RowRule:
-    predicate = f"t.{column} IS NULL" + (f" OR btrim(t.{column}) = ''" if blank else "")
+    predicate = f"t.{column} IS NULL" + (f" OR t.{column} !~ {NOT_BLANK}" if blank else "")
     what = "NULL or blank" if blank else "NULL"
     bad_value = "'  '" if blank else "NULL"
     return RowRule(

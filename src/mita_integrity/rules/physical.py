@@ -34,6 +34,7 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
              JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
              JOIN pg_am am ON am.oid = i.relam
             WHERE n.nspname = 'public' AND am.amname = 'btree' AND x.indisvalid AND x.indisready
+              AND i.relkind = 'i' -- a partitioned table's index has no storage: its partitions' indexes are checked
             ORDER BY 1, 2"""
     )
     bad: dict[str, list[str]] = {}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..findings import FixSafety, Severity
-from .base import Family, Join, QueryRule, RowRule, Rule
+import psycopg
+
+from ..errors import is_connection_lost
+from ..findings import FixSafety, Severity, Status
+from .base import Family, Join, QueryRule, RowRule, Rule, rel
 from .context import CheckContext, Outcome, Schema
 from .sampling import count_and_sample
 
@@ -18,6 +21,7 @@ SAFE_DELETE = ("Safe: archive the row, then delete it (a row of nobody cannot be
 
 def _orphan(code: str, table: str, column: str, parent: str, severity: Severity, *, why: str,
             repair: str = SAFE_DELETE, action: str = "archives and removes them") -> RowRule:
+    alias = f"{code.lower()}_p"  # the rule's own name for its parent: no other rule's join can answer for it
     return RowRule(
         code=code, name=f"orphan-{table}-{column}".replace("_", "-"), section=4, severity=severity,
         finds=f"{table} rows whose {column} names no {parent.removesuffix('s')}.",
@@ -25,8 +29,8 @@ def _orphan(code: str, table: str, column: str, parent: str, severity: Severity,
         repair=repair, repair_safety=FixSafety.SAFE, table=table, column=column, requires=(parent,),
         message=f"{column} names no {parent.removesuffix('s')}",
         hint=f"`mita-integrity fix --apply --select {code}` {action}; the FK migration prevents more",
-        predicate=f"t.{column} IS NOT NULL AND p.id IS NULL",
-        joins=(Join("p", parent, f"p.id = t.{column}"),), fk=(column, parent),
+        predicate=f"t.{column} IS NOT NULL AND {alias}.id IS NULL",
+        joins=(Join(alias, parent, f"{alias}.id = t.{column}"),), fk=(column, parent),
     )
 
 
@@ -78,7 +82,7 @@ def user_id_tables(schema: Schema, *, uuid: bool) -> list[str]:
     out = []
     for table, cols in sorted(schema.columns.items()):
         typ = cols.get("user_id", ("", False))[0]
-        if table == "users" or not typ:
+        if table == "users" or not typ or table in schema.children:  # a child's rows are read with its parent's
             continue
         if (typ == "uuid") == uuid and (uuid or typ.startswith(("character varying", "varchar", "text", "char"))):
             out.append(table)
@@ -92,19 +96,32 @@ def expand(schema: Schema) -> tuple[Rule, ...]:
 
 # A text user_id must be a UUID in canonical form that names a user (checked only once it is a UUID,
 # because casting anything else to uuid would fail the whole query).
-REF011_WHERE = (f"CASE WHEN t.user_id ~ {UUID_TEXT} "
-                "THEN NOT EXISTS (SELECT 1 FROM users u WHERE u.id = t.user_id::uuid) ELSE true END")
+# A NULL user_id is no one's, as for REF001 and REF010 (NUL rules speak of missing values), so not counted.
+REF011_WHERE = (f"t.user_id IS NOT NULL AND CASE WHEN t.user_id ~ {UUID_TEXT} "
+                f"THEN NOT EXISTS (SELECT 1 FROM {rel('users')} u WHERE u.id = t.user_id::uuid) ELSE true END")
 
 
 def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
-    """Gives REF011's outcome per text user_id table."""
+    """Gives REF011's outcome per text user_id table; one table that cannot be read is that table's error only."""
     out = []
     for table in user_id_tables(ctx.schema, uuid=False):
         where = REF011_WHERE
         since = ctx.since_filter(table)
+        if since == "false":  # like the row rules: a table without a creation time has no window
+            out.append(Outcome("REF011", table, status=Status.SKIPPED, column="user_id",
+                               reason=f"--since: {table} has no creation time"))
+            continue
         if since:
             where += f" AND {since}"
-        count, sample = count_and_sample(ctx, table, where)
+        try:
+            with ctx.cur.connection.transaction():  # a savepoint: the other tables keep their results
+                count, sample = count_and_sample(ctx, table, where)
+        except psycopg.Error as exc:
+            if is_connection_lost(exc, ctx.cur.connection) or exc.sqlstate in ("40001", "57P04"):
+                raise
+            out.append(Outcome("REF011", table, status=Status.ERROR, column="user_id",
+                               reason=(str(exc).strip().splitlines() or [type(exc).__name__])[0]))
+            continue
         out.append(Outcome("REF011", table, count, sample=sample, column="user_id"))
     return out
 

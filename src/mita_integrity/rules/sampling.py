@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from .context import CheckContext, ident
+from .base import rel
+from .context import CheckContext
 
 
 def count_and_sample(ctx: CheckContext, table: str, where: str, joins: str = "") -> tuple[int, tuple[str, ...]]:
     """Gives the number of rows of `table t` matching `where`, and up to --sample of their keys."""
-    pk = ctx.schema.primary_keys.get(table, "id")
-    ctx.cur.execute(
-        f"SELECT count(*), (array_agg(t.{ident(pk)}::text) FILTER (WHERE true))[1:%s] "
-        f"FROM {ident(table)} t {joins} WHERE {where}",
-        (ctx.options.sample,),
-    )
+    source = f"{rel(table)} t {joins}"
+    ctx.cur.execute(f"SELECT count(*) FROM {source} WHERE {where}")
     row = ctx.cur.fetchone()
     assert row is not None
-    return int(row[0]), tuple(row[1] or ())
+    sample: tuple[str, ...] = ()
+    if row[0] and ctx.options.sample > 0:
+        # Only for a failing rule, and bounded: memory never grows with the number of violations.
+        ctx.cur.execute(f"SELECT {ctx.schema.row_key(table)} FROM {source} WHERE {where} LIMIT %s",
+                        (ctx.options.sample,))
+        sample = tuple(r[0] for r in ctx.cur.fetchall())
+    return int(row[0]), sample

@@ -78,19 +78,22 @@ def _values(pairs: list[tuple[str, ...]]) -> str:
 # Each statement yields (table, count, sample text[]): one row per table the rule looked at. The engine
 # runs it inside the snapshot and the psql script prints the same statement's first two columns.
 SQL: dict[str, str] = {
+    # Per user_id column: a key from another column of the table (say, created_by) does not protect user_id.
     "SCH001": """SELECT c.relname::text, m.missing::int, CASE WHEN m.missing THEN ARRAY['user_id'] END
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
+                                 AND a.atttypid = 'uuid'::regtype
              CROSS JOIN LATERAL (SELECT NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.conrelid = c.oid
-                    AND f.contype = 'f' AND f.confrelid = to_regclass('public.users')) AS missing) m
+                    AND f.contype = 'f' AND f.confrelid = to_regclass('public.users') AND f.conkey = ARRAY[a.attnum]
+                    AND f.confkey = ARRAY[(SELECT u.attnum FROM pg_attribute u
+                                            WHERE u.attrelid = f.confrelid AND u.attname = 'id')]) AS missing) m
             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users'
-              AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'user_id'
-                          AND NOT a.attisdropped AND a.atttypid = 'uuid'::regtype)
             ORDER BY 1""",
     "SCH002": f"""SELECT c.relname::text, count(*), array_agg(con.conname::text ORDER BY con.conname)
              {_FKS} AND NOT con.convalidated GROUP BY 1 ORDER BY 1""",
     "SCH003": """SELECT 'daily_plan', (NOT EXISTS (SELECT 1 FROM pg_index x
                     WHERE x.indrelid = to_regclass('public.daily_plan') AND x.indisunique AND x.indisvalid
-                      AND x.indnatts = 3 AND (x.indnullsnotdistinct OR EXISTS (SELECT 1 FROM pg_attribute a
+                      AND x.indpred IS NULL AND x.indexprs IS NULL AND x.indnatts = 3 AND (x.indnullsnotdistinct OR EXISTS (SELECT 1 FROM pg_attribute a
                           WHERE a.attrelid = x.indrelid AND a.attname = 'category' AND a.attnotnull))
                       AND ARRAY(SELECT a.attname::text FROM unnest(x.indkey) k JOIN pg_attribute a
                           ON a.attrelid = x.indrelid AND a.attnum = k) @> ARRAY['user_id', 'date', 'category']))::int,
@@ -111,11 +114,15 @@ SQL: dict[str, str] = {
                     FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
                     WHERE tg.tgrelid = to_regclass('public.transactions') AND p.proname = '{SPENT_TRIGGER_FUNCTION}')
             WHERE to_regclass('public.transactions') IS NOT NULL""",
+    # A partial index cannot serve the lookups of a cascade (they ask for every row of the key), nor can an
+    # invalid one: only a valid index without a predicate that leads with the column counts.
     "SCH006": f"""SELECT c.relname::text,
                   count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = con.conrelid
-                                                      AND x.indkey[0] = con.conkey[1])),
+                                                      AND x.indkey[0] = con.conkey[1] AND x.indpred IS NULL
+                                                      AND x.indisvalid)),
                   array_agg(a.attname::text ORDER BY a.attname) FILTER (WHERE NOT EXISTS (SELECT 1 FROM pg_index x
-                                 WHERE x.indrelid = con.conrelid AND x.indkey[0] = con.conkey[1]))
+                                 WHERE x.indrelid = con.conrelid AND x.indkey[0] = con.conkey[1]
+                                   AND x.indpred IS NULL AND x.indisvalid))
              {_FKS.replace("WHERE", "JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]"
                                     " WHERE", 1)} GROUP BY 1 ORDER BY 1""",
     "SCH007": """SELECT t.relname::text, count(*), array_agg(i.relname::text ORDER BY i.relname)
@@ -128,7 +135,7 @@ SQL: dict[str, str] = {
     "SCH009": f"""WITH chain(pos, rev) AS (VALUES {_values([(str(i), r) for i, r in enumerate(CHAIN)])}),
              expected(rev, item) AS (VALUES {_values([(r, i) for r, items in EXPECTED_BY_REVISION.items()
                                                        for i in items])}),
-             applied AS (SELECT c2.rev FROM alembic_version v JOIN chain c1 ON c1.rev = v.version_num
+             applied AS (SELECT c2.rev FROM public.alembic_version v JOIN chain c1 ON c1.rev = v.version_num
                            JOIN chain c2 ON c2.pos::int <= c1.pos::int),
              missing AS (SELECT e.rev || ': ' || e.item AS what FROM expected e JOIN applied USING (rev)
                           WHERE CASE

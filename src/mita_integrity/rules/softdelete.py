@@ -26,7 +26,7 @@ SDL002 = RowRule(
     repair="None: unlink or restore the goal after asking the user.", repair_safety=FixSafety.NONE,
     table="transactions", column="goal_id", requires=("goals.deleted_at",), live_only=True,
     message="linked to a soft-deleted goal", hint="unlink the goal (goal_id = NULL) or restore the goal",
-    predicate="g.deleted_at IS NOT NULL", joins=(Join("g", "goals", "g.id = t.goal_id"),),
+    predicate="sdl002_g.deleted_at IS NOT NULL", joins=(Join("sdl002_g", "goals", "sdl002_g.id = t.goal_id"),),
 )
 
 RULES: tuple[Rule, ...] = (SDL001, SDL002)
@@ -34,7 +34,8 @@ RULES: tuple[Rule, ...] = (SDL001, SDL002)
 
 def expand(schema: Schema) -> tuple[Rule, ...]:
     """Gives SDL001 once per table with a deleted_at column."""
-    tables = sorted(t for t, cols in schema.columns.items() if "deleted_at" in cols)
+    # A partition's or inheritance child's rows are read with its parent's: each row is counted once.
+    tables = sorted(t for t, cols in schema.columns.items() if "deleted_at" in cols and t not in schema.children)
     return tuple(replace(SDL001, table=t) for t in tables)
 
 

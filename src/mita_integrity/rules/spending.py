@@ -8,8 +8,8 @@ key (see each statement's docstring).
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, QueryRule, Rule
-from .context import CheckContext, Outcome, Scoped
+from .base import Family, QueryRule, Rule, rel
+from .context import CheckContext, Outcome, Scoped, ident
 from .dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
 
 DUP003 = QueryRule(
@@ -53,21 +53,30 @@ def dup003_sql(ctx: CheckContext) -> str:
     live = " AND t.deleted_at IS NULL" if ctx.schema.has("transactions.deleted_at") else ""
     created = ctx.schema.creation_column("transactions")
     window = ctx.options.since_seconds
-    recent = (f" AND max(t.{created}) >= now() - make_interval(secs => {int(window)})"
+    recent = (f" AND max(t.created) >= now() - make_interval(secs => {int(window)})"
               if window is not None and created else "")
+    columns = "t.user_id, t.category, t.amount, t.id, c.second"
+    columns += f", t.{ident(created)} AS created" if created else ""
     return f"""
 WITH candidates AS MATERIALIZED (
     SELECT DISTINCT user_id, second FROM (
         SELECT user_id, date_trunc('second', spent_at) AS second,
                lag(date_trunc('second', spent_at)) OVER (PARTITION BY user_id ORDER BY spent_at) AS previous
-          FROM transactions WHERE spent_at IS NOT NULL) ordered
+          FROM {rel('transactions')} WHERE spent_at IS NOT NULL) ordered
      WHERE second = previous),
+matched AS (
+    SELECT {columns} FROM candidates c
+      JOIN {rel('transactions')} t ON t.user_id = c.user_id AND t.spent_at >= c.second
+                                   AND t.spent_at < c.second + interval '1 second'{live}
+    UNION ALL  -- a NULL user_id is a key value like any other column's (the join above cannot match it)
+    SELECT {columns} FROM candidates c
+      JOIN {rel('transactions')} t ON t.user_id IS NULL AND t.spent_at >= c.second
+                                   AND t.spent_at < c.second + interval '1 second'{live}
+     WHERE c.user_id IS NULL),
 duplicated AS (
     SELECT count(*) AS n, max(t.id::text) AS last_id
-      FROM candidates c
-      JOIN transactions t ON t.user_id = c.user_id AND t.spent_at >= c.second
-                         AND t.spent_at < c.second + interval '1 second'{live}
-     GROUP BY t.user_id, t.category, t.amount, c.second
+      FROM matched t
+     GROUP BY t.user_id, t.category, t.amount, t.second
     HAVING count(*) > 1{recent})
 SELECT coalesce(sum(n - 1), 0), count(*), (array_agg(last_id))[1:%(n)s] FROM duplicated"""
 
@@ -98,11 +107,11 @@ WITH keyed AS (
            min(plan_id) AS plan_id
       FROM (SELECT t.user_id, {tx_day} AS day, t.category, t.amount AS total, 0 AS spent, false AS planned,
                    NULL AS plan_id
-              FROM transactions t{zone_join}
+              FROM {rel('transactions')} t{zone_join}
              WHERE {live}t.spent_at IS NOT NULL AND {tx_day} >= {start}
             UNION ALL
             SELECT t.user_id, {plan_day}, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text
-              FROM daily_plan t WHERE {plan_day} >= {start}) stacked
+              FROM {rel('daily_plan')} t WHERE {plan_day} >= {start}) stacked
      GROUP BY user_id, day, category)"""
 
 

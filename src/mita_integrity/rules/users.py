@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, QueryRule, RowRule, Rule
+from .base import Family, QueryRule, RowRule, Rule, rel
 from .context import CheckContext, Outcome
 from .sampling import count_and_sample
 
@@ -44,7 +44,7 @@ def usr003_where(ctx: CheckContext) -> str:
     """Gives USR003's condition on users t: onboarded, and no live transaction (an anti-join)."""
     live = " AND x.deleted_at IS NULL" if ctx.schema.has("transactions.deleted_at") else ""
     since = ctx.since_filter("users")
-    return (f"t.has_onboarded AND NOT EXISTS (SELECT 1 FROM transactions x WHERE x.user_id = t.id{live})"
+    return (f"t.has_onboarded AND NOT EXISTS (SELECT 1 FROM {rel('transactions')} x WHERE x.user_id = t.id{live})"
             + (f" AND {since}" if since else ""))
 
 
