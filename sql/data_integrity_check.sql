@@ -13,69 +13,71 @@ BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;
 \echo '== 1. Overview'
 SELECT current_database() AS database, current_setting('server_version') AS server_version,
        current_user AS "user", now() AS checked_at,
-       (SELECT version_num FROM alembic_version LIMIT 1) AS alembic_revision;
+       (SELECT version_num FROM public.alembic_version LIMIT 1) AS alembic_revision;
 \echo '== 2. Row counts'
 SELECT relname AS "table", n_live_tup AS live_rows, n_dead_tup AS dead_rows, last_vacuum,
        last_autovacuum
   FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname;
 \echo '== 3. Missing critical values'
 \echo 'NUL001 [high] users rows whose email is NULL or blank.'
-SELECT 'NUL001' AS code, 'users' AS "table", count(*) AS count FROM "users" t WHERE (t.email IS NULL OR btrim(t.email) = '');
+SELECT 'NUL001' AS code, 'users' AS "table", count(*) AS count FROM public."users" t WHERE (t.email IS NULL OR t.email !~ '[^[:space:]]');
 \echo 'NUL002 [high] users rows whose password_hash is NULL.'
-SELECT 'NUL002' AS code, 'users' AS "table", count(*) AS count FROM "users" t WHERE (t.password_hash IS NULL);
+SELECT 'NUL002' AS code, 'users' AS "table", count(*) AS count FROM public."users" t WHERE (t.password_hash IS NULL);
 \echo 'NUL003 [critical] transactions rows whose user_id is NULL.'
-SELECT 'NUL003' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.user_id IS NULL);
+SELECT 'NUL003' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.user_id IS NULL);
 \echo 'NUL004 [high] transactions rows whose category is NULL or blank.'
-SELECT 'NUL004' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.category IS NULL OR btrim(t.category) = '');
+SELECT 'NUL004' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.category IS NULL OR t.category !~ '[^[:space:]]');
 \echo 'NUL005 [critical] transactions rows whose amount is NULL.'
-SELECT 'NUL005' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.amount IS NULL);
+SELECT 'NUL005' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.amount IS NULL);
 \echo 'NUL006 [high] transactions rows whose spent_at is NULL.'
-SELECT 'NUL006' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.spent_at IS NULL);
+SELECT 'NUL006' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.spent_at IS NULL);
 \echo 'NUL007 [critical] goals rows whose user_id is NULL.'
-SELECT 'NUL007' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.user_id IS NULL);
+SELECT 'NUL007' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.user_id IS NULL);
 \echo 'NUL008 [high] goals rows whose title is NULL or blank.'
-SELECT 'NUL008' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.title IS NULL OR btrim(t.title) = '');
+SELECT 'NUL008' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.title IS NULL OR t.title !~ '[^[:space:]]');
 \echo 'NUL009 [critical] goals rows whose target_amount is NULL.'
-SELECT 'NUL009' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.target_amount IS NULL);
+SELECT 'NUL009' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.target_amount IS NULL);
 \echo 'NUL010 [critical] daily_plan rows whose user_id is NULL.'
-SELECT 'NUL010' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.user_id IS NULL);
+SELECT 'NUL010' AS code, 'daily_plan' AS "table", count(*) AS count FROM public."daily_plan" t WHERE (t.user_id IS NULL);
 \echo 'NUL011 [high] daily_plan rows whose date is NULL.'
-SELECT 'NUL011' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.date IS NULL);
+SELECT 'NUL011' AS code, 'daily_plan' AS "table", count(*) AS count FROM public."daily_plan" t WHERE (t.date IS NULL);
 \echo '== 4. Orphaned records'
 \echo 'REF001 [critical] transactions rows whose user_id names no user.'
-SELECT 'REF001' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF001' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public."users" ref001_p WHERE ref001_p.id = t.user_id));
 \echo 'REF002 [critical] goals rows whose user_id names no user.'
-SELECT 'REF002' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF002' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public."users" ref002_p WHERE ref002_p.id = t.user_id));
 \echo 'REF003 [critical] daily_plan rows whose user_id names no user.'
-SELECT 'REF003' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF003' AS code, 'daily_plan' AS "table", count(*) AS count FROM public."daily_plan" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public."users" ref003_p WHERE ref003_p.id = t.user_id));
 \echo 'REF004 [critical] subscriptions rows whose user_id names no user.'
-SELECT 'REF004' AS code, 'subscriptions' AS "table", count(*) AS count FROM "subscriptions" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF004' AS code, 'subscriptions' AS "table", count(*) AS count FROM public."subscriptions" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public."users" ref004_p WHERE ref004_p.id = t.user_id));
 \echo 'REF005 [high] habits rows whose user_id names no user.'
-SELECT 'REF005' AS code, 'habits' AS "table", count(*) AS count FROM "habits" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF005' AS code, 'habits' AS "table", count(*) AS count FROM public."habits" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public."users" ref005_p WHERE ref005_p.id = t.user_id));
 \echo 'REF006 [high] habit_completions rows whose habit_id names no habit.'
-SELECT 'REF006' AS code, 'habit_completions' AS "table", count(*) AS count FROM "habit_completions" t WHERE (t.habit_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM habits p WHERE p.id = t.habit_id));
+SELECT 'REF006' AS code, 'habit_completions' AS "table", count(*) AS count FROM public."habit_completions" t WHERE (t.habit_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public."habits" ref006_p WHERE ref006_p.id = t.habit_id));
 \echo 'REF007 [high] habit_completions rows whose user_id names no user.'
-SELECT 'REF007' AS code, 'habit_completions' AS "table", count(*) AS count FROM "habit_completions" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id));
+SELECT 'REF007' AS code, 'habit_completions' AS "table", count(*) AS count FROM public."habit_completions" t WHERE (t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public."users" ref007_p WHERE ref007_p.id = t.user_id));
 \echo 'REF008 [high] transactions rows whose goal_id names no goal.'
-SELECT 'REF008' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.goal_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM goals p WHERE p.id = t.goal_id));
+SELECT 'REF008' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.goal_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public."goals" ref008_p WHERE ref008_p.id = t.goal_id));
 \echo 'REF010 [high] rows of any other table whose uuid user_id names no user.'
-SELECT format($q$SELECT 'REF010' AS code, %L AS "table", count(*) AS count FROM %I t WHERE t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id)$q$, c.relname, c.relname)
+SELECT format($q$SELECT 'REF010' AS code, %L AS "table", count(*) AS count FROM public.%I t WHERE t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public.users p WHERE p.id = t.user_id)$q$, c.relname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND a.atttypid = 'uuid'::regtype AND c.relname NOT IN ('daily_plan', 'goals', 'habit_completions', 'habits', 'subscriptions', 'transactions')
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
  ORDER BY c.relname \gexec
 \echo 'REF011 [medium] varchar user_id values (expenses, user_answers, user_profiles) that are not a UUID or name no user.'
-SELECT format($q$SELECT 'REF011' AS code, %L AS "table", count(*) AS count FROM %I t WHERE CASE WHEN t.user_id ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN NOT EXISTS (SELECT 1 FROM users u WHERE u.id = t.user_id::uuid) ELSE true END$q$, c.relname, c.relname)
+SELECT format($q$SELECT 'REF011' AS code, %L AS "table", count(*) AS count FROM public.%I t WHERE t.user_id IS NOT NULL AND CASE WHEN t.user_id ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN NOT EXISTS (SELECT 1 FROM public."users" u WHERE u.id = t.user_id::uuid) ELSE true END$q$, c.relname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND a.atttypid IN ('character varying'::regtype, 'text'::regtype)
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
  ORDER BY c.relname \gexec
 \echo '== 5. Duplicates'
 \echo 'DUP001 [critical] users whose e-mails are equal ignoring case and surrounding spaces (blank ones are NUL001''s).'
-WITH d AS (SELECT count(*) AS n, array_agg(t.id::text ORDER BY t.created_at NULLS LAST, t.id) AS ids FROM users t WHERE btrim(t.email) <> '' GROUP BY lower(btrim(t.email)) HAVING count(*) > 1)
+WITH d AS (SELECT count(*) AS n, array_agg(t.id::text ORDER BY t.created_at NULLS LAST, t.id) AS ids FROM public."users" t WHERE t.email ~ '[^[:space:]]' GROUP BY lower(regexp_replace(t.email, '^[[:space:]]+|[[:space:]]+$', '', 'g')) HAVING count(*) > 1)
 SELECT 'DUP001' AS code, 'users' AS "table", coalesce(sum(n - 1), 0) AS count, count(*) AS groups FROM d;
 \echo 'DUP002 [high] daily_plan rows sharing (user_id, day of date, category); NULL categories count as equal.'
-WITH d AS (SELECT count(*) AS n, array_agg(t.id::text ORDER BY t.created_at NULLS LAST, t.id) AS ids FROM daily_plan t GROUP BY t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category HAVING count(*) > 1)
+WITH d AS (SELECT count(*) AS n, array_agg(t.id::text ORDER BY t.created_at NULLS LAST, t.id) AS ids FROM public."daily_plan" t GROUP BY t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category HAVING count(*) > 1)
 SELECT 'DUP002' AS code, 'daily_plan' AS "table", coalesce(sum(n - 1), 0) AS count, count(*) AS groups FROM d;
 \echo 'DUP003 [medium] live transactions identical in user, category, amount and spent_at to the second.'
 SELECT 'DUP003' AS code, 'transactions' AS "table", s.surplus AS count, s.groups
@@ -84,27 +86,34 @@ WITH candidates AS MATERIALIZED (
     SELECT DISTINCT user_id, second FROM (
         SELECT user_id, date_trunc('second', spent_at) AS second,
                lag(date_trunc('second', spent_at)) OVER (PARTITION BY user_id ORDER BY spent_at) AS previous
-          FROM transactions WHERE spent_at IS NOT NULL) ordered
+          FROM public."transactions" WHERE spent_at IS NOT NULL) ordered
      WHERE second = previous),
+matched AS (
+    SELECT t.user_id, t.category, t.amount, t.id, c.second, t."created_at" AS created FROM candidates c
+      JOIN public."transactions" t ON t.user_id = c.user_id AND t.spent_at >= c.second
+                                   AND t.spent_at < c.second + interval '1 second' AND t.deleted_at IS NULL
+    UNION ALL  -- a NULL user_id is a key value like any other column's (the join above cannot match it)
+    SELECT t.user_id, t.category, t.amount, t.id, c.second, t."created_at" AS created FROM candidates c
+      JOIN public."transactions" t ON t.user_id IS NULL AND t.spent_at >= c.second
+                                   AND t.spent_at < c.second + interval '1 second' AND t.deleted_at IS NULL
+     WHERE c.user_id IS NULL),
 duplicated AS (
     SELECT count(*) AS n, max(t.id::text) AS last_id
-      FROM candidates c
-      JOIN transactions t ON t.user_id = c.user_id AND t.spent_at >= c.second
-                         AND t.spent_at < c.second + interval '1 second' AND t.deleted_at IS NULL
-     GROUP BY t.user_id, t.category, t.amount, c.second
+      FROM matched t
+     GROUP BY t.user_id, t.category, t.amount, t.second
     HAVING count(*) > 1)
 SELECT coalesce(sum(n - 1), 0), count(*), (array_agg(last_id))[1:10] FROM duplicated) AS s(surplus, groups, sample);
 \echo '== 6. Impossible timestamps'
 \echo 'TIM001 [medium] transactions whose created_at is later than updated_at.'
-SELECT 'TIM001' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.created_at > t.updated_at);
+SELECT 'TIM001' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.created_at > t.updated_at);
 \echo 'TIM002 [medium] goals whose created_at is later than last_updated.'
-SELECT 'TIM002' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.created_at > t.last_updated);
+SELECT 'TIM002' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.created_at > t.last_updated);
 \echo 'TIM003 [medium] live transactions spent more than one day in the future.'
-SELECT 'TIM003' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.spent_at > now() + interval '1 day') AND t.deleted_at IS NULL;
+SELECT 'TIM003' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.spent_at > now() + interval '1 day') AND t.deleted_at IS NULL;
 \echo 'TIM004 [high] goals whose completed_at is earlier than created_at.'
-SELECT 'TIM004' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.completed_at < t.created_at);
+SELECT 'TIM004' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.completed_at < t.created_at);
 \echo 'TIM005 [medium] transactions whose deleted_at is earlier than created_at.'
-SELECT 'TIM005' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.deleted_at < t.created_at);
+SELECT 'TIM005' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.deleted_at < t.created_at);
 \echo '== 7. Budget consistency'
 \echo 'BUD001 [high] (user, day, category) keys in the budget window whose daily_plan spent_amount (summed over duplicate rows) differs from the sum of that day''s live transactions; keys with spending but no plan row count too.'
 SELECT 'BUD001' AS code, 'daily_plan' AS "table", s.mismatched AS count
@@ -114,11 +123,11 @@ WITH keyed AS (
            min(plan_id) AS plan_id
       FROM (SELECT t.user_id, ((t.spent_at) AT TIME ZONE 'UTC')::date AS day, t.category, t.amount AS total, 0 AS spent, false AS planned,
                    NULL AS plan_id
-              FROM transactions t
+              FROM public."transactions" t
              WHERE t.deleted_at IS NULL AND t.spent_at IS NOT NULL AND ((t.spent_at) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)
             UNION ALL
             SELECT t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text
-              FROM daily_plan t WHERE ((t.date) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)) stacked
+              FROM public."daily_plan" t WHERE ((t.date) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)) stacked
      GROUP BY user_id, day, category)
 SELECT count(*) FILTER (WHERE NOT planned OR total <> spent),
        (array_agg(coalesce(plan_id, user_id::text || '@' || day || '/' || coalesce(category, '')))
@@ -126,49 +135,52 @@ SELECT count(*) FILTER (WHERE NOT planned OR total <> spent),
   FROM keyed) AS s(mismatched, keys);
 \echo '== 8. Goal consistency'
 \echo 'GOL001 [high] live goals whose progress differs from min(saved/target×100, 100) by more than 0.01.'
-SELECT 'GOL001' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.target_amount > 0 AND abs(t.progress - least(t.saved_amount / t.target_amount * 100, 100)) > 0.01) AND t.deleted_at IS NULL;
+SELECT 'GOL001' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.target_amount > 0 AND abs(t.progress - least(t.saved_amount / t.target_amount * 100, 100)) > 0.01) AND t.deleted_at IS NULL;
 \echo 'GOL002 [medium] live goals at 100 % progress whose status is not ''completed''.'
-SELECT 'GOL002' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.progress >= 100 AND t.status IS DISTINCT FROM 'completed') AND t.deleted_at IS NULL;
+SELECT 'GOL002' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.progress >= 100 AND t.status IS DISTINCT FROM 'completed') AND t.deleted_at IS NULL;
 \echo 'GOL003 [medium] live goals whose saved_amount exceeds target_amount.'
-SELECT 'GOL003' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.saved_amount > t.target_amount) AND t.deleted_at IS NULL;
+SELECT 'GOL003' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.saved_amount > t.target_amount) AND t.deleted_at IS NULL;
 \echo 'GOL004 [high] live goals with a negative saved_amount.'
-SELECT 'GOL004' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.saved_amount < 0) AND t.deleted_at IS NULL;
+SELECT 'GOL004' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.saved_amount < 0) AND t.deleted_at IS NULL;
 \echo 'GOL005 [high] goals whose target_amount is zero or negative.'
-SELECT 'GOL005' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.target_amount <= 0);
+SELECT 'GOL005' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.target_amount <= 0);
 \echo 'GOL006 [medium] goals whose status is not one of active, completed, paused, cancelled.'
-SELECT 'GOL006' AS code, 'goals' AS "table", count(*) AS count FROM "goals" t WHERE (t.status IS NULL OR t.status NOT IN ('active', 'completed', 'paused', 'cancelled'));
+SELECT 'GOL006' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.status IS NULL OR t.status NOT IN ('active', 'completed', 'paused', 'cancelled'));
 \echo '== 9. Amounts and currencies'
 \echo 'AMT001 [medium] live transactions whose currency is not an ISO 4217 code.'
-SELECT 'AMT001' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.currency IS NOT NULL AND NOT EXISTS (SELECT 1 FROM (VALUES ('AED'), ('AFN'), ('ALL'), ('AMD'), ('ANG'), ('AOA'), ('ARS'), ('AUD'), ('AWG'), ('AZN'), ('BAM'), ('BBD'), ('BDT'), ('BGN'), ('BHD'), ('BIF'), ('BMD'), ('BND'), ('BOB'), ('BOV'), ('BRL'), ('BSD'), ('BTN'), ('BWP'), ('BYN'), ('BZD'), ('CAD'), ('CDF'), ('CHE'), ('CHF'), ('CHW'), ('CLF'), ('CLP'), ('CNY'), ('COP'), ('COU'), ('CRC'), ('CUP'), ('CVE'), ('CZK'), ('DJF'), ('DKK'), ('DOP'), ('DZD'), ('EGP'), ('ERN'), ('ETB'), ('EUR'), ('FJD'), ('FKP'), ('GBP'), ('GEL'), ('GHS'), ('GIP'), ('GMD'), ('GNF'), ('GTQ'), ('GYD'), ('HKD'), ('HNL'), ('HTG'), ('HUF'), ('IDR'), ('ILS'), ('INR'), ('IQD'), ('IRR'), ('ISK'), ('JMD'), ('JOD'), ('JPY'), ('KES'), ('KGS'), ('KHR'), ('KMF'), ('KPW'), ('KRW'), ('KWD'), ('KYD'), ('KZT'), ('LAK'), ('LBP'), ('LKR'), ('LRD'), ('LSL'), ('LYD'), ('MAD'), ('MDL'), ('MGA'), ('MKD'), ('MMK'), ('MNT'), ('MOP'), ('MRU'), ('MUR'), ('MVR'), ('MWK'), ('MXN'), ('MXV'), ('MYR'), ('MZN'), ('NAD'), ('NGN'), ('NIO'), ('NOK'), ('NPR'), ('NZD'), ('OMR'), ('PAB'), ('PEN'), ('PGK'), ('PHP'), ('PKR'), ('PLN'), ('PYG'), ('QAR'), ('RON'), ('RSD'), ('RUB'), ('RWF'), ('SAR'), ('SBD'), ('SCR'), ('SDG'), ('SEK'), ('SGD'), ('SHP'), ('SLE'), ('SLL'), ('SOS'), ('SRD'), ('SSP'), ('STN'), ('SVC'), ('SYP'), ('SZL'), ('THB'), ('TJS'), ('TMT'), ('TND'), ('TOP'), ('TRY'), ('TTD'), ('TWD'), ('TZS'), ('UAH'), ('UGX'), ('USD'), ('USN'), ('UYI'), ('UYU'), ('UYW'), ('UZS'), ('VED'), ('VES'), ('VND'), ('VUV'), ('WST'), ('XAF'), ('XAG'), ('XAU'), ('XBA'), ('XBB'), ('XBC'), ('XBD'), ('XCD'), ('XDR'), ('XOF'), ('XPD'), ('XPF'), ('XPT'), ('XSU'), ('XTS'), ('XUA'), ('XXX'), ('YER'), ('ZAR'), ('ZMW'), ('ZWG'), ('ZWL')) iso WHERE iso.column1 = t.currency)) AND t.deleted_at IS NULL;
+SELECT 'AMT001' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.currency IS NOT NULL AND NOT EXISTS (SELECT 1 FROM (VALUES ('AED'), ('AFN'), ('ALL'), ('AMD'), ('ANG'), ('AOA'), ('ARS'), ('AUD'), ('AWG'), ('AZN'), ('BAM'), ('BBD'), ('BDT'), ('BGN'), ('BHD'), ('BIF'), ('BMD'), ('BND'), ('BOB'), ('BOV'), ('BRL'), ('BSD'), ('BTN'), ('BWP'), ('BYN'), ('BZD'), ('CAD'), ('CDF'), ('CHE'), ('CHF'), ('CHW'), ('CLF'), ('CLP'), ('CNY'), ('COP'), ('COU'), ('CRC'), ('CUP'), ('CVE'), ('CZK'), ('DJF'), ('DKK'), ('DOP'), ('DZD'), ('EGP'), ('ERN'), ('ETB'), ('EUR'), ('FJD'), ('FKP'), ('GBP'), ('GEL'), ('GHS'), ('GIP'), ('GMD'), ('GNF'), ('GTQ'), ('GYD'), ('HKD'), ('HNL'), ('HTG'), ('HUF'), ('IDR'), ('ILS'), ('INR'), ('IQD'), ('IRR'), ('ISK'), ('JMD'), ('JOD'), ('JPY'), ('KES'), ('KGS'), ('KHR'), ('KMF'), ('KPW'), ('KRW'), ('KWD'), ('KYD'), ('KZT'), ('LAK'), ('LBP'), ('LKR'), ('LRD'), ('LSL'), ('LYD'), ('MAD'), ('MDL'), ('MGA'), ('MKD'), ('MMK'), ('MNT'), ('MOP'), ('MRU'), ('MUR'), ('MVR'), ('MWK'), ('MXN'), ('MXV'), ('MYR'), ('MZN'), ('NAD'), ('NGN'), ('NIO'), ('NOK'), ('NPR'), ('NZD'), ('OMR'), ('PAB'), ('PEN'), ('PGK'), ('PHP'), ('PKR'), ('PLN'), ('PYG'), ('QAR'), ('RON'), ('RSD'), ('RUB'), ('RWF'), ('SAR'), ('SBD'), ('SCR'), ('SDG'), ('SEK'), ('SGD'), ('SHP'), ('SLE'), ('SLL'), ('SOS'), ('SRD'), ('SSP'), ('STN'), ('SVC'), ('SYP'), ('SZL'), ('THB'), ('TJS'), ('TMT'), ('TND'), ('TOP'), ('TRY'), ('TTD'), ('TWD'), ('TZS'), ('UAH'), ('UGX'), ('USD'), ('USN'), ('UYI'), ('UYU'), ('UYW'), ('UZS'), ('VED'), ('VES'), ('VND'), ('VUV'), ('WST'), ('XAF'), ('XAG'), ('XAU'), ('XBA'), ('XBB'), ('XBC'), ('XBD'), ('XCD'), ('XDR'), ('XOF'), ('XPD'), ('XPF'), ('XPT'), ('XSU'), ('XTS'), ('XUA'), ('XXX'), ('YER'), ('ZAR'), ('ZMW'), ('ZWG'), ('ZWL')) amt001_iso WHERE amt001_iso.column1 = t.currency)) AND t.deleted_at IS NULL;
 \echo 'AMT002 [low] live transactions with an amount of exactly 0.'
-SELECT 'AMT002' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.amount = 0) AND t.deleted_at IS NULL;
+SELECT 'AMT002' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.amount = 0) AND t.deleted_at IS NULL;
 \echo 'AMT003 [high] live transactions with a negative amount outside the categories income, refund and transfer.'
-SELECT 'AMT003' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.amount < 0 AND coalesce(lower(t.category), '') NOT IN ('income', 'refund', 'transfer')) AND t.deleted_at IS NULL;
+SELECT 'AMT003' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.amount < 0 AND coalesce(lower(t.category), '') NOT IN ('income', 'refund', 'transfer')) AND t.deleted_at IS NULL;
 \echo 'AMT004 [medium] live transactions above 1,000,000.'
-SELECT 'AMT004' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t WHERE (t.amount > 1000000) AND t.deleted_at IS NULL;
+SELECT 'AMT004' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t WHERE (t.amount > 1000000) AND t.deleted_at IS NULL;
 \echo 'AMT005 [high] daily_plan rows with a negative planned_amount.'
-SELECT 'AMT005' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.planned_amount < 0);
+SELECT 'AMT005' AS code, 'daily_plan' AS "table", count(*) AS count FROM public."daily_plan" t WHERE (t.planned_amount < 0);
 \echo 'AMT006 [high] daily_plan rows with a negative spent_amount.'
-SELECT 'AMT006' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.spent_amount < 0);
+SELECT 'AMT006' AS code, 'daily_plan' AS "table", count(*) AS count FROM public."daily_plan" t WHERE (t.spent_amount < 0);
 \echo '== 10. Soft deletion'
 \echo 'SDL001 [info] rows marked deleted (deleted_at set), per table that has soft deletion.'
-SELECT format($q$SELECT 'SDL001' AS code, %L AS "table", count(*) AS count FROM %I t WHERE t.deleted_at IS NOT NULL$q$, c.relname, c.relname)
+SELECT format($q$SELECT 'SDL001' AS code, %L AS "table", count(*) AS count FROM public.%I t WHERE t.deleted_at IS NOT NULL$q$, c.relname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'deleted_at' AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND true
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
  ORDER BY c.relname \gexec
 \echo 'SDL002 [low] live transactions linked to a soft-deleted goal.'
-SELECT 'SDL002' AS code, 'transactions' AS "table", count(*) AS count FROM "transactions" t LEFT JOIN goals g ON g.id = t.goal_id WHERE (g.deleted_at IS NOT NULL) AND t.deleted_at IS NULL;
+SELECT 'SDL002' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t LEFT JOIN public."goals" sdl002_g ON sdl002_g.id = t.goal_id WHERE (sdl002_g.deleted_at IS NOT NULL) AND t.deleted_at IS NULL;
 \echo '== 11. Schema and constraints'
 \echo 'SCH001 [high] tables with a uuid user_id and no foreign key to users.'
 SELECT 'SCH001' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
   FROM (SELECT c.relname::text, m.missing::int, CASE WHEN m.missing THEN ARRAY['user_id'] END
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
+                                 AND a.atttypid = 'uuid'::regtype
              CROSS JOIN LATERAL (SELECT NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.conrelid = c.oid
-                    AND f.contype = 'f' AND f.confrelid = to_regclass('public.users')) AS missing) m
+                    AND f.contype = 'f' AND f.confrelid = to_regclass('public.users') AND f.conkey = ARRAY[a.attnum]
+                    AND f.confkey = ARRAY[(SELECT u.attnum FROM pg_attribute u
+                                            WHERE u.attrelid = f.confrelid AND u.attname = 'id')]) AS missing) m
             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users'
-              AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'user_id'
-                          AND NOT a.attisdropped AND a.atttypid = 'uuid'::regtype)
             ORDER BY 1) AS q(tbl, count, sample);
 \echo 'SCH002 [high] foreign keys that exist but are NOT VALID.'
 SELECT 'SCH002' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
@@ -180,7 +192,8 @@ SELECT 'SCH002' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ',
 SELECT 'SCH003' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
   FROM (SELECT 'daily_plan', (NOT EXISTS (SELECT 1 FROM pg_index x
                     WHERE x.indrelid = to_regclass('public.daily_plan') AND x.indisunique AND x.indisvalid
-                      AND x.indnatts = 3 AND (x.indnullsnotdistinct OR EXISTS (SELECT 1 FROM pg_attribute a
+                      AND x.indpred IS NULL AND x.indexprs IS NULL AND x.indnatts = 3
+                      AND (x.indnullsnotdistinct OR EXISTS (SELECT 1 FROM pg_attribute a
                           WHERE a.attrelid = x.indrelid AND a.attname = 'category' AND a.attnotnull))
                       AND ARRAY(SELECT a.attname::text FROM unnest(x.indkey) k JOIN pg_attribute a
                           ON a.attrelid = x.indrelid AND a.attnum = k) @> ARRAY['user_id', 'date', 'category']))::int,
@@ -209,9 +222,11 @@ SELECT 'SCH005' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ',
 SELECT 'SCH006' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
   FROM (SELECT c.relname::text,
                   count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = con.conrelid
-                                                      AND x.indkey[0] = con.conkey[1])),
+                                                      AND x.indkey[0] = con.conkey[1] AND x.indpred IS NULL
+                                                      AND x.indisvalid)),
                   array_agg(a.attname::text ORDER BY a.attname) FILTER (WHERE NOT EXISTS (SELECT 1 FROM pg_index x
-                                 WHERE x.indrelid = con.conrelid AND x.indkey[0] = con.conkey[1]))
+                                 WHERE x.indrelid = con.conrelid AND x.indkey[0] = con.conkey[1]
+                                   AND x.indpred IS NULL AND x.indisvalid))
              FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1] WHERE n.nspname = 'public' AND con.contype = 'f' GROUP BY 1 ORDER BY 1) AS q(tbl, count, sample);
@@ -232,7 +247,7 @@ SELECT 'SCH008' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ',
 SELECT 'SCH009' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
   FROM (WITH chain(pos, rev) AS (VALUES ('0', '0021_add_habit_completions'), ('1', '0022_add_missing_fk_constraints'), ('2', '0023_add_unique_constraint_daily_plan'), ('3', '0024_add_check_constraints'), ('4', '0025_add_daily_plan_spent_trigger'), ('5', '0026_complete_user_foreign_keys')),
              expected(rev, item) AS (VALUES ('0022_add_missing_fk_constraints', 'fk_daily_plan_user_id'), ('0022_add_missing_fk_constraints', 'fk_subscriptions_user_id'), ('0022_add_missing_fk_constraints', 'subscriptions.deleted_at'), ('0023_add_unique_constraint_daily_plan', 'uq_daily_plan_user_date_category'), ('0024_add_check_constraints', 'ck_goals_saved_le_target'), ('0024_add_check_constraints', 'ck_goals_progress_le_100'), ('0024_add_check_constraints', 'ck_goals_target_positive'), ('0024_add_check_constraints', 'ck_transactions_amount_nonnegative'), ('0024_add_check_constraints', 'ck_daily_plan_planned_nonnegative'), ('0025_add_daily_plan_spent_trigger', 'trigger:update_daily_plan_spent'), ('0026_complete_user_foreign_keys', 'fk_transactions_user_id'), ('0026_complete_user_foreign_keys', 'fk_habits_user_id'), ('0026_complete_user_foreign_keys', 'fk_moods_user_id'), ('0026_complete_user_foreign_keys', 'fk_push_tokens_user_id'), ('0026_complete_user_foreign_keys', 'fk_budget_advice_user_id'), ('0026_complete_user_foreign_keys', 'fk_notification_logs_user_id')),
-             applied AS (SELECT c2.rev FROM alembic_version v JOIN chain c1 ON c1.rev = v.version_num
+             applied AS (SELECT c2.rev FROM public.alembic_version v JOIN chain c1 ON c1.rev = v.version_num
                            JOIN chain c2 ON c2.pos::int <= c1.pos::int),
              missing AS (SELECT e.rev || ': ' || e.item AS what FROM expected e JOIN applied USING (rev)
                           WHERE CASE
@@ -249,17 +264,17 @@ SELECT 'SCH009' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ',
             WHERE to_regclass('public.alembic_version') IS NOT NULL) AS q(tbl, count, sample);
 \echo '== 12. Users and onboarding'
 \echo 'USR001 [medium] onboarded users whose monthly_income is NULL or 0.'
-SELECT 'USR001' AS code, 'users' AS "table", count(*) AS count FROM "users" t WHERE (t.has_onboarded AND (t.monthly_income IS NULL OR t.monthly_income = 0));
+SELECT 'USR001' AS code, 'users' AS "table", count(*) AS count FROM public."users" t WHERE (t.has_onboarded AND (t.monthly_income IS NULL OR t.monthly_income = 0));
 \echo 'USR002 [low] onboarded users whose annual_income is NULL or 0.'
-SELECT 'USR002' AS code, 'users' AS "table", count(*) AS count FROM "users" t WHERE (t.has_onboarded AND (t.annual_income IS NULL OR t.annual_income = 0));
+SELECT 'USR002' AS code, 'users' AS "table", count(*) AS count FROM public."users" t WHERE (t.has_onboarded AND (t.annual_income IS NULL OR t.annual_income = 0));
 \echo 'USR003 [info] onboarded users with no live transaction at all.'
-SELECT 'USR003' AS code, 'users' AS "table", count(*) AS count FROM users t WHERE t.has_onboarded AND NOT EXISTS (SELECT 1 FROM transactions x WHERE x.user_id = t.id AND x.deleted_at IS NULL);
+SELECT 'USR003' AS code, 'users' AS "table", count(*) AS count FROM public.users t WHERE t.has_onboarded AND NOT EXISTS (SELECT 1 FROM public."transactions" x WHERE x.user_id = t.id AND x.deleted_at IS NULL);
 \echo '== 13. Recent data (--since)'
 \echo '(rows created in a window: mita-integrity check --since 7d)'
 \echo '== 14. Calendar and physical storage'
 \echo 'CAL001 [medium] daily_plan rows whose date is not midnight UTC.'
-SELECT 'CAL001' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE ((t.date AT TIME ZONE 'UTC')::time <> '00:00');
+SELECT 'CAL001' AS code, 'daily_plan' AS "table", count(*) AS count FROM public."daily_plan" t WHERE ((t.date AT TIME ZONE 'UTC')::time <> '00:00');
 \echo 'CAL002 [info] daily_plan rows whose spent_amount exceeds a positive planned_amount.'
-SELECT 'CAL002' AS code, 'daily_plan' AS "table", count(*) AS count FROM "daily_plan" t WHERE (t.spent_amount > t.planned_amount AND t.planned_amount > 0);
+SELECT 'CAL002' AS code, 'daily_plan' AS "table", count(*) AS count FROM public."daily_plan" t WHERE (t.spent_amount > t.planned_amount AND t.planned_amount > 0);
 \echo 'PHY001 btree-corruption: needs amcheck; run mita-integrity check --physical'
 COMMIT;

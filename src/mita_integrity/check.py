@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from . import __version__
-from .connection import Database, connect, transaction
+from .connection import POOL_MODE_ENV, SUPABASE_TRANSACTION_PORT, Database, connect, transaction
 from .errors import DatabaseStateError, UsageError, connection_lost, is_connection_lost
 from .findings import DatabaseInfo, Report, Severity, Status, TableStats
 from .rules import catalogue, engine
@@ -38,6 +39,7 @@ class CheckRequest:
     day_boundary: str = "utc"
     physical: bool = False
     no_guarantees: bool = False  # scan every rule, even where a constraint claims to rule its violations out
+    parallel: bool = True  # a second connection in the same snapshot where the server allows it
     statement_timeout_ms: int = 300_000
     lock_timeout_ms: int = 5_000
     extra: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +98,7 @@ class Snapshot:
         self.opened = 0
         self._stack = ExitStack()
         self._conn: psycopg.Connection[Any] | None = None
+        self._others: list[psycopg.Connection[Any]] = []
 
     def open(self, statement_timeout_ms: int) -> psycopg.Cursor[Any]:
         """Gives a cursor in a new snapshot; the previous one, if any, is abandoned (closed, never committed)."""
@@ -110,11 +113,66 @@ class Snapshot:
     def reopen(self) -> psycopg.Cursor[Any]:
         return self.open(self.request.statement_timeout_ms)
 
+    def share(self, cur: psycopg.Cursor[Any]) -> tuple[psycopg.Cursor[Any] | None, str]:
+        """Gives a cursor on a second connection in the same snapshot as `cur`, or None and why not.
+
+        The second connection imports the first one's snapshot (pg_export_snapshot / SET TRANSACTION
+        SNAPSHOT), so the report stays one consistent view of the database while both cores work. Where
+        that cannot work — a transaction pooler (the snapshot's session is not ours to share), a hot standby
+        (replay may cancel either side, and the retry in a new snapshot needs one connection), a server that
+        refuses — the check keeps to one connection.
+        """
+        pooled = _pooler(self.db, cur)
+        if pooled:
+            return None, f"one connection: {pooled}"
+        cur.execute("SELECT pg_is_in_recovery()")
+        row = cur.fetchone()
+        if row and row[0]:
+            return None, "one connection: a hot standby (a recovery conflict is retried in a new snapshot)"
+        try:
+            with cur.connection.transaction():
+                cur.execute("SELECT pg_export_snapshot()")
+                row = cur.fetchone()
+            assert row is not None
+            conn = self._stack.enter_context(connect(self.db))
+            second = self._stack.enter_context(transaction(
+                conn, read_only=True, repeatable_read=True, statement_timeout_ms=self.request.statement_timeout_ms,
+                lock_timeout_ms=self.request.lock_timeout_ms))
+            second.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(row[0])))
+        except psycopg.Error as exc:
+            if is_connection_lost(exc, cur.connection):
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return None, f"one connection: the server refused a second one in the same snapshot ({first})"
+        self._others.append(conn)
+        return second, "two connections in one snapshot (pg_export_snapshot)"
+
     def close(self) -> None:
+        for other in self._others:
+            other.close()
+        self._others = []
         if self._conn is not None:
             self._conn.close()  # a read-only transaction: nothing to commit; the exits below are then no-ops
         self._stack.close()
         self._conn = None
+
+
+def _pooler(db: Database, cur: psycopg.Cursor[Any]) -> str | None:
+    """Tells (why) a transaction pooler may stand in between, without opening another connection."""
+    declared = os.environ.get(POOL_MODE_ENV, "").strip().lower()
+    if declared in {"session", "direct"}:
+        return None
+    if declared == "transaction":
+        return f"{POOL_MODE_ENV}=transaction"
+    if db.parsed.pgbouncer:
+        return "the URL says pgbouncer=true"
+    if SUPABASE_TRANSACTION_PORT in db.parsed.params.get("port", "").split(","):
+        return f"port {SUPABASE_TRANSACTION_PORT} is a transaction pooler"
+    cur.execute("SELECT pg_backend_pid()")
+    row = cur.fetchone()
+    if row is None or row[0] != cur.connection.info.backend_pid:
+        return "a pooler answers there"
+    return None
 
 
 def run_check(db: Database, request: CheckRequest) -> Report:
@@ -141,7 +199,10 @@ def run_check(db: Database, request: CheckRequest) -> Report:
         # The rules' own limit: a rule that hits it becomes an `error` result, the others still run.
         cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
             sql.Literal(f"{request.statement_timeout_ms}ms")))
-        results = engine.run(CheckContext(cur, schema, options), rules, reopen=snapshot.reopen)
+        ctx = CheckContext(cur, schema, options)
+        second, connections = snapshot.share(cur) if request.parallel else (None, "one connection: asked for")
+        helpers = [CheckContext(second, schema, options, connection=2)] if second is not None else []
+        results = engine.run(ctx, rules, reopen=snapshot.reopen, helpers=helpers, sizes=_sizes(cur))
     except psycopg.Error as exc:
         if engine.recovery_conflict(exc) or is_connection_lost(exc):
             raise connection_lost(exc, "check", "nothing was changed (a check only reads)") from None
@@ -155,8 +216,18 @@ def run_check(db: Database, request: CheckRequest) -> Report:
         report_options["no_guarantees"] = True
     if snapshot.opened > 1:
         report_options["snapshots"] = snapshot.opened
+    report_options["connections"] = connections
     return Report(run_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC), database=info,
-                  tables=tables, results=tuple(results), tool_version=__version__, options=report_options)
+                  tables=tables, results=tuple(results), tool_version=__version__, options=report_options,
+                  passes=tuple(ctx.passes))
+
+
+def _sizes(cur: Any) -> dict[str, float]:
+    """Gives each table's estimated rows (pg_class.reltuples): the planner's own guess orders the passes."""
+    cur.execute("""SELECT c.relname, greatest(c.reltuples, 0) FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')""")
+    return {name: float(rows) for name, rows in cur.fetchall()}
 
 
 def exit_code(report: Report, fail_on: str = "high") -> int:

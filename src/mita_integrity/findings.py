@@ -140,6 +140,25 @@ class DatabaseInfo:
 
 
 @dataclass(frozen=True)
+class PassTiming:
+    """One statement group of a check (a table's row pass, a family's queries): what it read and how long it took.
+
+    Written to the JSON report (`passes`, additive to schema_version 1) so benchmarks and --debug can see
+    where a check's time goes.
+    """
+
+    name: str
+    rules: tuple[str, ...]
+    tables: tuple[str, ...]
+    duration_ms: int
+    connection: int = 1  # 1: the snapshot's own connection; 2: the second one that imported its snapshot
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "rules": list(self.rules), "tables": list(self.tables),
+                "duration_ms": self.duration_ms, "connection": self.connection}
+
+
+@dataclass(frozen=True)
 class Report:
     """One check run."""
 
@@ -151,6 +170,7 @@ class Report:
     results: tuple[Result, ...]
     tool_version: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    passes: tuple[PassTiming, ...] = ()
 
     @property
     def duration_ms(self) -> int:
@@ -200,4 +220,7 @@ class Report:
             ],
             "summary": self.summary(),
             "results": [r.to_json() for r in self.results],
+            # Additive to schema_version 1: whether constraints were trusted, and where the time went.
+            "no_guarantees": bool(self.options.get("no_guarantees", False)),
+            "passes": [p.to_json() for p in self.passes],
         }

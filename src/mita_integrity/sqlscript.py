@@ -29,7 +29,7 @@ BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;
 
 _OVERVIEW = """SELECT current_database() AS database, current_setting('server_version') AS server_version,
        current_user AS "user", now() AS checked_at,
-       (SELECT version_num FROM alembic_version LIMIT 1) AS alembic_revision;"""
+       (SELECT version_num FROM public.alembic_version LIMIT 1) AS alembic_revision;"""
 
 _ROW_COUNTS = """SELECT relname AS "table", n_live_tup AS live_rows, n_dead_tup AS dead_rows, last_vacuum,
        last_autovacuum
@@ -38,6 +38,7 @@ _ROW_COUNTS = """SELECT relname AS "table", n_live_tup AS live_rows, n_dead_tup 
 _UUID_USER_TABLES = """FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = {column} AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND {type_test}
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
  ORDER BY c.relname"""
 
 
@@ -60,7 +61,7 @@ def _row_rule(ctx: CheckContext, rule: RowRule) -> str:
 def _per_table(code: str, where: str, column: str, type_test: str) -> str:
     """Gives a \\gexec query running `where` on every table the live catalog has with that column."""
     assert "%" not in where and "$q$" not in where
-    select = (f"SELECT {_literal(code)} AS code, %L AS \"table\", count(*) AS count FROM %I t WHERE {where}")
+    select = (f"SELECT {_literal(code)} AS code, %L AS \"table\", count(*) AS count FROM public.%I t WHERE {where}")
     tables = _UUID_USER_TABLES.format(column=_literal(column), type_test=type_test)
     return f"SELECT format($q${select}$q$, c.relname, c.relname)\n  {tables} \\gexec"
 
@@ -71,7 +72,8 @@ def _query(ctx: CheckContext, rule: Rule) -> str:
         return _row_rule(ctx, rule)
     if code == "REF010":
         specific = ", ".join(_literal(t) for t in sorted(references._SPECIFIC_TABLES))
-        return _per_table(code, "t.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users p WHERE p.id = t.user_id)",
+        return _per_table(code, "t.user_id IS NOT NULL AND NOT EXISTS "
+                                "(SELECT 1 FROM public.users p WHERE p.id = t.user_id)",
                           "user_id", f"a.atttypid = 'uuid'::regtype AND c.relname NOT IN ({specific})")
     if code == "SDL001":
         return _per_table(code, softdelete.SDL001.predicate, "deleted_at", "true")
@@ -91,7 +93,7 @@ def _query(ctx: CheckContext, rule: Rule) -> str:
         return (f"SELECT 'BUD001' AS code, 'daily_plan' AS \"table\", s.mismatched AS count\n"
                 f"  FROM ({statement}) AS s(mismatched, keys);")
     if code == "USR003":
-        return (f"SELECT 'USR003' AS code, 'users' AS \"table\", count(*) AS count FROM users t "
+        return (f"SELECT 'USR003' AS code, 'users' AS \"table\", count(*) AS count FROM public.users t "
                 f"WHERE {users.usr003_where(ctx)};")
     if code in schema.SQL:
         return (f"SELECT {_literal(code)} AS code, q.tbl AS \"table\", q.count, array_to_string(q.sample, ', ') "

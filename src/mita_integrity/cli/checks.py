@@ -179,6 +179,10 @@ def check_command(app: App, formats: tuple[str, ...], output: str | None, select
     if record:
         _may_record(app)
     report = run_check(app.database(), request)
+    if app.debug:
+        note(f"check: {report.options.get('connections', 'one connection')}")
+        for p in report.passes:
+            note(f"check: pass {p.name} ({', '.join(p.tables) or '-'}) {p.duration_ms} ms on connection {p.connection}")
     trend = _history(app) if record and "html" in targets else None
     written = write_reports(report, targets, color=sys.stdout.isatty(), trend=trend)
     if written and "text" not in [f for f, t in targets.items() if t is None]:

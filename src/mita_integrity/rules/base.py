@@ -178,3 +178,4 @@ class Family:
     rules: tuple[Rule, ...]
     evaluate: Evaluator | None = None
     expand: Expander | None = None
+    separable: bool = False  # its rules share no statement: each may run as a pass of its own

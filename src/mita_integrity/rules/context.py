@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from ..findings import Status
+from ..findings import PassTiming, Status
 from .base import Rule, ident
 
 CREATION_COLUMNS = ("created_at", "calculated_at", "timestamp", "started_at", "completed_at")
@@ -187,6 +187,8 @@ class CheckContext:
     cur: psycopg.Cursor[Any]
     schema: Schema
     options: CheckOptions = field(default_factory=CheckOptions)
+    passes: list[PassTiming] = field(default_factory=list)  # what each pass read and how long it took
+    connection: int = 1  # which of the check's connections this context's cursor belongs to
 
     def since_filter(self, table: str, alias: str = "t") -> str | None:
         """Gives the SQL restricting rows to --since (None when no window was asked for)."""

@@ -100,4 +100,4 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
     return out
 
 
-FAMILY = Family("duplicates", RULES, evaluate)
+FAMILY = Family("duplicates", RULES, evaluate, separable=True)

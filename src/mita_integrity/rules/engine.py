@@ -15,14 +15,17 @@ propagates.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from ..errors import is_connection_lost
-from ..findings import Result, Status
+from ..findings import PassTiming, Result, Status
 from .base import RowRule, Rule, rel
 from .catalogue import BY_CODE, FAMILY_OF
 from .context import CheckContext, Outcome
@@ -33,12 +36,29 @@ CONFLICT_STATES = ("40001", "57P04")
 Reopen = Callable[[], psycopg.Cursor[Any]]
 
 
-def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None) -> list[Result]:
-    """Gives one Result per rule and table, in catalogue order.
+@dataclass(frozen=True)
+class Pass:
+    """One unit of work of a check: a table's row rules in one scan, or a family's rules (or one of them)."""
 
-    `reopen` gives a cursor in a new snapshot (a new connection) after a recovery conflict; ctx.cur is
-    replaced by it. Without it a conflict is an `error` at once.
+    name: str
+    rules: tuple[Rule, ...]
+    tables: tuple[str, ...]
+    cost: float  # rows it is expected to read: the biggest passes start first when two connections share them
+
+    def run(self, ctx: CheckContext, reopen: Reopen | None) -> list[Result]:
+        if self.name.startswith("rows:"):
+            return _row_pass(ctx, self.tables[0], [r for r in self.rules if isinstance(r, RowRule)], reopen)
+        return _family_pass(ctx, FAMILY_OF[self.rules[0].code].name, list(self.rules), reopen)
+
+
+def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | None = None
+         ) -> tuple[list[Result], list[Pass]]:
+    """Gives the results decided without reading a table (skipped, guaranteed) and the passes that remain.
+
+    Row rules of one table share one scan; a family's rules are one pass, except where the family says its
+    rules share no work (then each is a pass of its own, so that two connections can run them at once).
     """
+    sizes = sizes or {}
     results: list[Result] = []
     row_rules: dict[str, list[RowRule]] = {}
     family_rules: dict[str, list[Rule]] = {}
@@ -50,11 +70,59 @@ def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None) 
             row_rules.setdefault(rule.table, []).append(rule)
         else:
             family_rules.setdefault(FAMILY_OF[rule.code].name, []).append(rule)
-    for table, table_rules in row_rules.items():
-        results.extend(_row_pass(ctx, table, table_rules, reopen))
+    passes = [Pass(f"rows:{table}", tuple(members), (table,), sizes.get(table, 0.0))
+              for table, members in row_rules.items()]
     for family_name, members in family_rules.items():
-        results.extend(_family_pass(ctx, family_name, members, reopen))
+        family = FAMILY_OF[members[0].code]
+        groups = [[m] for m in members] if family.separable else [members]
+        for group in groups:
+            tables = tuple(dict.fromkeys(t for r in group for t in (r.table, *r.requires) if t and "." not in t))
+            name = family_name if len(groups) == 1 else f"{family_name}:{group[0].code}"
+            passes.append(Pass(name, tuple(group), tables, sum(sizes.get(t, 0.0) for t in tables)))
+    return results, passes
+
+
+def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
+        helpers: Sequence[CheckContext] = (), sizes: dict[str, float] | None = None) -> list[Result]:
+    """Gives one Result per rule and table, in catalogue order.
+
+    `reopen` gives a cursor in a new snapshot (a new connection) after a recovery conflict; ctx.cur is
+    replaced by it. Without it a conflict is an `error` at once. `helpers` are contexts on other
+    connections in the very same snapshot (imported with SET TRANSACTION SNAPSHOT): the passes are shared
+    between ctx and them, the biggest first. Each pass's time is appended to ctx.passes.
+    """
+    results, passes = plan(ctx, rules, sizes)
+    if not helpers:
+        for p in passes:
+            results.extend(_recorded(ctx, p, reopen))
+        return sorted(results, key=lambda r: (r.section, r.code, r.table))
+    queue = sorted(passes, key=lambda p: -p.cost)
+    lock = threading.Lock()
+
+    def worker(wctx: CheckContext, wreopen: Reopen | None) -> list[Result]:
+        out: list[Result] = []
+        while True:
+            with lock:
+                if not queue:
+                    return out
+                p = queue.pop(0)
+            out.extend(_recorded(wctx, p, wreopen))
+
+    with ThreadPoolExecutor(max_workers=1 + len(helpers)) as pool:
+        futures = [pool.submit(worker, ctx, reopen), *(pool.submit(worker, h, None) for h in helpers)]
+        for future in futures:
+            results.extend(future.result())
+    for h in helpers:
+        ctx.passes.extend(h.passes)
     return sorted(results, key=lambda r: (r.section, r.code, r.table))
+
+
+def _recorded(ctx: CheckContext, p: Pass, reopen: Reopen | None) -> list[Result]:
+    started = time.perf_counter()
+    out = p.run(ctx, reopen)
+    ctx.passes.append(PassTiming(p.name, tuple(dict.fromkeys(r.code for r in p.rules)), p.tables,
+                                 int((time.perf_counter() - started) * 1000), ctx.connection))
+    return out
 
 
 def expanded(ctx: CheckContext, rules: Sequence[Rule]) -> list[Rule]:

@@ -93,7 +93,8 @@ SQL: dict[str, str] = {
              {_FKS} AND NOT con.convalidated GROUP BY 1 ORDER BY 1""",
     "SCH003": """SELECT 'daily_plan', (NOT EXISTS (SELECT 1 FROM pg_index x
                     WHERE x.indrelid = to_regclass('public.daily_plan') AND x.indisunique AND x.indisvalid
-                      AND x.indpred IS NULL AND x.indexprs IS NULL AND x.indnatts = 3 AND (x.indnullsnotdistinct OR EXISTS (SELECT 1 FROM pg_attribute a
+                      AND x.indpred IS NULL AND x.indexprs IS NULL AND x.indnatts = 3
+                      AND (x.indnullsnotdistinct OR EXISTS (SELECT 1 FROM pg_attribute a
                           WHERE a.attrelid = x.indrelid AND a.attname = 'category' AND a.attnotnull))
                       AND ARRAY(SELECT a.attname::text FROM unnest(x.indkey) k JOIN pg_attribute a
                           ON a.attrelid = x.indrelid AND a.attnum = k) @> ARRAY['user_id', 'date', 'category']))::int,

@@ -140,4 +140,4 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
     return out
 
 
-FAMILY = Family("spending", RULES, evaluate)
+FAMILY = Family("spending", RULES, evaluate, separable=True)
