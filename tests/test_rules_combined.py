@@ -19,8 +19,12 @@ from hypothesis import strategies as st
 from mita_integrity import migrate
 from mita_integrity.check import CheckRequest, run_check
 from mita_integrity.connection import Database, connect
-from mita_integrity.findings import Result
-from mita_integrity.rules.catalogue import ALL_RULES
+from mita_integrity.findings import FixSafety, Result, Severity
+from mita_integrity.models import metadata
+from mita_integrity.rules.base import Join, RowRule
+from mita_integrity.rules.catalogue import ALL_RULES, FAMILY_OF
+from mita_integrity.rules.context import schema_from_metadata
+from mita_integrity.rules.engine import pass_joins
 
 from .conftest import PgServer, template_at
 from .test_rule_cases import CASES, RuleCase
@@ -202,3 +206,44 @@ def _alone(db: Database, code: str) -> dict[tuple[str, str], tuple[str, int, tup
     if (db.dbname, code) not in _ALONE:
         _ALONE[(db.dbname, code)] = _counts(db, [code])
     return _ALONE[(db.dbname, code)]
+
+
+# ---- the pass builder -------------------------------------------------------------------------------------
+
+
+def _orphan_rule(code: str, alias: str, parent: str, column: str, predicate_alias: str | None = None) -> RowRule:
+    named = predicate_alias or alias
+    return RowRule(code=code, name=code.lower(), section=4, severity=Severity.HIGH, finds="", why="", example="",
+                   repair="", repair_safety=FixSafety.NONE, table="transactions", column=column,
+                   predicate=f"t.{column} IS NOT NULL AND {named}.id IS NULL",
+                   joins=(Join(alias, parent, f"{alias}.id = t.{column}"),))
+
+
+def test_the_pass_builder_refuses_two_fragments_that_would_collide() -> None:
+    """The shape of issue 13.1: two rules calling different parents `p` may not share one pass."""
+    users = _orphan_rule("X001", "p", "users", "user_id")
+    goals = _orphan_rule("X002", "p", "goals", "goal_id")
+    with pytest.raises(AssertionError, match="collides"):
+        pass_joins([users, goals])
+    assert pass_joins([users]) == ['LEFT JOIN public."users" p ON p.id = t.user_id']
+
+
+def test_the_pass_builder_refuses_a_fragment_naming_another_rules_join() -> None:
+    stray = _orphan_rule("X003", "x003_p", "goals", "goal_id", predicate_alias="ref001_p")
+    with pytest.raises(AssertionError, match="not its own"):
+        pass_joins([stray])
+
+
+def test_every_table_of_the_catalogue_can_be_one_pass() -> None:
+    """Every row rule of the catalogue, expanded on the models' schema, merges into its table's pass."""
+    schema = schema_from_metadata(metadata)
+    by_table: dict[str, list[RowRule]] = {}
+    for rule in ALL_RULES:
+        expand = FAMILY_OF[rule.code].expand
+        concrete = [rule] if rule.table else [r for r in expand(schema) if r.code == rule.code] if expand else []
+        for r in concrete:
+            if isinstance(r, RowRule) and r.table:
+                by_table.setdefault(r.table, []).append(r)
+    assert by_table["transactions"] and by_table["habit_completions"]
+    for table, rules in by_table.items():
+        assert len(pass_joins(rules)) == len({j.alias for r in rules for j in r.joins}), table
