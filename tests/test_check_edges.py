@@ -170,3 +170,35 @@ def test_no_guarantees_is_in_the_report(baseline_db: Database, capsys: pytest.Ca
     assert [(r["status"], r["count"]) for r in trusting["results"]] == [("guaranteed", 0)]
     assert [(r["status"], r["count"]) for r in scanning["results"]] == [("fail", 1)]
     assert scanning["no_guarantees"] is True and trusting["no_guarantees"] is False
+
+
+SHADOW = """
+DO $$ BEGIN EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', current_user); END $$;
+DO $$ BEGIN EXECUTE format('CREATE TABLE %I.{table} (LIKE public.{table})', current_user); END $$;
+"""
+ANN = f"INSERT INTO public.users (id, email, password_hash) VALUES ('{USER}', 'ann@example.com', 'h');"
+TX = "INSERT INTO public.transactions (id, user_id, category, amount, currency, spent_at) VALUES "
+# issue 14.1: a table of the same name in the "$user" schema, earlier on the default search_path
+SHADOWED = {
+    "REF001": ("ALTER TABLE transactions DROP CONSTRAINT IF EXISTS fk_transactions_user_id;"
+               + SHADOW.format(table="transactions")
+               + TX + f"('10000000-0000-0000-0000-000000000001', '{DEAD}', 'food', 1, 'USD', now());",
+               "transactions", 1),
+    "REF003": (SHADOW.format(table="users") + ANN
+               + "INSERT INTO public.daily_plan (id, user_id, date, category) VALUES "
+                 f"('30000000-0000-0000-0000-000000000001', '{USER}', '2026-01-11', 'food');",
+               "daily_plan", 0),
+    "NUL004": (SHADOW.format(table="transactions") + ANN
+               + TX + f"('10000000-0000-0000-0000-000000000001', '{USER}', E'\\t \\n', 1, 'USD', now()), "
+                      f"('10000000-0000-0000-0000-000000000002', '{USER}', 'food', 1, 'USD', now());",
+               "transactions", 1),
+}
+
+
+@pytest.mark.parametrize("code", sorted(SHADOWED))
+def test_a_shadow_table_on_search_path_is_not_what_is_checked(baseline_db: Database, code: str) -> None:
+    """14.1: unqualified names read the empty shadow table (pass) or a shadow users (every row an orphan)."""
+    setup, table, count = SHADOWED[code]
+    _execute(baseline_db, setup)
+    result = _results(baseline_db, code)[table]
+    assert (result.status.value, result.count) == ("fail" if count else "pass", count)

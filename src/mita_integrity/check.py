@@ -113,8 +113,8 @@ class Snapshot:
     def reopen(self) -> psycopg.Cursor[Any]:
         return self.open(self.request.statement_timeout_ms)
 
-    def share(self, cur: psycopg.Cursor[Any]) -> tuple[psycopg.Cursor[Any] | None, str]:
-        """Gives a cursor on a second connection in the same snapshot as `cur`, or None and why not.
+    def share(self, cur: psycopg.Cursor[Any]) -> tuple[psycopg.Cursor[Any], psycopg.Cursor[Any] | None, str]:
+        """Gives the snapshot's cursor, one on a second connection in the same snapshot (or None), and why.
 
         The second connection imports the first one's snapshot (pg_export_snapshot / SET TRANSACTION
         SNAPSHOT), so the report stays one consistent view of the database while both cores work. Where
@@ -124,16 +124,22 @@ class Snapshot:
         """
         pooled = _pooler(self.db, cur)
         if pooled:
-            return None, f"one connection: {pooled}"
+            return cur, None, f"one connection: {pooled}"
         cur.execute("SELECT pg_is_in_recovery()")
         row = cur.fetchone()
         if row and row[0]:
-            return None, "one connection: a hot standby (a recovery conflict is retried in a new snapshot)"
+            return cur, None, "one connection: a hot standby (a recovery conflict is retried in a new snapshot)"
         try:
-            with cur.connection.transaction():
-                cur.execute("SELECT pg_export_snapshot()")
-                row = cur.fetchone()
-            assert row is not None
+            # Not in a savepoint: a snapshot cannot be exported from a subtransaction.
+            cur.execute("SELECT pg_export_snapshot()")
+            row = cur.fetchone()
+        except psycopg.Error as exc:
+            if is_connection_lost(exc, cur.connection):
+                raise
+            # The snapshot's transaction is aborted: nothing was read in it yet but the schema; start again.
+            return self.reopen(), None, f"one connection: the server cannot export the snapshot ({_first(exc)})"
+        assert row is not None
+        try:
             conn = self._stack.enter_context(connect(self.db))
             second = self._stack.enter_context(transaction(
                 conn, read_only=True, repeatable_read=True, statement_timeout_ms=self.request.statement_timeout_ms,
@@ -142,10 +148,9 @@ class Snapshot:
         except psycopg.Error as exc:
             if is_connection_lost(exc, cur.connection):
                 raise
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return None, f"one connection: the server refused a second one in the same snapshot ({first})"
+            return cur, None, f"one connection: the server refused a second one in the same snapshot ({_first(exc)})"
         self._others.append(conn)
-        return second, "two connections in one snapshot (pg_export_snapshot)"
+        return cur, second, "two connections in one snapshot (pg_export_snapshot)"
 
     def close(self) -> None:
         for other in self._others:
@@ -155,6 +160,10 @@ class Snapshot:
             self._conn.close()  # a read-only transaction: nothing to commit; the exits below are then no-ops
         self._stack.close()
         self._conn = None
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _pooler(db: Database, cur: psycopg.Cursor[Any]) -> str | None:
@@ -199,8 +208,11 @@ def run_check(db: Database, request: CheckRequest) -> Report:
         # The rules' own limit: a rule that hits it becomes an `error` result, the others still run.
         cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
             sql.Literal(f"{request.statement_timeout_ms}ms")))
+        if request.parallel:
+            cur, second, connections = snapshot.share(cur)
+        else:
+            second, connections = None, "one connection: asked for"
         ctx = CheckContext(cur, schema, options)
-        second, connections = snapshot.share(cur) if request.parallel else (None, "one connection: asked for")
         helpers = [CheckContext(second, schema, options, connection=2)] if second is not None else []
         results = engine.run(ctx, rules, reopen=snapshot.reopen, helpers=helpers, sizes=_sizes(cur))
     except psycopg.Error as exc:

@@ -1,57 +1,50 @@
-"""Which repair mends which rule, and in what order repairs run.
+"""Which repair mends which rule, and in what order repairs run — both read from the rules' own declarations.
 
-Declared next to the rules' own `repair`/`repair_safety` documentation; a test keeps the two in step
-(every rule whose safety is not `none` has a repair here, with the same safety).
+Each rule declares its repair (`Rule.fix`: a RowFix, MergeFix or RecomputeFix) and the rules whose repair
+must run before it (`Fix.after`). This module only turns each kind of Fix into its implementation (rows.py,
+calendar.py) and orders them; a test keeps `repair_safety` and the repairs in step.
 
-The order matters: orphans go first (their transactions must not be summed into anybody's budget),
-then single-column mends, then goals (progress after saved_amount, status after progress), then the
+The order the declarations give: orphans first (their transactions must not be summed into anybody's
+budget), then single-column mends, then goals (progress after saved_amount, status after progress), then the
 calendar — dates and duplicates before spent_amount is recomputed over the merged rows.
 """
 
 from __future__ import annotations
 
-from ..findings import FixSafety
-from ..rules.amounts import ISO_CODES
-from ..rules.goals import EXPECTED_PROGRESS
+from ..rules.base import Fix, MergeFix, RecomputeFix, RowFix, Rule
+from ..rules.catalogue import ALL_RULES
 from .base import Repair
-from .calendar import NOT_MIDNIGHT, MergeRepair, RecomputeRepair
+from .calendar import MergeRepair, RecomputeRepair
 from .rows import RowRepair
 
-SAFE, UNSAFE = FixSafety.SAFE, FixSafety.UNSAFE
-DELETE = RowRepair(SAFE)
-_USER_CURRENCY = "(SELECT u.currency FROM users u WHERE u.id = t.user_id)"
 
-REPAIRS: dict[str, Repair] = {
-    # Safe: restore an invariant without a human decision.
-    "REF006": DELETE, "REF007": DELETE, "REF005": DELETE, "REF002": DELETE, "REF001": DELETE,
-    "REF003": DELETE, "REF004": DELETE, "REF010": DELETE,
-    "REF008": RowRepair(SAFE, "goal_id = NULL"),
-    "TIM001": RowRepair(SAFE, "updated_at = t.created_at"),
-    "TIM002": RowRepair(SAFE, "last_updated = t.created_at"),
-    "TIM004": RowRepair(SAFE, "completed_at = t.created_at"),
-    "GOL001": RowRepair(SAFE, f"progress = {EXPECTED_PROGRESS}"),
-    "GOL002": RowRepair(SAFE, "status = 'completed', "
-                              "completed_at = coalesce(t.completed_at, greatest(now(), t.created_at))"),
-    "CAL001": MergeRepair(SAFE, f"bool_or({NOT_MIDNIGHT})"),
-    "DUP002": MergeRepair(SAFE, "count(*) > 1"),
-    "BUD001": RecomputeRepair(SAFE),
-    "AMT006": RecomputeRepair(SAFE),
-    # Unsafe: a guess; only with --unsafe.
-    "NUL004": RowRepair(UNSAFE, "category = 'uncategorized'"),
-    "NUL006": RowRepair(UNSAFE, "spent_at = coalesce(t.created_at, t.updated_at)"),  # updated_at is NOT NULL
-    "TIM003": RowRepair(UNSAFE, "deleted_at = now()"),
-    "AMT001": RowRepair(UNSAFE, f"currency = {_USER_CURRENCY}",
-                        guard=f"{_USER_CURRENCY} IN (SELECT column1 FROM {ISO_CODES.table} c)"),
-    "GOL004": RowRepair(UNSAFE, "saved_amount = 0"),
-    "GOL003": RowRepair(UNSAFE, "saved_amount = t.target_amount"),
-}
+def _repair(rule: Rule, fix: Fix) -> Repair:
+    """Gives the implementation of a rule's declared repair (one per kind of Fix)."""
+    if isinstance(fix, RowFix):
+        return RowRepair(rule.repair_safety, fix.assignments, guard=fix.guard)
+    if isinstance(fix, MergeFix):
+        return MergeRepair(rule.repair_safety, fix.needs)
+    if isinstance(fix, RecomputeFix):
+        return RecomputeRepair(rule.repair_safety)
+    raise AssertionError(f"{rule.code}: no repair implements {type(fix).__name__}")
 
-ORDER: tuple[str, ...] = (
-    "REF006", "REF007", "REF005", "REF008", "REF002", "REF001", "REF003", "REF004", "REF010",
-    "NUL004", "NUL006", "TIM003", "AMT001", "TIM001", "TIM002", "TIM004",
-    "GOL004", "GOL003", "GOL001", "GOL002",
-    "CAL001", "DUP002", "BUD001", "AMT006",
-)
+
+def _ordered(rules: list[Rule]) -> tuple[str, ...]:
+    """Gives the codes so that every repair runs after those it names in `after` (catalogue order otherwise)."""
+    codes = {r.code for r in rules}
+    pending = {r.code: {c for c in (r.fix.after if r.fix else ()) if c in codes} for r in rules}
+    out: list[str] = []
+    while pending:
+        ready = [r.code for r in rules if r.code in pending and not pending[r.code] - set(out)]
+        assert ready, f"the repairs' `after` declarations form a cycle: {sorted(pending)}"
+        out.append(ready[0])
+        del pending[ready[0]]
+    return tuple(out)
+
+
+_FIXED = [r for r in ALL_RULES if r.fix is not None]
+REPAIRS: dict[str, Repair] = {r.code: _repair(r, r.fix) for r in _FIXED if r.fix is not None}
+ORDER: tuple[str, ...] = _ordered(_FIXED)
 
 
 def order_key(code: str) -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from ..findings import FixSafety, Severity
 from ..iso4217 import CODES
-from .base import CheckSpec, Family, Join, RowRule
+from .base import CheckSpec, Family, Join, RecomputeFix, RowFix, RowRule
+from .references import ORPHANS
 
 H, M, L = Severity.HIGH, Severity.MEDIUM, Severity.LOW
+USER_CURRENCY = "(SELECT u.currency FROM public.users u WHERE u.id = t.user_id)"
 SIGNED_CATEGORIES = ("income", "refund", "transfer")
 ISO_CODES = Join("amt001_iso", "(VALUES " + ", ".join(f"('{c}')" for c in sorted(CODES)) + ")",
                  "amt001_iso.column1 = t.currency", key="column1")
@@ -22,6 +24,8 @@ RULES = (
         table="transactions", column="currency", live_only=True,
         message="currency is not an ISO 4217 code", hint="correct the code; the user's currency is the usual answer",
         predicate="t.currency IS NOT NULL AND amt001_iso.column1 IS NULL", joins=(ISO_CODES,),
+        fix=RowFix(after=ORPHANS, assignments=f"currency = {USER_CURRENCY}",
+                   guard=f"{USER_CURRENCY} IN (SELECT column1 FROM {ISO_CODES.table} c)"),
     ),
     RowRule(
         code="AMT002", name="zero-amount", section=9, severity=L,
@@ -81,7 +85,7 @@ RULES = (
         repair="Safe through BUD001: recompute spent_amount from live transactions.",
         repair_safety=FixSafety.SAFE, table="daily_plan", column="spent_amount",
         message="negative spent amount", hint="`mita-integrity fix --select BUD001` recomputes it",
-        predicate="t.spent_amount < 0",
+        predicate="t.spent_amount < 0", fix=RecomputeFix(after=("BUD001",)),
     ),
 )
 

@@ -81,8 +81,44 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class Fix:
+    """How a rule's violations are mended, declared with the rule; repairs/ holds the implementations.
+
+    `after` names the rules whose repair must run first (an orphan is removed before it is mended or summed;
+    dates and duplicates are merged before spent_amount is recomputed). repairs.catalogue builds the Repair
+    for each kind of Fix and orders the repairs from these declarations.
+    """
+
+    after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RowFix(Fix):
+    """Archive, then delete the violating rows (no assignments), or archive, then SET the assignments."""
+
+    assignments: str = ""  # SQL SET list with the row alias t, e.g. "goal_id = NULL"
+    guard: str = ""  # rows the repair can mend (e.g. only when the user's own currency is valid)
+
+
+@dataclass(frozen=True)
+class MergeFix(Fix):
+    """Archive, then merge the plan rows of a (user, day, category) into one."""
+
+    needs: str = "true"  # the HAVING condition that makes a key need the merge
+
+
+@dataclass(frozen=True)
+class RecomputeFix(Fix):
+    """Archive, then set spent_amount to the sum of the day's live transactions (adding a missing plan row)."""
+
+
+Evaluate = Callable[["CheckContext", "Rule"], "list[Outcome]"]
+Script = Callable[["CheckContext", "Rule"], str]
+
+
+@dataclass(frozen=True)
 class Rule:
-    """The declaration every rule shares: identity, documentation, what it needs."""
+    """The declaration every rule shares: identity, documentation, what it needs, its repair."""
 
     code: str
     name: str
@@ -103,6 +139,14 @@ class Rule:
     guaranteed_by_check: tuple[CheckSpec, ...] = ()  # validated CHECKs (by definition) on `table` that rule it out
     physical: bool = False  # runs only with --physical
     unit: str = "row"  # what its count counts (BUD001 counts keys, schema rules count objects)
+    fix: Fix | None = None  # its repair; None where a person must decide (repair_safety says the same)
+    evaluate: Evaluate | None = None  # a QueryRule's own evaluation (row rules are counted by the engine)
+    script: Script | None = None  # its psql-script statement; row rules have one of their own (script_sql)
+
+    def script_sql(self, ctx: CheckContext) -> str:
+        """Gives the psql-script statement printing `code | table | count` for this rule."""
+        assert self.script is not None, f"{self.code} has no psql form"
+        return self.script(ctx, self)
 
     @property
     def fix_available(self) -> bool:
@@ -149,6 +193,14 @@ class RowRule(Rule):
         source, where = self.selection(where_extra)
         return f"SELECT count(*) FROM {source} WHERE {where}"
 
+    def script_sql(self, ctx: CheckContext) -> str:
+        if self.script is not None or not self.table:
+            return super().script_sql(ctx)
+        live = "t.deleted_at IS NULL" if self.live_only and ctx.schema.has(f"{self.table}.deleted_at") else ""
+        return self.standalone_sql(live).replace(
+            "SELECT count(*)", f"SELECT {literal(self.code)} AS code, {literal(self.table)} AS \"table\", "
+            "count(*) AS count", 1) + ";"
+
 
 @dataclass(frozen=True)
 class QueryRule(Rule):
@@ -159,10 +211,47 @@ class QueryRule(Rule):
 
 @dataclass(frozen=True)
 class SchemaRule(Rule):
-    """A rule about the schema itself, answered from the system catalogs."""
+    """A rule about the schema itself, answered from the system catalogs.
+
+    `sql` yields (table, count, sample text[]): one row per table the rule looked at. The engine runs it
+    inside the snapshot and the psql script prints the same statement's first two columns.
+    """
+
+    sql: str = ""
+
+    def script_sql(self, ctx: CheckContext) -> str:
+        return (f"SELECT {literal(self.code)} AS code, q.tbl AS \"table\", q.count, "
+                f"array_to_string(q.sample, ', ') AS detail\n  FROM ({self.sql}) AS q(tbl, count, sample);")
+
+
+USER_TABLES = """FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = {column} AND NOT a.attisdropped
+ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND {type_test}
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+ ORDER BY c.relname"""
+
+
+def per_table_script(code: str, where: str, column: str, type_test: str) -> str:
+    """Gives a psql \\gexec query running `where` on every table of the live catalog with that column.
+
+    Partitions and inheritance children are left out: their parent's scan reads their rows (as in check).
+    """
+    assert "%" not in where and "$q$" not in where
+    select = f"SELECT {literal(code)} AS code, %L AS \"table\", count(*) AS count FROM public.%I t WHERE {where}"
+    tables = USER_TABLES.format(column=literal(column), type_test=type_test)
+    return f"SELECT format($q${select}$q$, c.relname, c.relname)\n  {tables} \\gexec"
 
 
 Evaluator = Callable[["CheckContext", "tuple[Rule, ...]"], "list[Outcome]"]
+
+
+def each_rule(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
+    """The evaluator of a family whose rules share no statement: each rule evaluates itself."""
+    out: list[Outcome] = []
+    for rule in rules:
+        assert rule.evaluate is not None, f"{rule.code} declares no evaluation"
+        out.extend(rule.evaluate(ctx, rule))
+    return out
 Expander = Callable[["Schema"], "tuple[Rule, ...]"]
 
 

@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity, Status
-from .base import Family, QueryRule, Rule, rel
+from .base import Family, MergeFix, QueryRule, Rule, each_rule, literal, rel
 from .context import CheckContext, Outcome, ident
 from .dayboundary import plan_day_sql
 from .nulls import NOT_BLANK, trimmed
+from .references import ORPHANS
+
+
+def _surplus_script(rule: Rule, grouped: str) -> str:
+    return (f"WITH d AS ({grouped})\n"
+            f"SELECT {literal(rule.code)} AS code, {literal(str(rule.table))} AS \"table\", "
+            "coalesce(sum(n - 1), 0) AS count, count(*) AS groups FROM d;")
+
+
+def _dup001(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+    """Gives DUP001's outcome (one grouping of the users)."""
+    count, groups, sample = _surplus(ctx, dup001_grouped_sql(ctx))
+    return [Outcome(rule.code, "users", count, groups, sample)]
+
+
+def _dup002(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+    """Gives DUP002's outcome: guaranteed by 0023's key and midnight check, else one grouping of the plan."""
+    constraint = guaranteed_unique(ctx)
+    if constraint:
+        return [Outcome(rule.code, "daily_plan", reason=f"guaranteed by {constraint}", status=Status.GUARANTEED)]
+    count, groups, sample = _surplus(ctx, dup002_grouped_sql(ctx))
+    return [Outcome(rule.code, "daily_plan", count, groups, sample)]
+
 
 DUP001 = QueryRule(
     code="DUP001", name="duplicate-user-email", section=5, severity=Severity.CRITICAL,
@@ -17,6 +40,7 @@ DUP001 = QueryRule(
     repair="None: merging accounts needs a person (which one keeps the data?).", repair_safety=FixSafety.NONE,
     table="users", column="email", message="e-mail shared by another account",
     hint="merge the accounts by hand; then add a unique index on lower(btrim(email))",
+    evaluate=_dup001, script=lambda ctx, rule: _surplus_script(rule, dup001_grouped_sql(ctx)),
 )
 
 DUP002 = QueryRule(
@@ -30,6 +54,8 @@ DUP002 = QueryRule(
            "archived and deleted.",
     repair_safety=FixSafety.SAFE, table="daily_plan", requires=("daily_plan.category", "daily_plan.date"),
     message="calendar entry duplicated", hint="`mita-integrity fix --select DUP002` merges them (sums spending)",
+    evaluate=_dup002, script=lambda ctx, rule: _surplus_script(rule, dup002_grouped_sql(ctx)),
+    fix=MergeFix(after=(*ORPHANS, "CAL001"), needs="count(*) > 1"),
 )
 
 RULES: tuple[Rule, ...] = (DUP001, DUP002)
@@ -72,32 +98,25 @@ def guaranteed_unique(ctx: CheckContext) -> str | None:
     return f"{unique.name} and {midnight.name}" if nulls_equal and midnight else None
 
 
-def grouped_sql(ctx: CheckContext, code: str) -> str:
-    """Gives the query of duplicated keys (n rows, ids keeper first) of DUP001 or DUP002."""
-    table = "users" if code == "DUP001" else "daily_plan"
+def _ids(ctx: CheckContext, table: str) -> str:
     # The keeper (first id) is the earliest created row, then the smallest id.
     created = "t.created_at NULLS LAST, " if ctx.schema.has(f"{table}.created_at") else ""
-    ids = f"array_agg(t.id::text ORDER BY {created}t.id) AS ids"
-    if code == "DUP001":
-        # Blank (whitespace of any kind, tabs too) is NUL001's; surrounding whitespace of any kind is ignored.
-        return (f"SELECT count(*) AS n, {ids} FROM {rel('users')} t WHERE t.email ~ {NOT_BLANK} "
-                f"GROUP BY lower({trimmed('t.email')}) HAVING count(*) > 1{_since_having(ctx, 'users')}")
-    return (f"SELECT count(*) AS n, {ids} FROM {rel('daily_plan')} t GROUP BY t.user_id, {plan_day_sql('t.date')}, "
-            f"t.category HAVING count(*) > 1{_since_having(ctx, 'daily_plan')}")
+    return f"array_agg(t.id::text ORDER BY {created}t.id) AS ids"
 
 
-def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
-    """Gives the outcomes of DUP001 and DUP002 (each one grouping)."""
-    out = []
-    for rule in rules:
-        constraint = guaranteed_unique(ctx) if rule.code == "DUP002" else None
-        if constraint:
-            out.append(Outcome(rule.code, "daily_plan", reason=f"guaranteed by {constraint}",
-                               status=Status.GUARANTEED))
-            continue
-        count, groups, sample = _surplus(ctx, grouped_sql(ctx, rule.code))
-        out.append(Outcome(rule.code, rule.table or "", count, groups, sample))
-    return out
+def dup001_grouped_sql(ctx: CheckContext) -> str:
+    """Gives DUP001's duplicated keys (n rows, ids keeper first).
+
+    Blank (whitespace of any kind, tabs too) is NUL001's; surrounding whitespace of any kind is ignored.
+    """
+    return (f"SELECT count(*) AS n, {_ids(ctx, 'users')} FROM {rel('users')} t WHERE t.email ~ {NOT_BLANK} "
+            f"GROUP BY lower({trimmed('t.email')}) HAVING count(*) > 1{_since_having(ctx, 'users')}")
 
 
-FAMILY = Family("duplicates", RULES, evaluate, separable=True)
+def dup002_grouped_sql(ctx: CheckContext) -> str:
+    """Gives DUP002's duplicated keys (n rows, ids keeper first)."""
+    return (f"SELECT count(*) AS n, {_ids(ctx, 'daily_plan')} FROM {rel('daily_plan')} t GROUP BY t.user_id, "
+            f"{plan_day_sql('t.date')}, t.category HAVING count(*) > 1{_since_having(ctx, 'daily_plan')}")
+
+
+FAMILY = Family("duplicates", RULES, each_rule, separable=True)

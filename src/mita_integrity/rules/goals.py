@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import CheckSpec, Family, RowRule
+from .base import CheckSpec, Family, RowFix, RowRule
+from .references import ORPHANS
 
 H, M = Severity.HIGH, Severity.MEDIUM
 VALID_STATUSES = ("active", "completed", "paused", "cancelled")
@@ -20,6 +21,8 @@ RULES = (
         table="goals", column="progress", requires=("goals.saved_amount", "goals.target_amount"), live_only=True,
         message="progress disagrees with saved/target", hint="`mita-integrity fix --select GOL001` recomputes it",
         predicate=f"t.target_amount > 0 AND abs(t.progress - {EXPECTED_PROGRESS}) > 0.01",
+        # progress is recomputed after saved_amount is mended (GOL004, GOL003)
+        fix=RowFix(after=(*ORPHANS, "GOL004", "GOL003"), assignments=f"progress = {EXPECTED_PROGRESS}"),
     ),
     RowRule(
         code="GOL002", name="goal-reached-not-completed", section=8, severity=M,
@@ -30,6 +33,9 @@ RULES = (
         table="goals", column="status", requires=("goals.progress",), live_only=True,
         message="reached 100 % but not completed", hint="`mita-integrity fix --select GOL002` completes them",
         predicate="t.progress >= 100 AND t.status IS DISTINCT FROM 'completed'",
+        fix=RowFix(after=(*ORPHANS, "GOL001"),  # status after progress
+                   assignments="status = 'completed', completed_at = coalesce(t.completed_at, greatest(now(), "
+                               "t.created_at))"),
     ),
     RowRule(
         code="GOL003", name="goal-over-saved", section=8, severity=M,
@@ -41,6 +47,7 @@ RULES = (
         requires=("goals.target_amount",), live_only=True,
         message="saved more than the target", hint="ask whether the target grew; cap only with --unsafe",
         predicate="t.saved_amount > t.target_amount",
+        fix=RowFix(after=(*ORPHANS, "GOL004"), assignments="saved_amount = t.target_amount"),
         guaranteed_by_check=(CheckSpec("ck_goals_saved_le_target", "saved_amount <= target_amount"),),
     ),
     RowRule(
@@ -51,7 +58,7 @@ RULES = (
         repair="Unsafe: set saved_amount to 0 (--unsafe).", repair_safety=FixSafety.UNSAFE,
         table="goals", column="saved_amount", live_only=True,
         message="negative saved amount", hint="find the withdrawal that went wrong; zero it only with --unsafe",
-        predicate="t.saved_amount < 0",
+        predicate="t.saved_amount < 0", fix=RowFix(after=ORPHANS, assignments="saved_amount = 0"),
     ),
     RowRule(
         code="GOL005", name="goal-target-not-positive", section=8, severity=H,

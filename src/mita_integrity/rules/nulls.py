@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, RowRule
+from .base import Family, RowFix, RowRule
+from .references import ORPHANS
 
 C, H = Severity.CRITICAL, Severity.HIGH
 # Blank is whitespace of any kind (tabs, newlines too), not only spaces: btrim() would see '\t' as a value.
@@ -18,7 +19,7 @@ NONE, UNSAFE = FixSafety.NONE, FixSafety.UNSAFE
 
 def _null(code: str, table: str, column: str, severity: Severity, *, blank: bool = False,
           repair: str = "None: a person must supply the value (the application cannot work without it).",
-          safety: FixSafety = NONE, why: str = "") -> RowRule:
+          safety: FixSafety = NONE, why: str = "", fix: RowFix | None = None) -> RowRule:
     predicate = f"t.{column} IS NULL" + (f" OR t.{column} !~ {NOT_BLANK}" if blank else "")
     what = "NULL or blank" if blank else "NULL"
     bad_value = "'  '" if blank else "NULL"
@@ -30,7 +31,7 @@ def _null(code: str, table: str, column: str, severity: Severity, *, blank: bool
         repair=repair, repair_safety=safety, table=table, column=column,
         message=f"{column} is {what}",
         hint=f"the samples name the rows (`rules {code}` shows the query); supply the {column}",
-        predicate=predicate, not_null_guarantees=not blank,
+        predicate=predicate, not_null_guarantees=not blank, fix=fix,
     )
 
 
@@ -42,12 +43,13 @@ RULES = (
     _null("NUL004", "transactions", "category", H, blank=True,
           why="A transaction without a category never reaches a daily_plan row: spending goes uncounted.",
           repair="Unsafe: set the category to 'uncategorized' (a guess; --unsafe).",
-          safety=UNSAFE),
+          safety=UNSAFE, fix=RowFix(after=ORPHANS, assignments="category = 'uncategorized'")),
     _null("NUL005", "transactions", "amount", C, why="A transaction without an amount breaks every sum."),
     _null("NUL006", "transactions", "spent_at", H,
           why="Without spent_at a transaction has no day: budgets and the trigger cannot place it.",
           repair="Unsafe: set spent_at to created_at, or updated_at where that is NULL (a guess; --unsafe).",
-          safety=UNSAFE),
+          safety=UNSAFE,  # updated_at is NOT NULL
+          fix=RowFix(after=ORPHANS, assignments="spent_at = coalesce(t.created_at, t.updated_at)")),
     _null("NUL007", "goals", "user_id", C, why="A goal without a user belongs to nobody."),
     _null("NUL008", "goals", "title", H, blank=True, why="A goal without a title shows as an empty card."),
     _null("NUL009", "goals", "target_amount", C, why="A goal without a target has no progress."),

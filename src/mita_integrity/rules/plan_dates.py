@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, RowRule
+from .base import Family, MergeFix, RowRule
+from .references import ORPHANS
+
+NOT_MIDNIGHT = "(t.date AT TIME ZONE 'UTC')::time <> '00:00'"
 
 RULES = (
     RowRule(
@@ -15,7 +18,7 @@ RULES = (
         repair="Safe: normalise to midnight UTC of the same day, merging into an existing row of that day.",
         repair_safety=FixSafety.SAFE, table="daily_plan", column="date",
         message="date carries a time of day", hint="`mita-integrity fix --select CAL001` normalises and merges",
-        predicate="(t.date AT TIME ZONE 'UTC')::time <> '00:00'",
+        predicate=NOT_MIDNIGHT, fix=MergeFix(after=ORPHANS, needs=f"bool_or({NOT_MIDNIGHT})"),
     ),
     RowRule(
         code="CAL002", name="plan-overspent", section=14, severity=Severity.INFO,

@@ -8,7 +8,7 @@ import psycopg
 
 from ..errors import is_connection_lost
 from ..findings import FixSafety, Severity, Status
-from .base import Family, Join, QueryRule, RowRule, Rule, rel
+from .base import Family, Join, QueryRule, RowFix, RowRule, Rule, each_rule, literal, per_table_script, rel
 from .context import CheckContext, Outcome, Schema
 from .sampling import count_and_sample
 
@@ -20,7 +20,8 @@ SAFE_DELETE = ("Safe: archive the row, then delete it (a row of nobody cannot be
 
 
 def _orphan(code: str, table: str, column: str, parent: str, severity: Severity, *, why: str,
-            repair: str = SAFE_DELETE, action: str = "archives and removes them") -> RowRule:
+            repair: str = SAFE_DELETE, action: str = "archives and removes them", fix: RowFix | None = None
+            ) -> RowRule:
     alias = f"{code.lower()}_p"  # the rule's own name for its parent: no other rule's join can answer for it
     return RowRule(
         code=code, name=f"orphan-{table}-{column}".replace("_", "-"), section=4, severity=severity,
@@ -30,7 +31,7 @@ def _orphan(code: str, table: str, column: str, parent: str, severity: Severity,
         message=f"{column} names no {parent.removesuffix('s')}",
         hint=f"`mita-integrity fix --apply --select {code}` {action}; the FK migration prevents more",
         predicate=f"t.{column} IS NOT NULL AND {alias}.id IS NULL",
-        joins=(Join(alias, parent, f"{alias}.id = t.{column}"),), fk=(column, parent),
+        joins=(Join(alias, parent, f"{alias}.id = t.{column}"),), fk=(column, parent), fix=fix or RowFix(),
     )
 
 
@@ -38,20 +39,24 @@ SPECIFIC = (
     _orphan("REF001", "transactions", "user_id", "users", C,
             why="Spending of a user who no longer exists: it cannot be shown, deleted by the user, or "
                 "counted in any budget; migration 0026's foreign key cannot be added while it exists."),
-    _orphan("REF002", "goals", "user_id", "users", C, why="A goal of nobody; its savings are unreachable."),
+    # A goal's transactions are unlinked (REF008) before the goal goes.
+    _orphan("REF002", "goals", "user_id", "users", C, why="A goal of nobody; its savings are unreachable.",
+            fix=RowFix(after=("REF008",))),
     _orphan("REF003", "daily_plan", "user_id", "users", C,
             why="Calendar rows of a deleted user; migration 0022's foreign key cannot be added while they exist."),
     _orphan("REF004", "subscriptions", "user_id", "users", C,
             why="A paid subscription of nobody: billing reports count it, and 0022's foreign key fails on it "
                 "(soft-deleting it does not help: the FK still sees it)."),
-    _orphan("REF005", "habits", "user_id", "users", H, why="Habits of a deleted user keep sending reminders."),
+    # Completions go first (REF006, REF007): a habit's removal would otherwise cascade to them unarchived.
+    _orphan("REF005", "habits", "user_id", "users", H, why="Habits of a deleted user keep sending reminders.",
+            fix=RowFix(after=("REF006", "REF007"))),
     _orphan("REF006", "habit_completions", "habit_id", "habits", H,
             why="A completion of a habit that no longer exists inflates streaks."),
     _orphan("REF007", "habit_completions", "user_id", "users", H, why="A completion of a deleted user."),
     _orphan("REF008", "transactions", "goal_id", "goals", H,
             why="A transaction saved towards a goal that does not exist: the goal's savings are wrong.",
             repair="Safe: set goal_id to NULL (the transaction stays; archived first).",
-            action="archives them and sets goal_id to NULL"),
+            action="archives them and sets goal_id to NULL", fix=RowFix(assignments="goal_id = NULL")),
 )
 
 REF010 = replace(
@@ -74,9 +79,7 @@ REF011 = QueryRule(
 )
 
 _SPECIFIC_TABLES: set[str] = {r.table for r in SPECIFIC if r.table and r.column == "user_id"}
-RULES: tuple[Rule, ...] = (*SPECIFIC, REF010, REF011)
-
-
+ORPHANS = tuple(r.code for r in SPECIFIC) + ("REF010",)  # every orphan repair: the others run after them
 def user_id_tables(schema: Schema, *, uuid: bool) -> list[str]:
     """Gives the tables with a user_id column of type uuid (or of a text type), users excluded."""
     out = []
@@ -101,7 +104,19 @@ REF011_WHERE = (f"t.user_id IS NOT NULL AND CASE WHEN t.user_id ~ {UUID_TEXT} "
                 f"THEN NOT EXISTS (SELECT 1 FROM {rel('users')} u WHERE u.id = t.user_id::uuid) ELSE true END")
 
 
-def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
+def _ref010_script(ctx: CheckContext, rule: Rule) -> str:
+    specific = ", ".join(literal(t) for t in sorted(_SPECIFIC_TABLES))
+    return per_table_script(rule.code, "t.user_id IS NOT NULL AND NOT EXISTS "
+                                       "(SELECT 1 FROM public.users p WHERE p.id = t.user_id)",
+                            "user_id", f"a.atttypid = 'uuid'::regtype AND c.relname NOT IN ({specific})")
+
+
+def _ref011_script(ctx: CheckContext, rule: Rule) -> str:
+    return per_table_script(rule.code, REF011_WHERE, "user_id",
+                            "a.atttypid IN ('character varying'::regtype, 'text'::regtype)")
+
+
+def _ref011(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     """Gives REF011's outcome per text user_id table; one table that cannot be read is that table's error only."""
     out = []
     for table in user_id_tables(ctx.schema, uuid=False):
@@ -126,4 +141,7 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
     return out
 
 
-FAMILY = Family("references", RULES, evaluate, expand)
+REF010 = replace(REF010, script=_ref010_script)
+REF011 = replace(REF011, evaluate=_ref011, script=_ref011_script)
+RULES: tuple[Rule, ...] = (*SPECIFIC, REF010, REF011)
+FAMILY = Family("references", RULES, each_rule, expand)

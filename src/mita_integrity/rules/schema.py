@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, Rule, SchemaRule
+from .base import Family, Rule, SchemaRule, each_rule
 from .context import CheckContext, Outcome
 from .expected import CHAIN, CHECKS_0024, EXPECTED_BY_REVISION, SPENT_TRIGGER_FUNCTION
 
@@ -14,56 +14,8 @@ MIGRATE = "None by fix: `mita-integrity migrate upgrade head` adds it online (NO
 def _rule(code: str, name: str, severity: Severity, finds: str, why: str, example: str, message: str,
           hint: str, table: str | None = None, repair: str = MIGRATE, unit: str = "object") -> SchemaRule:
     return SchemaRule(code=code, name=name, section=11, severity=severity, finds=finds, why=why, example=example,
-                      repair=repair, repair_safety=NONE, table=table, message=message, hint=hint, unit=unit)
-
-
-RULES: tuple[Rule, ...] = (
-    _rule("SCH001", "missing-user-fk", Severity.HIGH, "tables with a uuid user_id and no foreign key to users.",
-          "Without the FK nothing stops orphans, and deleting a user leaves their rows behind.",
-          "daily_plan.user_id has no REFERENCES users(id)", "no foreign key to users",
-          "`mita-integrity migrate upgrade head` (0022, 0026) adds it online"),
-    _rule("SCH002", "fk-not-validated", Severity.HIGH, "foreign keys that exist but are NOT VALID.",
-          "New rows are checked, old ones are not: orphans from before may still be there.",
-          "fk_daily_plan_user_id … NOT VALID", "foreign key is NOT VALID",
-          "`mita-integrity migrate validate` once the violators are resolved"),
-    _rule("SCH003", "no-daily-plan-unique-key", Severity.HIGH,
-          "daily_plan without a unique constraint on (user_id, date, category) treating NULL categories as equal.",
-          "Nothing stops duplicate calendar entries; a plain UNIQUE lets NULL categories repeat.",
-          "no uq_daily_plan_user_date_category", "no unique key on (user_id, date, category)",
-          "`mita-integrity migrate upgrade head` (0023) adds it", table="daily_plan"),
-    _rule("SCH004", "missing-check-constraint", Severity.MEDIUM,
-          "the CHECK constraints of migration 0024 that are missing or not validated.",
-          "Without them impossible amounts and goals can be written again at any time.",
-          "ck_goals_saved_le_target absent", "expected CHECK constraint missing or NOT VALID",
-          "`mita-integrity migrate upgrade head` (0024), then `migrate validate`"),
-    _rule("SCH005", "spent-trigger-missing", Severity.MEDIUM,
-          "the transactions trigger that keeps daily_plan.spent_amount (0025) missing or disabled.",
-          "spent_amount then depends on application code remembering every update: it drifts (BUD001).",
-          "no trigger calling update_daily_plan_spent()", "spent_amount trigger missing or disabled",
-          "`mita-integrity migrate upgrade head` (0025) installs it", table="transactions"),
-    _rule("SCH006", "fk-without-index", Severity.LOW, "foreign key columns with no index leading with them.",
-          "Deleting a parent row (a user) scans the whole child table per row: cascades crawl and lock.",
-          "ai_analysis_snapshots.user_id has no index", "foreign key column without an index",
-          "CREATE INDEX CONCURRENTLY on the column",
-          repair="None by fix: CREATE INDEX CONCURRENTLY ix_<table>_<column> ON <table> (<column>)."),
-    _rule("SCH007", "invalid-index", Severity.HIGH, "indexes marked invalid (a failed CREATE INDEX CONCURRENTLY).",
-          "An invalid index is maintained on every write but never used; an invalid unique index enforces "
-          "nothing.", "uq_daily_plan_user_date_category with indisvalid = false", "invalid index",
-          "DROP INDEX CONCURRENTLY it and build it again (migrations do this themselves)",
-          repair="None by fix: drop and rebuild it concurrently (re-running the migration does)."),
-    _rule("SCH008", "user-fk-blocks-deletion", Severity.HIGH,
-          "foreign keys to users with NO ACTION or RESTRICT.",
-          "Deleting a user fails while such rows exist: the right to be forgotten cannot be honoured.",
-          "feature_usage_logs_user_id_fkey … (no ON DELETE)", "foreign key to users blocks deletion",
-          "`mita-integrity migrate upgrade head` (0026) re-creates it ON DELETE CASCADE"),
-    _rule("SCH009", "stamped-not-run", Severity.CRITICAL,
-          "migrations that alembic_version says ran but whose constraints are absent (stamped, not run).",
-          "Production was once stamped past a migration that never ran: everyone believed in FKs that did not "
-          "exist.", "alembic_version = 0022… but no fk_daily_plan_user_id", "migration recorded but not applied",
-          "stamp back to the last applied revision, then `mita-integrity migrate upgrade head`",
-          repair="None by fix: `mita-integrity migrate stamp <the last revision really applied>`, then "
-                 "`mita-integrity migrate upgrade head` runs the missing migrations (each does only what is absent)."),
-)
+                      repair=repair, repair_safety=NONE, table=table, message=message, hint=hint, unit=unit,
+                      sql=_SQL[code], evaluate=_evaluate)
 
 
 _FKS = """FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
@@ -75,9 +27,8 @@ def _values(pairs: list[tuple[str, ...]]) -> str:
     return ", ".join("(" + ", ".join("'" + v.replace("'", "''") + "'" for v in pair) + ")" for pair in pairs)
 
 
-# Each statement yields (table, count, sample text[]): one row per table the rule looked at. The engine
-# runs it inside the snapshot and the psql script prints the same statement's first two columns.
-SQL: dict[str, str] = {
+# Each rule's statement (SchemaRule.sql) yields (table, count, sample text[]): one row per table it looked at.
+_SQL: dict[str, str] = {
     # Per user_id column: a key from another column of the table (say, created_by) does not protect user_id.
     "SCH001": """SELECT c.relname::text, m.missing::int, CASE WHEN m.missing THEN ARRAY['user_id'] END
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -154,18 +105,65 @@ SQL: dict[str, str] = {
 }
 
 
-def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
-    """Gives the outcomes of the selected schema rules (catalog queries only: no table is scanned)."""
-    out: list[Outcome] = []
-    for rule in rules:
-        ctx.cur.execute(SQL[rule.code])
-        rows = ctx.cur.fetchall()
-        if not rows:
-            out.append(Outcome(rule.code, "(schema)"))
-        for table, count, sample in rows:
-            items = tuple(sample or ())
-            out.append(Outcome(rule.code, table, int(count or 0), sample=items[: max(ctx.options.sample, 0)]))
-    return out
+def _evaluate(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+    """Gives the outcomes of a schema rule (catalog queries only: no table is scanned)."""
+    assert isinstance(rule, SchemaRule)
+    ctx.cur.execute(rule.sql)
+    rows = ctx.cur.fetchall()
+    if not rows:
+        return [Outcome(rule.code, "(schema)")]
+    return [Outcome(rule.code, table, int(count or 0), sample=tuple(sample or ())[: max(ctx.options.sample, 0)])
+            for table, count, sample in rows]
 
 
-FAMILY = Family("schema", RULES, evaluate)
+RULES: tuple[Rule, ...] = (
+    _rule("SCH001", "missing-user-fk", Severity.HIGH, "tables with a uuid user_id and no foreign key to users.",
+          "Without the FK nothing stops orphans, and deleting a user leaves their rows behind.",
+          "daily_plan.user_id has no REFERENCES users(id)", "no foreign key to users",
+          "`mita-integrity migrate upgrade head` (0022, 0026) adds it online"),
+    _rule("SCH002", "fk-not-validated", Severity.HIGH, "foreign keys that exist but are NOT VALID.",
+          "New rows are checked, old ones are not: orphans from before may still be there.",
+          "fk_daily_plan_user_id … NOT VALID", "foreign key is NOT VALID",
+          "`mita-integrity migrate validate` once the violators are resolved"),
+    _rule("SCH003", "no-daily-plan-unique-key", Severity.HIGH,
+          "daily_plan without a unique constraint on (user_id, date, category) treating NULL categories as equal.",
+          "Nothing stops duplicate calendar entries; a plain UNIQUE lets NULL categories repeat.",
+          "no uq_daily_plan_user_date_category", "no unique key on (user_id, date, category)",
+          "`mita-integrity migrate upgrade head` (0023) adds it", table="daily_plan"),
+    _rule("SCH004", "missing-check-constraint", Severity.MEDIUM,
+          "the CHECK constraints of migration 0024 that are missing or not validated.",
+          "Without them impossible amounts and goals can be written again at any time.",
+          "ck_goals_saved_le_target absent", "expected CHECK constraint missing or NOT VALID",
+          "`mita-integrity migrate upgrade head` (0024), then `migrate validate`"),
+    _rule("SCH005", "spent-trigger-missing", Severity.MEDIUM,
+          "the transactions trigger that keeps daily_plan.spent_amount (0025) missing or disabled.",
+          "spent_amount then depends on application code remembering every update: it drifts (BUD001).",
+          "no trigger calling update_daily_plan_spent()", "spent_amount trigger missing or disabled",
+          "`mita-integrity migrate upgrade head` (0025) installs it", table="transactions"),
+    _rule("SCH006", "fk-without-index", Severity.LOW, "foreign key columns with no index leading with them.",
+          "Deleting a parent row (a user) scans the whole child table per row: cascades crawl and lock.",
+          "ai_analysis_snapshots.user_id has no index", "foreign key column without an index",
+          "CREATE INDEX CONCURRENTLY on the column",
+          repair="None by fix: CREATE INDEX CONCURRENTLY ix_<table>_<column> ON <table> (<column>)."),
+    _rule("SCH007", "invalid-index", Severity.HIGH, "indexes marked invalid (a failed CREATE INDEX CONCURRENTLY).",
+          "An invalid index is maintained on every write but never used; an invalid unique index enforces "
+          "nothing.", "uq_daily_plan_user_date_category with indisvalid = false", "invalid index",
+          "DROP INDEX CONCURRENTLY it and build it again (migrations do this themselves)",
+          repair="None by fix: drop and rebuild it concurrently (re-running the migration does)."),
+    _rule("SCH008", "user-fk-blocks-deletion", Severity.HIGH,
+          "foreign keys to users with NO ACTION or RESTRICT.",
+          "Deleting a user fails while such rows exist: the right to be forgotten cannot be honoured.",
+          "feature_usage_logs_user_id_fkey … (no ON DELETE)", "foreign key to users blocks deletion",
+          "`mita-integrity migrate upgrade head` (0026) re-creates it ON DELETE CASCADE"),
+    _rule("SCH009", "stamped-not-run", Severity.CRITICAL,
+          "migrations that alembic_version says ran but whose constraints are absent (stamped, not run).",
+          "Production was once stamped past a migration that never ran: everyone believed in FKs that did not "
+          "exist.", "alembic_version = 0022… but no fk_daily_plan_user_id", "migration recorded but not applied",
+          "stamp back to the last applied revision, then `mita-integrity migrate upgrade head`",
+          repair="None by fix: `mita-integrity migrate stamp <the last revision really applied>`, then "
+                 "`mita-integrity migrate upgrade head` runs the missing migrations (each does only what is absent)."),
+)
+
+
+
+FAMILY = Family("schema", RULES, each_rule)

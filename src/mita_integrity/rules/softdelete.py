@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..findings import FixSafety, Severity
-from .base import Family, Join, RowRule, Rule
+from .base import Family, Join, RowRule, Rule, per_table_script
 from .context import Schema
 
 SDL001 = RowRule(
@@ -16,6 +16,7 @@ SDL001 = RowRule(
     repair="None: informational.", repair_safety=FixSafety.NONE,
     table=None, column="deleted_at", message="soft-deleted rows", hint="informational",
     predicate="t.deleted_at IS NOT NULL",
+    script=lambda ctx, rule: per_table_script(rule.code, "t.deleted_at IS NOT NULL", "deleted_at", "true"),
 )
 
 SDL002 = RowRule(

@@ -8,9 +8,35 @@ key (see each statement's docstring).
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, QueryRule, Rule, rel
+from .base import Family, QueryRule, RecomputeFix, Rule, each_rule, rel
 from .context import CheckContext, Outcome, Scoped, ident
 from .dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
+from .references import ORPHANS
+
+
+def _dup003(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+    ctx.cur.execute(dup003_sql(ctx), {"n": ctx.options.sample})
+    surplus, groups, sample = ctx.cur.fetchone() or (0, 0, None)
+    return [Outcome(rule.code, "transactions", int(surplus), int(groups), tuple(sample or ()))]
+
+
+def _dup003_script(ctx: CheckContext, rule: Rule) -> str:
+    statement = dup003_sql(ctx).replace("%(n)s", str(ctx.options.sample))
+    return (f"SELECT 'DUP003' AS code, 'transactions' AS \"table\", s.surplus AS count, s.groups\n"
+            f"  FROM ({statement}) AS s(surplus, groups, sample);")
+
+
+def _bud001(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+    ctx.cur.execute(bud001_sql(ctx), {"n": ctx.options.sample})
+    mismatched, sample = ctx.cur.fetchone() or (0, None)
+    return [Outcome(rule.code, "daily_plan", int(mismatched), sample=tuple(sample or ()), column="spent_amount")]
+
+
+def _bud001_script(ctx: CheckContext, rule: Rule) -> str:
+    statement = bud001_sql(ctx).replace("%(n)s", str(ctx.options.sample))
+    return (f"SELECT 'BUD001' AS code, 'daily_plan' AS \"table\", s.mismatched AS count\n"
+            f"  FROM ({statement}) AS s(mismatched, keys);")
+
 
 DUP003 = QueryRule(
     code="DUP003", name="duplicate-transaction", section=5, severity=Severity.MEDIUM,
@@ -21,6 +47,7 @@ DUP003 = QueryRule(
     repair="None: two coffees at the same second are possible; confirm with the user before soft-deleting.",
     repair_safety=FixSafety.NONE, table="transactions", requires=("transactions.spent_at",),
     message="transaction repeated at the same second", hint="confirm with the user, then soft-delete the copy",
+    evaluate=_dup003, script=_dup003_script,
 )
 
 BUD001 = QueryRule(
@@ -37,6 +64,9 @@ BUD001 = QueryRule(
     requires=("transactions.spent_at", "transactions.category", "daily_plan.category", "daily_plan.date"),
     message="spent_amount disagrees with the day's transactions", unit="key",
     hint="`mita-integrity fix --select BUD001` recomputes it; migration 0025 keeps it right",
+    evaluate=_bud001, script=_bud001_script,
+    # Spending is summed over mended transactions and merged plan rows.
+    fix=RecomputeFix(after=(*ORPHANS, "NUL004", "NUL006", "TIM003", "CAL001", "DUP002")),
 )
 
 RULES: tuple[Rule, ...] = (DUP003, BUD001)
@@ -124,20 +154,4 @@ SELECT count(*) FILTER (WHERE {BUD001_MISMATCH}),
   FROM keyed"""
 
 
-def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
-    """Gives the outcomes of DUP003 and BUD001 (one statement each)."""
-    out = []
-    for rule in rules:
-        if rule.code == "DUP003":
-            ctx.cur.execute(dup003_sql(ctx), {"n": ctx.options.sample})
-            surplus, groups, sample = ctx.cur.fetchone() or (0, 0, None)
-            out.append(Outcome("DUP003", "transactions", int(surplus), int(groups), tuple(sample or ())))
-        else:
-            ctx.cur.execute(bud001_sql(ctx), {"n": ctx.options.sample})
-            mismatched, sample = ctx.cur.fetchone() or (0, None)
-            out.append(Outcome("BUD001", "daily_plan", int(mismatched), sample=tuple(sample or ()),
-                               column="spent_amount"))
-    return out
-
-
-FAMILY = Family("spending", RULES, evaluate, separable=True)
+FAMILY = Family("spending", RULES, each_rule, separable=True)

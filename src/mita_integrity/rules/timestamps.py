@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, RowRule
+from .base import Family, RowFix, RowRule
+from .references import ORPHANS
 
 M, H = Severity.MEDIUM, Severity.HIGH
 
@@ -18,7 +19,7 @@ RULES = (
                "now(), which is just as consistent).", repair_safety=FixSafety.SAFE,
         table="transactions", column="updated_at", requires=("transactions.created_at",),
         message="updated before it was created", hint="`mita-integrity fix --select TIM001` sets updated_at",
-        predicate="t.created_at > t.updated_at",
+        predicate="t.created_at > t.updated_at", fix=RowFix(after=ORPHANS, assignments="updated_at = t.created_at"),
     ),
     RowRule(
         code="TIM002", name="goal-updated-before-created", section=6, severity=M,
@@ -29,6 +30,7 @@ RULES = (
         table="goals", column="last_updated", requires=("goals.created_at",),
         message="last_updated before created_at", hint="`mita-integrity fix --select TIM002` sets last_updated",
         predicate="t.created_at > t.last_updated",
+        fix=RowFix(after=ORPHANS, assignments="last_updated = t.created_at"),
     ),
     RowRule(
         code="TIM003", name="future-spending", section=6, severity=M,
@@ -38,7 +40,7 @@ RULES = (
         repair="Unsafe: soft-delete the transaction (a guess; --unsafe).", repair_safety=FixSafety.UNSAFE,
         table="transactions", column="spent_at", live_only=True,
         message="spent more than a day in the future", hint="check the date with the user; fix or soft-delete",
-        predicate="t.spent_at > now() + interval '1 day'",
+        predicate="t.spent_at > now() + interval '1 day'", fix=RowFix(after=ORPHANS, assignments="deleted_at = now()"),
     ),
     RowRule(
         code="TIM004", name="goal-completed-before-created", section=6, severity=H,
@@ -49,6 +51,7 @@ RULES = (
         table="goals", column="completed_at", requires=("goals.created_at",),
         message="completed before it was created", hint="`mita-integrity fix --select TIM004` sets completed_at",
         predicate="t.completed_at < t.created_at",
+        fix=RowFix(after=ORPHANS, assignments="completed_at = t.created_at"),
     ),
     RowRule(
         code="TIM005", name="transaction-deleted-before-created", section=6, severity=M,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, QueryRule, RowRule, Rule, rel
+from .base import Family, QueryRule, RowRule, Rule, each_rule, rel
 from .context import CheckContext, Outcome
 from .sampling import count_and_sample
 
@@ -36,6 +36,9 @@ RULES: tuple[Rule, ...] = (
         repair="None: informational.", repair_safety=FixSafety.NONE,
         table="users", column="has_onboarded", requires=("transactions.user_id",),
         message="onboarded but no transactions", hint="informational: watch the trend, not the number",
+        evaluate=lambda ctx, rule: _usr003(ctx, rule),
+        script=lambda ctx, rule: (f"SELECT 'USR003' AS code, 'users' AS \"table\", count(*) AS count "
+                                  f"FROM public.users t WHERE {usr003_where(ctx)};"),
     ),
 )
 
@@ -48,10 +51,9 @@ def usr003_where(ctx: CheckContext) -> str:
             + (f" AND {since}" if since else ""))
 
 
-def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
-    """Gives USR003's outcome."""
+def _usr003(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     count, sample = count_and_sample(ctx, "users", usr003_where(ctx))
-    return [Outcome("USR003", "users", count, sample=sample)]
+    return [Outcome(rule.code, "users", count, sample=sample)]
 
 
-FAMILY = Family("users", RULES, evaluate)
+FAMILY = Family("users", RULES, each_rule)
