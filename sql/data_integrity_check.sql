@@ -77,7 +77,7 @@ SELECT format($q$SELECT 'REF011' AS code, %L AS "table", count(*) AS count FROM 
 WITH d AS (SELECT count(*) AS n, array_agg(t.id::text ORDER BY t.created_at NULLS LAST, t.id) AS ids FROM public."users" t WHERE t.email ~ '[^[:space:]]' GROUP BY lower(regexp_replace(t.email, '^[[:space:]]+|[[:space:]]+$', '', 'g')) HAVING count(*) > 1)
 SELECT 'DUP001' AS code, 'users' AS "table", coalesce(sum(n - 1), 0) AS count, count(*) AS groups FROM d;
 \echo 'DUP002 [high] daily_plan rows sharing (user_id, day of date, category); NULL categories count as equal.'
-WITH d AS (SELECT count(*) AS n, array_agg(t.id::text ORDER BY t.created_at NULLS LAST, t.id) AS ids FROM public."daily_plan" t GROUP BY t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category HAVING count(*) > 1)
+WITH d AS (SELECT t.user_id, ((t.date) AT TIME ZONE 'UTC')::date AS day, t.category, count(*) AS n FROM public."daily_plan" t GROUP BY 1, 2, 3 HAVING count(*) > 1)
 SELECT 'DUP002' AS code, 'daily_plan' AS "table", coalesce(sum(n - 1), 0) AS count, count(*) AS groups FROM d;
 \echo 'DUP003 [medium] live transactions identical in user, category, amount and spent_at to the second.'
 SELECT 'DUP003' AS code, 'transactions' AS "table", s.surplus AS count, s.groups
@@ -119,20 +119,24 @@ SELECT 'TIM005' AS code, 'transactions' AS "table", count(*) AS count FROM publi
 SELECT 'BUD001' AS code, 'daily_plan' AS "table", s.mismatched AS count
   FROM (
 WITH keyed AS (
-    SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned,
-           min(plan_id) AS plan_id
-      FROM (SELECT t.user_id, ((t.spent_at) AT TIME ZONE 'UTC')::date AS day, t.category, t.amount AS total, 0 AS spent, false AS planned,
-                   NULL AS plan_id
+    SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned
+      FROM (SELECT t.user_id, ((t.spent_at) AT TIME ZONE 'UTC')::date AS day, t.category, t.amount AS total, 0 AS spent, false AS planned
               FROM public."transactions" t
-             WHERE t.deleted_at IS NULL AND t.spent_at IS NOT NULL AND ((t.spent_at) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)
+             WHERE t.deleted_at IS NULL AND t.spent_at >= ((((now() AT TIME ZONE 'UTC')::date - 30))::timestamp AT TIME ZONE 'UTC') AND ((t.spent_at) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)
             UNION ALL
-            SELECT t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text
-              FROM public."daily_plan" t WHERE ((t.date) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)) stacked
-     GROUP BY user_id, day, category)
-SELECT count(*) FILTER (WHERE NOT planned OR total <> spent),
-       (array_agg(coalesce(plan_id, user_id::text || '@' || day || '/' || coalesce(category, '')))
-            FILTER (WHERE NOT planned OR total <> spent))[1:10]
-  FROM keyed) AS s(mismatched, keys);
+            SELECT t.user_id, ((t.date) AT TIME ZONE 'UTC')::date, t.category, 0, coalesce(t.spent_amount, 0), true
+              FROM public."daily_plan" t WHERE t.date >= ((((now() AT TIME ZONE 'UTC')::date - 30))::timestamp AT TIME ZONE 'UTC') AND ((t.date) AT TIME ZONE 'UTC')::date >= ((now() AT TIME ZONE 'UTC')::date - 30)) stacked
+     GROUP BY user_id, day, category),
+bad AS MATERIALIZED (SELECT user_id, day, category, planned FROM keyed WHERE NOT planned OR total <> spent)
+SELECT (SELECT count(*) FROM bad),
+       ARRAY(SELECT coalesce(
+                 CASE WHEN b.planned THEN (
+                     SELECT min(p.id::text) FROM public."daily_plan" p
+                      WHERE p.user_id = b.user_id AND p.category IS NOT DISTINCT FROM b.category
+                        AND p.date >= (b.day::timestamp AT TIME ZONE 'UTC')
+                        AND p.date < ((b.day + 1)::timestamp AT TIME ZONE 'UTC')) END,
+                 b.user_id::text || '@' || b.day || '/' || coalesce(b.category, ''))
+               FROM bad b LIMIT 10)) AS s(mismatched, keys);
 \echo '== 8. Goal consistency'
 \echo 'GOL001 [high] live goals whose progress differs from min(saved/target×100, 100) by more than 0.01.'
 SELECT 'GOL001' AS code, 'goals' AS "table", count(*) AS count FROM public."goals" t WHERE (t.target_amount > 0 AND abs(t.progress - least(t.saved_amount / t.target_amount * 100, 100)) > 0.01) AND t.deleted_at IS NULL;

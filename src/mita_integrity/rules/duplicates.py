@@ -27,8 +27,9 @@ def _dup002(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     constraint = guaranteed_unique(ctx)
     if constraint:
         return [Outcome(rule.code, "daily_plan", reason=f"guaranteed by {constraint}", status=Status.GUARANTEED)]
-    count, groups, sample = _surplus(ctx, dup002_grouped_sql(ctx))
-    return [Outcome(rule.code, "daily_plan", count, groups, sample)]
+    ctx.cur.execute(dup002_sql(ctx), {"n": ctx.options.sample})
+    count, groups, sample = ctx.cur.fetchone() or (0, 0, None)
+    return [Outcome(rule.code, "daily_plan", int(count), int(groups), tuple(sample or ()))]
 
 
 DUP001 = QueryRule(
@@ -114,9 +115,29 @@ def dup001_grouped_sql(ctx: CheckContext) -> str:
 
 
 def dup002_grouped_sql(ctx: CheckContext) -> str:
-    """Gives DUP002's duplicated keys (n rows, ids keeper first)."""
-    return (f"SELECT count(*) AS n, {_ids(ctx, 'daily_plan')} FROM {rel('daily_plan')} t GROUP BY t.user_id, "
-            f"{plan_day_sql('t.date')}, t.category HAVING count(*) > 1{_since_having(ctx, 'daily_plan')}")
+    """Gives DUP002's duplicated keys (user_id, day, category, n rows): counts only, no array per key."""
+    return (f"SELECT t.user_id, {plan_day_sql('t.date')} AS day, t.category, count(*) AS n "
+            f"FROM {rel('daily_plan')} t GROUP BY 1, 2, 3 HAVING count(*) > 1{_since_having(ctx, 'daily_plan')}")
+
+
+def dup002_sql(ctx: CheckContext) -> str:
+    """Gives DUP002's statement: (surplus rows, duplicated keys, sample of surplus ids).
+
+    The keys with more than one row are found first (a count per key); the surplus ids (all but the keeper:
+    earliest created, then smallest id) are then read for at most --sample keys, each by its user and day.
+    """
+    created = "t.created_at NULLS LAST, " if ctx.schema.has("daily_plan.created_at") else ""
+    return f"""WITH d AS MATERIALIZED ({dup002_grouped_sql(ctx)})
+SELECT coalesce(sum(n - 1), 0), count(*), ARRAY(
+    SELECT x.id FROM (SELECT * FROM d LIMIT %(n)s) k
+     CROSS JOIN LATERAL (
+        SELECT t.id::text AS id FROM {rel('daily_plan')} t
+         WHERE (t.user_id = k.user_id OR (k.user_id IS NULL AND t.user_id IS NULL))
+           AND t.date >= (k.day::timestamp AT TIME ZONE 'UTC') AND t.date < ((k.day + 1)::timestamp AT TIME ZONE 'UTC')
+           AND t.category IS NOT DISTINCT FROM k.category
+         ORDER BY {created}t.id OFFSET 1) x
+     LIMIT %(n)s)
+  FROM d"""
 
 
 FAMILY = Family("duplicates", RULES, each_rule, separable=True)

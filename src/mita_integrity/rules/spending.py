@@ -131,27 +131,41 @@ def bud001_keyed_sql(ctx: Scoped) -> str:
     if window is not None:
         start = f"greatest({start}, ((now() - make_interval(secs => {int(window)})) AT TIME ZONE 'UTC')::date)"
     plan_day = plan_day_sql("t.date")
+    # The same window as a timestamptz bound on the raw column, so an index on spent_at or date can serve it
+    # (a cast of the column cannot). It is implied by the exact day test beside it, which stays: in UTC the
+    # day starts at that instant; in a user's zone at most 14 hours earlier, hence a day's slack.
+    since = f"(({start})::timestamp AT TIME ZONE 'UTC')"
+    tx_bound = f"t.spent_at >= {since} - interval '1 day'" if by_zone else f"t.spent_at >= {since}"
     return f"""
 WITH keyed AS (
-    SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned,
-           min(plan_id) AS plan_id
-      FROM (SELECT t.user_id, {tx_day} AS day, t.category, t.amount AS total, 0 AS spent, false AS planned,
-                   NULL AS plan_id
+    SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned
+      FROM (SELECT t.user_id, {tx_day} AS day, t.category, t.amount AS total, 0 AS spent, false AS planned
               FROM {rel('transactions')} t{zone_join}
-             WHERE {live}t.spent_at IS NOT NULL AND {tx_day} >= {start}
+             WHERE {live}{tx_bound} AND {tx_day} >= {start}
             UNION ALL
-            SELECT t.user_id, {plan_day}, t.category, 0, coalesce(t.spent_amount, 0), true, t.id::text
-              FROM {rel('daily_plan')} t WHERE {plan_day} >= {start}) stacked
+            SELECT t.user_id, {plan_day}, t.category, 0, coalesce(t.spent_amount, 0), true
+              FROM {rel('daily_plan')} t WHERE t.date >= {since} AND {plan_day} >= {start}) stacked
      GROUP BY user_id, day, category)"""
 
 
 def bud001_sql(ctx: CheckContext) -> str:
-    """Gives BUD001's statement: (mismatched keys, sample of plan ids or user@day/category keys)."""
-    return f"""{bud001_keyed_sql(ctx)}
-SELECT count(*) FILTER (WHERE {BUD001_MISMATCH}),
-       (array_agg(coalesce(plan_id, user_id::text || '@' || day || '/' || coalesce(category, '')))
-            FILTER (WHERE {BUD001_MISMATCH}))[1:%(n)s]
-  FROM keyed"""
+    """Gives BUD001's statement: (mismatched keys, sample of plan ids or user@day/category keys).
+
+    The sample is taken with a LIMIT from the mismatched keys (kept by the server, spilling to disk if need
+    be), never an array of every violation cut afterwards; a key's plan id (the smallest, as text) is looked
+    up for those few keys only, which keeps the grouping narrow.
+    """
+    return f"""{bud001_keyed_sql(ctx)},
+bad AS MATERIALIZED (SELECT user_id, day, category, planned FROM keyed WHERE {BUD001_MISMATCH})
+SELECT (SELECT count(*) FROM bad),
+       ARRAY(SELECT coalesce(
+                 CASE WHEN b.planned THEN (
+                     SELECT min(p.id::text) FROM {rel('daily_plan')} p
+                      WHERE p.user_id = b.user_id AND p.category IS NOT DISTINCT FROM b.category
+                        AND p.date >= (b.day::timestamp AT TIME ZONE 'UTC')
+                        AND p.date < ((b.day + 1)::timestamp AT TIME ZONE 'UTC')) END,
+                 b.user_id::text || '@' || b.day || '/' || coalesce(b.category, ''))
+               FROM bad b LIMIT %(n)s)"""
 
 
 FAMILY = Family("spending", RULES, each_rule, separable=True)
