@@ -142,9 +142,11 @@ class Snapshot:
         try:
             conn = self._stack.enter_context(connect(self.db))
             second = self._stack.enter_context(transaction(
-                conn, read_only=True, repeatable_read=True, statement_timeout_ms=self.request.statement_timeout_ms,
+                conn, read_only=True, repeatable_read=True, statement_timeout_ms=60_000,
                 lock_timeout_ms=self.request.lock_timeout_ms))
             second.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(row[0])))
+            second.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{self.request.statement_timeout_ms}ms")))
         except psycopg.Error as exc:
             if is_connection_lost(exc, cur.connection):
                 raise
@@ -205,16 +207,19 @@ def run_check(db: Database, request: CheckRequest) -> Report:
             )
         info = _database_info(cur, db, schema)
         tables = _tables(cur)
-        # The rules' own limit: a rule that hits it becomes an `error` result, the others still run.
-        cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-            sql.Literal(f"{request.statement_timeout_ms}ms")))
+        sizes = _sizes(cur)
+        # Before the rules' limit below: these few statements are the check's own, not a rule's.
         if request.parallel:
             cur, second, connections = snapshot.share(cur)
         else:
             second, connections = None, "one connection: asked for"
+        # The rules' own limit: a rule that hits it becomes an `error` result, the others still run. (The
+        # second connection has set it already.)
+        cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+            sql.Literal(f"{request.statement_timeout_ms}ms")))
         ctx = CheckContext(cur, schema, options)
         helpers = [CheckContext(second, schema, options, connection=2)] if second is not None else []
-        results = engine.run(ctx, rules, reopen=snapshot.reopen, helpers=helpers, sizes=_sizes(cur))
+        results = engine.run(ctx, rules, reopen=snapshot.reopen, helpers=helpers, sizes=sizes)
     except psycopg.Error as exc:
         if engine.recovery_conflict(exc) or is_connection_lost(exc):
             raise connection_lost(exc, "check", "nothing was changed (a check only reads)") from None

@@ -76,7 +76,9 @@ def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | Non
         family = FAMILY_OF[members[0].code]
         groups = [[m] for m in members] if family.separable else [members]
         for group in groups:
-            tables = tuple(dict.fromkeys(t for r in group for t in (r.table, *r.requires) if t and "." not in t))
+            needed = (n if ctx.schema.has(n) and n in ctx.schema.columns else n.rpartition(".")[0] or n
+                      for r in group for n in (r.table, *r.requires) if n)
+            tables = tuple(dict.fromkeys(needed))
             name = family_name if len(groups) == 1 else f"{family_name}:{group[0].code}"
             passes.append(Pass(name, tuple(group), tables, sum(sizes.get(t, 0.0) for t in tables)))
     return results, passes
