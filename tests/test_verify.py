@@ -168,7 +168,7 @@ def test_an_orphan_fails_the_orphan_and_percentage_lines(capsys: pytest.CaptureF
     assert code == 1
     assert not lines["orphans"]["passed"] and "habits.user_id 1" in lines["orphans"]["evidence"]
     assert not lines["referential-integrity"]["passed"]
-    assert lines["referential-integrity"]["evidence"].startswith("0.000 % (1 of 1 rows orphaned")
+    assert lines["referential-integrity"]["evidence"].startswith("0.000 % (1 of 1 references orphaned")
 
 
 def test_a_stamped_but_not_run_migration_is_named(capsys: pytest.CaptureFixture[str], baseline_db: Database) -> None:
