@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
+from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
@@ -169,7 +170,11 @@ def upgrade(db: Database, target: str = "head", backup: Path | None = None, *, f
         steps = _require(db, "upgrade", state.revision, rev, backup)
         written = take_backup(db, backup, force=force, say=say) if backup else None
         finish_leftovers(db, state.revision)
+        here = _finish_interrupted_downgrade(db, state.revision, rev)
+        if here != state.revision:
+            steps = steps_between("upgrade", here, rev)
         _run_command(db, "upgrade", rev, steps=steps, label=f"migrate upgrade {target}")
+        mark_downgrade(db, None)
         return MigrationResult("upgrade", state.revision, current(db).revision, written)
 
 
@@ -179,7 +184,7 @@ def downgrade(db: Database, target: str, backup: Path | None = None, *, force: b
     force: let --backup replace an existing file, and let 0022's downgrade drop subscriptions.deleted_at
     while subscriptions are soft-deleted (their deleted_at is archived first and restored by 0022's upgrade).
     """
-    require_above_floor("downgrade", target.strip(), [])
+    require_above_floor("downgrade", target.strip(), None)
     rev = resolve_revision(target)
     check_backup_path(backup, force=force)
     with one_migration_at_a_time(db, f"migrate downgrade {target}"):
@@ -194,8 +199,48 @@ def downgrade(db: Database, target: str, backup: Path | None = None, *, force: b
             _refuse_dropping_soft_deletes(db, target)
         written = take_backup(db, backup, force=force, say=say) if backup else None
         finish_leftovers(db, state.revision)
+        if steps:
+            mark_downgrade(db, f"{state.revision} -> {rev}")
         _run_command(db, "downgrade", rev, steps=steps, label=f"migrate downgrade {target}")
+        mark_downgrade(db, None)
         return MigrationResult("downgrade", state.revision, current(db).revision, written)
+
+
+# A downgrade in progress is written on alembic_version (a table comment) until it completes. A killed downgrade
+# stops in the middle of the recorded revision R (Alembic moves the version only after R's body completed), so the
+# next upgrade finds the mark and runs R's upgrade again — each does only what is missing — before going on.
+_MARK = "mita-integrity: downgrade in progress: "
+
+
+def mark_downgrade(db: Database, move: str | None) -> None:
+    """Writes (or, with None, clears) the in-progress mark of a downgrade."""
+    with connect(db) as conn:
+        if move is None:
+            row = conn.execute("SELECT obj_description('public.alembic_version'::regclass, 'pg_class')").fetchone()
+            if not (row and row[0] and str(row[0]).startswith(_MARK)):
+                return
+            conn.execute("COMMENT ON TABLE alembic_version IS NULL")
+        else:
+            conn.execute(sql.SQL("COMMENT ON TABLE alembic_version IS {}").format(sql.Literal(_MARK + move)))
+        conn.commit()
+
+
+def _finish_interrupted_downgrade(db: Database, here: str | None, target: str) -> str | None:
+    """Gives where the upgrade starts: one revision lower than recorded when a downgrade of it was cut short."""
+    with connect(db) as conn:
+        row = conn.execute("SELECT obj_description(to_regclass('public.alembic_version'), 'pg_class')").fetchone()
+    mark = str(row[0]) if row and row[0] else ""
+    if not mark.startswith(_MARK) or here in (None, BASELINE):
+        return here
+    down = next((r.down for r in revisions() if r.id == here), None)
+    if down is None or here not in steps_between("upgrade", down, target):
+        return here
+    say(f"  an interrupted downgrade ({mark.removeprefix(_MARK)}) left {here} part undone: running its upgrade "
+        "again (it does only what is missing)")
+    with connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = %s WHERE version_num = %s", (down, here))
+        conn.commit()
+    return down
 
 
 def _refuse_dropping_soft_deletes(db: Database, target: str) -> None:
@@ -287,9 +332,9 @@ def _run_command(db: Database, name: str, rev: str, *, steps: list[str], label: 
             conn.commit()
     except CommandError as exc:
         raise UsageError(f"{label}: {str(exc).splitlines()[0]}") from None
-    except ConnectionLost as exc:
-        raise _interrupted(label, steps, done, f"lost the connection to the database ({exc.message})",
-                           "once the server accepts connections again") from None
+    except ConnectionLost as exc:  # e.g. from a clean-up's check: its own "nothing was changed" is not ours to say
+        raise _interrupted(label, steps, done, exc.message.split(";")[0], "once the server accepts connections again") \
+            from None
     except (sa.exc.DBAPIError, psycopg.Error) as exc:
         orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
         first = _first_line(exc) if isinstance(exc, sa.exc.DBAPIError) else str(exc).strip().splitlines()[0]

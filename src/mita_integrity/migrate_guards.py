@@ -3,6 +3,7 @@ can keep, and ownership."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,11 +62,17 @@ def require_owner(db: Database, action: str, target: str, steps: list[str], tabl
 FLOOR = "0021_add_habit_completions"
 
 
-def require_above_floor(action: str, target: str, steps: list[str]) -> None:
-    """Refuses, before anything is done, a downgrade that would undo the baseline (drop every MITA table)."""
+def require_above_floor(action: str, target: str, steps: list[str] | None) -> None:
+    """Refuses, before anything is done, a downgrade that would undo the baseline (drop every MITA table).
+
+    steps: the revisions the downgrade would run, or None before they are known (the spelling alone is judged).
+    """
     if action != "downgrade":
         return
-    below = target == "base" or FLOOR in steps or _below_floor_id(target)
+    below = target == "base" or _below_floor_id(target)
+    if steps is not None:  # -N that reaches past the first revision gives no steps at all
+        relative = re.search(r"-\d+$", target) is not None
+        below = below or FLOOR in steps or (relative and not steps)
     if below:
         raise UsageError(
             f"migrate downgrade {target}: refused, it would go below the baseline {FLOOR} and drop every MITA "

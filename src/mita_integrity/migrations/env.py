@@ -64,7 +64,7 @@ def _refuse_below_floor() -> None:
         return
     target = str(context.get_revision_argument() or "")
     try:
-        require_above_floor(action, target, [])
+        require_above_floor(action, target, None)
     except MitaIntegrityError as exc:
         raise SystemExit(f"alembic: {exc.one_line()}") from None
 
