@@ -17,18 +17,18 @@ from typing import Any
 import psycopg
 import pytest
 
-from mita_integrity import backup, embedded, migrate, online
+from mita_integrity import backup, embedded, migrate, migrate_guards, online
 from mita_integrity.check import CheckRequest, run_check
 from mita_integrity.cli import main
 from mita_integrity.connection import Database, connect
 from mita_integrity.errors import DatabaseStateError, connection_lost
-from mita_integrity.migrate_guards import one_migration_at_a_time
 from mita_integrity.seed import SeedOptions, seed_database
 
 from .dbstate import cli_url, row_counts
 from .dbstate import run_sql as _sql
 
 HEAD = "0026_complete_user_foreign_keys"
+MIGRATION_LOCK = getattr(migrate_guards, "LOCK_KEY", 0x6D696772)  # the advisory lock of `migrate` (12.5)
 ANN = "00000000-0000-0000-0000-000000000001"
 
 
@@ -82,7 +82,7 @@ def test_12_2_a_build_that_waits_for_an_old_snapshot_is_never_reported_as_succes
         baseline_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """An open REPEATABLE READ transaction makes CREATE INDEX CONCURRENTLY hit its lock timeout, which leaves
     an invalid index; IF NOT EXISTS used to skip it on the retry and the upgrade said success."""
-    monkeypatch.setattr(online, "DEFAULT_LOCK_TIMEOUT_MS", 300)
+    monkeypatch.setattr(online, "DEFAULT_LOCK_TIMEOUT_MS", 300)  # read per run (the old code read it at import)
     monkeypatch.setattr(online, "ATTEMPTS", 2)
     blocker = connect(baseline_db)
     try:
@@ -163,7 +163,7 @@ def test_12_3_an_existing_backup_is_never_overwritten_without_force(capsys: pyte
 
 def test_12_3_the_backup_waits_for_a_lock_a_bounded_time_and_says_for_what(
         baseline_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backup, "LOCK_WAIT_SECONDS", 1)
+    monkeypatch.setattr(backup, "LOCK_WAIT_SECONDS", 1, raising=False)
     holder = connect(baseline_db)
     holder.execute("LOCK TABLE goals IN ACCESS EXCLUSIVE MODE")
     release = threading.Timer(25, holder.rollback)  # the old code waited: let it end rather than hang
@@ -218,7 +218,8 @@ def test_12_4_a_long_revision_id_stamps_at_the_baseline_and_0025s_advice_works(b
 # -- 12.5 ----------------------------------------------------------------------------------------------------------
 def test_12_5_a_second_migration_is_refused_in_one_line(capsys: pytest.CaptureFixture[str],
                                                         baseline_db: Database) -> None:
-    with one_migration_at_a_time(baseline_db, "the first migrate upgrade head"):
+    with connect(baseline_db, autocommit=True) as first:  # holds the lock as a running migration does
+        first.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         for args in (("upgrade", "head"), ("downgrade", "0021_add_habit_completions_table"), ("stamp", HEAD)):
             code, out, err = _cli(capsys, baseline_db, "migrate", *args)
             line = _one_line_error(code, err)
