@@ -333,21 +333,27 @@ def _run_command(db: Database, name: str, rev: str, *, steps: list[str], label: 
     except CommandError as exc:
         raise UsageError(f"{label}: {str(exc).splitlines()[0]}") from None
     except ConnectionLost as exc:  # e.g. from a clean-up's check: its own "nothing was changed" is not ours to say
-        raise _interrupted(label, steps, done, exc.message.split(";")[0], "once the server accepts connections again") \
-            from None
+        raise _interrupted(label, steps, done, exc.message.split(";")[0], _rerun(label, "once the server accepts "
+                                                                                "connections again")) from None
     except (sa.exc.DBAPIError, psycopg.Error) as exc:
         orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
         first = _first_line(exc) if isinstance(exc, sa.exc.DBAPIError) else str(exc).strip().splitlines()[0]
         if isinstance(orig, psycopg.Error) and is_connection_lost(orig):
             raise _interrupted(label, steps, done, f"lost the connection to the database ({first})",
-                               "once the server accepts connections again") from None
-        raise _interrupted(label, steps, done, f"failed: {first}", "after fixing the cause") from None
+                               _rerun(label, "once the server accepts connections again")) from None
+        raise _interrupted(label, steps, done, f"failed: {first}", _rerun(label, "after fixing the cause")) from None
     except MitaIntegrityError as exc:
-        raise _interrupted(label, steps, done, exc.message, exc.hint or "after fixing the cause") from None
+        raise _interrupted(label, steps, done, exc.message, exc.hint or _rerun(label, "after fixing the cause")) \
+            from None
 
 
-def _interrupted(label: str, steps: list[str], done: list[str], what: str, when: str) -> MitaIntegrityError:
-    """Gives the one-line error of a migrate command stopped in the middle of its steps."""
+def _rerun(label: str, when: str) -> str:
+    return f"re-run `mita-integrity {label}` {when}: it continues where it stopped"
+
+
+def _interrupted(label: str, steps: list[str], done: list[str], what: str, hint: str) -> MitaIntegrityError:
+    """Gives the one-line error of a migrate command stopped in the middle of its steps: the command, the revision
+    that was running, what was completed and kept."""
     running = steps[len(done)] if len(done) < len(steps) else None
     where = f" in {running}" if running else ""
     kept = (f"completed and kept: {', '.join(done)} (recorded in alembic_version)" if done
@@ -355,8 +361,7 @@ def _interrupted(label: str, steps: list[str], done: list[str], what: str, when:
     partial = (f"; {running} is not recorded, the steps of it that finished are kept (each commits on its own)"
                if running and running != BASELINE else "")
     error_type = ConnectionLost if what.startswith("lost the connection") else DatabaseStateError
-    return error_type(f"{label}{where}: {what}; {kept}{partial}",
-                      f"re-run `mita-integrity {label}` {when}: it continues where it stopped")
+    return error_type(f"{label}{where}: {what}; {kept}{partial}", hint)
 
 
 @dataclass(frozen=True)
