@@ -255,7 +255,8 @@ def _refuse_dropping_soft_deletes(db: Database, target: str) -> None:
     if soft:
         raise UsageError(
             f"migrate downgrade {target}: 0022's downgrade drops subscriptions.deleted_at, and "
-            f"{counted(soft, 'subscription')} are soft-deleted (they would become live); nothing was changed",
+            f"{counted(soft, 'subscription')} {'is' if soft == 1 else 'are'} soft-deleted and would read as live; "
+            "nothing was changed",
             "add --force to go on: their deleted_at is archived in integrity.subscriptions_deleted_at first, and "
             "upgrading to 0022 again puts it back",
         )
