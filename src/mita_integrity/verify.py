@@ -134,11 +134,11 @@ def _probed(conn: psycopg.Connection[Any],
         conn.rollback()
 
 
-def _from(counted: Line | tuple[bool, Any], name: str, judge: Callable[[Any], tuple[bool, str]]) -> Line:
+def _from(shared: Line | tuple[bool, Any], name: str, judge: Callable[[Any], tuple[bool, str]]) -> Line:
     """A line judged from a read shared with another line (a failed read fails both, with its reason)."""
-    if isinstance(counted, Line):
-        return Line(name, False, counted.evidence)
-    return Line(name, *judge(counted[1]))
+    if isinstance(shared, Line):
+        return Line(name, False, shared.evidence)
+    return Line(name, *judge(shared[1]))
 
 
 def _results_line(name: str, report: Report, code: str, clean: str) -> Line:
@@ -211,21 +211,22 @@ def _trigger(conn: psycopg.Connection[Any], schema: Schema, columns: dict[str, A
 
 
 def _stamped(report: Report, invalid: Line | tuple[bool, list[str]]) -> Line:
+    """migrations-applied: every recorded migration's objects present (SCH009), and no index left invalid."""
+    if isinstance(invalid, Line):
+        return invalid
     results = [r for r in report.results if r.code == "SCH009"]
     revision = report.database.alembic_revision
     bad = [r for r in results if r.failed or r.status is Status.ERROR]
-    if isinstance(invalid, Line):
-        return invalid
-    if invalid[1]:
-        names = ", ".join(invalid[1])
-        return Line("migrations-applied", False,
-                    f"alembic_version {revision} but {counted(len(invalid[1]), 'invalid index')} "
-                    f"(a concurrent build cut short; it enforces nothing): {names}; `mita-integrity migrate upgrade "
-                    "head` drops and rebuilds the migrations' own")
+    problems = []
     if bad:
         detail = "; ".join(r.reason or "" if r.status is Status.ERROR else ", ".join(r.sample) for r in bad)
-        count = sum(r.count for r in bad)
-        return Line("migrations-applied", False, f"alembic_version {revision} but {count} objects missing: {detail}")
+        problems.append(f"{sum(r.count for r in bad)} objects missing: {detail}")
+    if invalid[1]:
+        problems.append(f"{counted(len(invalid[1]), 'invalid index')} (a concurrent build cut short; it enforces "
+                        f"nothing): {', '.join(invalid[1])}; `mita-integrity migrate upgrade head` drops and rebuilds "
+                        "the migrations' own")
+    if problems:
+        return Line("migrations-applied", False, f"alembic_version {revision} but " + "; and ".join(problems))
     if revision is None:
         return Line("migrations-applied", True, "no alembic_version: nothing recorded, nothing missing")
     return Line("migrations-applied", True, f"alembic_version {revision}: every recorded migration's objects present")
