@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 
 from mita_integrity import catalog, migrate
 from mita_integrity.connection import Database, connect
+from mita_integrity.errors import UsageError
 from mita_integrity.models import metadata
 
 if TYPE_CHECKING:
@@ -51,23 +52,6 @@ def load_reference(db: Database) -> None:
     # The reference carries its own BEGIN/COMMIT, hence autocommit; one string, as psql would send it.
     with connect(db, autocommit=True) as conn:
         conn.execute(REFERENCE_SQL.read_text(encoding="utf-8"))
-
-
-def relations_left(db: Database) -> list[str]:
-    """Gives every relation, function and type in public that Alembic's own table does not account for."""
-    query = """
-        SELECT 'relation ' || relname FROM pg_class
-        WHERE relnamespace = 'public'::regnamespace
-          AND relname NOT IN ('alembic_version', 'alembic_version_pkc')
-        UNION ALL
-        SELECT 'function ' || proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace
-        UNION ALL
-        SELECT 'type ' || typname FROM pg_type
-        WHERE typnamespace = 'public'::regnamespace AND typname NOT IN ('alembic_version', '_alembic_version')
-        ORDER BY 1
-    """
-    with connect(db) as conn:
-        return [row[0] for row in conn.execute(query).fetchall()]
 
 
 def without_code_objects(snap: dict[str, Any]) -> dict[str, Any]:
@@ -139,27 +123,15 @@ def test_models_create_all_equals_migration(new_db: Callable[[], Database], base
     assert catalog.diff(from_models, from_migration, labels=("models", "migration")) == []
 
 
-def test_downgrade_to_base_removes_everything_and_upgrade_rebuilds_it(empty_db: Database) -> None:
+def test_downgrade_below_the_baseline_is_refused_and_changes_nothing(empty_db: Database) -> None:
+    """Issue 12.1: the baseline is the application's own schema; the chain never drops it."""
     migrate.upgrade(empty_db, migrate.BASELINE)
     before = snapshot_of(empty_db)
-
-    result = migrate.downgrade(empty_db, "base")
-    assert result.to_revision is None
-    assert relations_left(empty_db) == []
-    assert snapshot_of(empty_db) == {"functions": {}, "sequences": {}, "tables": {}}
-
-    migrate.upgrade(empty_db, migrate.BASELINE)
-    assert catalog.diff(before, snapshot_of(empty_db), labels=("first", "second")) == []
-
-
-def test_downgrade_survives_objects_already_gone(empty_db: Database) -> None:
-    migrate.upgrade(empty_db, migrate.BASELINE)
-    with connect(empty_db, autocommit=True) as conn:
-        conn.execute("DROP TABLE habit_completions")
-        conn.execute("DROP TRIGGER update_users_updated_at ON users")
-
-    migrate.downgrade(empty_db, "base")
-    assert relations_left(empty_db) == []
+    for target in ("base", "-1"):
+        with pytest.raises(UsageError, match="below the baseline"):
+            migrate.downgrade(empty_db, target)
+    assert catalog.diff(before, snapshot_of(empty_db), labels=("before", "after")) == []
+    assert migrate.current(empty_db).revision == migrate.BASELINE
 
 
 def test_upgrade_accepts_the_file_name_of_the_baseline(empty_db: Database) -> None:

@@ -33,7 +33,8 @@ def test_demo_builds_checks_repairs_and_rechecks(capsys: pytest.CaptureFixture[s
     assert "9. checked again and recorded both checks" in out and "the HTML report with trends: " in out
     pages = list((tmp_path / "reports").glob("*.html"))
     assert pages and "<svg" in pages[-1].read_text()
-    assert "10. verified the success metrics: 9 of 11 pass; orphans, checks-0024 wait for a person" in out
+    assert ("10. verified the success metrics: 8 of 11 pass; orphans, checks-0024, referential-integrity wait for a "
+            "person") in out
     assert "PASS  cascade-probe" in out and "FAIL  checks-0024" in out
     assert "export DATABASE_URL=" in out and "mita-integrity undo " in out
     demo = pg.database("mita_demo")

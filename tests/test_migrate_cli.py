@@ -53,9 +53,9 @@ def test_upgrade_current_history_downgrade(capsys: pytest.CaptureFixture[str], e
     assert "0025_add_daily_plan_spent_trigger -> 0026_complete_user_foreign_keys (head)" in out
     code, out, err = _cli(capsys, empty_db, "migrate", "downgrade", "-1")
     assert code == 0 and "downgraded: 0026_complete_user_foreign_keys -> 0025_add_daily_plan_spent_trigger" in out
-    code, out, err = _cli(capsys, empty_db, "migrate", "downgrade", "base")
-    assert code == 0 and "downgraded: 0025_add_daily_plan_spent_trigger -> <base>" in out, err
-    assert _table_count(empty_db) == 0
+    code, out, err = _cli(capsys, empty_db, "migrate", "downgrade", "0021_add_habit_completions_table")
+    assert code == 0 and "downgraded: 0025_add_daily_plan_spent_trigger -> 0021_add_habit_completions" in out, err
+    assert _table_count(empty_db) == 26
 
 
 def test_stamp_adopts_and_base_unstamps(capsys: pytest.CaptureFixture[str], baseline_db: Database) -> None:
@@ -90,9 +90,14 @@ def test_plain_alembic_with_the_package_ini(empty_db: Database) -> None:
     assert _table_count(empty_db) == 26
     cur = subprocess.run([*alembic, "current"], capture_output=True, text=True, env=env)
     assert "0026_complete_user_foreign_keys (head)" in cur.stdout
-    down = subprocess.run([*alembic, "downgrade", "base"], capture_output=True, text=True, env=env)
+    down = subprocess.run([*alembic, "downgrade", "0021_add_habit_completions"], capture_output=True, text=True,
+                          env=env)
     assert down.returncode == 0, down.stderr
-    assert _table_count(empty_db) == 0
+    assert _table_count(empty_db) == 26
+    for below in ("base", "-1"):  # the baseline is the floor for plain alembic too
+        refused = subprocess.run([*alembic, "downgrade", below], capture_output=True, text=True, env=env)
+        assert refused.returncode != 0 and "drop every MITA table" in refused.stderr, refused.stderr
+        assert _table_count(empty_db) == 26
 
 
 def test_console_script_is_installed_and_masks(tmp_path: Path) -> None:

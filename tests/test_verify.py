@@ -4,9 +4,11 @@ hand-built "after the migrations" state passes every line, and the probes leave 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 import mita_integrity
@@ -168,7 +170,7 @@ def test_an_orphan_fails_the_orphan_and_percentage_lines(capsys: pytest.CaptureF
     assert code == 1
     assert not lines["orphans"]["passed"] and "habits.user_id 1" in lines["orphans"]["evidence"]
     assert not lines["referential-integrity"]["passed"]
-    assert lines["referential-integrity"]["evidence"].startswith("0.000 % (1 of 1 rows orphaned")
+    assert lines["referential-integrity"]["evidence"].startswith("0.000 % (1 of 1 references orphaned")
 
 
 def test_a_stamped_but_not_run_migration_is_named(capsys: pytest.CaptureFixture[str], baseline_db: Database) -> None:
@@ -295,3 +297,59 @@ def test_check_record_without_create_privilege_is_one_line(capsys: pytest.Captur
         assert _sql(baseline_db, "SELECT to_regnamespace('integrity')") == [(None,)]
     finally:
         _sql(baseline_db, f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+def _orphan_numbers(lines: dict[str, dict[str, Any]]) -> tuple[int, int]:
+    """Gives (orphans the `orphans` line counts, orphans the `referential-integrity` line counts)."""
+    first = re.match(r"([\d,]+) orphaned rows", lines["orphans"]["evidence"])
+    second = re.search(r"\(([\d,]+) of [\d,]+ references orphaned", lines["referential-integrity"]["evidence"])
+    assert first and second, lines
+    return int(first.group(1).replace(",", "")), int(second.group(1).replace(",", ""))
+
+
+def test_orphans_past_a_validated_fk_fail_both_lines_with_one_count(capsys: pytest.CaptureFixture[str],
+                                                                    after_db: Database) -> None:
+    """Issues 12.9 and 16.2: verify counts orphans for real (a validated FK is bypassed by rows written under
+    session_replication_role = replica), and its orphans and referential-integrity lines never contradict."""
+    _sql(after_db, "INSERT INTO expenses (user_id, action, amount, date) VALUES ('42', 'spend', 5, '2026-01-01')")
+    code, lines, err = _verify(capsys, _url(after_db))
+    assert {"orphans", "referential-integrity"} <= _failing(lines)
+    assert "expenses.user_id 1 (REF011)" in lines["orphans"]["evidence"]
+    assert _orphan_numbers(lines) == (1, 1)
+
+    _sql(after_db, """SET session_replication_role = replica;
+        INSERT INTO daily_plan (id, user_id, date, category, created_at)
+        VALUES ('30000000-0000-0000-0000-0000000000f1', '00000000-0000-0000-0000-0000000000ff',
+                '2026-01-05 00:00+00', 'food', now());
+        RESET session_replication_role;""")
+    assert _sql(after_db, "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_daily_plan_user_id'") == [(True,)]
+    code, lines, err = _verify(capsys, _url(after_db))
+    assert code == 1
+    assert "daily_plan.user_id 1 (REF003)" in lines["orphans"]["evidence"]
+    assert "fix --apply --select REF003" in lines["orphans"]["evidence"]
+    assert _orphan_numbers(lines) == (2, 2)
+
+
+def test_an_invalid_index_fails_migrations_applied(capsys: pytest.CaptureFixture[str], after_db: Database) -> None:
+    """Issue 12.2: a failed CREATE INDEX CONCURRENTLY leaves an index that enforces nothing; verify says so."""
+    with connect(after_db, autocommit=True) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY ix_daily_plan_category_once ON daily_plan (category)")
+    code, lines, err = _verify(capsys, _url(after_db))
+    assert code == 1 and "migrations-applied" in _failing(lines)
+    evidence = lines["migrations-applied"]["evidence"]
+    assert "1 invalid index" in evidence and "ix_daily_plan_category_once" in evidence
+
+
+def test_same_named_constraints_with_other_definitions_fail_verify(capsys: pytest.CaptureFixture[str],
+                                                                   after_db: Database) -> None:
+    """Issue 12.7: verify compares definitions, not names."""
+    _sql(after_db, """ALTER TABLE goals DROP CONSTRAINT ck_goals_progress_le_100;
+        ALTER TABLE goals ADD CONSTRAINT ck_goals_progress_le_100 CHECK (progress <= 100000);
+        ALTER TABLE daily_plan DROP CONSTRAINT uq_daily_plan_user_date_category;
+        ALTER TABLE daily_plan ADD CONSTRAINT uq_daily_plan_user_date_category
+            UNIQUE NULLS NOT DISTINCT (user_id, date, category, created_at);""")
+    code, lines, err = _verify(capsys, _url(after_db))
+    assert {"checks-0024", "calendar-unique"} <= _failing(lines)
+    assert "ck_goals_progress_le_100 on goals is CHECK (" in lines["checks-0024"]["evidence"]
+    assert "not CHECK (progress <= 100)" in lines["checks-0024"]["evidence"]
+    assert "(user_id, date, category, created_at)" in lines["calendar-unique"]["evidence"]

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -14,16 +15,20 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
+from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from .backup import check_backup_path, take_backup
+from .backup import Backup, check_backup_path, take_backup
 from .backup import pg_dump_binary as pg_dump_binary  # re-exported: tests pick the tool with it
 from .connection import Database, connect
-from .errors import DatabaseStateError, UsageError
+from .errors import ConnectionLost, DatabaseStateError, MitaIntegrityError, UsageError, is_connection_lost
 from .migrate_guards import NEEDS_SESSION as NEEDS_SESSION  # re-exported: the revisions that need a session
-from .migrate_guards import require_owner, require_session_for
+from .migrate_guards import one_migration_at_a_time, require_above_floor, require_owner, require_session_for
+from .migrate_leftovers import finish_leftovers
+from .migration_kit import say
 from .seed.plan import MITA_TABLES
+from .wording import counted
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 BASELINE = "0021_add_habit_completions"
@@ -59,7 +64,7 @@ class MigrationResult:
     action: str
     from_revision: str | None
     to_revision: str | None
-    backup: Path | None
+    backup: Backup | None
 
 
 def alembic_config() -> Config:
@@ -152,39 +157,146 @@ def _require_versioned(state: CurrentState, action: str) -> None:
         )
 
 
-def upgrade(db: Database, target: str = "head", backup: Path | None = None) -> MigrationResult:
-    """Upgrades to target (default head), after a pg_dump backup when asked; gives what happened."""
+def upgrade(db: Database, target: str = "head", backup: Path | None = None, *, force: bool = False) -> MigrationResult:
+    """Upgrades to target (default head), after a pg_dump backup when asked; gives what happened.
+
+    force: let --backup replace an existing file.
+    """
     rev = resolve_revision(target)
-    check_backup_path(backup)
-    state = current(db)
-    _require_versioned(state, "upgrade")
-    _require(db, "upgrade", state.revision, rev, backup)
-    written = take_backup(db, backup) if backup else None
-    _run_command(db, "upgrade", rev)
-    return MigrationResult("upgrade", state.revision, current(db).revision, written)
+    check_backup_path(backup, force=force)
+    with one_migration_at_a_time(db, f"migrate upgrade {target}"):
+        state = current(db)
+        _require_versioned(state, "upgrade")
+        steps = _require(db, "upgrade", state.revision, rev, backup)
+        written = take_backup(db, backup, force=force, say=say) if backup else None
+        finish_leftovers(db, state.revision)
+        here = _finish_interrupted_downgrade(db, state.revision, rev)
+        if here != state.revision:
+            steps = steps_between("upgrade", here, rev)
+        _run_command(db, "upgrade", rev, steps=steps, label=f"migrate upgrade {target}")
+        mark_downgrade(db, None)
+        return MigrationResult("upgrade", state.revision, current(db).revision, written)
 
 
-def downgrade(db: Database, target: str, backup: Path | None = None) -> MigrationResult:
-    """Downgrades to target (a revision, a file name, -1 or base); gives what happened."""
+def downgrade(db: Database, target: str, backup: Path | None = None, *, force: bool = False) -> MigrationResult:
+    """Downgrades to target (a revision, a file name or -N; never below the baseline); gives what happened.
+
+    force: let --backup replace an existing file, and let 0022's downgrade drop subscriptions.deleted_at
+    while subscriptions are soft-deleted (their deleted_at is archived first and restored by 0022's upgrade).
+    """
+    require_above_floor("downgrade", target.strip(), None)
     rev = resolve_revision(target)
-    check_backup_path(backup)
-    state = current(db)
-    _require_versioned(state, "downgrade")
-    if state.revision is None:
-        raise DatabaseStateError("the database has no migrations applied; there is nothing to downgrade")
-    _require(db, "downgrade", state.revision, rev, backup)
-    written = take_backup(db, backup) if backup else None
-    _run_command(db, "downgrade", rev)
-    return MigrationResult("downgrade", state.revision, current(db).revision, written)
+    check_backup_path(backup, force=force)
+    with one_migration_at_a_time(db, f"migrate downgrade {target}"):
+        state = current(db)
+        _require_versioned(state, "downgrade")
+        if state.revision is None:
+            raise DatabaseStateError("the database has no migrations applied; there is nothing to downgrade")
+        steps = steps_between("downgrade", state.revision, rev)
+        require_above_floor("downgrade", rev, steps)
+        _require(db, "downgrade", state.revision, rev, backup)
+        if "0022_add_missing_fk_constraints" in steps and not force:
+            _refuse_dropping_soft_deletes(db, target)
+        written = take_backup(db, backup, force=force, say=say) if backup else None
+        finish_leftovers(db, state.revision)
+        if steps:
+            mark_downgrade(db, f"{state.revision} -> {rev}")
+        _run_command(db, "downgrade", rev, steps=steps, label=f"migrate downgrade {target}")
+        mark_downgrade(db, None)
+        return MigrationResult("downgrade", state.revision, current(db).revision, written)
+
+
+# A downgrade in progress is written on alembic_version (a table comment) until it completes. A killed downgrade
+# stops in the middle of the recorded revision R (Alembic moves the version only after R's body completed), so the
+# next upgrade finds the mark and runs R's upgrade again — each does only what is missing — before going on.
+_MARK = "mita-integrity: downgrade in progress: "
+
+
+def mark_downgrade(db: Database, move: str | None) -> None:
+    """Writes (or, with None, clears) the in-progress mark of a downgrade."""
+    with connect(db) as conn:
+        if move is None:
+            row = conn.execute("SELECT obj_description('public.alembic_version'::regclass, 'pg_class')").fetchone()
+            if not (row and row[0] and str(row[0]).startswith(_MARK)):
+                return
+            conn.execute("COMMENT ON TABLE alembic_version IS NULL")
+        else:
+            conn.execute(sql.SQL("COMMENT ON TABLE alembic_version IS {}").format(sql.Literal(_MARK + move)))
+        conn.commit()
+
+
+def _finish_interrupted_downgrade(db: Database, here: str | None, target: str) -> str | None:
+    """Gives where the upgrade starts: one revision lower than recorded when a downgrade of it was cut short."""
+    with connect(db) as conn:
+        row = conn.execute("SELECT obj_description(to_regclass('public.alembic_version'), 'pg_class')").fetchone()
+    mark = str(row[0]) if row and row[0] else ""
+    if not mark.startswith(_MARK) or here in (None, BASELINE):
+        return here
+    down = next((r.down for r in revisions() if r.id == here), None)
+    if down is None or here not in steps_between("upgrade", down, target):
+        return here
+    say(f"  an interrupted downgrade ({mark.removeprefix(_MARK)}) left {here} part undone: running its upgrade "
+        "again (it does only what is missing)")
+    with connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = %s WHERE version_num = %s", (down, here))
+        conn.commit()
+    return down
+
+
+def _refuse_dropping_soft_deletes(db: Database, target: str) -> None:
+    """0022's downgrade drops subscriptions.deleted_at: soft-deleted subscriptions would become live."""
+    with connect(db) as conn:
+        row = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' "
+                           "AND table_name = 'subscriptions' AND column_name = 'deleted_at'").fetchone()
+        if not (row and row[0]):
+            return
+        row = conn.execute("SELECT count(*) FROM subscriptions WHERE deleted_at IS NOT NULL").fetchone()
+    soft = int(row[0]) if row else 0
+    if soft:
+        raise UsageError(
+            f"migrate downgrade {target}: 0022's downgrade drops subscriptions.deleted_at, and "
+            f"{counted(soft, 'subscription')} {'is' if soft == 1 else 'are'} soft-deleted and would read as live; "
+            "nothing was changed",
+            "add --force to go on: their deleted_at is archived in integrity.subscriptions_deleted_at first, and "
+            "upgrading to 0022 again puts it back",
+        )
 
 
 def stamp(db: Database, target: str) -> MigrationResult:
-    """Records target in alembic_version without running anything (adopts an existing database)."""
+    """Records target in alembic_version without running anything (adopts an existing database).
+
+    One transaction: it succeeds, or alembic_version is left as it was. A revision id longer than the
+    baseline's varchar(32) widens version_num first, as 0022 does.
+    """
     rev = resolve_revision(target)
-    with _connection(db) as conn:
-        before = _version_in_db(conn)
-    _run_command(db, "stamp", rev, purge=True)
+    with one_migration_at_a_time(db, f"migrate stamp {target}"):
+        require_owner(db, "stamp", target, ["stamp"], ("alembic_version",))
+        cfg = alembic_config()
+        with _connection(db) as conn:
+            before = _version_in_db(conn)
+            conn.rollback()
+            try:
+                with conn.begin():  # Alembic sees a transaction of ours and leaves committing to it
+                    _widen_version_num(conn, rev)
+                    cfg.attributes["connection"] = conn
+                    cfg.attributes["database"] = db
+                    command.stamp(cfg, rev, purge=True)
+            except CommandError as exc:
+                raise UsageError(f"migrate stamp {target}: {str(exc).splitlines()[0]}; nothing was changed") from None
+            except sa.exc.DBAPIError as exc:
+                raise DatabaseStateError(f"migrate stamp {target} failed: {_first_line(exc)}",
+                                         "it was rolled back: alembic_version is as it was") from None
     return MigrationResult("stamp", before, current(db).revision, None)
+
+
+def _widen_version_num(conn: Connection, rev: str) -> None:
+    ids = [r.id for r in revisions()] if rev in {"head", "heads"} else [rev]
+    longest = max((len(i) for i in ids), default=0)
+    width = conn.execute(sa.text(
+        "SELECT character_maximum_length FROM information_schema.columns WHERE table_schema = 'public' "
+        "AND table_name = 'alembic_version' AND column_name = 'version_num'")).scalar()
+    if width is not None and longest > int(width):
+        conn.execute(sa.text("ALTER TABLE alembic_version ALTER COLUMN version_num TYPE varchar(64)"))
 
 
 def steps_between(action: str, here: str | None, target: str) -> list[str]:
@@ -196,29 +308,61 @@ def steps_between(action: str, here: str | None, target: str) -> list[str]:
         return []  # Alembic refuses the move itself, before running anything
 
 
-def _require(db: Database, action: str, here: str | None, target: str, backup: Path | None) -> None:
-    """Refuses, before anything is done, a move the connection or the role cannot carry through."""
+def _require(db: Database, action: str, here: str | None, target: str, backup: Path | None) -> list[str]:
+    """Refuses, before anything is done, a move the connection or the role cannot carry through; gives its steps."""
     steps = steps_between(action, here, target)
     require_session_for(db, action, target, steps, backup)
     require_owner(db, action, target, steps, MITA_TABLES)
+    return steps
 
 
-def _run_command(db: Database, name: str, rev: str, **kwargs: object) -> None:
+def _first_line(exc: sa.exc.DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+
+
+def _run_command(db: Database, name: str, rev: str, *, steps: list[str], label: str) -> None:
+    """Runs an Alembic command; a failure names the step that was running, what was completed and kept."""
     cfg = alembic_config()
+    done: list[str] = []
+    cfg.attributes["applied"] = done
     try:
         with _connection(db) as conn:
             cfg.attributes["connection"] = conn
             cfg.attributes["database"] = db
-            getattr(command, name)(cfg, rev, **kwargs)
+            getattr(command, name)(cfg, rev)
             conn.commit()
     except CommandError as exc:
-        raise UsageError(f"migrate {name} {rev}: {str(exc).splitlines()[0]}") from None
-    except sa.exc.DBAPIError as exc:
-        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
-        raise DatabaseStateError(
-            f"migrate {name} {rev} failed and was rolled back: {first}",
-            "nothing of the failed revision was kept; fix the cause and run it again",
-        ) from None
+        raise UsageError(f"{label}: {str(exc).splitlines()[0]}") from None
+    except ConnectionLost as exc:  # e.g. from a clean-up's check: its own "nothing was changed" is not ours to say
+        raise _interrupted(label, steps, done, exc.message.split(";")[0], _rerun(label, "once the server accepts "
+                                                                                "connections again")) from None
+    except (sa.exc.DBAPIError, psycopg.Error) as exc:
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        first = _first_line(exc) if isinstance(exc, sa.exc.DBAPIError) else str(exc).strip().splitlines()[0]
+        if isinstance(orig, psycopg.Error) and is_connection_lost(orig):
+            raise _interrupted(label, steps, done, f"lost the connection to the database ({first})",
+                               _rerun(label, "once the server accepts connections again")) from None
+        raise _interrupted(label, steps, done, f"failed: {first}", _rerun(label, "after fixing the cause")) from None
+    except MitaIntegrityError as exc:
+        raise _interrupted(label, steps, done, exc.message, exc.hint or _rerun(label, "after fixing the cause")) \
+            from None
+
+
+def _rerun(label: str, when: str) -> str:
+    return f"re-run `mita-integrity {label}` {when}: it continues where it stopped"
+
+
+def _interrupted(label: str, steps: list[str], done: list[str], what: str, hint: str) -> MitaIntegrityError:
+    """Gives the one-line error of a migrate command stopped in the middle of its steps: the command, the revision
+    that was running, what was completed and kept."""
+    running = steps[len(done)] if len(done) < len(steps) else None
+    where = f" in {running}" if running else ""
+    kept = (f"completed and kept: {', '.join(done)} (recorded in alembic_version)" if done
+            else "no revision was completed")
+    partial = (f"; {running} is not recorded, the steps of it that finished are kept (each commits on its own)"
+               if running and running != BASELINE else "")
+    error_type = ConnectionLost if what.startswith("lost the connection") else DatabaseStateError
+    return error_type(f"{label}{where}: {what}; {kept}{partial}", hint)
 
 
 @dataclass(frozen=True)

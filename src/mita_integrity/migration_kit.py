@@ -16,6 +16,7 @@ from importlib import resources
 
 from alembic import context, op
 
+from . import online as online_module
 from .connection import Database
 from .errors import DatabaseStateError
 from .online import Online
@@ -45,7 +46,21 @@ def online() -> Iterator[Online]:
     """Gives the online DDL runner on the migration's own connection, outside Alembic's transaction."""
     with op.get_context().autocommit_block():
         raw = op.get_bind().connection.dbapi_connection
-        yield Online(raw, say=say)  # type: ignore[arg-type]
+        # The lock timeout read now, not at import: an operator (or a test) may set it for one run.
+        yield Online(raw, say=say, lock_timeout_ms=online_module.DEFAULT_LOCK_TIMEOUT_MS)  # type: ignore[arg-type]
+
+
+def refuse_other_definitions(db: Online, *, unique: bool, checks: Sequence[str]) -> None:
+    """Stops the migration, before it changes anything, where a constraint it would add exists under its name
+    with another definition: skipping it as present would report success for a key that is not ours."""
+    from .definitions import check_mismatch, unique_mismatch
+
+    found = [m for m in ([unique_mismatch(db.run)] if unique else []) + [check_mismatch(db.run, n) for n in checks]
+             if m]
+    if found:
+        raise DatabaseStateError(
+            f"{'; '.join(found)}: a constraint of that name exists with another definition",
+            "drop or rename it (it was not made by this migration), then run the migration again")
 
 
 def database() -> Database:

@@ -10,6 +10,7 @@ dropped and built again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -63,24 +64,27 @@ class Online:
                 delay = min(delay * 2, 5.0)
 
     def outside(self, label: str, statement: str) -> None:
-        """Runs one statement outside a transaction (CREATE/DROP INDEX CONCURRENTLY), with lock retries."""
+        """Runs one statement outside a transaction (DROP INDEX CONCURRENTLY), with lock retries."""
         delay = 0.05
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with self.conn.cursor() as cur:
-                    cur.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{self.lock_timeout_ms}ms")))
-                    cur.execute("SET statement_timeout = 0")
-                    try:
-                        cur.execute(statement.encode())
-                    finally:
-                        cur.execute("RESET lock_timeout")
-                        cur.execute("RESET statement_timeout")
+                self._outside_once(statement)
                 return
             except errors.LockNotAvailable:
                 if attempt == ATTEMPTS:
                     raise DatabaseStateError(f"{label}: could not get its lock in {ATTEMPTS} tries") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _outside_once(self, statement: str) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{self.lock_timeout_ms}ms")))
+            cur.execute("SET statement_timeout = 0")
+            try:
+                cur.execute(statement.encode())
+            finally:
+                cur.execute("RESET lock_timeout")
+                cur.execute("RESET statement_timeout")
 
     def query(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         with self.conn.cursor() as cur:
@@ -106,21 +110,55 @@ class Online:
         return bool(self.query("SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' "
                                "AND table_name = %s AND column_name = %s", table, column))
 
+    def run(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Runs a read with psycopg parameters (the shape definitions.Run expects)."""
+        return self.query(statement, *params)
+
     def has_table(self, table: str) -> bool:
         return bool(self.query("SELECT to_regclass(%s)", f"public.{table}")[0][0])
 
     # -- recipes -------------------------------------------------------------------------------------------
     def ensure_index(self, name: str, table: str, definition: str, *, unique: bool = False) -> None:
-        """CREATE [UNIQUE] INDEX CONCURRENTLY name ON table definition; an invalid leftover is rebuilt."""
-        state = self.index_valid(name)
-        if state:
-            return
-        if state is False:
-            self.say(f"    {name}: an interrupted concurrent build left it invalid; rebuilding")
-            self.outside(f"drop invalid {name}", f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+        """CREATE [UNIQUE] INDEX CONCURRENTLY name ON table definition, until it is there and valid.
+
+        A concurrent build that fails (a lock timeout while it waits for an old snapshot, a duplicate, a
+        cancel) leaves an invalid index behind: it is dropped and built again, never skipped by IF NOT
+        EXISTS. When no attempt succeeds, the invalid leftover is dropped and the migration stops.
+        """
         kind = "UNIQUE INDEX" if unique else "INDEX"
-        self.say(f"    building {name} concurrently")
-        self.outside(f"build {name}", f'CREATE {kind} CONCURRENTLY IF NOT EXISTS "{name}" ON {table} {definition}')
+        delay = 0.05
+        for attempt in range(1, ATTEMPTS + 1):
+            state = self.index_valid(name)
+            if state:
+                return
+            if state is False:
+                self.say(f"    {name}: invalid (a concurrent build cut short); dropping it and building it again")
+                self.outside(f"drop invalid {name}", f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+            self.say(f"    building {name} concurrently")
+            try:
+                self._outside_once(f'CREATE {kind} CONCURRENTLY "{name}" ON {table} {definition}')
+            except errors.LockNotAvailable:
+                if attempt < ATTEMPTS:
+                    self.say(f"    {name}: lock not granted (a long transaction), retrying in {delay:.2f} s")
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            except errors.UniqueViolation:
+                self._drop_invalid(name)  # the caller merges the duplicate and builds again
+                raise
+        if self.index_valid(name):
+            return
+        self._drop_invalid(name)
+        raise DatabaseStateError(
+            f"build {name}: CREATE INDEX CONCURRENTLY did not complete in {ATTEMPTS} tries of "
+            f"{self.lock_timeout_ms} ms (it waits for every older transaction to end); nothing invalid was left",
+            "a long transaction is open: find it in pg_stat_activity (xact_start), end it, then run the migration "
+            "again (it continues where it stopped)")
+
+    def _drop_invalid(self, name: str) -> None:
+        """Drops an invalid leftover when its lock comes at once; the next ensure_index drops it otherwise."""
+        if self.index_valid(name) is False:
+            with contextlib.suppress(errors.LockNotAvailable):
+                self._outside_once(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
 
     def ensure_fk_index(self, table: str, column: str) -> None:
         """Builds ix_<table>_<column> concurrently unless an index already leads with the column."""

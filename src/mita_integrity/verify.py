@@ -22,7 +22,17 @@ from .findings import Report, Status
 from .rules.context import Schema, load_schema
 from .rules.expected import USER_FK_TABLES_0026
 from .rules.references import user_id_tables
-from .verify_reads import checks, percentage, recent, trigger_catalog, unique_catalog
+from .verify_reads import (
+    checks,
+    invalid_indexes,
+    orphan_counts,
+    orphans,
+    percentage,
+    recent,
+    trigger_catalog,
+    unique_catalog,
+)
+from .wording import counted
 
 DEFAULT_MAX_AGE = "26h"
 FKS_0022 = ("fk_daily_plan_user_id", "fk_subscriptions_user_id")
@@ -62,15 +72,16 @@ def parse_max_age(text: str) -> int:
 
 def run_verify(db: Database, max_age_seconds: int = 26 * 3600) -> Scorecard:
     """Gives the scorecard; raises MitaIntegrityError only when the database cannot be worked with at all."""
-    report = run_check(db, CheckRequest(select=("REF", "DUP002", "SCH009"), sample=20))
+    report = run_check(db, CheckRequest(select=("DUP002", "SCH009"), sample=20))
     conn = connect(db)
     try:
         with transaction(conn, read_only=True, statement_timeout_ms=READ_MS) as cur:
             schema = load_schema(cur)
             columns = probe_rows.load_columns(cur)
         uuid_tables = user_id_tables(schema, uuid=True)
+        references = _read(conn, "orphans", lambda cur: (True, orphan_counts(cur, schema)))
         lines = [
-            _orphans(report),
+            _from(references, "orphans", orphans),
             _fks_0022(schema),
             _user_fks(schema, uuid_tables),
             Line("cascade-probe", *_probed(conn, lambda c: probes.cascade(c, schema, columns, uuid_tables))),
@@ -78,9 +89,9 @@ def run_verify(db: Database, max_age_seconds: int = 26 * 3600) -> Scorecard:
             _unique(conn, schema, columns),
             _read(conn, "checks-0024", lambda cur: checks(cur, schema)),
             _trigger(conn, schema, columns),
-            _read(conn, "referential-integrity", lambda cur: percentage(cur, uuid_tables)),
+            _from(references, "referential-integrity", percentage),
             _read(conn, "recent-check", lambda cur: recent(cur, max_age_seconds)),
-            _stamped(report),
+            _stamped(report, _read(conn, "migrations-applied", lambda cur: (True, invalid_indexes(cur)))),
         ]
     finally:
         conn.rollback()
@@ -88,15 +99,18 @@ def run_verify(db: Database, max_age_seconds: int = 26 * 3600) -> Scorecard:
     return Scorecard(tuple(lines))
 
 
-def _read(conn: psycopg.Connection[Any], name: str, compute: Callable[[Any], tuple[bool, str]]) -> Line:
-    """One line computed in its own read-only transaction; a database error fails only this line."""
+def _read(conn: psycopg.Connection[Any], name: str, compute: Callable[[Any], tuple[bool, Any]]) -> Any:
+    """One line computed in its own read-only transaction; a database error fails only this line.
+
+    Gives a Line when compute gives (passed, evidence text), else (passed, value) for lines judged later.
+    """
     try:
         with transaction(conn, read_only=True, statement_timeout_ms=READ_MS, lock_timeout_ms=5_000) as cur:
             passed, evidence = compute(cur)
     except psycopg.Error as exc:
         conn.rollback()
         return Line(name, False, f"could not check: {probe_rows.reason(exc)}")
-    return Line(name, passed, evidence)
+    return Line(name, passed, evidence) if isinstance(evidence, str) else (passed, evidence)
 
 
 def _probed(conn: psycopg.Connection[Any],
@@ -120,24 +134,11 @@ def _probed(conn: psycopg.Connection[Any],
         conn.rollback()
 
 
-def _orphans(report: Report) -> Line:
-    results = [r for r in report.results if r.code.startswith("REF")]
-    errors = [f"{r.code} {r.table}: {r.reason}" for r in results if r.status is Status.ERROR]
-    failing = [r for r in results if r.failed]
-    if not failing and not errors:
-        tables = {r.table for r in results if r.status not in (Status.SKIPPED, Status.ERROR)}
-        return Line("orphans", True, f"0 orphans in {len(tables)} tables")
-    parts = errors
-    if failing:
-        found = ", ".join(f"{r.table}.{r.column or 'user_id'} {r.count:,} ({r.code})" for r in failing)
-        parts = [f"{sum(r.count for r in failing):,} orphaned rows: {found}", *errors]
-        fixable = sorted({r.code for r in failing if r.fix_available})
-        by_hand = sorted({r.code for r in failing if not r.fix_available})
-        if fixable:
-            parts.append(f"resolve: mita-integrity fix --apply --select {','.join(fixable)}")
-        if by_hand:
-            parts.append(f"{', '.join(by_hand)}: a person decides (mita-integrity rules {by_hand[0]})")
-    return Line("orphans", False, "; ".join(parts))
+def _from(shared: Line | tuple[bool, Any], name: str, judge: Callable[[Any], tuple[bool, str]]) -> Line:
+    """A line judged from a read shared with another line (a failed read fails both, with its reason)."""
+    if isinstance(shared, Line):
+        return Line(name, False, shared.evidence)
+    return Line(name, *judge(shared[1]))
 
 
 def _results_line(name: str, report: Report, code: str, clean: str) -> Line:
@@ -209,14 +210,23 @@ def _trigger(conn: psycopg.Connection[Any], schema: Schema, columns: dict[str, A
     return Line(catalog.name, passed, f"{catalog.evidence}; {evidence}")
 
 
-def _stamped(report: Report) -> Line:
+def _stamped(report: Report, invalid: Line | tuple[bool, list[str]]) -> Line:
+    """migrations-applied: every recorded migration's objects present (SCH009), and no index left invalid."""
+    if isinstance(invalid, Line):
+        return invalid
     results = [r for r in report.results if r.code == "SCH009"]
     revision = report.database.alembic_revision
     bad = [r for r in results if r.failed or r.status is Status.ERROR]
+    problems = []
     if bad:
         detail = "; ".join(r.reason or "" if r.status is Status.ERROR else ", ".join(r.sample) for r in bad)
-        count = sum(r.count for r in bad)
-        return Line("migrations-applied", False, f"alembic_version {revision} but {count} objects missing: {detail}")
+        problems.append(f"{sum(r.count for r in bad)} objects missing: {detail}")
+    if invalid[1]:
+        problems.append(f"{counted(len(invalid[1]), 'invalid index')} (a concurrent build cut short; it enforces "
+                        f"nothing): {', '.join(invalid[1])}; `mita-integrity migrate upgrade head` drops and rebuilds "
+                        "the migrations' own")
+    if problems:
+        return Line("migrations-applied", False, f"alembic_version {revision} but " + "; and ".join(problems))
     if revision is None:
         return Line("migrations-applied", True, "no alembic_version: nothing recorded, nothing missing")
     return Line("migrations-applied", True, f"alembic_version {revision}: every recorded migration's objects present")

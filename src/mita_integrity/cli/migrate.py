@@ -12,7 +12,8 @@ import click
 from .. import migrate
 from .app import App, console, note
 
-_REVISION_HELP = "a revision id, its file name (0021_add_habit_completions_table), head, base or -1"
+_REVISION_HELP = ("a revision id, its file name (0022_add_missing_fk_constraints), or -1; never below the baseline "
+                  "0021_add_habit_completions (refused)")
 
 
 class _MigrationLog(logging.Handler):
@@ -48,18 +49,20 @@ def migrate_group() -> None:
 def _backup_option(f: Callable[..., int]) -> Callable[..., int]:
     return click.option(
         "--backup", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-        help="Run pg_dump -Fc into FILE before migrating.",
+        help="Run pg_dump -Fc into FILE before migrating, with the server's own major pg_dump where installed "
+             "(its pg_restore reads the file); refuses an existing FILE without --force.",
     )(f)
 
 
 @migrate_group.command("upgrade", context_settings={"ignore_unknown_options": True})
 @click.argument("revision", default="head", metavar="[REV]")
 @_backup_option
+@click.option("--force", is_flag=True, help="Let --backup replace an existing FILE.")
 @click.pass_obj
-def upgrade_command(app: App, revision: str, backup: Path | None) -> int:
-    """Upgrade to REV (default head)."""
+def upgrade_command(app: App, revision: str, backup: Path | None, force: bool) -> int:
+    """Upgrade to REV (default head). One migration at a time per database: a second one is refused."""
     with _migration_log():
-        result = migrate.upgrade(app.database(), revision, backup=backup)
+        result = migrate.upgrade(app.database(), revision, backup=backup, force=force)
     _report(result)
     return 0
 
@@ -69,10 +72,13 @@ def upgrade_command(app: App, revision: str, backup: Path | None) -> int:
 )
 @click.argument("revision", metavar="REV")
 @_backup_option
+@click.option("--force", is_flag=True,
+              help="Let --backup replace an existing FILE, and let 0022's downgrade drop subscriptions.deleted_at "
+                   "while subscriptions are soft-deleted (archived first; upgrading to 0022 puts it back).")
 @click.pass_obj
-def downgrade_command(app: App, revision: str, backup: Path | None) -> int:
+def downgrade_command(app: App, revision: str, backup: Path | None, force: bool) -> int:
     with _migration_log():
-        result = migrate.downgrade(app.database(), revision, backup=backup)
+        result = migrate.downgrade(app.database(), revision, backup=backup, force=force)
     _report(result)
     return 0
 
@@ -136,7 +142,7 @@ def history_command() -> int:
 
 def _report(result: migrate.MigrationResult) -> None:
     if result.backup:
-        note(f"backup written to {result.backup}")
+        note(result.backup.describe())
     before = result.from_revision or "<base>"
     after = result.to_revision or "<base>"
     verb = {"upgrade": "upgraded", "downgrade": "downgraded", "stamp": "stamped"}[result.action]

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from mita_integrity.errors import MitaIntegrityError
+from mita_integrity.migrate_guards import one_migration_at_a_time, require_above_floor
 from mita_integrity.models import metadata
 
 config = context.config
+
+
+def _applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+    """Notes each revision as it completes, so that a failure later can say what was completed and kept."""
+    config.attributes.setdefault("applied", []).append(step.up_revision_id)
 
 
 def _run(connection: Connection) -> None:
@@ -18,6 +26,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         transaction_per_migration=True,
         compare_type=True,
+        on_version_apply=_applied,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -36,10 +45,28 @@ def run_migrations_online() -> None:
         raise SystemExit("alembic: set DATABASE_URL (or pass -x db=URL) to the MITA database")
     database = Database.from_url(url, origin="DATABASE_URL")
     config.attributes.setdefault("database", database)  # the migrations' clean-up connects through it
+    _refuse_below_floor()
     engine = engine_for(database)
-    with engine.connect() as conn:
-        _run(conn)
-    engine.dispose()
+    try:
+        with one_migration_at_a_time(database, "alembic"), engine.connect() as conn:
+            _run(conn)
+    except MitaIntegrityError as exc:
+        raise SystemExit(f"alembic: {exc.one_line()}") from None
+    finally:
+        engine.dispose()
+
+
+def _refuse_below_floor() -> None:
+    """Plain `alembic downgrade base` (or to a revision of the application's chain) is refused like migrate's."""
+    cmd = getattr(config.cmd_opts, "cmd", None)
+    action = getattr(cmd[0], "__name__", "") if cmd else ""
+    if action != "downgrade":
+        return
+    target = str(context.get_revision_argument() or "")
+    try:
+        require_above_floor(action, target, None)
+    except MitaIntegrityError as exc:
+        raise SystemExit(f"alembic: {exc.one_line()}") from None
 
 
 if context.is_offline_mode():

@@ -148,8 +148,10 @@ RULES: tuple[Rule, ...] = (
     _rule("SCH007", "invalid-index", Severity.HIGH, "indexes marked invalid (a failed CREATE INDEX CONCURRENTLY).",
           "An invalid index is maintained on every write but never used; an invalid unique index enforces "
           "nothing.", "uq_daily_plan_user_date_category with indisvalid = false", "invalid index",
-          "DROP INDEX CONCURRENTLY it and build it again (migrations do this themselves)",
-          repair="None by fix: drop and rebuild it concurrently (re-running the migration does)."),
+          "`mita-integrity migrate upgrade head` drops and rebuilds the migrations' own, even at head; any other: "
+          "DROP INDEX CONCURRENTLY it, then CREATE INDEX CONCURRENTLY it again",
+          repair="None by fix: drop and rebuild it concurrently (`migrate upgrade head` does for the migrations' "
+                 "indexes, even at head)."),
     _rule("SCH008", "user-fk-blocks-deletion", Severity.HIGH,
           "foreign keys to users with NO ACTION or RESTRICT.",
           "Deleting a user fails while such rows exist: the right to be forgotten cannot be honoured.",

@@ -17,26 +17,14 @@ from importlib import resources
 
 from alembic import op
 
+from mita_integrity.errors import DatabaseStateError
+
 revision: str = "0021_add_habit_completions"
 down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
 
 SQL_FILE = "0021_add_habit_completions.sql"
-
-# Children before parents, so that the drops need no particular FK knowledge; CASCADE still takes
-# along whatever a later revision or a person hung on these tables (views, extra FKs, triggers),
-# because going to base means none of the MITA schema may remain.
-TABLES = (
-    "habit_completions", "user_profiles", "user_answers", "notification_logs", "expenses", "budget_advice",
-    "ai_advice_templates", "installment_achievements", "installment_calculations",
-    "user_financial_profiles", "notifications", "paywall_impression_logs", "feature_access_logs",
-    "feature_usage_logs", "challenge_participations", "push_tokens", "moods", "ai_analysis_snapshots",
-    "subscriptions", "daily_plan", "transactions", "installments", "habits", "goals", "challenges", "users",
-)
-# The SERIAL sequences go with their tables; named here too in case one was ever detached (OWNED BY NONE).
-SEQUENCES = ("ai_analysis_snapshots_id_seq", "expenses_id_seq", "user_answers_id_seq", "user_profiles_id_seq")
-
 
 def baseline_sql() -> str:
     """Gives the text of the squashed baseline DDL shipped in the package."""
@@ -50,9 +38,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # IF EXISTS everywhere: inside one PostgreSQL transaction a single failing DROP would abort the rest.
-    for table in TABLES:
-        op.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
-    for sequence in SEQUENCES:
-        op.execute(f'DROP SEQUENCE IF EXISTS "{sequence}" CASCADE')
-    op.execute("DROP FUNCTION IF EXISTS update_updated_at_column() CASCADE")
+    # The baseline is the application's own schema: going below it would drop every MITA table with its data.
+    # `migrate downgrade` refuses before it starts; this stops plain `alembic downgrade -1` at the baseline too.
+    raise DatabaseStateError(
+        f"refused: downgrading {revision} would drop every MITA table; it is the lowest revision of this chain")

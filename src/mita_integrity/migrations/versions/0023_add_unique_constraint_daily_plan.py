@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from psycopg import errors
 
-from mita_integrity.migration_kit import clean_up, online, say
+from mita_integrity.migration_kit import clean_up, online, refuse_other_definitions, say
 
 revision: str = "0023_add_unique_constraint_daily_plan"
 down_revision: str | None = "0022_add_missing_fk_constraints"
@@ -34,6 +34,7 @@ REDUNDANT = {"idx_daily_plan_user_date_category": "(user_id, date, category)", "
 def upgrade() -> None:
     with online() as db:
         say("  0023: one calendar row per (user, day, category)")
+        refuse_other_definitions(db, unique=True, checks=())
         if db.constraint("daily_plan", UNIQUE) is None:
             for attempt in range(1, 4):
                 clean_up(revision, ("CAL001", "DUP002"))

@@ -13,32 +13,32 @@ Revises: 0023_add_unique_constraint_daily_plan
 
 from __future__ import annotations
 
-from mita_integrity.migration_kit import clean_up, online, say
+from mita_integrity.definitions import CHECKS_0024
+from mita_integrity.migration_kit import clean_up, online, refuse_other_definitions, say
 
 revision: str = "0024_add_check_constraints"
 down_revision: str | None = "0023_add_unique_constraint_daily_plan"
 branch_labels: str | None = None
 depends_on: str | None = None
 
-# name -> (table, expression, how its violators are resolved)
-CHECKS = {
-    "ck_goals_saved_le_target": ("goals", "saved_amount <= target_amount",
-                                 "mita-integrity fix --apply --unsafe --select GOL003 (caps saved at target)"),
-    "ck_goals_progress_le_100": ("goals", "progress <= 100", "mita-integrity fix --apply --select GOL001"),
-    "ck_goals_target_positive": ("goals", "target_amount > 0",
-                                 "a person sets the goal's real target (GOL005), then mita-integrity migrate validate"),
-    "ck_transactions_amount_nonnegative": (
-        "transactions", "amount >= 0 OR category IN ('refund', 'income')",
-        "a person decides each negative spend (AMT003), then mita-integrity migrate validate"),
-    "ck_daily_plan_planned_nonnegative": (
-        "daily_plan", "planned_amount >= 0",
-        "a person sets the planned amount (AMT005), then mita-integrity migrate validate"),
+# How each constraint's violators are resolved (its table and expression: definitions.CHECKS_0024).
+RESOLVE = {
+    "ck_goals_saved_le_target": "mita-integrity fix --apply --unsafe --select GOL003 (caps saved at target)",
+    "ck_goals_progress_le_100": "mita-integrity fix --apply --select GOL001",
+    "ck_goals_target_positive": "a person sets the goal's real target (GOL005), then mita-integrity migrate validate",
+    "ck_transactions_amount_nonnegative": "a person decides each negative spend (AMT003), then mita-integrity "
+                                          "migrate validate",
+    "ck_daily_plan_planned_nonnegative": "a person sets the planned amount (AMT005), then mita-integrity migrate "
+                                         "validate",
 }
+# name -> (table, expression, how its violators are resolved)
+CHECKS = {name: (table, expression, RESOLVE[name]) for name, (table, expression) in CHECKS_0024.items()}
 
 
 def upgrade() -> None:
     with online() as db:
         say("  0024: CHECK constraints")
+        refuse_other_definitions(db, unique=False, checks=tuple(CHECKS))
         for name, (table, expression, _) in CHECKS.items():
             db.add_not_valid(table, name, f"CHECK ({expression})")
         clean_up(revision, ("GOL001",))

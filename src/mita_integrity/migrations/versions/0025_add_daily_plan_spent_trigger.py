@@ -14,7 +14,8 @@ Revises: 0024_add_check_constraints
 from __future__ import annotations
 
 from mita_integrity.errors import DatabaseStateError
-from mita_integrity.migration_kit import clean_up, online, say, sql_file
+from mita_integrity.migration_kit import clean_up, online, refuse_other_definitions, say, sql_file
+from mita_integrity.online import Online
 
 revision: str = "0025_add_daily_plan_spent_trigger"
 down_revision: str | None = "0024_add_check_constraints"
@@ -28,12 +29,25 @@ def upgrade() -> None:
     with online() as db:
         say("  0025: the spent_amount trigger")
         if db.constraint("daily_plan", "uq_daily_plan_user_date_category") is None:
+            back = _last_complete_revision(db)
             raise DatabaseStateError("0025 needs uq_daily_plan_user_date_category (0023), which is missing",
                                      "the database was stamped past 0023: run `mita-integrity verify`, then "
-                                     "downgrade to 0022 and upgrade again")
+                                     f"`mita-integrity migrate downgrade {back}` and `mita-integrity migrate "
+                                     "upgrade head` (each migration does only what is missing)")
+        refuse_other_definitions(db, unique=True, checks=())
         db.step("install update_daily_plan_spent()", sql_file("0025_daily_plan_spent_trigger.sql"))
         say("    installed update_daily_plan_spent() on transactions")
         clean_up(revision, ("BUD001", "AMT006"), budget_days=HISTORY_DAYS)
+
+
+def _last_complete_revision(db: Online) -> str:
+    """Gives the revision to go back to before upgrading again: 0022 when its objects are there, else the baseline
+    (going back to 0022 would leave 0022's missing objects recorded as done)."""
+    fks = db.query("SELECT count(*) FROM pg_constraint WHERE conrelid IN ('public.daily_plan'::regclass, "
+                   "'public.subscriptions'::regclass) AND conname IN ('fk_daily_plan_user_id', "
+                   "'fk_subscriptions_user_id')")[0][0]
+    complete = fks == 2 and db.has_column("subscriptions", "deleted_at")
+    return "0022_add_missing_fk_constraints" if complete else "0021_add_habit_completions"
 
 
 def downgrade() -> None:
