@@ -40,8 +40,17 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
     from ..check import CheckRequest, exit_code, options_for
     from ..errors import UsageError
     from ..rules import catalogue
-    from ..schedule import (MetricsExporter, ScheduleRequest, Stopper, attempt, describe, parse_cron, parse_zone,
-                            preflight, serve)
+    from ..schedule import (
+        MetricsExporter,
+        ScheduleRequest,
+        Stopper,
+        attempt,
+        describe,
+        parse_cron,
+        parse_zone,
+        preflight,
+        serve,
+    )
 
     # Every bad value is an error now, not at 02:00.
     parse_cron(cron)
