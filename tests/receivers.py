@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ class HttpReceiver:
                 answer = b"ok" if status == 200 else b"server_error"
                 if self.path.startswith("/api/") and status == 200:
                     answer = b'{"id": "0"}'
-                head = (f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
+                head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
                         f"Content-Length: {len(answer)}\r\nConnection: close\r\n\r\n").encode() + answer
                 try:
                     if trickle is None:

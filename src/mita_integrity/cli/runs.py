@@ -59,8 +59,9 @@ def short_ids(ids: list[str], least: int = 8) -> int:
 
 
 def run_lines(rows: list[run_history.RunRow], width: int) -> list[str]:
-    """Gives the run history as lines of at most `width` characters, one run a line: columns as wide as
-    their values, short ids below WIDE columns, and the summary cut at the end ("…") where it does not fit."""
+    """Gives the run history as lines of at most `width` characters: one line a run — columns as wide as
+    their values, short ids below WIDE columns, the summary cut at the end ("…") where it does not fit —
+    and under a run whose alert channel failed, one line per such channel with its reason."""
     wide = width >= WIDE
     ids = [r.id for r in rows]
     id_width = max(map(len, ids)) if wide else short_ids(ids)
@@ -71,13 +72,23 @@ def run_lines(rows: list[run_history.RunRow], width: int) -> list[str]:
     widths = [max(len(header[i]), *(len(c[i]) for c in cells)) for i in range(4)]
     room = max(20, width - sum(widths) - 2 * len(widths))
 
-    def line(values: tuple[str, ...]) -> str:
-        summary = " ".join(values[4].split())
-        if len(summary) > room:
-            summary = summary[:room - 1] + "…"
-        return "  ".join(v.ljust(w) for v, w in zip(values[:4], widths, strict=True)) + "  " + summary
+    def cut(text: str, room: int) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= room else text[:room - 1] + "…"
 
-    return [line(header).rstrip(), *(line(c) for c in cells)]
+    def line(values: tuple[str, ...]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values[:4], widths, strict=True)) + "  " + cut(values[4], room)
+
+    lines = [line(header).rstrip()]
+    for row, values in zip(rows, cells, strict=True):
+        lines.append(line(values))
+        deliveries = row.summary.get("deliveries") if row.kind == "check" else None
+        for d in deliveries if isinstance(deliveries, list) else []:
+            if isinstance(d, dict) and not d.get("ok"):
+                indent = " " * (id_width + 2)
+                lines.append(indent + cut(f"alert {d.get('channel', '?')} FAILED: {d.get('error') or 'no reason'}",
+                                          max(20, width - len(indent))))
+    return lines
 
 
 TREND_RUNS = 30  # the recorded check runs `runs --show RUN_ID --html` charts, that run the newest
