@@ -23,8 +23,7 @@ from mita_integrity.check import CheckRequest
 from mita_integrity.cli import main
 from mita_integrity.connection import Database, connect
 from mita_integrity.errors import ConnectionFailed
-from mita_integrity.schedule import (Clock, MetricsExporter, ScheduleRequest, Stopper, attempt, describe, preflight,
-                                     serve)
+from mita_integrity.schedule import MetricsExporter, ScheduleRequest, Stopper, serve
 from mita_integrity.urls import build_url
 
 from .conftest import PgServer
@@ -75,7 +74,7 @@ def once(db: Database, *extra: str) -> list[str]:
 
 # ---------------------------------------------------------------- 1. the daemon survives an outage
 
-class OutageClock(Clock):
+class OutageClock:
     """A controlled clock for serve(): each wait moves it; crossing `down` closes the database to connections
     (ALTER DATABASE … ALLOW_CONNECTIONS false), crossing `up` opens it again."""
 
@@ -153,6 +152,8 @@ def test_once_on_an_outage_alerts_then_fails_in_one_line(capsys: pytest.CaptureF
 
 
 def test_only_a_refused_configuration_stops_the_daemon_at_start(baseline_db: Database) -> None:
+    from mita_integrity.schedule import preflight
+
     assert preflight(baseline_db) is None
     wrong = Database.from_url(_url(baseline_db).replace(f"/{baseline_db.dbname}", "/no_such_database_here"))
     with pytest.raises(ConnectionFailed, match="does not exist"):
@@ -167,6 +168,7 @@ def test_only_a_refused_configuration_stops_the_daemon_at_start(baseline_db: Dat
 def test_a_bug_in_a_run_is_a_failed_run_not_a_dead_daemon(baseline_db: Database,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from mita_integrity import schedule
+    from mita_integrity.schedule import attempt, describe
 
     def broken(*args: object, **kwargs: object) -> object:
         raise ZeroDivisionError("division by zero")
@@ -183,12 +185,14 @@ def test_a_bug_in_a_run_is_a_failed_run_not_a_dead_daemon(baseline_db: Database,
 def test_the_night_clocks_go_back_runs_the_next_day_once_against_the_database(baseline_db: Database) -> None:
     """At 02:00:05 CEST on 2026-10-25, with that slot recorded: the daemon's next run is 02:00 CET on the
     26th — run, not skipped as "already recorded" — after a bounded number of waits."""
+    from mita_integrity.schedule import attempt
+
     berlin = "Europe/Berlin"
     first = datetime(2026, 10, 25, 0, 0, tzinfo=UTC)  # 02:00 CEST
     request = ScheduleRequest(cron="0 2 * * *", timezone=berlin, check=CheckRequest(select=("REF003",)))
     assert attempt(baseline_db, request, first).report is not None
 
-    class Controlled(Clock):
+    class Controlled:
         moment = first + timedelta(seconds=5)
         waits = 0
 
