@@ -257,16 +257,12 @@ def test_check_record_without_alert_does_not_swallow_the_next_runs_alert(
     assert accepted(http, smtp) == dict.fromkeys(CHANNELS, 1)
 
 
-def test_sigkill_during_delivery_then_a_restart_delivers_the_pending_alert_once(
-        baseline_db: Database, receivers: tuple[HttpReceiver, SmtpReceiver]) -> None:
-    """The webhook hangs; the scheduler is killed with SIGKILL while it waits for it. The run is recorded,
-    the other channels were told (and remember it); the restart tells the webhook, once, and nobody else."""
-    http, smtp = receivers
-    _sql(baseline_db, ORPHAN_PLAN)
+def _killed_while_the_webhook_hangs(db: Database, http: HttpReceiver, smtp: SmtpReceiver) -> None:
+    """Runs `schedule --once` with the webhook hanging and SIGKILLs it while it waits for the webhook."""
+    _sql(db, ORPHAN_PLAN)
     http.hold("/hook")
     exe = str(Path(sys.executable).with_name("mita-integrity"))
-    proc = subprocess.Popen([exe, *once(baseline_db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ))
+    proc = subprocess.Popen([exe, *once(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 90
         while not (http.at("/hook") and accepted(http, smtp)["slack"] and accepted(http, smtp)["email"]
@@ -281,14 +277,42 @@ def test_sigkill_during_delivery_then_a_restart_delivers_the_pending_alert_once(
             proc.kill()
     http.release("/hook")
     assert accepted(http, smtp) == {"slack": 1, "email": 1, "sentry": 1, "webhook": 0}
-    with connect(baseline_db) as conn:
+    with connect(db) as conn:
         told = conn.execute("SELECT channel FROM integrity.alert_outbox ORDER BY 1").fetchall()
     assert told == [("email",), ("sentry",), ("slack",)]
 
+
+def test_sigkill_during_delivery_then_a_restart_delivers_the_pending_alert_once(
+        baseline_db: Database, receivers: tuple[HttpReceiver, SmtpReceiver]) -> None:
+    """The webhook hangs; the scheduler is killed with SIGKILL while it waits for it. The run is recorded,
+    the other channels were told (and remember it); the restart tells the webhook, once, and nobody else."""
+    http, smtp = receivers
+    _killed_while_the_webhook_hangs(baseline_db, http, smtp)
     assert main(once(baseline_db)) == 0  # the restart
     assert accepted(http, smtp) == dict.fromkeys(CHANNELS, 1)
     assert json.loads(http.accepted("/hook")[0].body)["delta"]["new"][0]["code"] == "REF003"
     assert main(once(baseline_db)) == 0
+    assert accepted(http, smtp) == dict.fromkeys(CHANNELS, 1)
+
+
+def test_a_restarted_daemon_delivers_what_its_killed_predecessor_did_not_at_once(
+        baseline_db: Database, receivers: tuple[HttpReceiver, SmtpReceiver]) -> None:
+    """The same kill, restarted as the daemon (systemd's Restart=always): it tells the webhook when it starts,
+    not at the next fire time a day later."""
+    http, smtp = receivers
+    _killed_while_the_webhook_hangs(baseline_db, http, smtp)
+    exe = str(Path(sys.executable).with_name("mita-integrity"))
+    daemon = subprocess.Popen([exe, "--db", _url(baseline_db), "schedule", "--cron", "0 2 * * *"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert daemon.stdout is not None
+        first = daemon.stdout.readline()
+        assert first.startswith("pending alerts of check run ") and first.strip().endswith(": webhook ok"), first
+        assert daemon.stdout.readline().startswith("next check at ")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=30)
+    assert daemon.returncode == 0
     assert accepted(http, smtp) == dict.fromkeys(CHANNELS, 1)
 
 

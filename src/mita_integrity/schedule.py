@@ -39,7 +39,7 @@ from .fire_times import last_fire, next_fire, parse_cron, parse_zone
 from .urls import mask_secrets
 
 __all__ = ["LOCK_KEY", "Clock", "MetricsExporter", "ScheduleRequest", "ScheduledRun", "Stopper", "attempt",
-           "describe", "parse_cron", "parse_zone", "preflight", "run_once", "serve"]
+           "deliver_pending", "describe", "parse_cron", "parse_zone", "preflight", "run_once", "serve"]
 
 LOCK_KEY = 7_416_902_212
 LOCK_WAIT_SECONDS = 1800.0  # a scheduler waits this long for another one's run
@@ -179,6 +179,33 @@ def attempt(db: Database, request: ScheduleRequest, slot: datetime, *, metrics: 
     if metrics is not None:
         metrics.record(out)
     return out
+
+
+def deliver_pending(db: Database, request: ScheduleRequest) -> str | None:
+    """Tells each channel what is still due to it as of the last recorded check (a delivery cut short by a
+    kill, or a channel that was down), when the daemon starts; gives a line saying what was sent, or None
+    when there are no alerts or nothing recorded. A failure is a line too: the daemon starts anyway."""
+    if request.alerts is None:
+        return None
+    from .alerts import deliver_due
+    from .report.stored import load_report
+
+    try:
+        with connect(db) as conn, transaction(conn, read_only=True) as cur:
+            if not store.exists(cur):
+                return None
+            cur.execute(f"SELECT id::text FROM {store.SCHEMA}.runs WHERE kind = 'check' AND status = 'completed' "
+                        "AND report IS NOT NULL ORDER BY started_at DESC LIMIT 1")
+            row = cur.fetchone()
+            if row is None:
+                return None
+            report = load_report(cur, row[0])
+        deliveries = deliver_due(db, request.alerts, report, database=db.display)
+    except Exception as exc:  # noqa: BLE001 - the next run delivers it; the daemon starts regardless
+        return f"warning: could not deliver the pending alerts: {failure_reason(exc)}"
+    if not deliveries:
+        return f"no alert pending since check run {report.run_id}"
+    return f"pending alerts of check run {report.run_id}: {', '.join(d.describe() for d in deliveries)}"
 
 
 def preflight(db: Database) -> str | None:

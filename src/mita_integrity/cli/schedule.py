@@ -45,6 +45,7 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
         ScheduleRequest,
         Stopper,
         attempt,
+        deliver_pending,
         describe,
         parse_cron,
         parse_zone,
@@ -89,6 +90,10 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
         warning = preflight(db)  # a refused configuration stops here; an unreachable server does not
         if warning:
             err(warning)
+        else:
+            pending = deliver_pending(db, request)  # what a killed predecessor did not get to tell
+            if pending:
+                (err if pending.startswith("warning") else click.echo)(pending)
         stopper = Stopper()
         stopper.install()
         note(f"scheduling the check at '{cron}' ({timezone}); stop with SIGTERM or Ctrl-C; a failed run is "
