@@ -370,7 +370,9 @@ class Stopper:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.stopping.is_set():
             raise KeyboardInterrupt
-        self.stopping.set()
+        # Not Event.set() here: the handler runs in the main thread, which may be holding that Event's own lock
+        # (inside Event.wait), and set() would wait for it forever. A thread sets it once the handler returns.
+        threading.Thread(target=self.stopping.set, name="mita-integrity-stop", daemon=True).start()
 
 
 class Clock:

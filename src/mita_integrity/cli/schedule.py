@@ -87,6 +87,8 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
                 if not d.ok:
                     err(f"warning: alert channel {d.channel} failed: {d.error}")
             return exit_code(run.report, fail_on) if run.report else 0
+        stopper = Stopper()
+        stopper.install()  # first: a SIGTERM while it starts is a graceful stop too
         warning = preflight(db)  # a refused configuration stops here; an unreachable server does not
         if warning:
             err(warning)
@@ -94,8 +96,6 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
             pending = deliver_pending(db, request)  # what a killed predecessor did not get to tell
             if pending:
                 (err if pending.startswith("warning") else click.echo)(pending)
-        stopper = Stopper()
-        stopper.install()
         note(f"scheduling the check at '{cron}' ({timezone}); stop with SIGTERM or Ctrl-C; a failed run is "
              "logged, counted and alerted, and the schedule goes on")
         serve(db, request, click.echo, stopper, metrics, runs)
