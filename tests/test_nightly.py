@@ -135,6 +135,30 @@ def test_the_daemon_survives_a_database_outage_and_runs_the_next_slot(
     assert smtp.mails[0].message["Subject"].startswith("[mita-integrity] the check of")
 
 
+def test_a_long_outage_is_alerted_once_and_every_failed_run_counted(
+        pg: PgServer, baseline_db: Database, receivers: tuple[HttpReceiver, SmtpReceiver]) -> None:
+    """`* * * * *` through five minutes of refused connections: five failed runs logged and counted, one
+    alert (not one a minute), then the run after the outage completes."""
+    http, _ = receivers
+    start = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
+    clock = OutageClock(start, pg, baseline_db.dbname, down=start + timedelta(seconds=20),
+                        up=start + timedelta(minutes=5, seconds=15))
+    request = ScheduleRequest(cron="* * * * *", check=CheckRequest(select=("REF003",)),
+                              alerts=load_config(os.environ))
+    metrics = MetricsExporter()
+    lines: list[str] = []
+    try:
+        assert serve(baseline_db, request, lines.append, Stopper(), metrics, runs=6, clock=clock) == 6
+    finally:
+        clock._allow(True)
+    failed = [line for line in lines if "FAILED" in line]
+    assert len(failed) == 5 and failed[0].endswith("alerts: slack ok, email ok, sentry ok, webhook ok")
+    assert all(line.endswith("alerts: not sent again (the same failure as the run before)") for line in failed[1:])
+    assert 'mita_integrity_scheduled_runs_total{outcome="failed"} 5' in metrics.text
+    assert sum(1 for line in lines if line.startswith("check run ")) == 1
+    assert len(http.accepted("/slack")) == 1
+
+
 def test_once_on_an_outage_alerts_then_fails_in_one_line(capsys: pytest.CaptureFixture[str], pg: PgServer,
                                                           baseline_db: Database,
                                                           receivers: tuple[HttpReceiver, SmtpReceiver]) -> None:

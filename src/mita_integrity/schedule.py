@@ -74,6 +74,7 @@ class ScheduledRun:
     pruned: int = 0
     failure: str | None = None  # why it could not run (one line, no secrets)
     error: BaseException | None = field(default=None, repr=False)  # what `schedule --once` re-raises
+    repeated: bool = False  # the same failure as the run before, which was alerted already
 
     @property
     def run_id(self) -> str | None:
@@ -164,14 +165,17 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def attempt(db: Database, request: ScheduleRequest, slot: datetime, *, metrics: MetricsExporter | None = None,
-            per_slot: bool = True) -> ScheduledRun:
+            per_slot: bool = True, alerted: str | None = None) -> ScheduledRun:
     """One scheduled run that never raises (but for a second Ctrl-C): a failure gives a run with `failure`
-    set, alerted to the channels critical findings go to, and counted in the metrics."""
+    set, alerted to the channels critical findings go to, and counted in the metrics. `alerted`: the failure
+    of the run before, alerted then; the same failure again is logged and counted, not alerted again (an
+    outage under `* * * * *` is one alert, not one a minute)."""
     try:
         return run_once(db, request, now=slot, metrics=metrics, per_slot=per_slot)
     except Exception as exc:  # noqa: BLE001 - the daemon outlives any one run: logged, counted, alerted
         out = ScheduledRun(slot if per_slot else slot.replace(microsecond=0), failure=failure_reason(exc), error=exc)
-    if request.alerts is not None:
+    out.repeated = out.failure == alerted
+    if request.alerts is not None and not out.repeated:
         from .alerts import failure_alerts, send_all
 
         alerts = failure_alerts(request.alerts, database=db.display, reason=out.failure or "", slot=out.slot)
@@ -396,7 +400,14 @@ def serve(db: Database, request: ScheduleRequest, say: Callable[[str], None], st
     """
     clock = clock or Clock()
     zone = parse_zone(request.timezone)
-    run = run or (lambda slot: attempt(db, request, slot, metrics=metrics))
+    failing: list[str | None] = [None]  # the failure of the last run, if it failed
+
+    def attempt_and_remember(slot: datetime) -> ScheduledRun:
+        out = attempt(db, request, slot, metrics=metrics, alerted=failing[0])
+        failing[0] = out.failure
+        return out
+
+    run = run or attempt_and_remember
     done = 0
     after = clock.now()
     while not stopper.stopping.is_set() and (runs is None or done < runs):
@@ -418,7 +429,8 @@ def serve(db: Database, request: ScheduleRequest, say: Callable[[str], None], st
 
 def describe(run: ScheduledRun) -> str:
     """Gives one line about a scheduled run, with each alert channel's outcome and reason."""
-    sent = ", ".join(d.describe() for d in run.deliveries) or "no alert due"
+    sent = ", ".join(d.describe() for d in run.deliveries) or (
+        "not sent again (the same failure as the run before)" if run.repeated else "no alert due")
     if run.skipped:
         return f"skipped the check of {run.slot.isoformat()}: {run.skipped}"
     if run.failure is not None:
