@@ -103,14 +103,26 @@ CREATE TABLE IF NOT EXISTS integrity.findings (
         last_count bigint NOT NULL,
         last_run_id uuid,
         resolved_at timestamptz);
+CREATE TABLE IF NOT EXISTS integrity.alert_outbox (
+        channel text NOT NULL,
+        fingerprint text NOT NULL,
+        code text NOT NULL,
+        table_name text NOT NULL,
+        severity text NOT NULL,
+        count bigint NOT NULL,
+        run_id uuid,
+        told_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (channel, fingerprint));
 
--- 6. The reader reads the history (runs, verify's recent-check); the writer records runs and archives rows.
+-- 6. The reader reads the history (runs, verify's recent-check); the writer records runs, archives rows and
+--    keeps the alert outbox (what each channel has been told: rewritten after each delivery).
 --    No one but the owner may DELETE from the archive: it is what undo restores from.
 GRANT USAGE ON SCHEMA integrity TO :"reader";
 GRANT SELECT ON ALL TABLES IN SCHEMA integrity TO :"reader";
 ALTER DEFAULT PRIVILEGES IN SCHEMA integrity GRANT SELECT ON TABLES TO :"reader";
-GRANT INSERT, UPDATE ON integrity.runs, integrity.archive, integrity.run_results, integrity.findings TO :"writer";
-GRANT DELETE ON integrity.runs, integrity.run_results, integrity.findings TO :"writer";
+GRANT INSERT, UPDATE ON integrity.runs, integrity.archive, integrity.run_results, integrity.findings,
+      integrity.alert_outbox TO :"writer";
+GRANT DELETE ON integrity.runs, integrity.run_results, integrity.findings, integrity.alert_outbox TO :"writer";
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA integrity TO :"writer";
 
 \if :{?owner}

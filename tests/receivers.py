@@ -1,7 +1,9 @@
 """Real receivers on loopback for the alert tests: an HTTP server (Slack, the webhook, Sentry) and SMTP.
 
 `HttpReceiver` records every POST — path, headers, body (gunzipped when Content-Encoding says gzip) —
-and answers 200, or a status set per path (`fail(path, status, times)`). A DSN pointing at it
+and answers 200, or a status set per path (`fail(path, status, times)`); `accepted(path)` are the POSTs
+it answered 200 in full. A path can also `hold` its answers (no answer until `release`: a receiver that
+hangs) or `trickle` them (one byte every so often: a receiver that is slow on purpose). A DSN pointing at it
 (`http://publickey@127.0.0.1:PORT/1`) makes Sentry post envelopes to `/api/1/envelope/`; `sentry_events`
 parses them. `SmtpReceiver` is aiosmtpd's threaded Controller recording each message, optionally
 requiring AUTH and optionally with TLS (implicit, or STARTTLS) from a self-signed certificate.
@@ -17,8 +19,10 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -66,7 +70,10 @@ class HttpReceiver:
 
     def __init__(self) -> None:
         self.posts: list[Post] = []
+        self.answered: list[tuple[Post, int]] = []
         self._failures: dict[str, list[int]] = {}
+        self._held: dict[str, threading.Event] = {}
+        self._trickle: dict[str, float] = {}
         self._lock = threading.Lock()
         receiver = self
 
@@ -75,17 +82,36 @@ class HttpReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
+                post = Post(self.path, dict(self.headers.items()), body)
                 with receiver._lock:
-                    receiver.posts.append(Post(self.path, dict(self.headers.items()), body))
+                    receiver.posts.append(post)
                     pending = receiver._failures.get(self.path, [])
                     status = pending.pop(0) if pending else 200
+                    held = receiver._held.get(self.path)
+                    trickle = receiver._trickle.get(self.path)
+                if held is not None:
+                    held.wait(120)
+                    self.close_connection = True
+                    return  # no answer at all: the client sees the connection close, if it waited that long
                 answer = b"ok" if status == 200 else b"server_error"
                 if self.path.startswith("/api/") and status == 200:
                     answer = b'{"id": "0"}'
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+                        f"Content-Length: {len(answer)}\r\nConnection: close\r\n\r\n").encode() + answer
+                try:
+                    if trickle is None:
+                        self.wfile.write(head)
+                    else:
+                        for i in range(len(head)):
+                            self.wfile.write(head[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(trickle)
+                    self.wfile.flush()
+                except OSError:
+                    return  # the client gave up
+                self.close_connection = True
+                with receiver._lock:
+                    receiver.answered.append((post, status))
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
                 pass
@@ -104,8 +130,26 @@ class HttpReceiver:
         """Answers the next `times` POSTs to path with `status`."""
         self._failures[path] = [status] * times
 
+    def hold(self, path: str) -> None:
+        """Answers nothing to POSTs to path until `release` (a receiver that hangs)."""
+        self._held[path] = threading.Event()
+
+    def release(self, path: str) -> None:
+        event = self._held.pop(path, None)
+        if event is not None:
+            event.set()
+
+    def trickle(self, path: str, every: float) -> None:
+        """Answers POSTs to path one byte every `every` seconds (a receiver that is slow on purpose)."""
+        self._trickle[path] = every
+
     def at(self, path: str) -> list[Post]:
         return [p for p in self.posts if p.path == path]
+
+    def accepted(self, path: str) -> list[Post]:
+        """Gives the POSTs to path that were answered 200 in full."""
+        with self._lock:
+            return [p for p, status in self.answered if p.path == path and status == 200]
 
     def sentry_events(self, project: int = 1) -> list[dict[str, Any]]:
         """Gives the event items of every envelope posted to the project's envelope endpoint."""
@@ -122,6 +166,9 @@ class HttpReceiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for path in list(self._held):
+            self.release(path)
+        self._trickle.clear()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)

@@ -455,3 +455,100 @@ def test_bad_routing_and_misplaced_keys_in_the_file(tmp_path: Path) -> None:
     path.write_text('[alerts\nslack_webhook_url = 1\n')
     assert "not valid TOML" in usage_error({}, path)
     assert "does not exist" in usage_error({}, tmp_path / "missing.toml")
+
+
+# ---------------------------------------------------------------- deadlines and the budget
+
+def test_a_trickling_receiver_is_cut_at_each_attempts_deadline(http: HttpReceiver) -> None:
+    """An answer of ~80 bytes at one byte every 0.4 s would hold an attempt 30 s (a socket timeout bounds
+    one read only); each attempt ends at its 1 s deadline, the retries within the budget, and the other
+    channels, sent at the same time, are not held up."""
+    import time
+
+    from mita_integrity.alerts.webhook import Budget
+
+    http.trickle("/services/T000/B000/slacktoken", 0.4)
+    began = time.monotonic()
+    out = channels(deliver(config(http), delta(new=(finding("REF001", 12),)), report({"REF001": 12}),
+                           database=DATABASE, sleep=FakeSleep(), budget=Budget(total_s=8, attempt_s=1)))
+    took = time.monotonic() - began
+    error = out["slack"].error or ""
+    assert not out["slack"].ok and "no complete answer within the attempt's deadline of 1 s" in error
+    assert "gave up after 4 attempts" in error and 3.5 < took < 7, took
+    assert out["webhook"].ok and out["sentry"].ok
+
+
+def test_the_runs_budget_bounds_every_attempt_and_retry(http: HttpReceiver) -> None:
+    import time
+
+    from mita_integrity.alerts.webhook import Budget
+
+    http.trickle("/hook", 0.4)
+    began = time.monotonic()
+    out = channels(deliver(config(http), delta(new=(finding("REF001", 12),)), report({"REF001": 12}),
+                           database=DATABASE, sleep=FakeSleep(), budget=Budget(total_s=2, attempt_s=30)))
+    took = time.monotonic() - began
+    assert not out["webhook"].ok and "delivery budget of 2 s is spent" in (out["webhook"].error or ""), out
+    assert took < 4, took
+    assert out["slack"].ok
+
+
+def test_a_trickling_smtp_server_is_cut_at_the_deadline() -> None:
+    """An SMTP server that sends its greeting one byte every 0.3 s."""
+    import socket
+    import threading
+    import time
+
+    from mita_integrity.alerts.webhook import Budget
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def trickle() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                for byte in b"220 slow.example.com ESMTP a very slow server indeed\r\n":
+                    if stop.is_set():
+                        break
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        break
+                    time.sleep(0.3)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        env = {"MITA_SMTP_URL": f"smtp://127.0.0.1:{server.getsockname()[1]}", "MITA_ALERT_EMAIL_TO": "a@example.com",
+               "MITA_ALERT_EMAIL_FROM": "m@example.com"}
+        began = time.monotonic()
+        [out] = deliver(load_config(env), delta(new=(finding("REF001", 1),)), report({"REF001": 1}),
+                        database=DATABASE, sleep=FakeSleep(), budget=Budget(total_s=3, attempt_s=1))
+        took = time.monotonic() - began
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+    assert not out.ok and "deadline of 1 s" in (out.error or "") and took < 5, (out, took)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("abc", "must be a number of seconds"), ("0", "above 0"),
+                                                 ("-5", "above 0")])
+def test_bad_deadline_settings_are_one_clear_line(value: str, expected: str) -> None:
+    assert expected in usage_error({"MITA_ALERT_ATTEMPT_TIMEOUT_SECONDS": value})
+    assert expected in usage_error({"MITA_ALERT_DELIVERY_BUDGET_SECONDS": value})
+
+
+def test_deadline_settings_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.toml"
+    path.write_text("[alerts]\nattempt_timeout_seconds = 5\ndelivery_budget_seconds = 45.5\n")
+    cfg = load_config({"MITA_ALERT_ATTEMPT_TIMEOUT_SECONDS": "7"}, path)
+    assert (cfg.attempt_timeout_s, cfg.delivery_budget_s) == (7.0, 45.5)
+    assert (load_config({}).attempt_timeout_s, load_config({}).delivery_budget_s) == (20.0, 120.0)

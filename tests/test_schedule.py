@@ -110,7 +110,12 @@ def test_two_concurrent_schedulers_make_one_run(baseline_db: Database, tmp_path:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                  for _ in range(2)]
-        time.sleep(3)
+        deadline = time.monotonic() + 90  # until both wait for the lock (a loaded machine starts them slowly)
+        while (holder.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND query LIKE '%%pg_try_advisory_xact_lock%%' AND pid <> pg_backend_pid()")
+               .fetchone() or (0,))[0] < 2:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.1)
         holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
         outs = [p.communicate(timeout=120)[0] for p in procs]
     assert sorted("skipped" in o for o in outs) == [False, True], outs
@@ -132,10 +137,15 @@ def test_metrics_file_and_graceful_stop(baseline_db: Database, tmp_path: Path) -
     assert "mita_integrity_last_run_timestamp_seconds" in text and "mita_integrity_alert_failures_total 0" in text
     proc = subprocess.Popen([exe, "--db", _url(baseline_db), "schedule", "--cron", "0 2 * * *"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(2)
+    assert proc.stderr is not None
+    started = ""
+    while "scheduling the check" not in started:  # said once the signal handlers are in place (a loaded machine
+        line = proc.stderr.readline()             # takes seconds to import everything)
+        assert line, started
+        started += line
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, started + err
     assert "next check at" in out and "scheduler stopped" in out
 
 

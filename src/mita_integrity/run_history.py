@@ -88,5 +88,18 @@ def describe(run: RunRow) -> str:
                 + (f", {conflicts:,} conflicts" if conflicts else ""))
     if run.kind == "check" and "rules_run" in s:
         failing = ", ".join(f"{s[sev]:,} {sev}" for sev in ("critical", "high", "medium", "low", "info") if s.get(sev))
-        return f"{failing + ' failing' if failing else 'nothing failing'}; {s.get('rules_run', 0):,} rules run"
+        text = f"{failing + ' failing' if failing else 'nothing failing'}; {s.get('rules_run', 0):,} rules run"
+        alerts = describe_deliveries(s.get("deliveries"))
+        return f"{text}; alerts: {alerts}" if alerts else text
     return json.dumps(s, sort_keys=True, default=str)[:80]
+
+
+def describe_deliveries(deliveries: Any) -> str:
+    """Gives `slack FAILED (HTTP 500 …), email ok` from a run's recorded deliveries ('' when none)."""
+    if not isinstance(deliveries, list):
+        return ""
+    if not deliveries:
+        return "none due"
+    return ", ".join(f"{d.get('channel', '?')} ok" if d.get("ok") else
+                     f"{d.get('channel', '?')} FAILED ({d.get('error') or 'no reason recorded'})"
+                     for d in deliveries if isinstance(d, dict))

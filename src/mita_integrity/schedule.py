@@ -3,54 +3,47 @@
 One scheduled run: take a PostgreSQL advisory lock in a transaction of its own (a second scheduler, on
 this machine or another, finds it taken and skips), skip as well when a scheduled run was already
 recorded for this cron slot, run the read-only check, record it (history.record gives what changed),
-deliver the alerts (alerts.deliver: new and worsened findings, resolved ones; a failing channel never
-stops the others nor changes the exit code), export the metrics, prune the history past its retention.
-`serve` waits for each fire time of the cron expression in the chosen time zone and stops gracefully on
-SIGTERM/SIGINT: the run in progress finishes, a second signal cancels it.
+tell every alert channel what is due to it (alerts.deliver_due: at least once per channel, whatever ran
+before; a failing channel never stops the others nor changes the exit code; all within one time budget),
+export the metrics, prune the history past its retention.
+
+`serve` is the daemon. It waits for each fire time of the cron expression, as an absolute instant
+(fire_times.py: the rule for the days the clocks change), and never dies of a failed run: a database that
+is down, a lost connection, even a bug, becomes a logged line, a counted failure in the metrics and an
+alert to the channels that can still be reached; the schedule goes on. Only a bad configuration at start
+stops it. It stops gracefully on SIGTERM/SIGINT: the run in progress finishes, a second signal cancels it.
 """
 
 from __future__ import annotations
 
 import http.server
 import os
+import re
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
 
 from . import history, store
 from .check import CheckRequest, run_check
 from .connection import Database, connect, transaction
-from .errors import UsageError
+from .errors import ConnectionFailed, MitaIntegrityError, connection_lost, is_connection_lost
 from .findings import Report
+from .fire_times import last_fire, next_fire, parse_cron, parse_zone
+from .urls import mask_secrets
+
+__all__ = ["LOCK_KEY", "Clock", "MetricsExporter", "ScheduleRequest", "ScheduledRun", "Stopper", "attempt",
+           "deliver_pending", "describe", "parse_cron", "parse_zone", "preflight", "run_once", "serve"]
 
 LOCK_KEY = 7_416_902_212
 LOCK_WAIT_SECONDS = 1800.0  # a scheduler waits this long for another one's run
-
-
-def parse_cron(expression: str) -> str:
-    """Gives the expression when croniter accepts it (five fields); raises UsageError otherwise."""
-    text = (expression or "").strip()
-    if len(text.split()) != 5 or not croniter.is_valid(text):
-        raise UsageError(f"--cron {expression!r} is not a cron expression",
-                         "five fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *' for 02:00 daily")
-    return text
-
-
-def parse_zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"--timezone {name!r} is not a time zone", "use an IANA name such as UTC or Europe/Sofia") \
-            from None
+MAX_WAIT_S = 60.0  # the daemon looks at the clock at least this often while it waits (a suspended laptop)
 
 
 @dataclass(frozen=True)
@@ -65,11 +58,8 @@ class ScheduleRequest:
     html_dir: Path | None = None
 
     def slot(self, now: datetime | None = None) -> datetime:
-        """Gives the fire time this run belongs to: the latest one at or before now."""
-        zone = parse_zone(self.timezone)
-        moment = (now or datetime.now(UTC)).astimezone(zone)
-        it = croniter(self.cron, moment.replace(second=0, microsecond=0) + timedelta(minutes=1))
-        return it.get_prev(datetime).astimezone(UTC)
+        """Gives the fire time this run belongs to: the latest one at or before now (an instant, UTC)."""
+        return last_fire(self.cron, parse_zone(self.timezone), now or datetime.now(UTC))
 
 
 @dataclass
@@ -82,6 +72,9 @@ class ScheduledRun:
     delta: history.Delta | None = None
     deliveries: list[Any] = field(default_factory=list)
     pruned: int = 0
+    failure: str | None = None  # why it could not run (one line, no secrets)
+    error: BaseException | None = field(default=None, repr=False)  # what `schedule --once` re-raises
+    repeated: bool = False  # the same failure as the run before, which was alerted already
 
     @property
     def run_id(self) -> str | None:
@@ -126,7 +119,8 @@ def _already_ran(db: Database, slot: datetime | None, since: datetime | None) ->
 
 def run_once(db: Database, request: ScheduleRequest, *, now: datetime | None = None,
              metrics: MetricsExporter | None = None, per_slot: bool = True) -> ScheduledRun:
-    """One scheduled run: lock, check, record, alert, export, prune (see the module's docstring).
+    """One scheduled run: lock, check, record, alert, export, prune (see the module's docstring); raises
+    when the database fails (`attempt` is the run that never raises).
 
     per_slot: skip when a run of this cron slot was recorded already (schedulers on several machines);
     `schedule --once` runs now whatever ran before, and only the lock keeps two of them apart.
@@ -147,17 +141,89 @@ def run_once(db: Database, request: ScheduleRequest, *, now: datetime | None = N
             delta = history.record(conn, report)
         out.report, out.delta = report, delta
         if request.alerts is not None:
-            from .alerts import deliver
+            from .alerts import deliver_due
 
-            out.deliveries = deliver(request.alerts, delta, report, database=db.display)
+            out.deliveries = deliver_due(db, request.alerts, report, database=db.display)
             note_deliveries(db, report.run_id, out.deliveries)
         if request.html_dir is not None:
             _write_html(db, report, request.html_dir)
         if metrics is not None:
-            metrics.update(report, out.deliveries)
+            metrics.record(out)
         with connect(db) as conn:
             out.pruned = history.prune(conn, request.retention_days)
     return out
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Gives one line, without secrets, saying why a scheduled run failed."""
+    if isinstance(exc, MitaIntegrityError):
+        return exc.one_line()
+    if is_connection_lost(exc):
+        return connection_lost(exc, "the scheduled check", "nothing of this run was recorded").message
+    text = " ".join(mask_secrets(str(exc)).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def attempt(db: Database, request: ScheduleRequest, slot: datetime, *, metrics: MetricsExporter | None = None,
+            per_slot: bool = True, alerted: str | None = None) -> ScheduledRun:
+    """One scheduled run that never raises (but for a second Ctrl-C): a failure gives a run with `failure`
+    set, alerted to the channels critical findings go to, and counted in the metrics. `alerted`: the failure
+    of the run before, alerted then; the same failure again is logged and counted, not alerted again (an
+    outage under `* * * * *` is one alert, not one a minute)."""
+    try:
+        return run_once(db, request, now=slot, metrics=metrics, per_slot=per_slot)
+    except Exception as exc:  # noqa: BLE001 - the daemon outlives any one run: logged, counted, alerted
+        out = ScheduledRun(slot if per_slot else slot.replace(microsecond=0), failure=failure_reason(exc), error=exc)
+    out.repeated = out.failure == alerted
+    if request.alerts is not None and not out.repeated:
+        from .alerts import failure_alerts, send_all
+
+        alerts = failure_alerts(request.alerts, database=db.display, reason=out.failure or "", slot=out.slot)
+        out.deliveries = send_all(request.alerts, alerts, None, {})
+    if metrics is not None:
+        metrics.record(out)
+    return out
+
+
+def deliver_pending(db: Database, request: ScheduleRequest) -> str | None:
+    """Tells each channel what is still due to it as of the last recorded check (a delivery cut short by a
+    kill, or a channel that was down), when the daemon starts; gives a line saying what was sent, or None
+    when there are no alerts or nothing recorded. A failure is a line too: the daemon starts anyway."""
+    if request.alerts is None:
+        return None
+    from .alerts import deliver_due
+    from .report.stored import load_report
+
+    try:
+        with connect(db) as conn, transaction(conn, read_only=True) as cur:
+            if not store.exists(cur):
+                return None
+            cur.execute(f"SELECT id::text FROM {store.SCHEMA}.runs WHERE kind = 'check' AND status = 'completed' "
+                        "AND report IS NOT NULL ORDER BY started_at DESC LIMIT 1")
+            row = cur.fetchone()
+            if row is None:
+                return None
+            report = load_report(cur, row[0])
+        deliveries = deliver_due(db, request.alerts, report, database=db.display)
+    except Exception as exc:  # noqa: BLE001 - the next run delivers it; the daemon starts regardless
+        return f"warning: could not deliver the pending alerts: {failure_reason(exc)}"
+    if not deliveries:
+        return f"no alert pending since check run {report.run_id}"
+    return f"pending alerts of check run {report.run_id}: {', '.join(d.describe() for d in deliveries)}"
+
+
+def preflight(db: Database) -> str | None:
+    """Connects once before the daemon starts: raises for a configuration the database refuses (a wrong
+    password, a database or role that does not exist); gives a warning line when it is only unreachable now
+    (the daemon starts anyway and its runs fail until the server is back); None when all is well."""
+    try:
+        with connect(db):
+            return None
+    except ConnectionFailed as exc:
+        text = exc.message.lower()
+        if "password authentication failed" in text or "does not exist" in text:
+            raise
+        return f"warning: {exc.one_line()}; starting anyway: each run until it is back is logged as failed"
 
 
 def note_deliveries(db: Database, run_id: str, deliveries: list[Any]) -> None:
@@ -181,12 +247,34 @@ def _write_html(db: Database, report: Report, folder: Path) -> Path:
     return path
 
 
+def _reason_kind(error: str | None) -> str:
+    """Gives a failure's kind for a metric label (a few values, never the text): http_500, deadline, …"""
+    text = (error or "").lower()
+    http = re.search(r"\bhttp (\d{3})\b", text)
+    if http:
+        return f"http_{http.group(1)}"
+    for word, kind in (("budget", "budget"), ("deadline", "deadline"), ("unreachable", "unreachable"),
+                       ("refused", "refused"), ("closed the connection", "unreachable")):
+        if word in text:
+            return kind
+    return "error"
+
+
 class MetricsExporter:
-    """Serves the last run's Prometheus text on /metrics and/or writes it atomically for node_exporter."""
+    """Serves the last run's Prometheus text on /metrics and/or writes it atomically for node_exporter.
+
+    Beside the last check's own metrics: scheduled runs by outcome (completed, failed, skipped), alert
+    deliveries by channel and outcome, and each channel's last outcome with the kind of its failure.
+    """
 
     def __init__(self, port: int | None = None, path: Path | None = None) -> None:
         self.text = "# no check has run yet\n"
+        self.report_text = ""
         self.alert_failures = 0
+        self.runs: Counter[str] = Counter()
+        self.deliveries: Counter[tuple[str, str]] = Counter()
+        self.last_delivery: dict[str, Any] = {}
+        self.last_failure_at: float | None = None
         self.path = path
         self.server: http.server.ThreadingHTTPServer | None = None
         if port is not None:
@@ -207,13 +295,61 @@ class MetricsExporter:
             threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def update(self, report: Report, deliveries: list[Any]) -> None:
+        """Takes a completed run's report and deliveries."""
         from . import report as reports
 
-        self.alert_failures += sum(1 for d in deliveries if not d.ok)
-        self.text = reports.render(report, "prometheus") + (
-            "# HELP mita_integrity_alert_failures_total Alert deliveries that failed after their retries.\n"
-            "# TYPE mita_integrity_alert_failures_total counter\n"
-            f"mita_integrity_alert_failures_total {self.alert_failures}\n")
+        self.report_text = reports.render(report, "prometheus")
+        self._deliveries(deliveries)
+        self._publish()
+
+    def record(self, run: ScheduledRun) -> None:
+        """Takes any scheduled run: completed, skipped, or failed."""
+        if run.report is not None and not run.skipped:
+            self.runs["completed"] += 1
+            self.update(run.report, run.deliveries)
+            return
+        if run.failure is not None:
+            self.runs["failed"] += 1
+            self.last_failure_at = time.time()
+        else:
+            self.runs["skipped"] += 1
+        self._deliveries(run.deliveries)
+        self._publish()
+
+    def _deliveries(self, deliveries: list[Any]) -> None:
+        for d in deliveries:
+            self.alert_failures += not d.ok
+            self.deliveries[(d.channel, d.outcome)] += 1
+            self.last_delivery[d.channel] = d
+
+    def _publish(self) -> None:
+        lines = [
+            "# HELP mita_integrity_alert_failures_total Alert deliveries that failed after their retries.",
+            "# TYPE mita_integrity_alert_failures_total counter",
+            f"mita_integrity_alert_failures_total {self.alert_failures}",
+            "# HELP mita_integrity_scheduled_runs_total Scheduled runs by outcome (failed: could not run).",
+            "# TYPE mita_integrity_scheduled_runs_total counter",
+            *(f'mita_integrity_scheduled_runs_total{{outcome="{o}"}} {self.runs[o]}'
+              for o in ("completed", "failed", "skipped")),
+        ]
+        if self.last_failure_at is not None:
+            lines += ["# HELP mita_integrity_scheduled_run_last_failure_timestamp_seconds When a scheduled run last "
+                      "could not run.",
+                      "# TYPE mita_integrity_scheduled_run_last_failure_timestamp_seconds gauge",
+                      f"mita_integrity_scheduled_run_last_failure_timestamp_seconds {self.last_failure_at:.3f}"]
+        if self.deliveries:
+            lines += ["# HELP mita_integrity_alert_deliveries_total Alert deliveries by channel and outcome.",
+                      "# TYPE mita_integrity_alert_deliveries_total counter",
+                      *(f'mita_integrity_alert_deliveries_total{{channel="{c}",outcome="{o}"}} {n}'
+                        for (c, o), n in sorted(self.deliveries.items()))]
+        if self.last_delivery:
+            lines += ["# HELP mita_integrity_alert_last_delivery_ok Whether a channel's last delivery was accepted "
+                      "(reason: the kind of its failure).",
+                      "# TYPE mita_integrity_alert_last_delivery_ok gauge",
+                      *(f'mita_integrity_alert_last_delivery_ok{{channel="{c}",reason="'
+                        f'{"" if d.ok else _reason_kind(d.error)}"}} {int(d.ok)}'
+                        for c, d in sorted(self.last_delivery.items()))]
+        self.text = self.report_text + "\n".join(lines) + "\n"
         if self.path is not None:
             tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
             tmp.write_text(self.text)
@@ -238,34 +374,68 @@ class Stopper:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.stopping.is_set():
             raise KeyboardInterrupt
-        self.stopping.set()
+        # Not Event.set() here: the handler runs in the main thread, which may be holding that Event's own lock
+        # (inside Event.wait), and set() would wait for it forever. A thread sets it once the handler returns.
+        threading.Thread(target=self.stopping.set, name="mita-integrity-stop", daemon=True).start()
+
+
+class Clock:
+    """The daemon's time: the instant now (UTC), and a wait a stop cuts short (tests give their own)."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def wait(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(seconds)
 
 
 def serve(db: Database, request: ScheduleRequest, say: Callable[[str], None], stopper: Stopper,
-          metrics: MetricsExporter | None = None, runs: int | None = None) -> int:
-    """Runs the check at every fire time until stopped (or `runs` runs); gives the number of runs done."""
+          metrics: MetricsExporter | None = None, runs: int | None = None, *, clock: Clock | None = None,
+          run: Callable[[datetime], ScheduledRun] | None = None) -> int:
+    """Runs the check at every fire time until stopped (or `runs` runs); gives the number of runs done.
+
+    Fire times are instants (fire_times.next_fire), each strictly after the last one fired and after the
+    end of the run that fired it: a clock change cannot bring one back, and slots missed while a run
+    overran are skipped, not run in a burst. A run never ends the loop (`attempt`).
+    """
+    clock = clock or Clock()
     zone = parse_zone(request.timezone)
+    failing: list[str | None] = [None]  # the failure of the last run, if it failed
+
+    def attempt_and_remember(slot: datetime) -> ScheduledRun:
+        out = attempt(db, request, slot, metrics=metrics, alerted=failing[0])
+        failing[0] = out.failure
+        return out
+
+    run = run or attempt_and_remember
     done = 0
+    after = clock.now()
     while not stopper.stopping.is_set() and (runs is None or done < runs):
-        fire: datetime = croniter(request.cron, datetime.now(zone)).get_next(datetime)
-        say(f"next check at {fire.isoformat()} ({request.timezone})")
-        while not stopper.stopping.is_set() and datetime.now(zone) < fire:
-            stopper.stopping.wait(min(30.0, max(0.05, (fire - datetime.now(zone)).total_seconds())))
+        fire = next_fire(request.cron, zone, after)
+        say(f"next check at {fire.astimezone(zone).isoformat()} ({request.timezone})")
+        while not stopper.stopping.is_set():
+            left = (fire - clock.now()).total_seconds()
+            if left <= 0:
+                break
+            clock.wait(min(MAX_WAIT_S, left), stopper.stopping)
         if stopper.stopping.is_set():
             break
-        say(describe(run_once(db, request, now=fire, metrics=metrics)))
+        say(describe(run(fire)))
         done += 1
+        after = max(fire, clock.now())
     say("scheduler stopped")
     return done
 
 
 def describe(run: ScheduledRun) -> str:
-    """Gives one line about a scheduled run."""
+    """Gives one line about a scheduled run, with each alert channel's outcome and reason."""
+    sent = ", ".join(d.describe() for d in run.deliveries) or (
+        "not sent again (the same failure as the run before)" if run.repeated else "no alert due")
     if run.skipped:
         return f"skipped the check of {run.slot.isoformat()}: {run.skipped}"
+    if run.failure is not None:
+        return f"the check of {run.slot.isoformat()} FAILED: {run.failure}; alerts: {sent}"
     assert run.report is not None and run.delta is not None
     failing = sum(1 for r in run.report.results if r.failed)
-    sent = ", ".join(f"{d.channel} {'ok' if d.ok else 'FAILED'}" for d in run.deliveries) or "no alert due"
     return (f"check run {run.run_id}: {failing} failing results; {len(run.delta.new)} new, "
             f"{len(run.delta.worsened)} worsened, {len(run.delta.resolved)} resolved; alerts: {sent}")
-

@@ -77,6 +77,18 @@ DDL = (
         last_count bigint NOT NULL,
         last_run_id uuid,
         resolved_at timestamptz)""",
+    # What each alert channel has been told: per channel, the open findings and the count it last heard of
+    # them (alerts/outbox.py). What is due to a channel is the difference from integrity.findings.
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.alert_outbox (
+        channel text NOT NULL,
+        fingerprint text NOT NULL,
+        code text NOT NULL,
+        table_name text NOT NULL,
+        severity text NOT NULL,
+        count bigint NOT NULL,
+        run_id uuid,
+        told_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (channel, fingerprint))""",
 )
 
 
@@ -181,6 +193,7 @@ def finish_run(conn: psycopg.Connection[Any], run_id: uuid.UUID, status: str, su
 RECORD_NEEDS = {"runs": "SELECT, INSERT, UPDATE", "run_results": "SELECT, INSERT", "findings": "SELECT, INSERT, UPDATE"}
 FIX_NEEDS = {"runs": "SELECT, INSERT, UPDATE", "archive": "SELECT, INSERT"}
 UNDO_NEEDS = {"runs": "SELECT, INSERT, UPDATE", "archive": "SELECT, UPDATE"}
+ALERT_NEEDS = {**RECORD_NEEDS, "alert_outbox": "SELECT, INSERT, DELETE"}
 
 
 def refuse_read_only(cur: psycopg.Cursor[Any], what: str, done: str = "nothing was changed") -> None:

@@ -23,7 +23,7 @@ from ..findings import Severity
 from ..urls import mask_secrets
 from .mail import SmtpServer, parse_smtp_url
 from .sentry import check_dsn
-from .webhook import redact_url
+from .webhook import ATTEMPT_DEADLINE_S, DELIVERY_BUDGET_S, redact_url
 
 CHANNELS: tuple[str, ...] = ("slack", "email", "sentry", "webhook")
 
@@ -36,7 +36,10 @@ KEYS: dict[str, str] = {
     "sentry_dsn": "SENTRY_DSN",
     "webhook_url": "MITA_ALERT_WEBHOOK_URL",
     "report_url": "MITA_REPORT_URL",
+    "attempt_timeout_seconds": "MITA_ALERT_ATTEMPT_TIMEOUT_SECONDS",
+    "delivery_budget_seconds": "MITA_ALERT_DELIVERY_BUDGET_SECONDS",
 }
+SECONDS_KEYS = {"attempt_timeout_seconds": "attempt_timeout_s", "delivery_budget_seconds": "delivery_budget_s"}
 FILE_ONLY_KEYS = ("routing",)
 
 # critical → every channel; high → Slack and e-mail; the rest only in the report and the digest.
@@ -81,6 +84,16 @@ def _strings(value: Any, label: str) -> list[str]:
     raise UsageError(f"{label} must be a list of strings or a comma-separated string")
 
 
+def _seconds(value: Any, label: str) -> float:
+    try:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{label} must be a number of seconds (it is {value!r})", "e.g. 20") from None
+    if not 0 < seconds <= 86_400 or isinstance(value, bool):
+        raise UsageError(f"{label} must be a number of seconds above 0 (it is {value!r})", "e.g. 20")
+    return seconds
+
+
 def _routing(value: Any, label: str) -> tuple[tuple[Severity, tuple[str, ...]], ...]:
     if not isinstance(value, dict):
         raise UsageError(f"{label} must be a table such as {{ high = [\"slack\", \"email\"] }}")
@@ -109,6 +122,8 @@ class AlertConfig:
     webhook_url: str | None = field(default=None, repr=False)
     report_url: str | None = None
     routing: tuple[tuple[Severity, tuple[str, ...]], ...] = tuple(DEFAULT_ROUTING.items())
+    attempt_timeout_s: float = ATTEMPT_DEADLINE_S  # one delivery attempt, in all
+    delivery_budget_s: float = DELIVERY_BUDGET_S  # all the deliveries of one run, in all
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -184,6 +199,9 @@ def load_config(env: Mapping[str, str], path: Path | None = None) -> AlertConfig
             continue
         if key == "email_to":
             values[key] = tuple(dict.fromkeys(_address(a, label) for a in _strings(value, label)))
+            continue
+        if key in SECONDS_KEYS:
+            values[SECONDS_KEYS[key]] = _seconds(value, label)
             continue
         if not isinstance(value, str):
             raise UsageError(f"{label} must be a string")

@@ -13,14 +13,14 @@ import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from .. import __version__
 from ..errors import UsageError
 from ..report.layout import utc_text
 from ..urls import mask_secrets
-from .webhook import RETRY_DELAYS, DeliveryFailed, Sleep, Transient, redact_url, with_retries
+from .webhook import RETRY_DELAYS, Budget, DeliveryFailed, Sleep, Transient, Watchdog, redact_url, with_retries
 
 if TYPE_CHECKING:
     from .dispatch import Alert
@@ -70,8 +70,9 @@ def subject(alert: Alert) -> str:
 
 
 def text_body(alert: Alert) -> str:
-    lines = [alert.title, "", f"Database: {alert.database}", f"Run:      {alert.run_id} ({utc_text(alert.started_at)})",
-             f"Failing findings in this run: {alert.counts()}"]
+    lines = [alert.title, "", f"Database: {alert.database}", f"Run:      {alert.run_id} ({utc_text(alert.started_at)})"]
+    lines.append(f"Why:      {alert.failure}" if alert.failure is not None else
+                 f"Failing findings in this run: {alert.counts()}")
     for head, findings in alert.sections:
         lines += ["", head]
         for f in findings:
@@ -93,7 +94,9 @@ def html_body(alert: Alert) -> str:
              f"<tr><th style=\"{cell}\">Database</th><td style=\"{cell}\"><code>{e(alert.database)}</code></td></tr>",
              f"<tr><th style=\"{cell}\">Run</th><td style=\"{cell}\"><code>{e(alert.run_id)}</code> "
              f"({e(utc_text(alert.started_at))})</td></tr>",
-             f"<tr><th style=\"{cell}\">Failing findings</th><td style=\"{cell}\">{e(alert.counts())}</td></tr>",
+             f"<tr><th style=\"{cell}\">Failing findings</th><td style=\"{cell}\">{e(alert.counts())}</td></tr>"
+             if alert.failure is None else
+             f"<tr><th style=\"{cell}\">Why</th><td style=\"{cell}\"><code>{e(alert.failure)}</code></td></tr>",
              "</table>"]
     for head, findings in alert.sections:
         parts.append(f"<h3 style=\"font-family:sans-serif\">{e(head)}</h3>")
@@ -133,20 +136,36 @@ def build(alert: Alert, sender: str, recipients: tuple[str, ...]) -> EmailMessag
 
 
 def send(smtp_url: str, sender: str, recipients: tuple[str, ...], alert: Alert, *, sleep: Sleep,
-         delays: tuple[float, ...] = RETRY_DELAYS, timeout: float = TIMEOUT_S) -> int:
-    """Sends the alert e-mail (retried); gives 1, or raises DeliveryFailed (also when a recipient is refused)."""
+         delays: tuple[float, ...] = RETRY_DELAYS, timeout: float = TIMEOUT_S, budget: Budget | None = None) -> int:
+    """Sends the alert e-mail (retried, each attempt within its deadline); gives 1, or raises DeliveryFailed
+    (also when a recipient is refused)."""
     server = parse_smtp_url(smtp_url)
     message = build(alert, sender, recipients)
     where = f"{server.host}:{server.port}"
 
-    def attempt() -> dict[str, tuple[int, bytes]]:
+    def attempt(deadline: float) -> dict[str, tuple[int, bytes]]:
+        with Watchdog(deadline) as dog:
+            try:
+                return _attempt(deadline, dog)
+            except Transient:
+                if dog.expired:
+                    raise Transient(f"the SMTP server {where}: {dog.late()}") from None
+                raise
+            except DeliveryFailed:
+                if dog.expired:  # a read cut short by the watchdog can look like any answer
+                    raise Transient(f"the SMTP server {where}: {dog.late()}") from None
+                raise
+
+    def _attempt(deadline: float, dog: Watchdog) -> dict[str, tuple[int, bytes]]:
         context = ssl.create_default_context()
         try:
             smtp: smtplib.SMTP
+            wait = min(timeout, deadline)
             if server.implicit_tls:
-                smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=timeout, context=context)
+                smtp = _watched(smtplib.SMTP_SSL, dog)(server.host, server.port, timeout=wait,
+                                                       context=context)  # type: ignore[call-arg]
             else:
-                smtp = smtplib.SMTP(server.host, server.port, timeout=timeout)
+                smtp = _watched(smtplib.SMTP, dog)(server.host, server.port, timeout=wait)
             with smtp:
                 smtp.ehlo()
                 if not server.implicit_tls and smtp.has_extn("starttls"):
@@ -175,11 +194,22 @@ def send(smtp_url: str, sender: str, recipients: tuple[str, ...], alert: Alert, 
             raise Transient(f"the SMTP server {where} is unreachable: {exc.strerror or exc}"
                             if isinstance(exc, OSError) else f"SMTP error from {where}: {exc}") from None
 
-    refused = with_retries(attempt, sleep=sleep, delays=delays)
+    refused = with_retries(attempt, sleep=sleep, delays=delays, budget=budget)
     if refused:
         raise DeliveryFailed(f"the SMTP server {where} refused {len(refused)} of {len(recipients)} recipients",
                              sent=1)
     return 1
+
+
+def _watched(smtp_class: type[smtplib.SMTP], dog: Watchdog) -> type[smtplib.SMTP]:
+    """Gives a subclass whose connection the watchdog shuts: `self.sock` at that moment (STARTTLS replaces it)."""
+
+    class Watched(smtp_class):  # type: ignore[valid-type,misc]
+        def _get_socket(self, host: str, port: int, timeout: float) -> Any:
+            dog.watch(lambda: getattr(self, "sock", None))
+            return super()._get_socket(host, port, timeout)
+
+    return Watched
 
 
 def _text(error: bytes | str) -> str:

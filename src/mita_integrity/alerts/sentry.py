@@ -21,7 +21,7 @@ from ..errors import UsageError
 from ..findings import Severity
 from ..history import Finding
 from ..urls import mask_secrets
-from .webhook import RETRY_DELAYS, DeliveryFailed, Sleep, post, redact_url
+from .webhook import RETRY_DELAYS, Budget, DeliveryFailed, Sleep, post, redact_url
 
 if TYPE_CHECKING:
     from sentry_sdk.envelope import Envelope
@@ -64,7 +64,22 @@ def event(alert: Alert, finding: Finding, change: str) -> dict[str, Any]:
     })
 
 
+def failure_event(alert: Alert) -> dict[str, Any]:
+    """Gives the Sentry event of a scheduled check that could not run (one issue for all such failures)."""
+    return alert.clean({
+        "message": f"the check of {alert.name} could not run: {alert.failure}",
+        "level": "error",
+        "logger": "mita-integrity",
+        "transaction": "scheduled check",
+        "tags": {"database": alert.database[:200], "change": "failed"},
+        "fingerprint": ["mita-integrity", "check-could-not-run"],
+        "extra": {"run": alert.run_id},
+    })
+
+
 def events(alert: Alert) -> list[dict[str, Any]]:
+    if alert.failure is not None:
+        return [failure_event(alert)]
     return ([event(alert, f, "new") for f in alert.new]
             + [event(alert, f, "worsened") for f in alert.worsened])
 
@@ -76,9 +91,9 @@ def _transport_class() -> Any:
     class PostingTransport(Transport):
         """Posts each envelope at once, with retries; remembers the first failure and then stops."""
 
-        def __init__(self, dsn: str, sleep: Sleep, delays: tuple[float, ...]) -> None:
+        def __init__(self, dsn: str, sleep: Sleep, delays: tuple[float, ...], budget: Budget | None) -> None:
             super().__init__({"dsn": dsn})
-            self.sleep, self.delays = sleep, delays
+            self.sleep, self.delays, self.budget = sleep, delays, budget
             self.sent = 0
             self.failure: DeliveryFailed | None = None
 
@@ -93,7 +108,7 @@ def _transport_class() -> Any:
                        "X-Sentry-Auth": auth.to_header()}
             try:
                 post(auth.get_api_url(EndpointType.ENVELOPE), buffer.getvalue(), headers, sleep=self.sleep,
-                     delays=self.delays)
+                     delays=self.delays, budget=self.budget)
                 self.sent += 1
             except DeliveryFailed as exc:
                 self.failure = exc
@@ -101,11 +116,12 @@ def _transport_class() -> Any:
     return PostingTransport
 
 
-def send(dsn: str, alert: Alert, *, sleep: Sleep, delays: tuple[float, ...] = RETRY_DELAYS) -> int:
+def send(dsn: str, alert: Alert, *, sleep: Sleep, delays: tuple[float, ...] = RETRY_DELAYS,
+         budget: Budget | None = None) -> int:
     """Sends the alert's events; gives how many, or raises DeliveryFailed at the first that fails."""
     import sentry_sdk
 
-    transport = _transport_class()(dsn, sleep, delays)
+    transport = _transport_class()(dsn, sleep, delays, budget)
     client = sentry_sdk.Client(
         dsn=dsn, transport=transport, release=f"mita-integrity@{__version__}", default_integrations=False,
         auto_enabling_integrations=False, send_client_reports=False,

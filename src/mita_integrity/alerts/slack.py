@@ -15,7 +15,7 @@ from .. import __version__
 from ..findings import Severity
 from ..history import Finding
 from ..report.layout import utc_text
-from .webhook import RETRY_DELAYS, Sleep, post_json
+from .webhook import RETRY_DELAYS, Budget, Sleep, post_json
 
 if TYPE_CHECKING:
     from .dispatch import Alert
@@ -62,7 +62,8 @@ def _sections(head: str, lines: list[str], more: int) -> list[dict[str, Any]]:
 
 def message(alert: Alert) -> dict[str, Any]:
     """Gives the Slack payload: `text` (notifications) and `blocks` (the message)."""
-    icon = ":white_check_mark:" if not (alert.new or alert.worsened) else ":rotating_light:"
+    icon = (":warning:" if alert.failure is not None else
+            ":white_check_mark:" if not (alert.new or alert.worsened) else ":rotating_light:")
     header = f"{icon} {alert.title}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "emoji": True,
@@ -71,8 +72,9 @@ def message(alert: Alert) -> dict[str, Any]:
             {"type": "mrkdwn", "text": f"*Database*\n{_code(alert.database[:500])}"},
             {"type": "mrkdwn", "text": f"*Run*\n{_code(alert.run_id)}\n{utc_text(alert.started_at)}"},
         ]},
-        _section("*Failing findings in this run*\n" + "   ".join(
-            f"{ICONS[s]} {s.value} *{n}*" for s, n in alert.failing)),
+        _section(f"*Why*\n{_code(alert.failure[:2000])}" if alert.failure is not None else
+                 "*Failing findings in this run*\n"
+                 + "   ".join(f"{ICONS[s]} {s.value} *{n}*" for s, n in alert.failing)),
         {"type": "divider"},
     ]
     for head, findings in alert.sections:
@@ -88,7 +90,8 @@ def message(alert: Alert) -> dict[str, Any]:
     return alert.clean({"text": f"[mita-integrity] {alert.title}", "blocks": blocks})
 
 
-def send(url: str, alert: Alert, *, sleep: Sleep, delays: tuple[float, ...] = RETRY_DELAYS) -> int:
+def send(url: str, alert: Alert, *, sleep: Sleep, delays: tuple[float, ...] = RETRY_DELAYS,
+         budget: Budget | None = None) -> int:
     """Posts the message to the incoming webhook; gives 1 or raises DeliveryFailed."""
-    post_json(url, message(alert), sleep=sleep, delays=delays)
+    post_json(url, message(alert), sleep=sleep, delays=delays, budget=budget)
     return 1

@@ -215,11 +215,12 @@ def _alert_config(path: Path | None) -> Any:
 
 
 def _alert(app: App, config: Any, delta: Any, report: Report) -> None:
-    """Delivers the alerts the Delta makes due; a failed channel is a warning, never the exit code."""
-    from ..alerts import deliver
+    """Delivers what is due to each channel (outbox: at least once); a failed channel is a warning, never the
+    exit code."""
+    from ..alerts import deliver_due
     from ..schedule import note_deliveries
 
-    deliveries = deliver(config, delta, report, database=app.database().display)
+    deliveries = deliver_due(app.database(), config, report, database=app.database().display)
     note_deliveries(app.database(), report.run_id, deliveries)
     for d in deliveries:
         if d.ok:

@@ -42,15 +42,53 @@ def runs_command(app: App, limit: int, kind: str | None, show: str | None, html:
     if not rows:
         console.print("No runs recorded yet (fix --apply, undo and check --record record theirs).", markup=False)
         return 0
-    table = Table()
-    table.add_column("id", no_wrap=True, min_width=36)
-    table.add_column("started (UTC)", no_wrap=True)
-    for name in ("kind", "status", "summary"):
-        table.add_column(name)
-    for r in rows:
-        table.add_row(r.id, r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.kind, r.status, run_history.describe(r))
-    console.print(table)
+    for line in run_lines(rows, console.width):
+        console.print(line, markup=False, soft_wrap=True)
     return 0
+
+
+WIDE = 120  # from this many columns, `runs` shows whole ids and seconds
+
+
+def short_ids(ids: list[str], least: int = 8) -> int:
+    """Gives the shortest prefix length (at least `least`, what `runs --show` accepts) that tells ids apart."""
+    length = least
+    while length < max((len(i) for i in ids), default=least) and len({i[:length] for i in ids}) < len(set(ids)):
+        length += 1
+    return length
+
+
+def run_lines(rows: list[run_history.RunRow], width: int) -> list[str]:
+    """Gives the run history as lines of at most `width` characters: one line a run — columns as wide as
+    their values, short ids below WIDE columns, the summary cut at the end ("…") where it does not fit —
+    and under a run whose alert channel failed, one line per such channel with its reason."""
+    wide = width >= WIDE
+    ids = [r.id for r in rows]
+    id_width = max(map(len, ids)) if wide else short_ids(ids)
+    stamp = "%Y-%m-%d %H:%M:%S" if wide else "%Y-%m-%d %H:%M"
+    cells = [(r.id[:id_width], r.started_at.strftime(stamp), r.kind, r.status, run_history.describe(r))
+             for r in rows]
+    header = ("id", "started (UTC)", "kind", "status", "summary")
+    widths = [max(len(header[i]), *(len(c[i]) for c in cells)) for i in range(4)]
+    room = max(20, width - sum(widths) - 2 * len(widths))
+
+    def cut(text: str, room: int) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= room else text[:room - 1] + "…"
+
+    def line(values: tuple[str, ...]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values[:4], widths, strict=True)) + "  " + cut(values[4], room)
+
+    lines = [line(header).rstrip()]
+    for row, values in zip(rows, cells, strict=True):
+        lines.append(line(values))
+        deliveries = row.summary.get("deliveries") if row.kind == "check" else None
+        for d in deliveries if isinstance(deliveries, list) else []:
+            if isinstance(d, dict) and not d.get("ok"):
+                indent = " " * (id_width + 2)
+                lines.append(indent + cut(f"alert {d.get('channel', '?')} FAILED: {d.get('error') or 'no reason'}",
+                                          max(20, width - len(indent))))
+    return lines
 
 
 TREND_RUNS = 30  # the recorded check runs `runs --show RUN_ID --html` charts, that run the newest
@@ -141,7 +179,9 @@ def _check_detail(cur: Any, run: Any) -> dict[str, Any]:
                         "name": stored.get(fp, {}).get("name") or (rule.name if rule else ""),
                         "message": stored.get(fp, {}).get("message") or (rule.message if rule else ""),
                         "previous": before, "change": change})
-    return {"results": results, "previous_run": previous_run}
+    deliveries = run.summary.get("deliveries")
+    return {"results": results, "previous_run": previous_run,
+            "deliveries": deliveries if isinstance(deliveries, list) else None}
 
 
 def _has_results(cur: Any, run_id: str) -> bool:
@@ -149,6 +189,20 @@ def _has_results(cur: Any, run_id: str) -> bool:
     cur.execute(f"SELECT EXISTS (SELECT 1 FROM {store.SCHEMA}.run_results WHERE run_id = %s::uuid)", (run_id,))
     row = cur.fetchone()
     return bool(row and row[0])
+
+
+def _print_deliveries(deliveries: list[dict[str, Any]] | None) -> None:
+    """Prints each alert channel's outcome and reason, one a line (nothing when the run was not alerted)."""
+    if deliveries is None:
+        return
+    if not deliveries:
+        console.print("  alerts   none due (nothing new, worse or resolved for any channel)", markup=False)
+        return
+    width = max(len(str(d.get("channel", "?"))) for d in deliveries)
+    for i, d in enumerate(deliveries):
+        outcome = f"ok, {d.get('sent', 0)} sent" if d.get("ok") else f"FAILED: {d.get('error') or 'no reason recorded'}"
+        label = "  alerts   " if i == 0 else " " * 11
+        console.print(f"{label}{str(d.get('channel', '?')).ljust(width)}  {outcome}", markup=False)
 
 
 def _print_run(run: Any, detail: dict[str, Any]) -> None:
@@ -159,6 +213,7 @@ def _print_run(run: Any, detail: dict[str, Any]) -> None:
                   markup=False)
     console.print(f"  summary  {run_history.describe(run)}", markup=False)
     if run.kind == "check":
+        _print_deliveries(detail.get("deliveries"))
         results = detail["results"]
         if not results:
             console.print("\nNothing failed in this run.", markup=False)

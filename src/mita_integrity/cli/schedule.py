@@ -40,7 +40,18 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
     from ..check import CheckRequest, exit_code, options_for
     from ..errors import UsageError
     from ..rules import catalogue
-    from ..schedule import MetricsExporter, ScheduleRequest, Stopper, describe, parse_cron, parse_zone, run_once, serve
+    from ..schedule import (
+        MetricsExporter,
+        ScheduleRequest,
+        Stopper,
+        attempt,
+        deliver_pending,
+        describe,
+        parse_cron,
+        parse_zone,
+        preflight,
+        serve,
+    )
 
     # Every bad value is an error now, not at 02:00.
     parse_cron(cron)
@@ -64,15 +75,29 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
         raise UsageError(f"--metrics-port {metrics_port}: {exc.strerror}") from None
     try:
         if once:
-            run = run_once(db, request, metrics=metrics, per_slot=False)
+            from datetime import UTC, datetime
+
+            run = attempt(db, request, datetime.now(UTC), metrics=metrics, per_slot=False)
+            if run.error is not None:  # the one-line error and exit 3, once the failure was alerted
+                for d in run.deliveries:
+                    note(f"the failure was alerted: {d.describe()}")
+                raise run.error
             click.echo(describe(run))
             for d in run.deliveries:
                 if not d.ok:
                     err(f"warning: alert channel {d.channel} failed: {d.error}")
             return exit_code(run.report, fail_on) if run.report else 0
         stopper = Stopper()
-        stopper.install()
-        note(f"scheduling the check at '{cron}' ({timezone}); stop with SIGTERM or Ctrl-C")
+        stopper.install()  # first: a SIGTERM while it starts is a graceful stop too
+        warning = preflight(db)  # a refused configuration stops here; an unreachable server does not
+        if warning:
+            err(warning)
+        else:
+            pending = deliver_pending(db, request)  # what a killed predecessor did not get to tell
+            if pending:
+                (err if pending.startswith("warning") else click.echo)(pending)
+        note(f"scheduling the check at '{cron}' ({timezone}); stop with SIGTERM or Ctrl-C; a failed run is "
+             "logged, counted and alerted, and the schedule goes on")
         serve(db, request, click.echo, stopper, metrics, runs)
         return 0
     finally:
