@@ -159,11 +159,15 @@ def run(cur: Any, statements: list[tuple[str, str, str]]) -> dict[str, int]:
     return counts
 
 
-def disagreements(naive: dict[str, int], report: dict[str, Any]) -> list[str]:
-    """Gives the rules whose naive count differs from the check's (summed over tables), as text."""
+def disagreements(naive: dict[str, int], report: dict[str, Any]) -> tuple[int, list[str]]:
+    """Gives how many rules were compared with a check's report, and those whose counts differ, as text.
+
+    A rule's check count is summed over its tables; rules the check skipped or ended in error are left out.
+    """
     checked: dict[str, int] = {}
     for result in report["results"]:
         if result["status"] in ("pass", "fail", "guaranteed"):
             checked[result["code"]] = checked.get(result["code"], 0) + int(result["count"] or 0)
-    return [f"{code} naive {naive[code]:,} vs check {checked[code]:,}" for code in sorted(naive)
-            if code not in CATALOG_ONLY and code in checked and naive[code] != checked[code]]
+    compared = sorted(code for code in naive if code not in CATALOG_ONLY and code in checked)
+    return len(compared), [f"{code} naive {naive[code]:,} vs check {checked[code]:,}" for code in compared
+                           if naive[code] != checked[code]]
