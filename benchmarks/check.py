@@ -163,8 +163,11 @@ class Checker:
         times: dict[str, list[float]] = {}
         tables: dict[str, str] = {}
         for passes in runs:
-            for item in passes:
+            seen: dict[str, int] = {}
+            for item in passes:  # a name that comes back within one run is told apart by its order
                 name = str(item.get("name"))
+                seen[name] = seen.get(name, 0) + 1
+                name += f" #{seen[name]}" if seen[name] > 1 else ""
                 times.setdefault(name, []).append(float(item.get("duration_ms", 0)) / 1000)
                 found = item.get("tables") or ()
                 tables[name] = ", ".join(found) if isinstance(found, list) else str(found)
