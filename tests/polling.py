@@ -10,6 +10,7 @@ import select
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -49,3 +50,13 @@ def line_with(proc: subprocess.Popen[Any], text: str, timeout: float = 30.0) -> 
         seen += line
         if text in line:
             return seen
+
+
+def asleep(pid: int) -> bool:
+    """Tells whether process pid is blocked in a system call (state S in /proc; Linux). Where /proc cannot
+    tell, says yes: the caller then proceeds as it would have without the check."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "S"

@@ -17,7 +17,7 @@ from mita_integrity.cli import main
 from mita_integrity.connection import Database, connect
 from mita_integrity.urls import build_url
 
-from .polling import line_with, until
+from .polling import asleep, line_with, until
 from .receivers import HttpReceiver, SmtpReceiver
 
 GHOST = "00000000-0000-0000-0000-0000000000ff"
@@ -136,6 +136,7 @@ def test_metrics_file_and_graceful_stop(baseline_db: Database, tmp_path: Path) -
     proc = subprocess.Popen([exe, "--db", _url(baseline_db), "schedule", "--cron", "0 2 * * *"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     head = line_with(proc, "next check at", timeout=60)  # its signal handlers are installed by then
+    until("the scheduler asleep until its next run", lambda: asleep(proc.pid))  # a signal then interrupts the wait
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     out = head + out
