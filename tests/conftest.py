@@ -7,9 +7,9 @@ the run instead of skipping the database tests.
 
 Under pytest-xdist (`pytest -n 2`, as CI runs) every worker is its own process with its own session: its own
 throw-away cluster and its own templates, so no test shares a server with a test running at the same time
-(several tests create roles, restart or stand by their server, and a checkpoint forced by one worker's
-CREATE DATABASE would otherwise stall the other's). The controller decides whether any database test passed,
-from the reports the workers send it.
+(several tests create roles with fixed names or stream a standby from the server, and the
+checkpoint each CREATE DATABASE … STRATEGY FILE_COPY forces would also write out the other worker's pages).
+The controller decides whether any database test passed, from the reports the workers send it.
 """
 
 from __future__ import annotations
