@@ -7,7 +7,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +61,51 @@ def median_seconds(work: Callable[[], object], runs: int = 3) -> float:
     return statistics.median(times)
 
 
+def interleaved(works: dict[str, Callable[[], float]], runs: int) -> dict[str, float]:
+    """Gives the median seconds of each work over `runs` rounds; each round runs every work once.
+
+    The machines are shared and their speed drifts within a minute: run back to back, a figure and its
+    baseline would be measured under different loads. Interleaved (and in a rotating order, so none is
+    always first after another's cache effects), they share the drift. Each work gives its own seconds.
+    """
+    names = list(works)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(runs):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(works[name]())
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def timed(work: Callable[[], object]) -> Callable[[], float]:
+    """Gives a work that runs work and gives its wall seconds (for interleaved)."""
+    def run() -> float:
+        started = time.perf_counter()
+        work()
+        return time.perf_counter() - started
+
+    return run
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One command run in a fresh watcher process: its wall time, peak resident memory and exit code."""
+
+    seconds: float
+    rss_mb: float
+    code: int
+
+
+def watched(args: list[str]) -> Watched:
+    """Runs a command under a watcher process; gives its wall seconds, peak resident memory (MB), exit code."""
+    watcher = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+               "p = subprocess.run(sys.argv[1:], capture_output=True); t = time.perf_counter() - t; "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode, t)")
+    out = subprocess.run([sys.executable, "-c", watcher, *args], capture_output=True, text=True, check=True).stdout
+    kilobytes, code, seconds = out.split()
+    return Watched(float(seconds), int(kilobytes) / 1024, int(code))
+
+
 def peak_rss_mb(args: list[str]) -> tuple[float, int]:
     """Runs a command in a fresh watcher process; gives the command's peak resident memory (MB) and exit code."""
     watcher = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True); "
@@ -74,7 +119,7 @@ def mita(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("mita-integrity")), *args]
 
 
-def table(rows: list[tuple[str, ...]]) -> str:
+def table(rows: Sequence[tuple[str, ...]]) -> str:
     """Gives rows as an aligned plain-text table (first row is the header)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     def line(row: tuple[str, ...]) -> str:

@@ -4,6 +4,12 @@ The server is, in order: MITA_TEST_DATABASE_URL (any server where we may CREATE 
 cluster from MITA_TEST_PG_BINDIR (CI points it at Debian's PostgreSQL 15); a throw-away cluster from the
 embedded PostgreSQL 16 of the pgserver wheel. With MITA_TEST_REQUIRE_DB=1 (CI) a missing server fails
 the run instead of skipping the database tests.
+
+Under pytest-xdist (`pytest -n 2`, as CI runs) every worker is its own process with its own session: its own
+throw-away cluster and its own templates, so no test shares a server with a test running at the same time
+(several tests create roles with fixed names or stream a standby from the server, and the
+checkpoint each CREATE DATABASE … STRATEGY FILE_COPY forces would also write out the other worker's pages).
+The controller decides whether any database test passed, from the reports the workers send it.
 """
 
 from __future__ import annotations
@@ -60,8 +66,16 @@ def _start_server() -> PgServer:
     url = os.environ.get("MITA_TEST_DATABASE_URL")
     if url:
         return PgServer(url, None)
-    bindir = os.environ.get("MITA_TEST_PG_BINDIR")
-    cluster = start_cluster(Path(bindir) if bindir else embedded.bin_dir())
+    bindir = Path(os.environ.get("MITA_TEST_PG_BINDIR") or embedded.bin_dir())
+    # Workers start their clusters at the same moment: a port handed out twice, or the server's system user
+    # created by both at once, fails one start; the next attempt gets another port and finds the user.
+    for attempt in range(3):
+        try:
+            cluster = start_cluster(bindir)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     return PgServer(cluster.url, cluster)
 
 
@@ -132,7 +146,11 @@ _DB_TESTS_PASSED = 0
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Counts passed tests that used the database, so a run that skipped them all can fail."""
+    """Counts passed tests that used the database, so a run that skipped them all can fail.
+
+    Under xdist the controller runs this hook for every report a worker sends (user_properties travel with
+    it), so the controller's count is the whole run's.
+    """
     global _DB_TESTS_PASSED
     if report.when == "call" and report.passed and dict(report.user_properties).get("uses_db"):
         _DB_TESTS_PASSED += 1
@@ -144,7 +162,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With MITA_TEST_REQUIRE_DB=1, a run in which no database test passed is a failure."""
+    """With MITA_TEST_REQUIRE_DB=1, a run in which no database test passed is a failure.
+
+    An xdist worker does not decide: it ran only its share (possibly none of the database tests), and its
+    exit status is not the run's. The controller (or a run without xdist) does.
+    """
+    if hasattr(session.config, "workerinput"):
+        return
     if os.environ.get("MITA_TEST_REQUIRE_DB") == "1" and session.testscollected and _DB_TESTS_PASSED == 0:
         session.exitstatus = 1
         print("\nno test against PostgreSQL passed: failing the run (MITA_TEST_REQUIRE_DB=1)")

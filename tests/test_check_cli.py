@@ -78,7 +78,7 @@ def test_output_with_a_trailing_slash_is_a_folder(capsys: pytest.CaptureFixture[
                                                   tmp_path: Path) -> None:
     """`--output reports/` (the README's example) makes the folder and writes the report inside it."""
     code, out, err = _run(capsys, baseline_db, "--format", "json", "--output", f"{tmp_path}/reports/")
-    assert code in (0, 1, 2), err
+    assert code == 1, err  # the empty baseline's missing foreign keys (SCH001) are high
     assert (tmp_path / "reports").is_dir() and [p.suffix for p in (tmp_path / "reports").iterdir()] == [".json"]
 
 

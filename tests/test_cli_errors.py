@@ -61,7 +61,9 @@ STATIC_CASES = [
 ]
 
 
-@pytest.mark.parametrize("args", STATIC_CASES, ids=[" ".join(a)[-60:] for a in STATIC_CASES])
+# REFUSED's port is chosen at import: out of the ids, so that every xdist worker collects the same tests.
+@pytest.mark.parametrize("args", STATIC_CASES,
+                         ids=[" ".join(a).replace(REFUSED, "REFUSED")[-60:] for a in STATIC_CASES])
 def test_bad_input_without_a_database(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
     assert_one_line_error(*run_cli(capsys, *args))
 
