@@ -143,26 +143,57 @@ def fix_command(app: App, do_apply: bool, unsafe: bool, select: tuple[str, ...],
 
 @click.command("undo")
 @click.argument("run_id")
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Restore every row, or none when any conflicts (default: a dry run that changes nothing).")
+@click.option("--partial", is_flag=True, help="Restore what can be restored and list the rest (implies --apply).")
 @click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=5000, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
-def undo_command(app: App, run_id: str, batch_size: int, fmt: str) -> int:
-    """Restore what fix run RUN_ID changed or removed; list what can no longer be restored."""
-    from ..undo import undo_run
+def undo_command(app: App, run_id: str, do_apply: bool, partial: bool, batch_size: int, fmt: str) -> int:
+    """Show what undoing fix run RUN_ID would restore and every conflict (dry run), or --apply it: all or nothing."""
+    from ..undo import UndoMode, undo_run
 
+    mode = UndoMode.PARTIAL if partial else UndoMode.ALL if do_apply else UndoMode.DRY_RUN
     db = app.database()
     with _bar(app.interactive and fmt == "text", "restoring", 0) as advance:
-        outcome = undo_run(db, run_id, batch_size, (lambda n: advance("restoring", n)) if advance else None)
+        outcome = undo_run(db, run_id, batch_size, (lambda n: advance("restoring", n)) if advance else None,
+                           mode=mode)
     if fmt == "json":
         console.print_json(json.dumps({"run_id": outcome.run_id, **outcome.summary()}))
-        return 1 if outcome.conflicts else 0
-    console.print(f"Undo run {outcome.run_id}: {outcome.restored:,} of {outcome.pending_before:,} archived rows of "
-                  f"run {outcome.undone_run} restored in {outcome.seconds:.1f} s.", markup=False)
+    else:
+        render_undo(outcome)
+    return 1 if outcome.conflicts else 0
+
+
+def render_undo(outcome: Any) -> None:
+    """Prints what an undo restored (or would restore), each conflict with its reason, and what to do next."""
+    run, pending = outcome.undone_run, outcome.pending_before
+    mode = outcome.mode.value
+    if mode == "dry-run":
+        head = (f"Undo of run {run} (dry run: nothing changed): {outcome.restored:,} of {pending:,} archived rows "
+                "would be restored")
+    elif outcome.applied:
+        head = (f"Undo run {outcome.run_id}: {outcome.restored:,} of {pending:,} archived rows of run {run} restored "
+                f"in {outcome.seconds:.1f} s")
+    else:
+        head = (f"Undo run {outcome.run_id}: nothing restored (all or nothing): {len(outcome.conflicts):,} of "
+                f"{pending:,} archived rows of run {run} conflict")
+    listed = outcome.conflicts and (mode == "dry-run" or outcome.applied)
+    console.print(head + (f"; {counted(len(outcome.conflicts), 'conflict')}." if listed else "."), markup=False)
     for c in outcome.conflicts[:20]:
         console.print(f"  conflict: {c.table} {json.dumps(c.pk)} ({c.action}): {c.reason}", markup=False)
     if len(outcome.conflicts) > 20:
-        console.print(f"  … and {len(outcome.conflicts) - 20:,} more (mita-integrity runs --format json)", markup=False)
-    if outcome.conflicts:
-        console.print(f"{len(outcome.conflicts):,} rows were not restored. Resolve them, then run undo again.",
-                      markup=False)
-    return 1 if outcome.conflicts else 0
+        more = "mita-integrity runs --format json" if outcome.run_id else f"mita-integrity undo {run} --format json"
+        console.print(f"  … and {len(outcome.conflicts) - 20:,} more ({more})", markup=False)
+    if mode == "dry-run":
+        if outcome.conflicts:
+            console.print(f"While a row conflicts, `mita-integrity undo {run} --apply` restores nothing. Resolve the "
+                          f"conflicts, or restore the rest with: mita-integrity undo {run} --partial", markup=False)
+        else:
+            console.print(f"Restore them with: mita-integrity undo {run} --apply", markup=False)
+    elif outcome.conflicts and outcome.applied:
+        console.print(f"{counted(len(outcome.conflicts), 'row')} not restored. Resolve them, then run "
+                      f"`mita-integrity undo {run}` again.", markup=False)
+    elif outcome.conflicts:
+        console.print(f"Resolve the conflicts and run `mita-integrity undo {run} --apply` again, or restore the rest "
+                      f"with: mita-integrity undo {run} --partial", markup=False)
