@@ -16,6 +16,7 @@ from .fix_apply import FixOutcome, apply_fix
 from .migration_kit import quiet
 from .seed import SeedOptions, SeedResult, seed_database
 from .target import recreate_database
+from .undo import UndoMode, UndoOutcome, undo_run
 from .verify import Scorecard, run_verify
 
 DEMO_DATABASE = "mita_demo"
@@ -34,6 +35,7 @@ class DemoResult:
     after: Report
     head: str | None
     scorecard: Scorecard
+    undo_preview: UndoOutcome  # what `undo` of the fix run would do now (a dry run): the migrations came after it
 
 
 def run_demo(
@@ -99,4 +101,5 @@ def run_demo(
     waiting = [line.name for line in card.lines if not line.passed]
     say(f"10. verified the success metrics: {len(card.lines) - len(waiting)} of {len(card.lines)} pass"
         + (f"; {', '.join(waiting)} wait for a person (the scorecard follows)" if waiting else ""))
-    return DemoResult(db, state.to_revision, result, report, plan, fixed, after, head, card)
+    preview = undo_run(db, fixed.run_id, mode=UndoMode.DRY_RUN)
+    return DemoResult(db, state.to_revision, result, report, plan, fixed, after, head, card, preview)
