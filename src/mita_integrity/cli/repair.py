@@ -117,6 +117,8 @@ def fix_command(app: App, do_apply: bool, unsafe: bool, select: tuple[str, ...],
                          budget_days=budget_days, day_boundary=day_boundary,
                          lock_timeout_ms=_duration_ms(lock_timeout, "--lock-timeout"))
     validate(request)
+    if do_apply:
+        _refuse_read_only(app, "fix --apply")
     plan = plan_fix(app.database(), request)
     if not do_apply:
         if fmt == "json":
@@ -139,6 +141,16 @@ def fix_command(app: App, do_apply: bool, unsafe: bool, select: tuple[str, ...],
         render_outcome(outcome)
     left = sum(1 for i in outcome.items if i.after)
     return 1 if left else 0
+
+
+def _refuse_read_only(app: App, what: str) -> None:
+    """Refuses a write on a server that only reads before anything else runs: on a standby, replay may cancel
+    any longer query (a recovery conflict), so the one-line refusal must come first."""
+    from .. import store
+    from ..connection import connect, transaction
+
+    with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
+        store.refuse_read_only(cur, what)
 
 
 @click.command("undo")

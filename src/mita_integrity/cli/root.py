@@ -14,7 +14,7 @@ import click
 
 from ..errors import MitaIntegrityError
 from ..urls import mask_secrets
-from .app import App, database_failure, err
+from .app import App, command_words, database_failure, err
 from .checks import check_command, rules_command, sql_command
 from .data import demo_command, seed_command
 from .migrate import migrate_group
@@ -67,7 +67,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: still one line, still masked
         if debug:
             traceback.print_exc()
-        if (known := database_failure(exc)) is not None:  # a lost session, a read-only server
+        if (known := database_failure(exc, command_words(args))) is not None:  # a lost session, a standby
             err(f"error: {mask_secrets(known.one_line(), *secrets)}")
         else:
             first = (str(exc).strip().splitlines() or [""])[0]
