@@ -14,6 +14,7 @@ from .findings import FixSafety, Report
 from .fix import FixPlan, FixRequest, plan_fix
 from .fix_apply import FixOutcome, apply_fix
 from .migration_kit import quiet
+from .report import next_steps
 from .seed import SeedOptions, SeedResult, seed_database
 from .target import recreate_database
 from .undo import UndoMode, UndoOutcome, undo_run
@@ -71,7 +72,8 @@ def run_demo(
     request = FixRequest()
     plan = plan_fix(db, request)
     say(f"5. planned the repairs (a dry run): {plan.rows_to_change:,} rows in {len(plan.to_apply)} rules have a safe "
-        f"repair; {len(plan.items) - len(plan.to_apply)} findings need --unsafe or a person")
+        f"repair; {len(plan.items) - len(plan.to_apply)} findings are left "
+        f"({next_steps.left_split(next_steps.left_counts(plan))})")
     fixed = apply_fix(db, plan, request)
     say(f"6. applied the safe repairs in batches: {fixed.changed:,} rows changed, every before-image archived "
         f"in integrity.archive (run {fixed.run_id}, {fixed.seconds:.1f} s)")

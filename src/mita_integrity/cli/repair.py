@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..report import next_steps
 from ..wording import counted
 from .app import App, console, note
 from .checks import _duration_ms
@@ -53,26 +54,32 @@ def render_plan(plan: Any, *, show_sql: bool) -> None:
                           markup=False)
             console.print(";\n".join(s.strip() for s in item.sql) + ";", markup=False, soft_wrap=True)
     left = [i for i in plan.items if not i.will_apply]
-    for reason in ("needs --unsafe", "left to the migrations (0022-0026)", "informational", "needs a person"):
-        group = [i for i in left if _why_left(i) == reason]
-        if group:
-            listed = ", ".join(f"{i.code} {i.table} ({i.rows:,})" for i in group)
-            console.print(f"\n{reason.capitalize()} ({len(group)}): {listed}", markup=False)
+    revision = plan.report.database.alembic_revision
+    groups: dict[str, list[Any]] = {}
+    for item in left:
+        groups.setdefault(next_steps.why_left(item, revision), []).append(item)
+    for reason in sorted(groups, key=next_steps.LEFT_ORDER.index):
+        listed = ", ".join(f"{i.code} {i.table} ({i.rows:,})" for i in groups[reason])
+        console.print(f"\n{reason[0].upper()}{reason[1:]} ({len(groups[reason])}): {listed}", markup=False)
     if 0 < len(left) <= 10:
         for item in left:
             evidence = ", ".join(item.result.sample[:5]) or "-"
-            console.print(f"  {item.code} {item.table}: {item.action} Evidence: {evidence}", markup=False)
-    console.print(f"\n{plan.rows_to_change:,} rows to change in {len(plan.to_apply)} rules; {len(left)} findings "
-                  "need --unsafe or a person (`mita-integrity rules CODE` explains one). "
-                  "Apply with: mita-integrity fix --apply", markup=False)
+            what = next_steps.hint(item.result, revision) if next_steps.step(item.result, revision) else item.action
+            console.print(f"  {item.code} {item.table}: {what} Evidence: {evidence}", markup=False)
+    console.print("\n" + plan_summary(plan.rows_to_change, len(plan.to_apply),
+                                      {reason: len(items) for reason, items in groups.items()}), markup=False)
 
 
-def _why_left(item: Any) -> str:
-    if item.blocked_by == "needs --unsafe":
-        return item.blocked_by
-    if item.code.startswith("SCH"):
-        return "left to the migrations (0022-0026)"
-    return "informational" if item.result.severity.value == "info" else "needs a person"
+def plan_summary(rows: int, rules: int, left: dict[str, int]) -> str:
+    """Gives the plan's last line: what --apply would change (only when something), and what is left, by why."""
+    rest = (f"{counted(sum(left.values()), 'finding')} left ({next_steps.left_split(left)}; "
+            "`mita-integrity rules CODE` explains one)") if left else ""
+    if not rules:
+        return f"Nothing to apply: no failing rule has a safe repair. {rest[0].upper()}{rest[1:]}." if rest else (
+            "Nothing to apply.")
+    change = f"{counted(rows, 'row')} to change in {counted(rules, 'rule')}"
+    return f"{change}; {rest}. Apply with: mita-integrity fix --apply" if rest else (
+        f"{change}. Apply with: mita-integrity fix --apply")
 
 
 def render_outcome(outcome: Any) -> None:
@@ -100,7 +107,9 @@ def render_outcome(outcome: Any) -> None:
 @click.option("--batch-size", type=int, default=5000, show_default=True, help="Rows (or keys) per transaction.")
 @click.option("--max-rows", type=int, metavar="N", help="Refuse a plan that would change more than N rows.")
 @click.option("--budget-days", type=int, default=30, show_default=True, help="BUD001's window in days.")
-@click.option("--day-boundary", type=click.Choice(["utc", "user-timezone"]), default="utc", show_default=True)
+@click.option("--day-boundary", type=click.Choice(["utc", "user-timezone"]), default="utc", show_default=True,
+              help="The day a transaction belongs to (BUD001's recompute): its UTC day, or its day in the "
+                   "user's timezone.")
 @click.option("--lock-timeout", default="2", show_default=True, metavar="SECONDS",
               help="A batch gives up waiting for a lock after this long (then retries, then leaves it).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)

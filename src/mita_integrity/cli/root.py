@@ -54,7 +54,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         code = exc.exit_code
     except click.ClickException as exc:  # usage errors: one line, exit 3 (2 means "critical finding")
         ctx_hint = "; see mita-integrity --help" if not isinstance(exc, click.FileError) else ""
-        err(f"error: {mask_secrets(exc.format_message(), *secrets)}{ctx_hint}")
+        message = exc.format_message().rstrip()
+        if ctx_hint:  # "… 'prometheus'." then "; see …" would read ".;"
+            message = message.rstrip(".")
+        err(f"error: {mask_secrets(message, *secrets)}{ctx_hint}")
         code = EXIT_ERROR
     except MitaIntegrityError as exc:
         if debug:

@@ -36,7 +36,7 @@ BUD001 = QueryRule(
     repair_safety=FixSafety.SAFE, table="daily_plan", column="spent_amount",
     requires=("transactions.spent_at", "transactions.category", "daily_plan.category", "daily_plan.date"),
     message="spent_amount disagrees with the day's transactions", unit="key",
-    hint="`mita-integrity fix --select BUD001` recomputes it; migration 0025 keeps it right",
+    hint="`mita-integrity fix --apply --select BUD001` recomputes it; migration 0025 keeps it right",
 )
 
 RULES: tuple[Rule, ...] = (DUP003, BUD001)
