@@ -191,7 +191,7 @@ def test_database_url_says_which_database_and_why(capsys: pytest.CaptureFixture[
     assert err.splitlines() == [f"using {baseline_db.display} from DATABASE_URL (--db URL overrides it)"]
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 3.0])
+@pytest.mark.parametrize("delay", [0.2, 0.5, 1.0, 3.0])
 def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(delay: float, baseline_db: Database) -> None:
     """Issue 16, item 10: Ctrl-C while the modules load (the first second) or while a command runs."""
     import signal
