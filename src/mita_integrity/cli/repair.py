@@ -95,7 +95,7 @@ def render_outcome(outcome: Any) -> None:
         for line in i.done.notes:
             console.print(f"{i.item.code}: {line}", markup=False)
     console.print(f"{counted(outcome.changed, 'row')} changed, {outcome.archived:,} archived in integrity.archive. "
-                  f"Undo with: mita-integrity undo {outcome.run_id}", markup=False)
+                  f"Undo with: mita-integrity undo {outcome.run_id} --apply", markup=False)
 
 
 @click.command("fix")
