@@ -77,7 +77,8 @@ def test_password_from_database_url_env_is_masked(capsys: pytest.CaptureFixture[
     monkeypatch.setenv("DATABASE_URL", REFUSED)
     code, out, err = run_cli(capsys, "migrate", "current")
     note, error = err.splitlines()  # which database, and why; then the one-line error
-    assert note.startswith("using postgresql://nobody:***@") and note.endswith("from DATABASE_URL (--db URL overrides it)")
+    assert note.startswith("using postgresql://nobody:***@")
+    assert note.endswith("from DATABASE_URL (--db URL overrides it)")
     assert_one_line_error(code, out, error)
 
 
