@@ -86,7 +86,7 @@ def _fixed_once(env: Env) -> str:
                     "('40000000-0000-0000-0000-000000000001', '50000000-0000-0000-0000-000000000001', 'walk')")
     assert main(["--db", env.url, "fix", "--apply", "--select", "REF005"]) == 0
     (run,) = run_sql(env.db, "SELECT id::text FROM integrity.runs WHERE kind = 'fix'")
-    assert main(["--db", env.url, "undo", run[0]]) == 0
+    assert main(["--db", env.url, "undo", run[0], "--apply"]) == 0
     return str(run[0])
 
 

@@ -77,7 +77,11 @@ def test_the_issue_example_prints_one_line_and_hides_the_secret(capsys: pytest.C
 def test_password_from_database_url_env_is_masked(capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", REFUSED)
-    assert_one_line_error(*run_cli(capsys, "migrate", "current"))
+    code, out, err = run_cli(capsys, "migrate", "current")
+    note, error = err.splitlines()  # which database, and why; then the one-line error
+    assert note.startswith("using postgresql://nobody:***@")
+    assert note.endswith("from DATABASE_URL (--db URL overrides it)")
+    assert_one_line_error(code, out, error)
 
 
 def _url(db: Database) -> str:
@@ -162,3 +166,56 @@ def test_unwritable_backup_changes_nothing(capsys: pytest.CaptureFixture[str], e
     assert _tables(empty_db) == []
     with psycopg.connect(**empty_db.connect_kwargs()) as conn:
         assert conn.execute("SELECT to_regclass('alembic_version')").fetchone() == (None,)
+
+
+def test_an_empty_database_url_is_an_error_not_the_embedded_server(capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """Issue 16, item 3: a CI secret that did not arrive must not check an empty local database."""
+    monkeypatch.setenv("MITA_INTEGRITY_HOME", str(tmp_path / "home"))
+    for empty in ("", "  "):
+        monkeypatch.setenv("DATABASE_URL", empty)
+        code, out, err = run_cli(capsys, "check")
+        assert_one_line_error(code, out, err)
+        assert "DATABASE_URL is set but empty" in err
+    assert not (tmp_path / "home").exists()  # no embedded server was started
+
+
+def test_database_url_says_which_database_and_why(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch, baseline_db: Database) -> None:
+    """Issue 16, item 3: a command on DATABASE_URL names it on stderr; stdout (JSON) stays clean."""
+    import json
+
+    from mita_integrity.urls import build_url
+
+    monkeypatch.setenv("DATABASE_URL", build_url(baseline_db.parsed.params, mask_password=False))
+    code, out, err = run_cli(capsys, "check", "--select", "REF005", "--format", "json")
+    assert code == 0 and json.loads(out)["results"]
+    assert err.splitlines() == [f"using {baseline_db.display} from DATABASE_URL (--db URL overrides it)"]
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.5, 1.0, 3.0])
+def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(delay: float, baseline_db: Database) -> None:
+    """Issue 16, item 10: Ctrl-C while the modules load (the first second) or while a command runs."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mita_integrity.urls import build_url
+
+    exe = Path(sys.executable).with_name("mita-integrity")
+    url = build_url(baseline_db.parsed.params, mask_password=False)
+    # A check that lasts: it waits on a lock the test holds, so a late Ctrl-C still finds it running.
+    with connect(baseline_db) as holder:
+        holder.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen([str(exe), "--db", url, "check", "--lock-timeout", "60", "--statement-timeout", "60"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        holder.rollback()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
+    assert "Traceback" not in out + err

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mita_integrity.cli import main
-from mita_integrity.connection import connect
+from mita_integrity.connection import Database, connect
 from mita_integrity.urls import build_url
 
 from .conftest import PgServer
@@ -38,8 +38,29 @@ def test_demo_builds_checks_repairs_and_rechecks(capsys: pytest.CaptureFixture[s
     assert "PASS  cascade-probe" in out and "FAIL  checks-0024" in out
     assert "export DATABASE_URL=" in out and "mita-integrity undo " in out
     demo = pg.database("mita_demo")
+    # The suggested undo works as its comment says: --apply only where nothing conflicts (issue 16, item 1).
+    line = next(x for x in out.splitlines() if x.strip().startswith("mita-integrity undo "))
+    command, comment = line.split("#", 1)
+    before = _snapshot(demo)
+    code = main(["--db", build_url(demo.parsed.params, mask_password=False), *command.split()[1:]])
+    shown = capsys.readouterr().out
+    if "--apply" in command:
+        assert code == 0 and "restored" in shown
+    else:
+        assert "a dry run" in comment and "nothing to apply" in comment
+        assert code == 1 and "dry run: nothing changed" in shown and "conflict:" in shown
+        assert _snapshot(demo) == before
     with connect(demo) as conn:
         users = conn.execute("SELECT count(*) FROM users").fetchone()
         version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     assert users is not None and users[0] >= 200 and version == ("0026_complete_user_foreign_keys",)
     pg.drop_database("mita_demo")
+
+
+def _snapshot(db: Database) -> tuple[int, ...]:
+    with connect(db) as conn:
+        row = conn.execute("SELECT (SELECT count(*) FROM daily_plan), (SELECT count(*) FROM goals), "
+                           "(SELECT count(*) FROM integrity.runs), (SELECT count(*) FROM integrity.archive "
+                           "WHERE restored_at IS NOT NULL)").fetchone()
+    assert row is not None
+    return tuple(int(v) for v in row)

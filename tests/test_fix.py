@@ -18,7 +18,7 @@ from mita_integrity.fix_apply import apply_fix
 from mita_integrity.repairs import REPAIRS
 from mita_integrity.rules.catalogue import ALL_RULES
 from mita_integrity.seed import SeedOptions, seed_database
-from mita_integrity.undo import undo_run
+from mita_integrity.undo import UndoMode, undo_run
 
 from .dbstate import archived, assert_nothing_lost, checksums, row_counts
 from .dbstate import cli_url as _url
@@ -116,7 +116,7 @@ def test_undo_leaves_a_row_changed_since_and_restores_the_rest(baseline_db: Data
           ('20000000-0000-0000-0000-000000000002', '{ANN}', 'b', 100, '2026-02-01', '2026-01-01');""")
     outcome = _fix(baseline_db, "TIM002")
     _sql(baseline_db, "UPDATE goals SET title = 'renamed' WHERE id = '20000000-0000-0000-0000-000000000002'")
-    undone = undo_run(baseline_db, outcome.run_id)
+    undone = undo_run(baseline_db, outcome.run_id, mode=UndoMode.PARTIAL)
     assert undone.restored == 1
     assert [(c.pk, c.reason) for c in undone.conflicts] == [
         ({"id": "20000000-0000-0000-0000-000000000002"}, "changed again since the fix")]
@@ -147,7 +147,7 @@ def test_cli_apply_runs_and_undo(capsys: pytest.CaptureFixture[str], baseline_db
     assert main(["--db", db, "runs", "--format", "json"]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert [(r["id"], r["kind"], r["status"]) for r in runs] == [(result["run_id"], "fix", "completed")]
-    assert main(["--db", db, "undo", result["run_id"][:8]]) == 0
+    assert main(["--db", db, "undo", result["run_id"][:8], "--apply"]) == 0
     assert "1 of 1 archived rows" in capsys.readouterr().out
     assert checksums(baseline_db) == before
     assert main(["--db", db, "undo", result["run_id"]]) == 3

@@ -14,7 +14,7 @@ from mita_integrity.connection import Database
 from mita_integrity.fix import FixRequest, plan_fix
 from mita_integrity.fix_apply import apply_fix
 from mita_integrity.repairs import REPAIRS
-from mita_integrity.undo import undo_run
+from mita_integrity.undo import UndoMode, undo_run
 
 from .dbstate import archived, assert_nothing_lost, checksums
 from .test_rule_cases import CASES, RuleCase, _prepare
@@ -48,7 +48,7 @@ def test_fix_case(baseline_db: Database, case: RuleCase) -> None:
     after = checksums(baseline_db)
     assert_nothing_lost({t: n for t, (n, _) in before.items()}, {t: n for t, (n, _) in after.items()}, archive)
 
-    undone = undo_run(baseline_db, outcome.run_id, batch_size=3)
+    undone = undo_run(baseline_db, outcome.run_id, batch_size=3, mode=UndoMode.PARTIAL)
     conflicts = sum(int(e.get("undo_conflicts", 0)) for e in case.expect)
     assert len(undone.conflicts) == conflicts
     assert all("constraint forbids" in c.reason for c in undone.conflicts)

@@ -79,6 +79,6 @@ def test_killed_fix_leaves_archive_and_data_consistent_and_a_rerun_completes(
     assert _one(baseline_db, "SELECT count(*) FROM moods") == 0
 
     for run in (second["run_id"], runs[0]["id"]):  # newest first
-        assert main([*db, "undo", run]) == 0
+        assert main([*db, "undo", run, "--apply"]) == 0
     capsys.readouterr()
     assert checksums(baseline_db) == before

@@ -136,7 +136,7 @@ def test_fix_apply_and_undo_through_the_pooler(capsys: pytest.CaptureFixture[str
         assert_nothing_lost({t: n for t, (n, _) in before.items()}, row_counts(seeded),
                             archived(seeded, result["run_id"]))
         assert sum(archived(seeded, result["run_id"]).values()) == result["archived"]
-        code, out, err = _cli(capsys, url, "undo", result["run_id"][:8])
+        code, out, err = _cli(capsys, url, "undo", result["run_id"][:8], "--apply")
     assert code == 0, err
     assert f"{result['archived']} of {result['archived']} archived rows" in out
     assert checksums(seeded) == before

@@ -104,6 +104,36 @@ def test_commands_that_write_are_refused_on_a_standby_in_one_line(capsys: pytest
     assert one(seeded, "SELECT version_num FROM alembic_version") == "0021_add_habit_completions"
 
 
+@pytest.mark.parametrize("args,what", [
+    (["check", "--record"], "check --record"),
+    (["fix", "--apply"], "fix --apply"),
+    (["migrate", "upgrade", "head"], "migrate upgrade"),
+    (["undo", "12345678", "--apply"], "undo"),
+], ids=["check-record", "fix-apply", "migrate-upgrade", "undo"])
+def test_a_write_cancelled_by_replay_before_its_refusal_is_still_refused_in_one_line(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, seeded: Database, replica: Database,
+        args: list[str], what: str) -> None:
+    """Issue 16, item 4: under load, replay cancels the standby's first query (a recovery conflict, here
+    forced on the first statement) before the refusal could run; the user still gets the one-line refusal."""
+    real = psycopg.Cursor.execute
+    port = replica.parsed.params["port"]
+    fired = []
+
+    def cancelled_once(cur: psycopg.Cursor[Any], *a: Any, **k: Any) -> Any:
+        statement = str(a[0] if a else k.get("query", ""))
+        if not fired and cur.connection.info.port == int(port) and not statement.lstrip().upper().startswith("SET"):
+            fired.append(True)
+            raise psycopg.errors.SerializationFailure("terminating connection due to conflict with recovery")
+        return real(cur, *a, **k)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", cancelled_once)
+    code = main(["--db", cli_url(replica), *args])
+    out, err = capsys.readouterr()
+    assert fired
+    assert_one_line_error(code, out, err, what, "only reads", "primary", "nothing was changed")
+    assert one(seeded, "SELECT to_regnamespace('integrity') IS NULL") is True
+
+
 def _conflicting(tables: set[str], times: int | None) -> Any:
     """Gives a row_pass_sql that makes the pass over `tables` fail like replay does (40001), `times` times."""
     real = engine.row_pass_sql

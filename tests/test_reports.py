@@ -246,29 +246,125 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-@pytest.mark.parametrize(("label", "width"), [("desktop", 1280), ("phone", 390)])
-def test_html_screenshot_in_headless_chromium(report: Report, label: str, width: int) -> None:
+# Measures the page as chromium lays it out (issue 16, items 13 and 14), and writes the findings into the DOM,
+# which --dump-dom then prints: a status badge that reaches past its cell or over the severity dot, a table
+# name broken inside a word, and the row counts' columns (hidden, scrolling, and the cue that says so).
+MEASURE = """<script>
+window.addEventListener("load", function () {
+  var out = {overlaps: [], midword: [], hidden: 0, scrolls: false, cue: false, fade: false, rows: 0};
+  document.querySelectorAll("table.results tr.row").forEach(function (tr) {
+    var badge = tr.cells[0].querySelector(".badge"), sev = tr.cells[1].querySelector(".sev");
+    var b = badge.getBoundingClientRect(), s = sev.getBoundingClientRect();
+    var cell = tr.cells[0].getBoundingClientRect(), inTable = getComputedStyle(tr.cells[0]).display === "table-cell";
+    out.rows += 1;
+    var beside = b.bottom > s.top && b.top < s.bottom;
+    if ((inTable && b.right > cell.right) || (beside && b.right > s.left - 2)) {
+      out.overlaps.push(badge.textContent.trim() + " " + tr.cells[2].textContent.trim().split(" ")[0]);
+    }
+  });
+  document.querySelectorAll("td.table").forEach(function (td) {
+    var walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT), node, top = null, last = "";
+    while ((node = walker.nextNode())) {
+      for (var i = 0; i < node.data.length; i++) {
+        var range = document.createRange(); range.setStart(node, i); range.setEnd(node, i + 1);
+        var rect = range.getClientRects()[0];
+        if (!rect) { continue; }
+        if (top !== null && rect.top > top + 2 && "_.".indexOf(last) < 0) { out.midword.push(td.textContent); }
+        top = rect.top; last = node.data[i];
+      }
+    }
+  });
+  var panel = document.querySelector(".stats-panel") || document.querySelector("table.stats").parentElement;
+  document.querySelectorAll("table.stats th, table.stats td").forEach(function (c) {
+    if (getComputedStyle(c).display === "none") { out.hidden += 1; }
+  });
+  out.scrolls = panel.scrollWidth > panel.clientWidth + 1;
+  var cue = document.querySelector(".scroll-cue");
+  out.cue = !!cue && getComputedStyle(cue).display !== "none" && cue.getBoundingClientRect().height > 0;
+  var wrap = document.querySelector(".stats-wrap");
+  out.fade = !!wrap && getComputedStyle(wrap, "::after").content !== "none";
+  document.body.setAttribute("data-layout", JSON.stringify(out));
+});
+</script>"""
+
+
+def _chromium_or_skip() -> str:
     browser = _chromium()
     if browser is None:
         if os.environ.get("MITA_TEST_REQUIRE_BROWSER") == "1":
             pytest.fail("MITA_TEST_REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)")
         pytest.skip("no headless chromium on PATH (apt-get install chromium); set MITA_TEST_REQUIRE_BROWSER=1 to fail")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page = ARTIFACTS / "report.html"
-    page.write_text(render(report, "html"), encoding="utf-8")
-    shot = ARTIFACTS / f"report-{label}.png"
-    shot.unlink(missing_ok=True)
+    return browser
+
+
+def _headless(browser: str, width: int, page: Path, *extra: str) -> str:
     with tempfile.TemporaryDirectory(prefix="mita-chromium-") as profile:
-        subprocess.run(
+        done = subprocess.run(
             [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={width},2000",
-             f"--screenshot={shot}", page.as_uri()],
-            check=True, capture_output=True, timeout=120,
+             "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={width},2000", *extra, page.as_uri()],
+            check=True, capture_output=True, text=True, timeout=120,
         )
+    return done.stdout
+
+
+def _with_long_names(report: Report) -> Report:
+    """The sample, plus results on the longest table names of the MITA schema (they wrapped mid-word)."""
+    extra = (result("REF010", "orphaned rows", 4, Severity.HIGH, Status.FAIL, "user_financial_profiles", "user_id", 3),
+             result("SCH006", "fk without index", 11, Severity.LOW, Status.FAIL, "ai_analysis_snapshots", "user_id", 1))
+    return dataclasses.replace(report, results=report.results + extra)
+
+
+@pytest.mark.parametrize(("label", "width"), [("desktop", 1280), ("phone", 400)])
+def test_html_screenshot_in_headless_chromium(report: Report, label: str, width: int) -> None:
+    """The screenshots at 1280 and 400 px are kept in artifacts/ (issue 16: look at them)."""
+    browser = _chromium_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = ARTIFACTS / f"report-{label}.html"
+    page.write_text(render(_with_long_names(report), "html"), encoding="utf-8")
+    shot = ARTIFACTS / f"report-{label}.png"
+    shot.unlink(missing_ok=True)
+    _headless(browser, width, page, f"--screenshot={shot}")
     # A blank 1280×2000 page is already ~10 KB: demand far more, so a page that failed to load fails here.
     assert shot.exists() and shot.stat().st_size > 40_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("width", [1280, 400])
+def test_html_layout_in_headless_chromium(report: Report, width: int, tmp_path: Path) -> None:
+    """Issue 16, item 13: no status badge covers the severity dot; table names wrap between words; at 400 px
+    the row counts keep all five columns and scroll sideways, with a cue in words and a fade at the edge."""
+    browser = _chromium_or_skip()
+    page = tmp_path / "measured.html"
+    page.write_text(render(_with_long_names(report), "html").replace("</body>", MEASURE + "</body>"),
+                    encoding="utf-8")
+    dom = _headless(browser, width, page, "--virtual-time-budget=5000", "--dump-dom")
+    found = re.search(r'data-layout="([^"]*)"', dom)
+    assert found, dom[-500:]
+    layout = json.loads(found.group(1).replace("&quot;", '"'))
+    assert layout["rows"] > 50
+    assert layout["overlaps"] == [] and layout["midword"] == []
+    assert layout["hidden"] == 0  # no column of the row counts is hidden
+    if width <= 720:
+        assert layout["scrolls"] and layout["cue"] and layout["fade"]
+    else:
+        assert not layout["scrolls"] and not layout["cue"]
+
+
+def test_html_informational_results_have_their_own_badge_and_do_not_fail(report: Report) -> None:
+    """Issue 16, item 14: SDL001, CAL002, USR003 are information, not failures."""
+    page = render(report, "html")
+    soft_deletion = page[page.index('<section id="s10">'):page.index('<section id="s11">')]
+    assert 'class="badge st-info">info</span>' in soft_deletion
+    assert re.search(r'class="pill badge low">1 failing</span>', soft_deletion)  # SDL002 only
+    assert 'class="pill badge st-info">2 informational</span>' in soft_deletion
+    calendar = page[page.index('<section id="s14">'):page.index("</main>")]
+    assert 'class="pill badge medium">1 failing</span><span class="pill badge st-info">1 informational</span>' in (
+        calendar)  # CAL001 fails; CAL002 is information
+    for code in ("SDL001", "CAL002", "USR003"):
+        at = page.index(f'<span class="code">{code}</span>')
+        row = page[at - 700:at]
+        assert 'badge st-info">info</span>' in row and ">fail</span>" not in row.split("<tr")[-1], code
 
 
 # --- junit -----------------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ def test_the_writer_repairs_records_and_undoes(capsys: pytest.CaptureFixture[str
     assert code == 1 and err == "" and "cannot probe" not in out, out
     code, out, err = cli(capsys, url, "runs", "--format", "json")
     assert code == 0 and [r["kind"] for r in json.loads(out)] == ["fix", "check"]
-    code, out, err = cli(capsys, url, "undo", fixed["run_id"][:8])
+    code, out, err = cli(capsys, url, "undo", fixed["run_id"][:8], "--apply")
     assert code == 0 and "restored" in out, err
     assert row_counts(db) == before
     line = refused(capsys, db, url, "undo", fixed["run_id"])
@@ -262,5 +262,5 @@ def test_row_rules_and_repairs_on_a_weirdly_named_table(capsys: pytest.CaptureFi
     assert results == {"REF010": ("fail", 1), "SDL001": ("fail", 1)}, results
     code, out, err = cli(capsys, url, "fix", "--apply", "--select", "REF010", "--format", "json")
     assert code == 0 and json.loads(out)["changed"] == 1, err
-    assert cli(capsys, url, "undo", json.loads(out)["run_id"])[0] == 0
+    assert cli(capsys, url, "undo", json.loads(out)["run_id"], "--apply")[0] == 0
     assert run_sql(db, "SELECT count(*) FROM users")

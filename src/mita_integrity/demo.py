@@ -14,8 +14,10 @@ from .findings import FixSafety, Report
 from .fix import FixPlan, FixRequest, plan_fix
 from .fix_apply import FixOutcome, apply_fix
 from .migration_kit import quiet
+from .report import next_steps
 from .seed import SeedOptions, SeedResult, seed_database
 from .target import recreate_database
+from .undo import UndoMode, UndoOutcome, undo_run
 from .verify import Scorecard, run_verify
 
 DEMO_DATABASE = "mita_demo"
@@ -34,6 +36,7 @@ class DemoResult:
     after: Report
     head: str | None
     scorecard: Scorecard
+    undo_preview: UndoOutcome  # what `undo` of the fix run would do now (a dry run): the migrations came after it
 
 
 def run_demo(
@@ -69,7 +72,8 @@ def run_demo(
     request = FixRequest()
     plan = plan_fix(db, request)
     say(f"5. planned the repairs (a dry run): {plan.rows_to_change:,} rows in {len(plan.to_apply)} rules have a safe "
-        f"repair; {len(plan.items) - len(plan.to_apply)} findings need --unsafe or a person")
+        f"repair; {len(plan.items) - len(plan.to_apply)} findings are left "
+        f"({next_steps.left_split(next_steps.left_counts(plan))})")
     fixed = apply_fix(db, plan, request)
     say(f"6. applied the safe repairs in batches: {fixed.changed:,} rows changed, every before-image archived "
         f"in integrity.archive (run {fixed.run_id}, {fixed.seconds:.1f} s)")
@@ -99,4 +103,5 @@ def run_demo(
     waiting = [line.name for line in card.lines if not line.passed]
     say(f"10. verified the success metrics: {len(card.lines) - len(waiting)} of {len(card.lines)} pass"
         + (f"; {', '.join(waiting)} wait for a person (the scorecard follows)" if waiting else ""))
-    return DemoResult(db, state.to_revision, result, report, plan, fixed, after, head, card)
+    preview = undo_run(db, fixed.run_id, mode=UndoMode.DRY_RUN)
+    return DemoResult(db, state.to_revision, result, report, plan, fixed, after, head, card, preview)

@@ -196,7 +196,8 @@ class Online:
                 keys = "(array_agg(t.id::text ORDER BY t.id))[1:5]" if self.has_column(table, "id") else "NULL"
                 rows = self.query(f"SELECT count(*), {keys} FROM {table} t WHERE {where}")
                 sample = ", ".join(rows[0][1] or [])
-                reason = f"{name} on {table} stays NOT VALID: {counted(rows[0][0], 'row')} violate it ({sample})"
+                verb = "violates" if rows[0][0] == 1 else "violate"
+                reason = f"{name} on {table} stays NOT VALID: {counted(rows[0][0], 'row')} {verb} it ({sample})"
             if violators:
                 reason += f" (resolve with: {violators})"
             self.pending.append(reason)

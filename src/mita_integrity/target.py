@@ -10,7 +10,7 @@ from psycopg import sql
 
 from . import embedded
 from .connection import Database, connect
-from .errors import MitaIntegrityError
+from .errors import MitaIntegrityError, UsageError
 
 
 def resolve(db_option: str | None, *, say: Callable[[str], None], database: str | None = None) -> Database:
@@ -18,8 +18,14 @@ def resolve(db_option: str | None, *, say: Callable[[str], None], database: str 
     if db_option is not None:
         return Database.from_url(db_option, origin="--db")
     env_url = os.environ.get("DATABASE_URL")
-    if env_url:
-        return Database.from_url(env_url, origin="DATABASE_URL")
+    if env_url is not None:
+        # Set but empty is a mistake (a CI secret that did not arrive), never a reason to use the embedded server.
+        if not env_url.strip():
+            raise UsageError("DATABASE_URL is set but empty",
+                             "set it to the database's URL, pass --db URL, or unset it to use the embedded PostgreSQL")
+        db = Database.from_url(env_url, origin="DATABASE_URL")
+        say(f"using {db.display} from DATABASE_URL (--db URL overrides it)")
+        return db
     return embedded_database(say=say, database=database or embedded.EMBEDDED_DATABASE)
 
 
@@ -33,7 +39,7 @@ def embedded_database(*, say: Callable[[str], None], database: str) -> Database:
     major, minor = version // 10000, version % 10000
     say(
         f"using the embedded PostgreSQL {major}.{minor} (data in {embedded.home()}), database {database}; "
-        "pass --db URL or set DATABASE_URL for another server"
+        "neither --db nor DATABASE_URL is set (either selects another server)"
     )
     return server.with_dbname(database)
 

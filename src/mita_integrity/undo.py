@@ -1,4 +1,8 @@
-"""`undo RUN_ID`: what a fix run changed or removed, put back — newest first, in batches, never overwriting.
+"""`undo RUN_ID`: what a fix run changed or removed, put back — all or nothing, never overwriting.
+
+Three modes: a dry run (the default) restores in a transaction it rolls back, so it names exactly what
+would come back and every conflict with its reason; ALL restores everything in one transaction, or —
+when any row conflicts — nothing; PARTIAL restores what it can and lists the rest.
 
 The archive rows of the run are walked newest first (so a merged keeper is reverted before its removed
 copies return, and a parent comes back before its children). Per consecutive stretch of one table and
@@ -9,15 +13,18 @@ action, set-based:
   and re-insert, so the trigger cannot re-stamp it and the row comes back byte for byte;
 - an inserted row is removed only if it is still as the fix left it.
 Anything else — changed again since, gone, or forbidden by a constraint that exists now — is a
-conflict, listed with its reason; the rest is restored. Restored archive rows are marked, so undo can
-be re-run (after a person resolved the conflicts) and never restores twice.
+conflict. A merge (DUP002, CAL001: a keeper and the copies folded into it) is one unit: when one of its
+rows conflicts none of it is restored, since a copy back beside an unreverted keeper counts the key's
+spending twice. Restored archive rows are marked, so undo can be re-run and never restores twice.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import psycopg
@@ -29,6 +36,14 @@ from .errors import DatabaseStateError
 from .rules.context import Schema, ident, load_schema
 
 ARCHIVE = f"{store.SCHEMA}.archive"
+
+
+class UndoMode(Enum):
+    """How much undo may restore: nothing (a dry run), everything or nothing, or what it can."""
+
+    DRY_RUN = "dry-run"
+    ALL = "all"
+    PARTIAL = "partial"
 
 
 @dataclass(frozen=True)
@@ -50,15 +65,19 @@ class Conflict:
 class UndoOutcome:
     """What an undo run restored, and what it could not."""
 
-    run_id: str
+    run_id: str | None  # None for a dry run, which records nothing
     undone_run: str
-    restored: int = 0
+    restored: int = 0  # in a dry run, or when ALL met a conflict: what would have been restored
     pending_before: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     seconds: float = 0.0
+    mode: UndoMode = UndoMode.ALL
+    applied: bool = False  # whether the restored rows were committed
 
     def summary(self) -> dict[str, Any]:
-        return {"undone_run": self.undone_run, "restored": self.restored, "pending_before": self.pending_before,
+        return {"undone_run": self.undone_run, "mode": self.mode.value, "applied": self.applied,
+                "restored": self.restored if self.applied else 0,
+                "restorable": self.restored, "pending_before": self.pending_before,
                 "conflicts": [c.to_json() for c in self.conflicts[:1000]], "conflict_count": len(self.conflicts),
                 "seconds": round(self.seconds, 3)}
 
@@ -183,9 +202,31 @@ def _preflight(cur: psycopg.Cursor[Any], run_id: str) -> None:
     store.refuse_lacking(cur, "undo", missing + store.missing_privileges(cur, store.UNDO_NEEDS))
 
 
+# The archive rows of one merge: every daily_plan row a DUP002/CAL001 repair touched, keyed by the calendar
+# key its before-image had, plus any later change of the same row in the run (BUD001 recomputing the keeper).
+_MERGE_UNITS = f"""WITH m AS (
+  SELECT id, pk, jsonb_build_array(before->>'user_id',
+           ((before->>'date')::timestamptz AT TIME ZONE 'UTC')::date, before->>'category')::text AS unit
+    FROM {ARCHIVE} WHERE run_id = %(run)s AND restored_at IS NULL AND table_name = 'daily_plan'
+     AND rule_code IN ('DUP002', 'CAL001') AND before IS NOT NULL)
+SELECT a.id, u.unit FROM {ARCHIVE} a JOIN (SELECT DISTINCT pk, unit FROM m) u ON a.pk = u.pk
+ WHERE a.run_id = %(run)s AND a.restored_at IS NULL AND a.table_name = 'daily_plan'"""
+
+_IN_A_MERGE = ("part of a merge whose other rows cannot be restored (restoring it alone would count the key's "
+               "spending twice or lose it)")
+
+
+class _Retry(Exception):
+    """Rolls back a restoring pass that must be run again without the rows of blocked merges."""
+
+
+class _Discard(Exception):
+    """Rolls back everything a pass restored: a dry run, or ALL with a conflict."""
+
+
 def undo_run(db: Database, run_text: str, batch_size: int = 5_000,
-             progress: Callable[[int], None] | None = None) -> UndoOutcome:
-    """Restores what fix run `run_text` changed; gives the count restored and the conflicts."""
+             progress: Callable[[int], None] | None = None, *, mode: UndoMode = UndoMode.ALL) -> UndoOutcome:
+    """Restores (or, in a dry run, tries) what fix run `run_text` changed; gives the count and the conflicts."""
     started = time.perf_counter()
     with connect(db) as conn:
         with transaction(conn, read_only=True) as cur:
@@ -200,39 +241,92 @@ def undo_run(db: Database, run_text: str, batch_size: int = 5_000,
                                          if undone_by else f"run {target.id} changed no rows: nothing to restore")
             schema = load_schema(cur)
             _preflight(cur, target.id)
-        undo_id = store.start_run(conn, "undo", {"run": target.id, "batch_size": batch_size}, __version__)
-        outcome = UndoOutcome(str(undo_id), target.id, pending_before=pending)
+        undo_id = (None if mode is UndoMode.DRY_RUN else
+                   store.start_run(conn, "undo", {"run": target.id, "batch_size": batch_size, "mode": mode.value},
+                                   __version__))
+        outcome = UndoOutcome(None if undo_id is None else str(undo_id), target.id, pending_before=pending,
+                              mode=mode)
         status = "failed"
         try:
-            last: int | None = None
-            while True:
+            try:
                 with transaction(conn, lock_timeout_ms=5_000, statement_timeout_ms=300_000) as cur:
-                    cur.execute(f"SELECT id, table_name, action, pk::text FROM {ARCHIVE} WHERE run_id = %s "
-                                "AND restored_at IS NULL AND (%s::bigint IS NULL OR id < %s) "
-                                "ORDER BY id DESC LIMIT %s FOR UPDATE",
-                                (target.id, last, last, batch_size))
-                    rows = cur.fetchall()
-                    if not rows:
-                        break
-                    restored: list[int] = []
-                    for table, action, ids in _segments(rows):
-                        done, failed = _Segment(cur, schema, table).restore(action, ids)
-                        restored += done
-                        outcome.conflicts += [Conflict(i, table, action, {}, why) for i, why in failed.items()]
-                    cur.execute(f"UPDATE {ARCHIVE} SET restored_by = %s, restored_at = now() WHERE id = ANY(%s)",
-                                (undo_id, restored))
-                    outcome.restored += len(restored)
-                    last = rows[-1][0]
-                if progress:
-                    progress(len(rows))
-            status = "completed"
+                    restored, conflicts = _restore_units(cur, schema, target.id, undo_id, batch_size, progress)
+                    outcome.restored, outcome.conflicts = restored, conflicts
+                    if mode is UndoMode.DRY_RUN or (mode is UndoMode.ALL and conflicts):
+                        raise _Discard
+            except _Discard:
+                outcome.applied = False
+            else:
+                outcome.applied = True
+            status = "completed" if outcome.applied else "failed"
         finally:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()
             _fill_keys(conn, outcome)
             outcome.seconds = time.perf_counter() - started
-            store.finish_run(conn, undo_id, status, outcome.summary())
+            if undo_id is not None:
+                store.finish_run(conn, undo_id, status, outcome.summary())
     return outcome
+
+
+def _restore_units(cur: psycopg.Cursor[Any], schema: Schema, run_id: str, undo_id: uuid.UUID | None,
+                   batch_size: int, progress: Callable[[int], None] | None) -> tuple[int, list[Conflict]]:
+    """Restores the run's pending rows, keeping each merge whole; gives the count restored and the conflicts.
+
+    A pass restores everything it can under a savepoint; when a conflict falls in a merge, the pass is
+    rolled back and run again without every row of that merge, until no merge is broken.
+    """
+    cur.execute(_MERGE_UNITS, {"run": run_id})
+    unit_of = dict(cur.fetchall())
+    members: dict[str, set[int]] = {}
+    for archive_id, unit in unit_of.items():
+        members.setdefault(unit, set()).add(archive_id)
+    held: set[int] = set()
+    own: dict[int, Conflict] = {}  # the conflict a held row met itself, in the pass that broke its merge
+    while True:
+        try:
+            with cur.connection.transaction():
+                restored, failed = _restore_pass(cur, schema, run_id, undo_id, batch_size, held, progress)
+                broken = {i for c in failed if (u := unit_of.get(c.archive_id)) for i in members[u]} - held
+                if broken:
+                    own.update({c.archive_id: c for c in failed if c.archive_id in broken})
+                    held |= broken
+                    raise _Retry
+        except _Retry:
+            progress = None  # the bar counted the first pass
+            continue
+        conflicts = failed + [own.get(i) or Conflict(i, "daily_plan", "", {}, _IN_A_MERGE)
+                              for i in sorted(held - {c.archive_id for c in failed}, reverse=True)]
+        return restored, conflicts
+
+
+def _restore_pass(cur: psycopg.Cursor[Any], schema: Schema, run_id: str, undo_id: uuid.UUID | None,
+                  batch_size: int, held: set[int], progress: Callable[[int], None] | None
+                  ) -> tuple[int, list[Conflict]]:
+    """Restores the pending rows not held back, newest first, batch by batch; gives the count and conflicts."""
+    restored_total = 0
+    conflicts: list[Conflict] = []
+    last: int | None = None
+    while True:
+        cur.execute(f"SELECT id, table_name, action, pk::text FROM {ARCHIVE} WHERE run_id = %s "
+                    "AND restored_at IS NULL AND (%s::bigint IS NULL OR id < %s) AND NOT (id = ANY(%s)) "
+                    "ORDER BY id DESC LIMIT %s FOR UPDATE",
+                    (run_id, last, last, list(held), batch_size))
+        rows = cur.fetchall()
+        if not rows:
+            return restored_total, conflicts
+        restored: list[int] = []
+        for table, action, ids in _segments(rows):
+            done, failed = _Segment(cur, schema, table).restore(action, ids)
+            restored += done
+            conflicts += [Conflict(i, table, action, {}, why) for i, why in failed.items()]
+        if undo_id is not None:
+            cur.execute(f"UPDATE {ARCHIVE} SET restored_by = %s, restored_at = now() WHERE id = ANY(%s)",
+                        (undo_id, restored))
+        restored_total += len(restored)
+        last = rows[-1][0]
+        if progress:
+            progress(len(rows))
 
 
 def _fill_keys(conn: psycopg.Connection[Any], outcome: UndoOutcome) -> None:
@@ -241,7 +335,7 @@ def _fill_keys(conn: psycopg.Connection[Any], outcome: UndoOutcome) -> None:
     if not shown:
         return
     with transaction(conn, read_only=True) as cur:
-        cur.execute(f"SELECT id, pk FROM {ARCHIVE} WHERE id = ANY(%s)", ([c.archive_id for c in shown],))
-        keys = dict(cur.fetchall())
-    outcome.conflicts[:len(shown)] = [Conflict(c.archive_id, c.table, c.action, keys.get(c.archive_id, {}), c.reason)
-                                      for c in shown]
+        cur.execute(f"SELECT id, pk, action FROM {ARCHIVE} WHERE id = ANY(%s)", ([c.archive_id for c in shown],))
+        keys = {i: (pk, action) for i, pk, action in cur.fetchall()}
+    outcome.conflicts[:len(shown)] = [Conflict(c.archive_id, c.table, keys.get(c.archive_id, ({}, c.action))[1],
+                                               keys.get(c.archive_id, ({}, c.action))[0], c.reason) for c in shown]

@@ -234,6 +234,20 @@ def build_url(params: dict[str, str], *, mask_password: bool = True) -> str:
     return text
 
 
+def conninfo(params: dict[str, str], *, mask_password: bool = True) -> str:
+    """Gives the libpq connection string of the parameters (`host=… dbname=…`), for psql and pg_dump.
+
+    Unlike a URL cut at its `?`, it keeps every libpq option a URL carried (a socket directory in
+    `?host=`, `sslmode`, `options`) and none of the driver options libpq would refuse (already dropped).
+    """
+    from psycopg.conninfo import make_conninfo
+
+    shown = {k: v for k, v in params.items() if not (k == "password" and not v)}
+    if mask_password and shown.get("password"):
+        shown["password"] = "***"
+    return make_conninfo(**shown)
+
+
 def mask_url(url: str) -> str:
     """Gives the URL with its password masked; a URL that cannot be parsed is masked by pattern."""
     try:

@@ -1,100 +1,56 @@
 """The command line: parses arguments, calls one plain function, renders its value, maps to an exit code.
 
-Exit codes: 0 ok; 1 and 2 are reserved for findings (high, critical); 3 could not run. Every expected
-failure is one line on stderr with exit 3 and no traceback (unless --debug).
+This module is the console script's entry and stays light: a Ctrl-C while the command modules load
+(about a second, more on a busy machine) must give one line and exit 130, not a traceback from deep
+inside an import. So the first thing the console script runs, before any other import, is the guard
+below; the commands and the error mapping live in `root`, and `cli` (the click group) loads on first use.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-import traceback
-from collections.abc import Sequence
 
-import click
-
-from ..errors import MitaIntegrityError
-from ..urls import mask_secrets
-from .app import App, database_failure, err
-from .checks import check_command, rules_command, sql_command
-from .data import demo_command, seed_command
-from .migrate import migrate_group
-from .repair import fix_command, undo_command
-from .runs import runs_command
-from .schedule import schedule_command
-from .verify import verify_command
-
-EXIT_ERROR = 3
+EXIT_INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--db", "db_url", metavar="URL",
-              help="Database URL (default: $DATABASE_URL, else the embedded PostgreSQL).")
-@click.option("--debug", is_flag=True, help="Show tracebacks and SQL timings.")
-@click.version_option(package_name="mita-integrity", prog_name="mita-integrity")
-@click.pass_context
-def cli(ctx: click.Context, db_url: str | None, debug: bool) -> None:
-    """Find, report, repair and prevent data-integrity defects in the MITA PostgreSQL database."""
-    ctx.obj = App(db_option=db_url, debug=debug)
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    # Nothing has started yet, so there is nothing to roll back: say so and leave at once.
+    os.write(2, b"error: interrupted while starting; nothing was changed\n")
+    os._exit(EXIT_INTERRUPTED)
 
 
-for command in (check_command, rules_command, sql_command, fix_command, undo_command, runs_command, schedule_command,
-                migrate_group, seed_command, demo_command, verify_command):
-    cli.add_command(command)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI; gives (and exits with) the exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    secrets = _secrets_in(args)
+def _guard() -> bool:
+    """Makes Ctrl-C end the loading in one line; gives whether it did (only where Ctrl-C would raise
+    KeyboardInterrupt: not where SIGINT is ignored, as under nohup or `&`)."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return False
     try:
-        code = cli.main(args=args, prog_name="mita-integrity", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:  # usage errors: one line, exit 3 (2 means "critical finding")
-        ctx_hint = "; see mita-integrity --help" if not isinstance(exc, click.FileError) else ""
-        err(f"error: {mask_secrets(exc.format_message(), *secrets)}{ctx_hint}")
-        code = EXIT_ERROR
-    except MitaIntegrityError as exc:
-        if debug:
-            traceback.print_exc()
-        err(f"error: {mask_secrets(exc.one_line(), *secrets)}")
-        code = EXIT_ERROR
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err("error: interrupted; what was committed stays, the transaction in progress was rolled back")
-        code = EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: still one line, still masked
-        if debug:
-            traceback.print_exc()
-        if (known := database_failure(exc)) is not None:  # a lost session, a read-only server
-            err(f"error: {mask_secrets(known.one_line(), *secrets)}")
-        else:
-            first = (str(exc).strip().splitlines() or [""])[0]
-            err(f"error: unexpected {type(exc).__name__}: {mask_secrets(first, *secrets)} (run with --debug for "
-                "details)")
-        code = EXIT_ERROR
-    if not isinstance(code, int):
-        code = 0
-    if argv is None:  # the console script: exit with the code
-        sys.exit(code)
-    return code
+        signal.signal(signal.SIGINT, _interrupted_while_loading)
+    except ValueError:  # not the main thread: its loading cannot be interrupted by a signal anyway
+        return False
+    return True
 
 
-def _secrets_in(args: list[str]) -> list[str]:
-    """Gives the passwords of URLs on the command line and in DATABASE_URL, to mask in any message."""
-    import os
+# At import for the console script only: importing the package in a program of one's own changes nothing.
+_GUARDED = os.path.basename(sys.argv[0] if sys.argv else "").startswith("mita-integrity") and _guard()
 
-    from ..urls import parse_url
 
-    found = []
-    candidates = [a for a in args if "://" in a]
-    if os.environ.get("DATABASE_URL"):
-        candidates.append(os.environ["DATABASE_URL"])
-    for candidate in candidates:
-        try:
-            password = parse_url(candidate.split("=", 1)[-1] if candidate.startswith("--") else candidate).password
-        except MitaIntegrityError:
-            continue
-        if password:
-            found.append(password)
-    return found
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; gives (and, for the console script, exits with) the exit code."""
+    guarded = _GUARDED or _guard()
+    try:
+        from .root import run
+    finally:
+        if guarded:  # from here on Ctrl-C raises KeyboardInterrupt: the commands roll back and say one line
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    return run(argv)
+
+
+def __getattr__(name: str) -> object:
+    if name == "cli":  # the click group, for click's test runner and the docs
+        from .root import cli
+
+        return cli
+    raise AttributeError(name)

@@ -44,22 +44,59 @@ class App:
         return sys.stderr.isatty()
 
 
-def database_failure(exc: BaseException) -> MitaIntegrityError | None:
+def database_failure(exc: BaseException, command: str = "the command") -> MitaIntegrityError | None:
     """Gives the one-line error for a database failure that escaped a command, or None when exc is not one.
 
-    A session the server ended (a restart, a shutdown, a terminated backend, a dropped network) and a
-    server that only reads (a standby) are expected: they get one line saying what was kept and what to do.
+    A session the server ended (a restart, a shutdown, a terminated backend, a dropped network), a server
+    that only reads (a standby) and a query a standby's replay cancelled (a recovery conflict, which only a
+    standby has) are expected: they get one line saying what was kept and what to do. `command` names what
+    ran ("migrate upgrade head", "fix --apply"); a command that writes gets the refusal it would have had.
     """
     import psycopg
 
     from ..errors import DatabaseStateError, connection_lost, is_connection_lost
 
+    exc = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    first = (str(exc).strip().splitlines() or [""])[0]
     if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
-        first = (str(exc).strip().splitlines() or [""])[0]
         return DatabaseStateError(f"this server only reads (a standby, or default_transaction_read_only is on): "
                                   f"{first}", "point --db at the primary server")
+    if isinstance(exc, psycopg.Error) and "conflict with recovery" in first:
+        if writes(command):
+            return DatabaseStateError(f"this server only reads (a standby: replay cancelled the first query, "
+                                      f"{first}): {command} needs to write; nothing was changed",
+                                      "point --db at the primary server")
+        return DatabaseStateError(f"replay on this standby cancelled {command} ({first}); nothing was changed",
+                                  "re-run it, or point --db at the primary server")
     if is_connection_lost(exc):
         return connection_lost(exc, "the command", "what was committed stays (a fix commits batch by batch, each "
                                                    "with its archive; a migration step by step) and the "
                                                    "transaction in progress was rolled back")
     return None
+
+
+def writes(command: str) -> bool:
+    """Tells whether a command line (its words, as `command_words` gives them) writes to the database."""
+    words = command.split()
+    if not words:
+        return False
+    if words[0] == "migrate":
+        return len(words) > 1 and words[1] in ("upgrade", "downgrade", "stamp", "validate")
+    if words[0] in ("fix", "check"):
+        return any(w in ("--apply", "--record") for w in words)
+    return words[0] in ("undo", "seed", "demo", "schedule")
+
+
+def command_words(args: list[str]) -> str:
+    """Gives the command and its words that say whether it writes ("migrate upgrade head", "fix --apply")."""
+    rest = list(args)
+    while rest and rest[0].startswith("-"):  # the global options, some with a value
+        option = rest.pop(0)
+        if option in ("--db", "--config") and rest:
+            rest.pop(0)
+    if not rest:
+        return "the command"
+    name, tail = rest[0], rest[1:]
+    if name == "migrate":
+        return " ".join([name, *[w for w in tail if not w.startswith("-")][:2]])
+    return " ".join([name, *[w for w in tail if w in ("--apply", "--record", "--partial")]])

@@ -298,8 +298,19 @@ def rules_command(code: str | None, fmt: str) -> int:
 
 
 @click.command("sql")
-def sql_command() -> int:
+@click.option("--conninfo", is_flag=True,
+              help="Print the database's libpq connection string instead, for psql and pg_dump: "
+                   'psql "$(mita-integrity sql --conninfo)". The password is left in only when the output is '
+                   "not a terminal.")
+@click.pass_obj
+def sql_command(app: App, conninfo: bool) -> int:
     """Print the psql diagnostics script generated from the catalogue."""
+    if conninfo:
+        from ..urls import conninfo as libpq_conninfo
+
+        params = app.database().parsed.params
+        sys.stdout.write(libpq_conninfo(params, mask_password=sys.stdout.isatty()) + "\n")
+        return 0
     from ..sqlscript import generate
 
     sys.stdout.write(generate())

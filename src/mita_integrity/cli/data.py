@@ -120,7 +120,13 @@ def demo_command(app: App, users: int, days: int, seed_value: int) -> int:
     console.print("  mita-integrity check --format html --output report.html   # the same report, for a browser")
     console.print("  mita-integrity rules BUD001                               # what a rule finds and why")
     console.print("  mita-integrity fix                                        # the plan for what is left, with SQL")
-    console.print(f"  mita-integrity undo {result.fixed.run_id}   # put every repaired row back")
+    preview = result.undo_preview
+    if preview.conflicts:  # the migrations changed rows since the fix: --apply would restore nothing
+        console.print(f"  mita-integrity undo {result.fixed.run_id}   # a dry run: {len(preview.conflicts):,} of "
+                      f"{preview.pending_before:,} repaired rows can no longer go back (the migrations changed "
+                      "them since); nothing to apply")
+    else:
+        console.print(f"  mita-integrity undo {result.fixed.run_id} --apply   # put every repaired row back")
     console.print("  mita-integrity runs                                       # the history of fix and undo runs")
     console.print("  mita-integrity verify                                     # the scorecard again")
     console.print("  mita-integrity migrate downgrade 0021_add_habit_completions_table   # back to the baseline")

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..report import next_steps
 from ..wording import counted
 from .app import App, console, note
 from .checks import _duration_ms
@@ -53,26 +54,32 @@ def render_plan(plan: Any, *, show_sql: bool) -> None:
                           markup=False)
             console.print(";\n".join(s.strip() for s in item.sql) + ";", markup=False, soft_wrap=True)
     left = [i for i in plan.items if not i.will_apply]
-    for reason in ("needs --unsafe", "left to the migrations (0022-0026)", "informational", "needs a person"):
-        group = [i for i in left if _why_left(i) == reason]
-        if group:
-            listed = ", ".join(f"{i.code} {i.table} ({i.rows:,})" for i in group)
-            console.print(f"\n{reason.capitalize()} ({len(group)}): {listed}", markup=False)
+    revision = plan.report.database.alembic_revision
+    groups: dict[str, list[Any]] = {}
+    for item in left:
+        groups.setdefault(next_steps.why_left(item, revision), []).append(item)
+    for reason in sorted(groups, key=next_steps.LEFT_ORDER.index):
+        listed = ", ".join(f"{i.code} {i.table} ({i.rows:,})" for i in groups[reason])
+        console.print(f"\n{reason[0].upper()}{reason[1:]} ({len(groups[reason])}): {listed}", markup=False)
     if 0 < len(left) <= 10:
         for item in left:
             evidence = ", ".join(item.result.sample[:5]) or "-"
-            console.print(f"  {item.code} {item.table}: {item.action} Evidence: {evidence}", markup=False)
-    console.print(f"\n{plan.rows_to_change:,} rows to change in {len(plan.to_apply)} rules; {len(left)} findings "
-                  "need --unsafe or a person (`mita-integrity rules CODE` explains one). "
-                  "Apply with: mita-integrity fix --apply", markup=False)
+            what = next_steps.hint(item.result, revision) if next_steps.step(item.result, revision) else item.action
+            console.print(f"  {item.code} {item.table}: {what} Evidence: {evidence}", markup=False)
+    console.print("\n" + plan_summary(plan.rows_to_change, len(plan.to_apply),
+                                      {reason: len(items) for reason, items in groups.items()}), markup=False)
 
 
-def _why_left(item: Any) -> str:
-    if item.blocked_by == "needs --unsafe":
-        return item.blocked_by
-    if item.code.startswith("SCH"):
-        return "left to the migrations (0022-0026)"
-    return "informational" if item.result.severity.value == "info" else "needs a person"
+def plan_summary(rows: int, rules: int, left: dict[str, int]) -> str:
+    """Gives the plan's last line: what --apply would change (only when something), and what is left, by why."""
+    rest = (f"{counted(sum(left.values()), 'finding')} left ({next_steps.left_split(left)}; "
+            "`mita-integrity rules CODE` explains one)") if left else ""
+    if not rules:
+        return f"Nothing to apply: no failing rule has a safe repair. {rest[0].upper()}{rest[1:]}." if rest else (
+            "Nothing to apply.")
+    change = f"{counted(rows, 'row')} to change in {counted(rules, 'rule')}"
+    return f"{change}; {rest}. Apply with: mita-integrity fix --apply" if rest else (
+        f"{change}. Apply with: mita-integrity fix --apply")
 
 
 def render_outcome(outcome: Any) -> None:
@@ -88,7 +95,7 @@ def render_outcome(outcome: Any) -> None:
         for line in i.done.notes:
             console.print(f"{i.item.code}: {line}", markup=False)
     console.print(f"{counted(outcome.changed, 'row')} changed, {outcome.archived:,} archived in integrity.archive. "
-                  f"Undo with: mita-integrity undo {outcome.run_id}", markup=False)
+                  f"Undo with: mita-integrity undo {outcome.run_id} --apply", markup=False)
 
 
 @click.command("fix")
@@ -100,7 +107,9 @@ def render_outcome(outcome: Any) -> None:
 @click.option("--batch-size", type=int, default=5000, show_default=True, help="Rows (or keys) per transaction.")
 @click.option("--max-rows", type=int, metavar="N", help="Refuse a plan that would change more than N rows.")
 @click.option("--budget-days", type=int, default=30, show_default=True, help="BUD001's window in days.")
-@click.option("--day-boundary", type=click.Choice(["utc", "user-timezone"]), default="utc", show_default=True)
+@click.option("--day-boundary", type=click.Choice(["utc", "user-timezone"]), default="utc", show_default=True,
+              help="The day a transaction belongs to (BUD001's recompute): its UTC day, or its day in the "
+                   "user's timezone.")
 @click.option("--lock-timeout", default="2", show_default=True, metavar="SECONDS",
               help="A batch gives up waiting for a lock after this long (then retries, then leaves it).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -117,6 +126,8 @@ def fix_command(app: App, do_apply: bool, unsafe: bool, select: tuple[str, ...],
                          budget_days=budget_days, day_boundary=day_boundary,
                          lock_timeout_ms=_duration_ms(lock_timeout, "--lock-timeout"))
     validate(request)
+    if do_apply:
+        _refuse_read_only(app, "fix --apply")
     plan = plan_fix(app.database(), request)
     if not do_apply:
         if fmt == "json":
@@ -141,28 +152,69 @@ def fix_command(app: App, do_apply: bool, unsafe: bool, select: tuple[str, ...],
     return 1 if left else 0
 
 
+def _refuse_read_only(app: App, what: str) -> None:
+    """Refuses a write on a server that only reads before anything else runs: on a standby, replay may cancel
+    any longer query (a recovery conflict), so the one-line refusal must come first."""
+    from .. import store
+    from ..connection import connect, transaction
+
+    with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
+        store.refuse_read_only(cur, what)
+
+
 @click.command("undo")
 @click.argument("run_id")
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Restore every row, or none when any conflicts (default: a dry run that changes nothing).")
+@click.option("--partial", is_flag=True, help="Restore what can be restored and list the rest (implies --apply).")
 @click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=5000, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
-def undo_command(app: App, run_id: str, batch_size: int, fmt: str) -> int:
-    """Restore what fix run RUN_ID changed or removed; list what can no longer be restored."""
-    from ..undo import undo_run
+def undo_command(app: App, run_id: str, do_apply: bool, partial: bool, batch_size: int, fmt: str) -> int:
+    """Show what undoing fix run RUN_ID would restore and every conflict (dry run), or --apply it: all or nothing."""
+    from ..undo import UndoMode, undo_run
 
+    mode = UndoMode.PARTIAL if partial else UndoMode.ALL if do_apply else UndoMode.DRY_RUN
     db = app.database()
     with _bar(app.interactive and fmt == "text", "restoring", 0) as advance:
-        outcome = undo_run(db, run_id, batch_size, (lambda n: advance("restoring", n)) if advance else None)
+        outcome = undo_run(db, run_id, batch_size, (lambda n: advance("restoring", n)) if advance else None,
+                           mode=mode)
     if fmt == "json":
         console.print_json(json.dumps({"run_id": outcome.run_id, **outcome.summary()}))
-        return 1 if outcome.conflicts else 0
-    console.print(f"Undo run {outcome.run_id}: {outcome.restored:,} of {outcome.pending_before:,} archived rows of "
-                  f"run {outcome.undone_run} restored in {outcome.seconds:.1f} s.", markup=False)
+    else:
+        render_undo(outcome)
+    return 1 if outcome.conflicts else 0
+
+
+def render_undo(outcome: Any) -> None:
+    """Prints what an undo restored (or would restore), each conflict with its reason, and what to do next."""
+    run, pending = outcome.undone_run, outcome.pending_before
+    mode = outcome.mode.value
+    if mode == "dry-run":
+        head = (f"Undo of run {run} (dry run: nothing changed): {outcome.restored:,} of {pending:,} archived rows "
+                "would be restored")
+    elif outcome.applied:
+        head = (f"Undo run {outcome.run_id}: {outcome.restored:,} of {pending:,} archived rows of run {run} restored "
+                f"in {outcome.seconds:.1f} s")
+    else:
+        head = (f"Undo run {outcome.run_id}: nothing restored (all or nothing): {len(outcome.conflicts):,} of "
+                f"{pending:,} archived rows of run {run} conflict")
+    listed = outcome.conflicts and (mode == "dry-run" or outcome.applied)
+    console.print(head + (f"; {counted(len(outcome.conflicts), 'conflict')}." if listed else "."), markup=False)
     for c in outcome.conflicts[:20]:
         console.print(f"  conflict: {c.table} {json.dumps(c.pk)} ({c.action}): {c.reason}", markup=False)
     if len(outcome.conflicts) > 20:
-        console.print(f"  … and {len(outcome.conflicts) - 20:,} more (mita-integrity runs --format json)", markup=False)
-    if outcome.conflicts:
-        console.print(f"{len(outcome.conflicts):,} rows were not restored. Resolve them, then run undo again.",
-                      markup=False)
-    return 1 if outcome.conflicts else 0
+        more = "mita-integrity runs --format json" if outcome.run_id else f"mita-integrity undo {run} --format json"
+        console.print(f"  … and {len(outcome.conflicts) - 20:,} more ({more})", markup=False)
+    if mode == "dry-run":
+        if outcome.conflicts:
+            console.print(f"While a row conflicts, `mita-integrity undo {run} --apply` restores nothing. Resolve the "
+                          f"conflicts, or restore the rest with: mita-integrity undo {run} --partial", markup=False)
+        else:
+            console.print(f"Restore them with: mita-integrity undo {run} --apply", markup=False)
+    elif outcome.conflicts and outcome.applied:
+        console.print(f"{counted(len(outcome.conflicts), 'row')} not restored. Resolve them, then run "
+                      f"`mita-integrity undo {run}` again.", markup=False)
+    elif outcome.conflicts:
+        console.print(f"Resolve the conflicts and run `mita-integrity undo {run} --apply` again, or restore the rest "
+                      f"with: mita-integrity undo {run} --partial", markup=False)

@@ -160,7 +160,8 @@ pair AS (SELECT c.pk_value, o.img AS before, c.after FROM changed c JOIN old o O
         done = BatchOutcome(changed=updated + inserted, archived=updated + inserted,
                             skipped=len(units) - updated - inserted)
         if several:
-            done.notes.append(f"{several} keys have several plan rows: merge them first (fix --select DUP002)")
+            done.notes.append(f"{several} keys have several plan rows: merge them first "
+                              "(mita-integrity fix --apply --select DUP002)")
         if nobody:
             done.notes.append("keys of users that no longer exist get no plan row: their transactions are orphans "
                               "(REF001), removed by `fix --apply --select REF001` or migration 0026")

@@ -14,6 +14,7 @@ from .json_report import render_json
 from .junit_xml import render_junit
 from .layout import as_utc
 from .masking import mask_email, masked_report
+from .next_steps import revised
 from .prometheus_metrics import render_prometheus
 from .text import render_text
 
@@ -40,7 +41,7 @@ def render(report: Report, fmt: str, *, color: bool = False, trend: Trend | None
     failing counts per run up to this report's run and lists what is new since the previous one.
     """
     fmt = _known(fmt)
-    report = masked_report(report)
+    report = revised(masked_report(report))
     if fmt == "text":
         return render_text(report, color=color)
     if fmt == "json":

@@ -33,6 +33,16 @@ class Row:
     def shows_count(self) -> bool:
         return self.result.status in (Status.FAIL, Status.PASS)
 
+    @property
+    def label(self) -> str:
+        """Gives the status badge's word: an informational finding is `info`, not a failure."""
+        return "info" if informational(self.result) else self.result.status.value
+
+
+def informational(result: Result) -> bool:
+    """Tells whether a result is information (a failing rule of severity info): its own badge, never failing."""
+    return result.status is Status.FAIL and result.severity is Severity.INFO
+
 
 @dataclass(frozen=True)
 class SectionView:
@@ -42,9 +52,10 @@ class SectionView:
     title: str
     anchor: str
     rows: tuple[Row, ...]
-    failing: int
+    failing: int  # failing results, information not counted
     worst: Severity | None
     note: str | None  # said instead of (or above) the table, e.g. the --since window
+    informational: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,9 +90,11 @@ def _sections(report: Report) -> list[SectionView]:
             note = f"Rows created in the last {window}." if window else "Not requested (use --since 7d)."
         elif section.empty:
             note = "No results in this section."
-        worst = min((r.severity for r in section.failing), key=lambda s: s.rank, default=None)
+        failing = [r for r in section.failing if not informational(r)]
+        worst = min((r.severity for r in failing), key=lambda s: s.rank, default=None)
         views.append(SectionView(section.number, section.title, f"s{section.number}",
-                                 tuple(_row(r) for r in section.results), len(section.failing), worst, note))
+                                 tuple(_row(r) for r in section.results), len(failing), worst, note,
+                                 len(section.failing) - len(failing)))
     return views
 
 
@@ -103,6 +116,11 @@ def _ticks(text: str) -> Markup:
     return Markup(_TICKS.sub(lambda m: f"<code>{m.group(1)}</code>", str(escape(text))))
 
 
+def _breakable(name: str) -> Markup:
+    """Gives an identifier escaped, with a line-break opportunity after each underscore (not inside a word)."""
+    return Markup("_<wbr>".join(str(escape(part)) for part in name.split("_")))
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -114,6 +132,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["ticks"] = _ticks
+    env.filters["breakable"] = _breakable
     return env
 
 

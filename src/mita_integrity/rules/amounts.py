@@ -84,7 +84,7 @@ RULES = (
         example="spent_amount = -5.00",
         repair="Safe through BUD001: recompute spent_amount from live transactions.",
         repair_safety=FixSafety.SAFE, table="daily_plan", column="spent_amount",
-        message="negative spent amount", hint="`mita-integrity fix --select BUD001` recomputes it",
+        message="negative spent amount", hint="`mita-integrity fix --apply --select BUD001` recomputes it",
         predicate="t.spent_amount < 0", fix=RecomputeFix(after=("BUD001",)),
     ),
 )

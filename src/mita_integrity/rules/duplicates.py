@@ -54,7 +54,8 @@ DUP002 = QueryRule(
            "the maximum (planned summed for goal_savings: two goals each plan their own saving); the others "
            "archived and deleted.",
     repair_safety=FixSafety.SAFE, table="daily_plan", requires=("daily_plan.category", "daily_plan.date"),
-    message="calendar entry duplicated", hint="`mita-integrity fix --select DUP002` merges them (sums spending)",
+    message="calendar entry duplicated",
+    hint="`mita-integrity fix --apply --select DUP002` merges them (sums spending)",
     evaluate=_dup002, script=lambda ctx, rule: _surplus_script(rule, dup002_grouped_sql(ctx)),
     fix=MergeFix(after=(*ORPHANS, "CAL001"), needs="count(*) > 1"),
 )

@@ -19,7 +19,8 @@ RULES = (
         example="saved 50, target 200, progress 40 (should be 25)",
         repair="Safe: recompute progress from saved and target (archived first).", repair_safety=FixSafety.SAFE,
         table="goals", column="progress", requires=("goals.saved_amount", "goals.target_amount"), live_only=True,
-        message="progress disagrees with saved/target", hint="`mita-integrity fix --select GOL001` recomputes it",
+        message="progress disagrees with saved/target",
+        hint="`mita-integrity fix --apply --select GOL001` recomputes it",
         predicate=f"t.target_amount > 0 AND abs(t.progress - {EXPECTED_PROGRESS}) > 0.01",
         # progress is recomputed after saved_amount is mended (GOL004, GOL003)
         fix=RowFix(after=(*ORPHANS, "GOL004", "GOL003"), assignments=f"progress = {EXPECTED_PROGRESS}"),
@@ -31,7 +32,7 @@ RULES = (
         example="progress 100.00, status 'active'",
         repair="Safe: set status 'completed' and completed_at (archived first).", repair_safety=FixSafety.SAFE,
         table="goals", column="status", requires=("goals.progress",), live_only=True,
-        message="reached 100 % but not completed", hint="`mita-integrity fix --select GOL002` completes them",
+        message="reached 100 % but not completed", hint="`mita-integrity fix --apply --select GOL002` completes them",
         predicate="t.progress >= 100 AND t.status IS DISTINCT FROM 'completed'",
         fix=RowFix(after=(*ORPHANS, "GOL001"),  # status after progress
                    assignments="status = 'completed', completed_at = coalesce(t.completed_at, greatest(now(), "
@@ -45,7 +46,8 @@ RULES = (
         repair="Unsafe: cap saved_amount at target_amount (money moves; --unsafe).",
         repair_safety=FixSafety.UNSAFE, table="goals", column="saved_amount",
         requires=("goals.target_amount",), live_only=True,
-        message="saved more than the target", hint="ask whether the target grew; cap only with --unsafe",
+        message="saved more than the target",
+        hint="ask whether the target grew; `mita-integrity fix --apply --unsafe --select GOL003` caps it",
         predicate="t.saved_amount > t.target_amount",
         fix=RowFix(after=(*ORPHANS, "GOL004"), assignments="saved_amount = t.target_amount"),
         guaranteed_by_check=(CheckSpec("ck_goals_saved_le_target", "saved_amount <= target_amount"),),
@@ -57,7 +59,8 @@ RULES = (
         example="saved_amount = -50.00",
         repair="Unsafe: set saved_amount to 0 (--unsafe).", repair_safety=FixSafety.UNSAFE,
         table="goals", column="saved_amount", live_only=True,
-        message="negative saved amount", hint="find the withdrawal that went wrong; zero it only with --unsafe",
+        message="negative saved amount",
+        hint="find the withdrawal that went wrong; `mita-integrity fix --apply --unsafe --select GOL004` zeroes it",
         predicate="t.saved_amount < 0", fix=RowFix(after=ORPHANS, assignments="saved_amount = 0"),
     ),
     RowRule(

@@ -17,7 +17,7 @@ RULES = (
         example="date = 2026-01-11 14:30:00+00 beside 2026-01-11 00:00:00+00",
         repair="Safe: normalise to midnight UTC of the same day, merging into an existing row of that day.",
         repair_safety=FixSafety.SAFE, table="daily_plan", column="date",
-        message="date carries a time of day", hint="`mita-integrity fix --select CAL001` normalises and merges",
+        message="date carries a time of day", hint="`mita-integrity fix --apply --select CAL001` normalises and merges",
         predicate=NOT_MIDNIGHT, fix=MergeFix(after=ORPHANS, needs=f"bool_or({NOT_MIDNIGHT})"),
     ),
     RowRule(

@@ -63,7 +63,7 @@ BUD001 = QueryRule(
     repair_safety=FixSafety.SAFE, table="daily_plan", column="spent_amount",
     requires=("transactions.spent_at", "transactions.category", "daily_plan.category", "daily_plan.date"),
     message="spent_amount disagrees with the day's transactions", unit="key",
-    hint="`mita-integrity fix --select BUD001` recomputes it; migration 0025 keeps it right",
+    hint="`mita-integrity fix --apply --select BUD001` recomputes it; migration 0025 keeps it right",
     evaluate=_bud001, script=_bud001_script,
     # Spending is summed over mended transactions and merged plan rows.
     fix=RecomputeFix(after=(*ORPHANS, "NUL004", "NUL006", "TIM003", "CAL001", "DUP002")),

@@ -18,7 +18,7 @@ RULES = (
         repair="Safe: set updated_at to created_at (archived first; the table's updated_at trigger then stamps "
                "now(), which is just as consistent).", repair_safety=FixSafety.SAFE,
         table="transactions", column="updated_at", requires=("transactions.created_at",),
-        message="updated before it was created", hint="`mita-integrity fix --select TIM001` sets updated_at",
+        message="updated before it was created", hint="`mita-integrity fix --apply --select TIM001` sets updated_at",
         predicate="t.created_at > t.updated_at", fix=RowFix(after=ORPHANS, assignments="updated_at = t.created_at"),
     ),
     RowRule(
@@ -28,7 +28,7 @@ RULES = (
         example="created_at = 2026-02-01, last_updated = 2026-01-15",
         repair="Safe: set last_updated to created_at (archived first).", repair_safety=FixSafety.SAFE,
         table="goals", column="last_updated", requires=("goals.created_at",),
-        message="last_updated before created_at", hint="`mita-integrity fix --select TIM002` sets last_updated",
+        message="last_updated before created_at", hint="`mita-integrity fix --apply --select TIM002` sets last_updated",
         predicate="t.created_at > t.last_updated",
         fix=RowFix(after=ORPHANS, assignments="last_updated = t.created_at"),
     ),
@@ -49,7 +49,8 @@ RULES = (
         example="created_at = 2026-03-01, completed_at = 2026-02-01",
         repair="Safe: set completed_at to created_at (archived first).", repair_safety=FixSafety.SAFE,
         table="goals", column="completed_at", requires=("goals.created_at",),
-        message="completed before it was created", hint="`mita-integrity fix --select TIM004` sets completed_at",
+        message="completed before it was created",
+        hint="`mita-integrity fix --apply --select TIM004` sets completed_at",
         predicate="t.completed_at < t.created_at",
         fix=RowFix(after=ORPHANS, assignments="completed_at = t.created_at"),
     ),
