@@ -13,11 +13,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import __version__
+from . import __version__, custom_rules
 from .connection import Database, connect, transaction
 from .errors import DatabaseStateError, UsageError, connection_lost, is_connection_lost
 from .findings import DatabaseInfo, Report, Severity, TableStats
-from .rules import catalogue, engine
+from .project_file import Project
+from .rules import engine
 from .rules.context import CheckContext, CheckOptions, Schema, load_schema
 from .rules.dayboundary import check_boundary
 
@@ -40,6 +41,7 @@ class CheckRequest:
     statement_timeout_ms: int = 300_000
     lock_timeout_ms: int = 5_000
     extra: dict[str, Any] = field(default_factory=dict)
+    project: Project = field(default_factory=Project)  # the team's rules and rule settings
 
 
 def parse_duration(text: str) -> int:
@@ -122,7 +124,7 @@ def run_check(db: Database, request: CheckRequest) -> Report:
     (see rules.engine); the report's options then say how many snapshots were read. A session lost for
     another reason (a restart, a terminated backend) is one clear error.
     """
-    rules = catalogue.select(request.select, request.ignore)
+    rules = request.project.select(request.select, request.ignore)
     options = options_for(request)
     started = datetime.now(UTC)
     snapshot = Snapshot(db, request)
@@ -134,12 +136,15 @@ def run_check(db: Database, request: CheckRequest) -> Report:
                 f"database {db.dbname!r} has none of the MITA tables (users, transactions, daily_plan)",
                 "check the database name in the URL, or create the schema: mita-integrity migrate upgrade",
             )
+        custom_rules.validate_sql(cur, schema, rules)  # a bad team rule stops the check before any rule runs
         info = _database_info(cur, db, schema)
         tables = _tables(cur)
         # The rules' own limit: a rule that hits it becomes an `error` result, the others still run.
         cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
             sql.Literal(f"{request.statement_timeout_ms}ms")))
-        results = engine.run(CheckContext(cur, schema, options), rules, reopen=snapshot.reopen)
+        results = engine.run(CheckContext(cur, schema, options), rules, reopen=snapshot.reopen,
+                             extra=request.project.families())
+        results = request.project.finish(results, request.project.excluded_rules(request.select, request.ignore))
     except psycopg.Error as exc:
         if engine.recovery_conflict(exc) or is_connection_lost(exc):
             raise connection_lost(exc, "check", "nothing was changed (a check only reads)") from None

@@ -7,7 +7,10 @@ Rules over "every table with a user_id" discover their tables in the live catalo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from . import __version__
+from .custom_rules import CustomQueryRule
 from .findings import SECTIONS
 from .models import metadata
 from .rules import catalogue, duplicates, references, schema, softdelete, spending, users
@@ -67,6 +70,8 @@ def _per_table(code: str, where: str, column: str, type_test: str) -> str:
 
 def _query(ctx: CheckContext, rule: Rule) -> str:
     code = rule.code
+    if isinstance(rule, CustomQueryRule):
+        return rule.psql_sql()
     if isinstance(rule, RowRule) and rule.table:
         return _row_rule(ctx, rule)
     if code == "REF010":
@@ -99,8 +104,11 @@ def _query(ctx: CheckContext, rule: Rule) -> str:
     raise AssertionError(f"no psql form for {code}")
 
 
-def generate() -> str:
-    """Gives the psql script: a header, then the seed's 14 sections with one query per rule."""
+def generate(extra: Sequence[Rule] = ()) -> str:
+    """Gives the psql script: a header, then the seed's 14 sections with one query per rule.
+
+    `extra`: the project file's rules, each in its section after the built-ins.
+    """
     ctx = CheckContext(cur=None, schema=schema_from_metadata(metadata), options=CheckOptions())  # type: ignore[arg-type]
     parts = [_HEADER]
     for number, title in SECTIONS.items():
@@ -111,7 +119,7 @@ def generate() -> str:
             parts.append(_ROW_COUNTS)
         elif number == 13:
             parts.append(_echo("(rows created in a window: mita-integrity check --since 7d)"))
-        for rule in catalogue.ALL_RULES:
+        for rule in (*catalogue.ALL_RULES, *extra):
             if rule.section != number:
                 continue
             if rule.physical:

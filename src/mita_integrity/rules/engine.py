@@ -15,14 +15,14 @@ propagates.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
 
 from ..errors import is_connection_lost
 from ..findings import Result, Status
-from .base import RowRule, Rule, ident
+from .base import Family, RowRule, Rule, ident
 from .catalogue import BY_CODE, FAMILY_OF
 from .context import CheckContext, Outcome
 
@@ -32,36 +32,39 @@ CONFLICT_STATES = ("40001", "57P04")
 Reopen = Callable[[], psycopg.Cursor[Any]]
 
 
-def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None) -> list[Result]:
+def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
+        extra: Sequence[Family] = ()) -> list[Result]:
     """Gives one Result per rule and table, in catalogue order.
 
     `reopen` gives a cursor in a new snapshot (a new connection) after a recovery conflict; ctx.cur is
-    replaced by it. Without it a conflict is an `error` at once.
+    replaced by it. Without it a conflict is an `error` at once. `extra`: families beyond the catalogue
+    (the project file's rules) that evaluate some of `rules`.
     """
+    families = {**FAMILY_OF, **{r.code: f for f in extra for r in f.rules}}
     results: list[Result] = []
     row_rules: dict[str, list[RowRule]] = {}
     family_rules: dict[str, list[Rule]] = {}
-    for rule in expanded(ctx, rules):
+    for rule in expanded(ctx, rules, families):
         early = _precheck(ctx, rule)
         if early is not None:
             results.append(early)
         elif isinstance(rule, RowRule) and rule.table:
             row_rules.setdefault(rule.table, []).append(rule)
         else:
-            family_rules.setdefault(FAMILY_OF[rule.code].name, []).append(rule)
+            family_rules.setdefault(families[rule.code].name, []).append(rule)
     for table, table_rules in row_rules.items():
         results.extend(_row_pass(ctx, table, table_rules, reopen))
-    for family_name, members in family_rules.items():
-        results.extend(_family_pass(ctx, family_name, members, reopen))
+    for members in family_rules.values():
+        results.extend(_family_pass(ctx, families[members[0].code], members, reopen))
     return sorted(results, key=lambda r: (r.section, r.code, r.table))
 
 
-def expanded(ctx: CheckContext, rules: Sequence[Rule]) -> list[Rule]:
+def expanded(ctx: CheckContext, rules: Sequence[Rule], families: Mapping[str, Family] = FAMILY_OF) -> list[Rule]:
     """Gives the rules with every per-table template replaced by its concrete rules of the live schema."""
     out: list[Rule] = []
     for rule in rules:
-        family = FAMILY_OF[rule.code]
-        if isinstance(rule, RowRule) and rule.table is None and family.expand is not None:
+        family = families.get(rule.code)
+        if isinstance(rule, RowRule) and rule.table is None and family and family.expand is not None:
             out.extend(r for r in family.expand(ctx.schema) if r.code == rule.code)
         else:
             out.append(rule)
@@ -175,19 +178,18 @@ def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule], reopen: Reope
     return [result(r, o, ms) for r, o in zip(rules, outcomes, strict=True)]
 
 
-def _family_pass(ctx: CheckContext, family_name: str, rules: list[Rule], reopen: Reopen | None) -> list[Result]:
-    family = FAMILY_OF[rules[0].code]
-    assert family.evaluate is not None, f"family {family_name} has rules that need an evaluator"
+def _family_pass(ctx: CheckContext, family: Family, rules: list[Rule], reopen: Reopen | None) -> list[Result]:
+    assert family.evaluate is not None, f"family {family.name} has rules that need an evaluator"
     evaluate = family.evaluate
     try:
         outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)), reopen)
     except psycopg.Error as exc:
         _reraise_if_lost(ctx, exc)
         if len(rules) > 1 and not recovery_conflict(exc):
-            return [res for r in rules for res in _family_pass(ctx, family_name, [r], reopen)]
+            return [res for r in rules for res in _family_pass(ctx, family, [r], reopen)]
         return [_error(r, r.table or "(schema)", exc) for r in rules]
     chosen = {r.code: r for r in rules}
-    return [result(chosen.get(o.code, BY_CODE[o.code]), o, ms) for o in outcomes]
+    return [result(chosen.get(o.code) or BY_CODE[o.code], o, ms) for o in outcomes]
 
 
 def _error(rule: Rule, table: str, exc: psycopg.Error) -> Result:
