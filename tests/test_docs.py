@@ -20,7 +20,7 @@ RULES_MD = DOCS / "rules.md"
 REGENERATE = "python -m mita_integrity.rules.docs > docs/rules.md"
 
 # The guides the index and the operations guide link to; a missing one is a broken link, not a skip.
-GUIDES = ("README.md", "rules.md", "operations.md", "deployment.md", "poolers.md", "replicas.md", "faults.md",
+GUIDES = ("README.md", "rules.md", "configuration.md", "operations.md", "deployment.md", "poolers.md", "replicas.md", "faults.md",
           "least-privilege.md", "roles.sql")
 
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
