@@ -8,23 +8,31 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
-from . import __version__, custom_rules
+from . import __version__
 from .connection import Database, connect, transaction
 from .errors import DatabaseStateError, UsageError, connection_lost, is_connection_lost
 from .findings import DatabaseInfo, Report, Severity, TableStats
-from .project_file import Project
 from .rules import engine
 from .rules.context import CheckContext, CheckOptions, Schema, load_schema
 from .rules.dayboundary import check_boundary
 
+if TYPE_CHECKING:
+    from .project_file import Project
+
 FAIL_ON = ("critical", "high", "medium", "low", "never")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _no_project() -> Project:
+    from .project_file import Project  # imported when used: the CLI starts faster without it
+
+    return Project()
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ class CheckRequest:
     statement_timeout_ms: int = 300_000
     lock_timeout_ms: int = 5_000
     extra: dict[str, Any] = field(default_factory=dict)
-    project: Project = field(default_factory=Project)  # the team's rules and rule settings
+    project: Project = field(default_factory=_no_project)  # the project file's rules and settings
 
 
 def parse_duration(text: str) -> int:
@@ -124,7 +132,10 @@ def run_check(db: Database, request: CheckRequest) -> Report:
     (see rules.engine); the report's options then say how many snapshots were read. A session lost for
     another reason (a restart, a terminated backend) is one clear error.
     """
-    rules = request.project.select(request.select, request.ignore)
+    from . import custom_rules
+
+    project = request.project
+    rules = project.select(request.select, request.ignore)
     options = options_for(request)
     started = datetime.now(UTC)
     snapshot = Snapshot(db, request)
@@ -143,8 +154,8 @@ def run_check(db: Database, request: CheckRequest) -> Report:
         cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
             sql.Literal(f"{request.statement_timeout_ms}ms")))
         results = engine.run(CheckContext(cur, schema, options), rules, reopen=snapshot.reopen,
-                             extra=request.project.families())
-        results = request.project.finish(results, request.project.excluded_rules(request.select, request.ignore))
+                             extra=project.families())
+        results = project.finish(results, project.excluded_rules(request.select, request.ignore))
     except psycopg.Error as exc:
         if engine.recovery_conflict(exc) or is_connection_lost(exc):
             raise connection_lost(exc, "check", "nothing was changed (a check only reads)") from None

@@ -12,13 +12,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
-from ..project_file import CHECK_DEFAULTS, Project
 from .app import App, console
+
+if TYPE_CHECKING:
+    from ..project_file import Project
 
 R = TypeVar("R")
 SELECTION = ("select", "ignore")
@@ -43,6 +45,8 @@ def settled(app: App, request: R, config: Path | None = None) -> R:
 
     Raises UsageError, before anything runs, for a bad project file or a bad combination.
     """
+    from ..project_file import CHECK_DEFAULTS
+
     project = app.project(config)
     flags = typed_flags([k for k in CHECK_DEFAULTS if hasattr(request, k)])
     project = project.layered(flags, lambda key: "--select/--ignore" if key in SELECTION else flag_name(key))
