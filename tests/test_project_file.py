@@ -368,3 +368,20 @@ def test_a_bad_project_file_is_one_line_and_nothing_runs(name: str, seeded: Data
     assert not report.exists()  # no report written
     assert checksums(seeded) == before  # nothing changed, and no run recorded: the integrity schema is absent
     assert run_sql(seeded, "SELECT count(*) FROM pg_namespace WHERE nspname = 'integrity'") == [(0,)]
+
+
+def test_schedule_runs_the_custom_rules_and_refuses_a_bad_one_at_start(
+        seeded: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for variable in ("MITA_SLACK_WEBHOOK_URL", "MITA_SMTP_URL", "SENTRY_DSN", "MITA_ALERT_WEBHOOK_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    url = cli_url(seeded)
+    assert main(["--db", url, "schedule", "--once", "--config", str(project(tmp_path)), "--fail-on", "never"]) == 0
+    stored = run_sql(seeded, "SELECT r->>'code', (r->>'count')::int FROM integrity.runs, "
+                             "jsonb_array_elements(report->'results') r WHERE r->>'code' LIKE 'X%' ORDER BY 1")
+    assert dict(stored) == EXPECTED
+    bad = project(tmp_path, PROJECT.replace("FROM goals g", "FROM goal g"), "bad.toml")
+    capsys.readouterr()
+    assert main(["--db", url, "--config", str(bad), "schedule", "--cron", "0 2 * * *"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'relation "goal" does not exist' in err, err
