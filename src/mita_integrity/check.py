@@ -22,7 +22,7 @@ from .rules.context import CheckContext, CheckOptions, Schema, load_schema
 from .rules.dayboundary import check_boundary
 
 if TYPE_CHECKING:
-    from .project_file import Project
+    from .project import Project
 
 FAIL_ON = ("critical", "high", "medium", "low", "never")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -30,7 +30,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _no_project() -> Project:
-    from .project_file import Project  # imported when used: the CLI starts faster without it
+    from .project import Project  # imported when used: the CLI starts faster without it
 
     return Project()
 

@@ -14,7 +14,7 @@ from .check import CheckRequest, options_for, run_check
 from .connection import Database, connect, transaction
 from .errors import UsageError
 from .findings import FixSafety, Report, Result
-from .project_file import Project
+from .project import Project
 from .repairs import REPAIRS, RepairContext, order_key
 from .rules import engine
 from .rules.base import Rule

@@ -14,7 +14,7 @@ from ..connection import Database
 from ..errors import MitaIntegrityError, UsageError
 
 if TYPE_CHECKING:
-    from ..project_file import Project
+    from ..project import Project
 
 console = Console(highlight=False, soft_wrap=True)
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -20,7 +20,7 @@ from click.core import ParameterSource
 from .app import App, console
 
 if TYPE_CHECKING:
-    from ..project_file import Project
+    from ..project import Project
 
 R = TypeVar("R")
 SELECTION = ("select", "ignore")
@@ -45,7 +45,7 @@ def settled(app: App, request: R, config: Path | None = None) -> R:
 
     Raises UsageError, before anything runs, for a bad project file or a bad combination.
     """
-    from ..project_file import CHECK_DEFAULTS
+    from ..project import CHECK_DEFAULTS
 
     project = app.project(config)
     flags = typed_flags([k for k in CHECK_DEFAULTS if hasattr(request, k)])
