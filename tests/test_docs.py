@@ -20,8 +20,8 @@ RULES_MD = DOCS / "rules.md"
 REGENERATE = "python -m mita_integrity.rules.docs > docs/rules.md"
 
 # The guides the index and the operations guide link to; a missing one is a broken link, not a skip.
-GUIDES = ("README.md", "rules.md", "operations.md", "deployment.md", "poolers.md", "replicas.md", "faults.md",
-          "least-privilege.md", "roles.sql")
+GUIDES = ("README.md", "rules.md", "configuration.md", "operations.md", "deployment.md", "poolers.md", "replicas.md",
+          "faults.md", "least-privilege.md", "roles.sql")
 
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"`[^`\n]*`")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -18,13 +18,22 @@ from . import __version__
 from .connection import POOL_MODE_ENV, SUPABASE_TRANSACTION_PORT, Database, connect, transaction
 from .errors import DatabaseStateError, UsageError, connection_lost, is_connection_lost
 from .findings import DatabaseInfo, Report, Severity, Status, TableStats
-from .rules import catalogue, engine
+from .rules import engine
 from .rules.context import CheckContext, CheckOptions, Schema, load_schema
 from .rules.dayboundary import check_boundary
+
+if TYPE_CHECKING:
+    from .project import Project
 
 FAIL_ON = ("critical", "high", "medium", "low", "never")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _no_project() -> Project:
+    from .project import Project  # imported when used: the CLI starts faster without it
+
+    return Project()
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class CheckRequest:
     statement_timeout_ms: int = 300_000
     lock_timeout_ms: int = 5_000
     extra: dict[str, Any] = field(default_factory=dict)
+    project: Project = field(default_factory=_no_project)  # the project file's rules and settings
 
 
 def parse_duration(text: str) -> int:
@@ -193,7 +203,10 @@ def run_check(db: Database, request: CheckRequest) -> Report:
     (see rules.engine); the report's options then say how many snapshots were read. A session lost for
     another reason (a restart, a terminated backend) is one clear error.
     """
-    rules = catalogue.select(request.select, request.ignore)
+    from . import custom_rules
+
+    project = request.project
+    rules = project.select(request.select, request.ignore)
     options = options_for(request)
     started = datetime.now(UTC)
     snapshot = Snapshot(db, request)
@@ -205,6 +218,7 @@ def run_check(db: Database, request: CheckRequest) -> Report:
                 f"database {db.dbname!r} has none of the MITA tables (users, transactions, daily_plan)",
                 "check the database name in the URL, or create the schema: mita-integrity migrate upgrade",
             )
+        custom_rules.validate_sql(cur, schema, rules)  # a bad team rule stops the check before any rule runs
         info = _database_info(cur, db, schema)
         tables = _tables(cur)
         sizes = _sizes(cur)
@@ -219,7 +233,9 @@ def run_check(db: Database, request: CheckRequest) -> Report:
             sql.Literal(f"{request.statement_timeout_ms}ms")))
         ctx = CheckContext(cur, schema, options)
         helpers = [CheckContext(second, schema, options, connection=2)] if second is not None else []
-        results = engine.run(ctx, rules, reopen=snapshot.reopen, helpers=helpers, sizes=sizes)
+        results = engine.run(ctx, rules, reopen=snapshot.reopen, helpers=helpers, sizes=sizes,
+                             extra=project.families())
+        results = project.finish(results, project.excluded_rules(request.select, request.ignore))
     except psycopg.Error as exc:
         if engine.recovery_conflict(exc) or is_connection_lost(exc):
             raise connection_lost(exc, "check", "nothing was changed (a check only reads)") from None

@@ -14,10 +14,10 @@ from .check import CheckRequest, options_for, run_check
 from .connection import Database, connect, transaction
 from .errors import UsageError
 from .findings import FixSafety, Report, Result
+from .project import Project
 from .repairs import REPAIRS, RepairContext, order_key
 from .rules import engine
 from .rules.base import Rule
-from .rules.catalogue import select as select_rules
 from .rules.context import CheckContext, CheckOptions, Schema, load_schema
 
 
@@ -35,10 +35,12 @@ class FixRequest:
     lock_timeout_ms: int = 2_000
     statement_timeout_ms: int = 300_000
     origin: str = ""  # who asked: empty for the CLI, a migration's revision for its clean-up
+    project: Project = field(default_factory=Project)  # the team's rules and rule settings (the CLI's)
 
     def check_request(self, select: Sequence[str] | None = None) -> CheckRequest:
         return CheckRequest(select=self.select if select is None else select, ignore=self.ignore if select is None
-                            else (), sample=10, budget_days=self.budget_days, day_boundary=self.day_boundary)
+                            else (), sample=10, budget_days=self.budget_days, day_boundary=self.day_boundary,
+                            project=self.project)
 
     def options(self) -> dict[str, Any]:
         return {"select": list(self.select), "ignore": list(self.ignore), "unsafe": self.unsafe,
@@ -112,7 +114,7 @@ def validate(request: FixRequest) -> None:
         raise UsageError("--max-rows cannot be negative")
     if request.lock_timeout_ms < 0 or request.statement_timeout_ms < 0:
         raise UsageError("timeouts cannot be negative")
-    if not select_rules(request.select, request.ignore):
+    if not request.project.select(request.select, request.ignore):
         raise UsageError("--select and --ignore leave no rule to repair", "ignore fewer rules")
 
 
@@ -132,7 +134,7 @@ def plan_fix(db: Database, request: FixRequest) -> FixPlan:
     options = options_for(request.check_request())
     with connect(db) as conn, transaction(conn, read_only=True) as cur:
         schema = load_schema(cur)
-        rules = _concrete(CheckContext(cur, schema, options), select_rules(request.select, request.ignore))
+        rules = _concrete(CheckContext(cur, schema, options), request.project.select(request.select, request.ignore))
     ctx = RepairContext(schema, options)
     items = []
     for result in sorted((r for r in report.results if r.failed), key=lambda r: (order_key(r.code), r.table)):

@@ -8,6 +8,8 @@ statement is the rule's own (Rule.script_sql): this module only lays the section
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from . import __version__
 from .findings import SECTIONS
 from .models import metadata
@@ -40,8 +42,11 @@ def _echo(text: str) -> str:
     return "\\echo " + literal(text.replace("\\", "/"))
 
 
-def generate() -> str:
-    """Gives the psql script: a header, then the seed's 14 sections with one query per rule."""
+def generate(extra: Sequence[Rule] = ()) -> str:
+    """Gives the psql script: a header, then the seed's 14 sections with one query per rule.
+
+    `extra`: the project file's rules, each in its section after the built-ins (each carries its own statement).
+    """
     ctx = CheckContext(cur=None, schema=schema_from_metadata(metadata), options=CheckOptions())  # type: ignore[arg-type]
     parts = [_HEADER]
     for number, title in SECTIONS.items():
@@ -52,7 +57,7 @@ def generate() -> str:
             parts.append(_ROW_COUNTS)
         elif number == 13:
             parts.append(_echo("(rows created in a window: mita-integrity check --since 7d)"))
-        for rule in catalogue.ALL_RULES:
+        for rule in (*catalogue.ALL_RULES, *extra):
             if rule.section != number:
                 continue
             if rule.physical:

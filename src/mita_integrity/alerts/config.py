@@ -174,21 +174,28 @@ def _read_file(path: Path) -> dict[str, tuple[Any, str]]:
     misplaced = [k for k in data if k in KEYS or k in FILE_ONLY_KEYS]
     if misplaced:
         raise UsageError(f"{misplaced[0]} in {path} is outside the [alerts] table", "put it under [alerts]")
-    table = data.get("alerts", {})
+    return _read_table(data.get("alerts", {}), str(path))
+
+
+def _read_table(table: Any, where: str) -> dict[str, tuple[Any, str]]:
     if not isinstance(table, dict):
-        raise UsageError(f"alerts in {path} must be a table", "write [alerts] on a line of its own")
+        raise UsageError(f"alerts in {where} must be a table", "write [alerts] on a line of its own")
     known = (*KEYS, *FILE_ONLY_KEYS)
     for key in table:
         if key not in known:
             close = [k for k, v in KEYS.items() if v == key] or difflib.get_close_matches(key.lower(), known, n=1)
-            raise UsageError(f"unknown key {key!r} in [alerts] of {path}",
+            raise UsageError(f"unknown key {key!r} in [alerts] of {where}",
                              f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}")
-    return {key: (value, f"[alerts] {key} in {path}") for key, value in table.items()}
+    return {key: (value, f"[alerts] {key} in {where}") for key, value in table.items()}
 
 
-def load_config(env: Mapping[str, str], path: Path | None = None) -> AlertConfig:
-    """Gives the validated alert configuration: the file's `[alerts]` table, overridden by the environment."""
-    raw = _read_file(path) if path is not None else {}
+def load_config(env: Mapping[str, str], path: Path | None = None, *, table: Mapping[str, Any] | None = None,
+                where: str = "") -> AlertConfig:
+    """Gives the validated alert configuration: the file's `[alerts]` table, overridden by the environment.
+
+    `table` is an `[alerts]` table already read (the project file's), `where` names the file it came from.
+    """
+    raw = _read_file(path) if path is not None else _read_table(table, where) if table is not None else {}
     for key, variable in KEYS.items():
         if env.get(variable, "").strip():
             raw[key] = (env[variable], variable)

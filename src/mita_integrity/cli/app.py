@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from .. import target
 from ..connection import Database
-from ..errors import MitaIntegrityError
+from ..errors import MitaIntegrityError, UsageError
+
+if TYPE_CHECKING:
+    from ..project import Project
 
 console = Console(highlight=False, soft_wrap=True)
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -31,13 +36,29 @@ class App:
 
     db_option: str | None
     debug: bool
+    config_option: Path | None = None  # the global --config FILE: the project file
     _database: Database | None = field(default=None, repr=False)
+    _project: Project | None = field(default=None, repr=False)
 
     def database(self, name: str | None = None) -> Database:
         """Gives the database to work on (--db, DATABASE_URL, else the embedded server)."""
         if self._database is None:
             self._database = target.resolve(self.db_option, say=note, database=name)
         return self._database
+
+    def project(self, config: Path | None = None) -> Project:
+        """Gives the project file's settings: --config FILE, else the file found from the working directory up.
+
+        `config` is a command's own --config (check and schedule had one for alerts before the global
+        option existed); it names the same project file, so two different files are an error.
+        """
+        from .. import project_file
+
+        if config is not None and self.config_option is not None and config != self.config_option:
+            raise UsageError(f"--config is given twice: {self.config_option} and {config}", "give one project file")
+        if self._project is None:
+            self._project = project_file.load(config or self.config_option)
+        return self._project
 
     @property
     def interactive(self) -> bool:

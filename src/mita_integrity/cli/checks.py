@@ -153,7 +153,7 @@ def write_reports(report: Report, targets: dict[str, Path | None], *, color: boo
 @click.option("--alert", is_flag=True,
               help="Record the run and alert on new, worsened and resolved findings (MITA_* variables, --config).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="With --alert: a TOML file with an [alerts] table.")
+              help="The project file (as the global --config): its [alerts] table is where --alert sends.")
 @click.pass_obj
 def check_command(app: App, formats: tuple[str, ...], output: str | None, select: tuple[str, ...],
                   ignore: tuple[str, ...], fail_on: str, since: str | None, sample: int, budget_days: int,
@@ -161,7 +161,7 @@ def check_command(app: App, formats: tuple[str, ...], output: str | None, select
                   record: bool, alert: bool, config_path: Path | None) -> int:
     """Run the rule catalogue read-only and report; the exit code follows --fail-on (3 when a rule errs)."""
     from ..check import CheckRequest, exit_code, options_for, run_check
-    from ..rules import catalogue
+    from .config import settled
 
     request = CheckRequest(
         select=select, ignore=ignore, sample=sample, since=since, budget_days=budget_days,
@@ -169,12 +169,13 @@ def check_command(app: App, formats: tuple[str, ...], output: str | None, select
         statement_timeout_ms=_duration_ms(statement_timeout, "--statement-timeout"),
         lock_timeout_ms=_duration_ms(lock_timeout, "--lock-timeout"),
     )
+    request = settled(app, request, config_path)  # the project file's settings under the typed flags
     options_for(request)  # every bad value is reported before connecting
-    if not catalogue.select(select, ignore):
+    if not request.project.select(request.select, request.ignore):
         raise UsageError("--select and --ignore leave no rule to run", "ignore fewer rules")
     report_formats = tuple(dict.fromkeys(formats or ("text",)))
     targets = output_targets(report_formats, output)
-    alerts = _alert_config(config_path) if alert else None
+    alerts = _alert_config(request.project) if alert else None
     record = record or alert
     if record:
         _may_record(app)
@@ -200,14 +201,10 @@ def check_command(app: App, formats: tuple[str, ...], output: str | None, select
     return exit_code(report, fail_on)
 
 
-def _alert_config(path: Path | None) -> Any:
-    import os
+def _alert_config(project: Any) -> Any:
+    from .config import alert_config
 
-    from ..alerts import load_config
-
-    if path is not None and not path.is_file():
-        raise UsageError(f"--config {path}: no such file")
-    config = load_config(os.environ, path)
+    config = alert_config(project)
     if not config.channels:
         raise UsageError("--alert: no alert channel is configured",
                          "set MITA_SLACK_WEBHOOK_URL, MITA_SMTP_URL, SENTRY_DSN or MITA_ALERT_WEBHOOK_URL")
@@ -278,18 +275,19 @@ def _record(app: App, report: Report) -> Delta:
 @click.command("rules")
 @click.argument("code", required=False)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def rules_command(code: str | None, fmt: str) -> int:
+@click.pass_obj
+def rules_command(app: App, code: str | None, fmt: str) -> int:
     """List the rule catalogue, or explain one rule (what it finds, why, example, repair)."""
-    from ..rules import catalogue
-    from ..rules.docs import explain, listing, rule_json
+    from ..custom_rules import explain, listing, rule_json
 
+    project = app.project()  # the team's own rules are listed and explained with the built-ins
     if code is None:
         if fmt == "json":
-            console.print_json(json.dumps([rule_json(r) for r in catalogue.ALL_RULES]))
+            console.print_json(json.dumps([rule_json(r) for r in project.all_rules()]))
         else:
-            console.print(listing(), markup=False)
+            console.print(listing(project.all_rules()), markup=False)
         return 0
-    rule = catalogue.rule(code)
+    rule = project.rule(code)
     if fmt == "json":
         console.print_json(json.dumps(rule_json(rule)))
     else:
@@ -304,7 +302,7 @@ def rules_command(code: str | None, fmt: str) -> int:
                    "not a terminal.")
 @click.pass_obj
 def sql_command(app: App, conninfo: bool) -> int:
-    """Print the psql diagnostics script generated from the catalogue."""
+    """Print the psql diagnostics script generated from the catalogue (and the project file's rules)."""
     if conninfo:
         from ..urls import conninfo as libpq_conninfo
 
@@ -313,5 +311,5 @@ def sql_command(app: App, conninfo: bool) -> int:
         return 0
     from ..sqlscript import generate
 
-    sys.stdout.write(generate())
+    sys.stdout.write(generate(app.project().custom))
     return 0

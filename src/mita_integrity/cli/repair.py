@@ -16,6 +16,7 @@ from ..report import next_steps
 from ..wording import counted
 from .app import App, console, note
 from .checks import _duration_ms
+from .config import settled
 
 
 @contextmanager
@@ -125,6 +126,7 @@ def fix_command(app: App, do_apply: bool, unsafe: bool, select: tuple[str, ...],
     request = FixRequest(select=select, ignore=ignore, unsafe=unsafe, batch_size=batch_size, max_rows=max_rows,
                          budget_days=budget_days, day_boundary=day_boundary,
                          lock_timeout_ms=_duration_ms(lock_timeout, "--lock-timeout"))
+    request = settled(app, request)  # the project file's settings under the typed flags
     validate(request)
     if do_apply:
         _refuse_read_only(app, "fix --apply")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
@@ -16,6 +17,7 @@ from ..errors import MitaIntegrityError
 from ..urls import mask_secrets
 from .app import App, command_words, database_failure, err
 from .checks import check_command, rules_command, sql_command
+from .config import config_command
 from .data import demo_command, seed_command
 from .migrate import migrate_group
 from .repair import fix_command, undo_command
@@ -30,16 +32,19 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--db", "db_url", metavar="URL",
               help="Database URL (default: $DATABASE_URL, else the embedded PostgreSQL).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The project file (default: mita-integrity.toml or [tool.mita-integrity] in pyproject.toml, "
+                   "found from the working directory upward).")
 @click.option("--debug", is_flag=True, help="Show tracebacks and SQL timings.")
 @click.version_option(package_name="mita-integrity", prog_name="mita-integrity")
 @click.pass_context
-def cli(ctx: click.Context, db_url: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, db_url: str | None, config_path: Path | None, debug: bool) -> None:
     """Find, report, repair and prevent data-integrity defects in the MITA PostgreSQL database."""
-    ctx.obj = App(db_option=db_url, debug=debug)
+    ctx.obj = App(db_option=db_url, debug=debug, config_option=config_path)
 
 
 for command in (check_command, rules_command, sql_command, fix_command, undo_command, runs_command, schedule_command,
-                migrate_group, seed_command, demo_command, verify_command):
+                migrate_group, seed_command, demo_command, verify_command, config_command):
     cli.add_command(command)
 
 

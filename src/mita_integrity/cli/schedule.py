@@ -16,7 +16,8 @@ from .app import App, err, note
 @click.option("--once", is_flag=True, help="Run one check now (recorded and alerted), then exit.")
 @click.option("--timezone", default="UTC", show_default=True, help="The time zone the cron expression is read in.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="A TOML file with an [alerts] table (the MITA_* environment variables win over it).")
+              help="The project file (as the global --config): its [check] settings, rules and [alerts] table "
+                   "(the MITA_* environment variables win over it).")
 @click.option("--select", multiple=True, metavar="CODES", help="Only these rules.")
 @click.option("--ignore", multiple=True, metavar="CODES", help="Leave these rules out.")
 @click.option("--fail-on", type=click.Choice(["critical", "high", "medium", "low", "never"]), default="high",
@@ -36,10 +37,9 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
                      metrics_file: Path | None, html_dir: Path | None, retention_days: int,
                      runs: int | None) -> int:
     """Run the check on a schedule (default 02:00 daily): record it, alert on what changed, export metrics."""
-    from ..alerts import load_config
     from ..check import CheckRequest, exit_code, options_for
+    from ..custom_rules import validate_in_database
     from ..errors import UsageError
-    from ..rules import catalogue
     from ..schedule import (
         MetricsExporter,
         ScheduleRequest,
@@ -52,22 +52,21 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
         preflight,
         serve,
     )
+    from .config import alert_config, settled
 
     # Every bad value is an error now, not at 02:00.
     parse_cron(cron)
     parse_zone(timezone)
-    catalogue.select(select, ignore)
-    check = CheckRequest(select=select, ignore=ignore)
+    check = settled(app, CheckRequest(select=select, ignore=ignore), config_path)
     options_for(check)
-    if config_path is not None and not config_path.is_file():
-        raise UsageError(f"--config {config_path}: no such file")
-    alerts = load_config(os.environ, config_path)
+    alerts = alert_config(check.project)
     if metrics_file is not None and not os.access(metrics_file.expanduser().resolve().parent, os.W_OK):
         raise UsageError(f"cannot write {metrics_file}: the folder is missing or not writable")
     request = ScheduleRequest(cron=cron, timezone=timezone, check=check, alerts=alerts if alerts.channels else None,
                               retention_days=retention_days,
                               html_dir=html_dir)
     db = app.database()
+    validate_in_database(db, check.project.select(check.select, check.ignore))  # the team's SQL, now, not at 02:00
     note(f"alerts: {', '.join(alerts.channels) or 'none configured'}")
     try:
         metrics = MetricsExporter(metrics_port, metrics_file) if (metrics_port or metrics_file) else None

@@ -50,6 +50,8 @@ def _testcase(parent: ET.Element, classname: str, result: Result) -> None:
         ET.SubElement(case, "skipped", message=_clean(f"guaranteed: {result.reason or 'by a constraint'}"))
     elif result.status is Status.SKIPPED:
         ET.SubElement(case, "skipped", message=_clean(result.reason or "skipped"))
+    elif result.count:  # a pass with rows: a backlog the project file accepts (fail_above)
+        ET.SubElement(case, "system-out").text = _clean(f"count: {layout.count_label(result)}; {result.reason or ''}")
 
 
 def render_junit(report: Report) -> str:

@@ -47,7 +47,7 @@ def render_prometheus(report: Report) -> str:
             findings[result.severity] += 1
     lines = _family(
         "violations",
-        "Violating rows a rule found on a table (0 when it passes, NaN when it errored).",
+        "Violating rows a rule found on a table (NaN when it errored; a pass counts 0, or a fail_above backlog).",
         [(_labels(code=c, severity=s, table=t), v) for (c, s, t), v in violations.items()],
     )
     lines += _family(

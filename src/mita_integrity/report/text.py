@@ -208,8 +208,12 @@ def _section(section: SectionResults, report: Report) -> list[Text]:
         lines += _failing_lines(result, target_width)
     for result in section.errors:
         lines += _reason_line(result, target_width)
-    if section.passing:
-        lines += _passing_line(section.passing)
+    # A pass that still counts rows is a backlog the project file accepts (fail_above): its count is shown.
+    accepted = tuple(r for r in section.passing if r.count)
+    if len(section.passing) > len(accepted):
+        lines += _passing_line(tuple(r for r in section.passing if not r.count))
+    for result in accepted:
+        lines += _reason_line(result, target_width)
     for result in section.guaranteed + section.skipped:
         lines += _reason_line(result, target_width)
     return lines

@@ -170,6 +170,9 @@ class RowRule(Rule):
     predicate: str = "false"
     joins: tuple[Join, ...] = ()
     fk: tuple[str, str] | None = None  # (column, parent table): a validated FK on it guarantees the rule
+    # Aliases the predicate binds itself, inside its own subqueries (a team rule's: validated by planning the
+    # predicate alone on its table, where no other rule's join exists); SQL scoping keeps them its own.
+    scoped: tuple[str, ...] = ()
 
     def selection(self, where_extra: str = "") -> tuple[str, str]:
         """Gives (FROM clause, WHERE condition) selecting the violating rows as alias t, anti-joins as NOT EXISTS.

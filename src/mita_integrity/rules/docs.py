@@ -142,7 +142,7 @@ def _rule_markdown(rule: Rule, source: str) -> list[str]:
     if not where and isinstance(rule, SchemaRule):
         on = "the schema, read from the system catalogs (one result per table concerned)"
     unit = _UNITS.get(rule.unit, rule.unit)
-    if FAMILY_OF[rule.code].name == "duplicates":
+    if (family := FAMILY_OF.get(rule.code)) and family.name == "duplicates":
         unit = "surplus rows (all but one per duplicated key), and the number of duplicated keys"
     facts = [f"**Severity:** {rule.severity.value}", f"**Section:** {rule.section}. {SECTIONS[rule.section]}",
              f"**On:** {on}", f"**Counts:** {unit}"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,7 @@ import psycopg
 
 from ..errors import is_connection_lost
 from ..findings import PassTiming, Result, Status
-from .base import RowRule, Rule, each_rule, rel
+from .base import Family, RowRule, Rule, each_rule, rel
 from .catalogue import BY_CODE, FAMILY_OF
 from .context import CheckContext, Outcome
 
@@ -44,56 +44,67 @@ class Pass:
     rules: tuple[Rule, ...]
     tables: tuple[str, ...]
     cost: float  # rows it is expected to read: the biggest passes start first when two connections share them
+    family: Family | None = None  # the family that evaluates a non-row pass
 
     def run(self, ctx: CheckContext, reopen: Reopen | None) -> list[Result]:
-        if self.name.startswith("rows:"):
+        if self.family is None:
             return _row_pass(ctx, self.tables[0], [r for r in self.rules if isinstance(r, RowRule)], reopen)
-        return _family_pass(ctx, FAMILY_OF[self.rules[0].code].name, list(self.rules), reopen)
+        return _family_pass(ctx, self.family, list(self.rules), reopen)
 
 
-def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | None = None
-         ) -> tuple[list[Result], list[Pass]]:
+def families_of(extra: Sequence[Family] = ()) -> dict[str, Family]:
+    """Gives each code's family: the catalogue's, then `extra` on top (the project file's rules, and built-in
+    families whose expansion leaves its excluded tables out)."""
+    return {**FAMILY_OF, **{r.code: f for f in extra for r in f.rules}}
+
+
+def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | None = None,
+         extra: Sequence[Family] = ()) -> tuple[list[Result], list[Pass]]:
     """Gives the results decided without reading a table (skipped, guaranteed) and the passes that remain.
 
     Row rules of one table share one scan; a family's rules are one pass, except where the family says its
     rules share no work (then each is a pass of its own, so that two connections can run them at once).
+    `extra`: families beyond the catalogue (see families_of).
     """
     sizes = sizes or {}
+    families = families_of(extra)
     results: list[Result] = []
     row_rules: dict[str, list[RowRule]] = {}
     family_rules: dict[str, list[Rule]] = {}
-    for rule in expanded(ctx, rules):
+    for rule in expanded(ctx, rules, families):
         early = _precheck(ctx, rule)
         if early is not None:
             results.append(early)
         elif isinstance(rule, RowRule) and rule.table:
             row_rules.setdefault(rule.table, []).append(rule)
         else:
-            family_rules.setdefault(FAMILY_OF[rule.code].name, []).append(rule)
+            family_rules.setdefault(families[rule.code].name, []).append(rule)
     passes = [Pass(f"rows:{table}", tuple(members), (table,), sizes.get(table, 0.0))
               for table, members in row_rules.items()]
     for family_name, members in family_rules.items():
-        family = FAMILY_OF[members[0].code]
+        family = families[members[0].code]
         groups = [[m] for m in members] if family.separable else [members]
         for group in groups:
             needed = (n if ctx.schema.has(n) and n in ctx.schema.columns else n.rpartition(".")[0] or n
                       for r in group for n in (r.table, *r.requires) if n)
             tables = tuple(dict.fromkeys(needed))
             name = family_name if len(groups) == 1 else f"{family_name}:{group[0].code}"
-            passes.append(Pass(name, tuple(group), tables, sum(sizes.get(t, 0.0) for t in tables)))
+            passes.append(Pass(name, tuple(group), tables, sum(sizes.get(t, 0.0) for t in tables), family))
     return results, passes
 
 
 def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
-        helpers: Sequence[CheckContext] = (), sizes: dict[str, float] | None = None) -> list[Result]:
+        helpers: Sequence[CheckContext] = (), sizes: dict[str, float] | None = None,
+        extra: Sequence[Family] = ()) -> list[Result]:
     """Gives one Result per rule and table, in catalogue order.
 
     `reopen` gives a cursor in a new snapshot (a new connection) after a recovery conflict; ctx.cur is
     replaced by it. Without it a conflict is an `error` at once. `helpers` are contexts on other
     connections in the very same snapshot (imported with SET TRANSACTION SNAPSHOT): the passes are shared
-    between ctx and them, the biggest first. Each pass's time is appended to ctx.passes.
+    between ctx and them, the biggest first. Each pass's time is appended to ctx.passes. `extra`: families
+    beyond the catalogue (the project file's rules and exclusions, see families_of).
     """
-    results, passes = plan(ctx, rules, sizes)
+    results, passes = plan(ctx, rules, sizes, extra)
     if not helpers:
         for p in passes:
             results.extend(_recorded(ctx, p, reopen))
@@ -127,12 +138,12 @@ def _recorded(ctx: CheckContext, p: Pass, reopen: Reopen | None) -> list[Result]
     return out
 
 
-def expanded(ctx: CheckContext, rules: Sequence[Rule]) -> list[Rule]:
+def expanded(ctx: CheckContext, rules: Sequence[Rule], families: Mapping[str, Family] = FAMILY_OF) -> list[Rule]:
     """Gives the rules with every per-table template replaced by its concrete rules of the live schema."""
     out: list[Rule] = []
     for rule in rules:
-        family = FAMILY_OF[rule.code]
-        if isinstance(rule, RowRule) and rule.table is None and family.expand is not None:
+        family = families.get(rule.code)
+        if isinstance(rule, RowRule) and rule.table is None and family and family.expand is not None:
             out.extend(r for r in family.expand(ctx.schema) if r.code == rule.code)
         else:
             out.append(rule)
@@ -203,7 +214,7 @@ def pass_joins(rules: Sequence[RowRule]) -> list[str]:
     """
     joins: dict[str, str] = {}
     for rule in rules:
-        own = {j.alias for j in rule.joins}
+        own = {j.alias for j in rule.joins} | set(rule.scoped)
         stray = fragment_aliases(rule) - own
         assert not stray, f"{rule.code}: its SQL names {sorted(stray)}, which are not its own joins"
         for join in rule.joins:
@@ -289,18 +300,17 @@ def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule], reopen: Reope
     return [result(r, o, ms) for r, o in zip(rules, outcomes, strict=True)]
 
 
-def _family_pass(ctx: CheckContext, family_name: str, rules: list[Rule], reopen: Reopen | None) -> list[Result]:
-    family = FAMILY_OF[rules[0].code]
+def _family_pass(ctx: CheckContext, family: Family, rules: list[Rule], reopen: Reopen | None) -> list[Result]:
     evaluate = family.evaluate or each_rule
     try:
         outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)), reopen)
     except psycopg.Error as exc:
         _reraise_if_lost(ctx, exc)
         if len(rules) > 1 and not recovery_conflict(exc):
-            return [res for r in rules for res in _family_pass(ctx, family_name, [r], reopen)]
+            return [res for r in rules for res in _family_pass(ctx, family, [r], reopen)]
         return [_error(r, r.table or "(schema)", exc) for r in rules]
     chosen = {r.code: r for r in rules}
-    return [result(chosen.get(o.code, BY_CODE[o.code]), o, ms) for o in outcomes]
+    return [result(chosen.get(o.code) or BY_CODE[o.code], o, ms) for o in outcomes]
 
 
 def _error(rule: Rule, table: str, exc: psycopg.Error) -> Result:
