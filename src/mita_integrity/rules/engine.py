@@ -123,8 +123,17 @@ def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
 
     with ThreadPoolExecutor(max_workers=1 + len(helpers)) as pool:
         futures = [pool.submit(worker, ctx, reopen), *(pool.submit(worker, h, None) for h in helpers)]
-        for future in futures:
-            results.extend(future.result())
+        try:
+            for future in futures:
+                results.extend(future.result())
+        except BaseException:
+            # Ctrl-C, or a pass that lost its session: leaving the pool waits for its threads, so no pass may
+            # start and the running statements are cancelled (else a Ctrl-C waits for the slowest of them).
+            with lock:
+                queue.clear()
+            for c in (ctx, *helpers):
+                c.cur.connection.cancel_safe(timeout=5)
+            raise
     for h in helpers:
         ctx.passes.extend(h.passes)
     return sorted(results, key=lambda r: (r.section, r.code, r.table))
