@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,11 +128,14 @@ def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
                 results.extend(future.result())
         except BaseException:
             # Ctrl-C, or a pass that lost its session: leaving the pool waits for its threads, so no pass may
-            # start and the running statements are cancelled (else a Ctrl-C waits for the slowest of them).
+            # start and the running statements are cancelled until the threads are done (a cancelled pass
+            # retries its rules one by one; each is cancelled in turn) — else a Ctrl-C waits for all of them.
             with lock:
                 queue.clear()
-            for c in (ctx, *helpers):
-                c.cur.connection.cancel_safe(timeout=5)
+            while not all(f.done() for f in futures):
+                for c in (ctx, *helpers):
+                    c.cur.connection.cancel_safe(timeout=5)
+                wait(futures, timeout=0.1)
             raise
     for h in helpers:
         ctx.passes.extend(h.passes)
