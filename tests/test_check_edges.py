@@ -202,3 +202,32 @@ def test_a_shadow_table_on_search_path_is_not_what_is_checked(baseline_db: Datab
     _execute(baseline_db, setup)
     result = _results(baseline_db, code)[table]
     assert (result.status.value, result.count) == ("fail" if count else "pass", count)
+
+
+def test_a_key_on_a_table_with_children_guarantees_nothing(baseline_db: Database) -> None:
+    """An inheritance child has no copy of a foreign key or unique key, and a partition's copy of a foreign key
+    can have its triggers disabled: the parent's key must not make REF001, REF010 or DUP002 `guaranteed`."""
+    _execute(baseline_db, f"""
+{ANN}
+ALTER TABLE transactions ADD CONSTRAINT fk_transactions_user_id FOREIGN KEY (user_id) REFERENCES users (id);
+CREATE TABLE transactions_2019 () INHERITS (transactions);
+{TX.replace("public.transactions", "transactions_2019")}('10000000-0000-0000-0000-000000000001', '{DEAD}', 'food', 1,
+  'USD', now());
+CREATE TABLE part_logs (id uuid NOT NULL, user_id uuid REFERENCES users (id), created_at timestamptz NOT NULL)
+  PARTITION BY RANGE (created_at);
+CREATE TABLE part_logs_2025 PARTITION OF part_logs FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+ALTER TABLE part_logs_2025 DISABLE TRIGGER ALL;
+INSERT INTO part_logs VALUES (gen_random_uuid(), '{DEAD}', '2025-06-01');
+ALTER TABLE daily_plan
+  ADD CONSTRAINT uq_daily_plan_user_date_category UNIQUE NULLS NOT DISTINCT (user_id, date, category),
+  ADD CONSTRAINT ck_daily_plan_date_midnight CHECK (date = date_trunc('day', date, 'UTC'));
+CREATE TABLE daily_plan_2019 () INHERITS (daily_plan);
+INSERT INTO daily_plan_2019 (id, user_id, date, category) VALUES
+  (gen_random_uuid(), '{USER}', '2019-01-11', 'food'), (gen_random_uuid(), '{USER}', '2019-01-11', 'food');
+""")
+    assert (_results(baseline_db, "REF001")["transactions"].status.value,
+            _results(baseline_db, "REF001")["transactions"].count) == ("fail", 1)
+    assert (_results(baseline_db, "REF010")["part_logs"].status.value,
+            _results(baseline_db, "REF010")["part_logs"].count) == ("fail", 1)
+    assert (_results(baseline_db, "DUP002")["daily_plan"].status.value,
+            _results(baseline_db, "DUP002")["daily_plan"].count) == ("fail", 1)

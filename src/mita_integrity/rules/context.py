@@ -39,7 +39,7 @@ class Constraint:
     definition: str
     ref_schema: str | None = None  # the referenced table's schema (a foreign key to legacy.users is not ours)
     ref_columns: tuple[str, ...] = ()
-    enforced: bool = True  # every trigger a foreign key works through is enabled (DISABLE TRIGGER ALL is not)
+    enforced: bool = True  # its triggers are enabled (DISABLE TRIGGER ALL is not); a key: its table has no children
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,10 @@ def load_schema(cur: psycopg.Cursor[Any]) -> Schema:
                          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i),
                   NOT EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgconstraint = con.oid
                                  AND tg.tgenabled NOT IN ('O', 'A'))
+                  -- A key on a table with children does not speak for their rows: an inheritance child has no
+                  -- copy of a foreign key or unique key, a partition's copy may have its triggers disabled.
+                  AND (con.contype NOT IN ('f', 'u') OR NOT EXISTS (
+                       SELECT 1 FROM pg_inherits i WHERE i.inhparent = con.conrelid))
              FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_class rc ON rc.oid = con.confrelid
              LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace

@@ -92,7 +92,7 @@ def guaranteed_unique(ctx: CheckContext) -> str | None:
     if ctx.options.no_guarantees:
         return None
     unique = next((c for c in ctx.schema.constraints if c.kind == "u" and c.table == "daily_plan"
-                   and set(c.columns) == set(UNIQUE_KEY)), None)
+                   and set(c.columns) == set(UNIQUE_KEY) and c.enforced), None)
     if unique is None:
         return None
     nulls_equal = "NULLS NOT DISTINCT" in unique.definition or ctx.schema.not_null("daily_plan", "category")
