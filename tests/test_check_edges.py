@@ -231,3 +231,16 @@ INSERT INTO daily_plan_2019 (id, user_id, date, category) VALUES
             _results(baseline_db, "REF010")["part_logs"].count) == ("fail", 1)
     assert (_results(baseline_db, "DUP002")["daily_plan"].status.value,
             _results(baseline_db, "DUP002")["daily_plan"].count) == ("fail", 1)
+
+
+def test_a_plain_unique_key_with_a_nullable_user_guarantees_no_dup002(baseline_db: Database) -> None:
+    """DUP002 counts rows with a NULL user_id as one key; a UNIQUE without NULLS NOT DISTINCT lets them in."""
+    _execute(baseline_db, """
+ALTER TABLE daily_plan ALTER COLUMN user_id DROP NOT NULL, ALTER COLUMN category SET NOT NULL,
+  ADD CONSTRAINT uq_daily_plan_user_date_category UNIQUE (user_id, date, category),
+  ADD CONSTRAINT ck_daily_plan_date_midnight CHECK (date = date_trunc('day', date, 'UTC'));
+INSERT INTO daily_plan (id, user_id, date, category) VALUES
+  (gen_random_uuid(), NULL, '2026-01-11', 'food'), (gen_random_uuid(), NULL, '2026-01-11', 'food');
+""")
+    result = _results(baseline_db, "DUP002")["daily_plan"]
+    assert (result.status.value, result.count) == ("fail", 1)
