@@ -244,3 +244,20 @@ INSERT INTO daily_plan (id, user_id, date, category) VALUES
 """)
     result = _results(baseline_db, "DUP002")["daily_plan"]
     assert (result.status.value, result.count) == ("fail", 1)
+
+
+def test_a_check_through_an_integer_cast_guarantees_nothing(baseline_db: Database) -> None:
+    """A CHECK comparing rounded values passes 10.4 saved of a target of 10 and -0.4 planned: GOL003 and AMT005
+    must scan, not read the CHECK as the expected one with its casts stripped."""
+    _execute(baseline_db, f"""
+{ANN}
+ALTER TABLE goals ADD CONSTRAINT ck_goals_saved_le_target CHECK (saved_amount::integer <= target_amount::integer);
+ALTER TABLE daily_plan ADD CONSTRAINT ck_daily_plan_planned_nonnegative CHECK (planned_amount::integer >= 0);
+INSERT INTO goals (id, user_id, title, target_amount, saved_amount) VALUES
+  ('20000000-0000-0000-0000-000000000001', '{USER}', 'g1', 10, 10.4);
+INSERT INTO daily_plan (id, user_id, date, category, planned_amount) VALUES
+  ('30000000-0000-0000-0000-000000000001', '{USER}', '2026-01-11', 'food', -0.4);
+""")
+    for code, table in (("GOL003", "goals"), ("AMT005", "daily_plan")):
+        result = _results(baseline_db, code)[table]
+        assert (code, result.status.value, result.count) == (code, "fail", 1)
