@@ -261,3 +261,16 @@ INSERT INTO daily_plan (id, user_id, date, category, planned_amount) VALUES
     for code, table in (("GOL003", "goals"), ("AMT005", "daily_plan")):
         result = _results(baseline_db, code)[table]
         assert (code, result.status.value, result.count) == (code, "fail", 1)
+
+
+def test_a_childs_own_user_id_is_checked_when_its_parent_has_none(baseline_db: Database) -> None:
+    """An inheritance child is left to its parent's scan only for a column the parent has: a user_id or
+    deleted_at of the child's own was read by no rule (REF010, SDL001, verify's orphans all silent)."""
+    _execute(baseline_db, f"""
+CREATE TABLE audit_base (id uuid PRIMARY KEY, created_at timestamptz DEFAULT now());
+CREATE TABLE user_audit (user_id uuid, deleted_at timestamptz) INHERITS (audit_base);
+INSERT INTO user_audit (id, user_id, deleted_at) VALUES (gen_random_uuid(), '{DEAD}', NULL),
+  (gen_random_uuid(), '{DEAD}', now());
+""")
+    assert _results(baseline_db, "REF010")["user_audit"].count == 2
+    assert _results(baseline_db, "SDL001")["user_audit"].count == 1

@@ -55,6 +55,15 @@ class Schema:
     # Partitions and inheritance children: a scan of their parent reads their rows already, so a rule that
     # goes through every table of the schema skips them (each row is counted once).
     children: frozenset[str] = frozenset()
+    parents: dict[str, tuple[str, ...]] = field(default_factory=dict)  # child -> its parents in public
+
+    def read_with_parent(self, table: str, column: str) -> bool:
+        """Tells whether a scan of a parent of `table` reads `table`'s `column` (so `table` is not read again).
+
+        A child's own column that no parent has (`user_audit (user_id) INHERITS (audit_base)`) is read only
+        through the child.
+        """
+        return any(column in self.columns.get(parent, {}) for parent in self.parents.get(table, ()))
 
     def has(self, name: str) -> bool:
         """Tells whether 'table' or 'table.column' exists (a table whose own name holds a dot, too)."""
@@ -155,13 +164,15 @@ def load_schema(cur: psycopg.Cursor[Any]) -> Schema:
     primary_keys = {c.table: c.columns[0] for c in constraints if c.kind == "p" and len(c.columns) == 1}
     keys = {c.table: c.columns for c in constraints if c.kind == "p"}
     cur.execute(
-        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        """SELECT c.relname, pc.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
             WHERE n.nspname = 'public' AND pn.nspname = 'public' AND c.relkind IN ('r', 'p')"""
     )
-    children = frozenset(row[0] for row in cur.fetchall())
-    return Schema(columns, constraints, primary_keys, keys, children)
+    parents: dict[str, tuple[str, ...]] = {}
+    for child, parent in cur.fetchall():
+        parents[child] = (*parents.get(child, ()), parent)
+    return Schema(columns, constraints, primary_keys, keys, frozenset(parents), parents)
 
 
 @dataclass(frozen=True)
