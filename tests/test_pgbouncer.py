@@ -26,7 +26,7 @@ from .conftest import PgServer, template_at
 from .dbstate import archived, assert_nothing_lost, checksums, cli_url, row_counts, run_sql
 from .pgbouncer import USER, PgBouncer, drop_pooler_role, hammering, start
 
-HEAD = "0026_complete_user_foreign_keys"
+HEAD = "0027_harden_spent_trigger"
 
 
 @pytest.fixture(scope="session")
