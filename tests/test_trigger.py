@@ -49,13 +49,17 @@ D2 = TODAY - timedelta(days=1)
 Key = tuple[str, date, str | None]
 
 # every plan row whose spent_amount differs from the sum of its key's counting transactions, and every key
-# with counting transactions but no plan row: computed independently of the trigger and of BUD001
+# with counting transactions but no plan row: computed independently of the trigger and of BUD001. A row
+# counts when daily_plan can hold it exactly (0027: a finite amount of at most two decimals below 10^10, a
+# category of at most 100 characters); a key whose total numeric(12,2) cannot hold is left out.
 MISMATCHES = """
 WITH counted AS (
     SELECT user_id, (spent_at AT TIME ZONE 'UTC')::date AS day, category, sum(amount) AS total
       FROM transactions
      WHERE deleted_at IS NULL AND spent_at IS NOT NULL AND amount IS NOT NULL AND user_id IS NOT NULL
-     GROUP BY 1, 2, 3),
+       AND amount <> 'NaN' AND amount > -1e10 AND amount < 1e10 AND amount * 100 = trunc(amount * 100)
+       AND length(coalesce(category, '')) <= 100
+     GROUP BY 1, 2, 3 HAVING sum(amount) > -1e10 AND sum(amount) < 1e10),
 planned AS (
     SELECT user_id, (date AT TIME ZONE 'UTC')::date AS day, category, spent_amount FROM daily_plan)
 SELECT count(*) FROM counted c FULL JOIN planned p
