@@ -165,8 +165,8 @@ def test_bud001_insert_of_a_missing_plan_row_survives_a_concurrent_insert_into_t
     fix_plan = plan_fix(db, request)
     outcome: list[object] = []
     with connect(db) as other:  # a transaction of the same key, not yet committed: its plan row is pending
-        other.execute("INSERT INTO transactions (id, user_id, category, amount, spent_at) VALUES (%s, %s, 'food', 6, %s)",
-                      (str(uuid.uuid4()), ANN, at(D1)))
+        other.execute("INSERT INTO transactions (id, user_id, category, amount, spent_at) "
+                      "VALUES (%s, %s, 'food', 6, %s)", (str(uuid.uuid4()), ANN, at(D1)))
 
         def run() -> None:
             try:
