@@ -255,3 +255,23 @@ def test_a_session_pinned_path_is_not_shadowed_by_a_schema_named_after_the_user(
     sql(db, psycopg.sql.SQL("CREATE TABLE {}.transactions (LIKE public.transactions)").format(
         psycopg.sql.Identifier(user)).as_string(None))
     assert count(db, "AMT003") == 1  # today: pass, over the empty shadow table
+
+
+def test_0027_downgrades_to_0025s_function_and_upgrades_again(pg: PgServer) -> None:
+    name = f"mita_t_{uuid.uuid4().hex[:12]}"
+    db = pg.create_database(name, template=template_at(pg, "head"))
+    function = ("SELECT proconfig, (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'transactions'::regclass "
+                "AND tgname LIKE 'trg_transactions_daily_plan_spent%%') FROM pg_proc "
+                "WHERE proname = 'update_daily_plan_spent'")
+    try:
+        assert sql(db, function) == [(["search_path=pg_catalog, pg_temp"], 2)]
+        migrate.downgrade(db, "0026_complete_user_foreign_keys")
+        assert sql(db, function) == [(None, 1)]  # 0025's function and its one trigger, exactly
+        sql(db, "INSERT INTO users (id, email, password_hash) VALUES (%s, 'ann@example.com', 'h')", (ANN,))
+        with pytest.raises(psycopg.errors.StringDataRightTruncation):  # 0025's behaviour, as it was
+            add(db, ANN, at(D1), LONG, "1.00")
+        migrate.upgrade(db, "head")
+        assert sql(db, function) == [(["search_path=pg_catalog, pg_temp"], 2)]
+        add(db, ANN, at(D1), LONG, "1.00")
+    finally:
+        pg.drop_database(name)
