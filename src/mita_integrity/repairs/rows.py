@@ -177,7 +177,8 @@ class RowRepair:
                 if not stuck_now:
                     break
                 stuck += stuck_now
-                ids = [i for i in ids if i not in set(stuck_now)]
+                put_back = set(stuck)
+                ids = [i for i in ids if i not in put_back]  # the others again, without the rows put back
                 raise psycopg.Rollback(savepoint)
         else:
             done = BatchOutcome()
