@@ -10,7 +10,7 @@ from __future__ import annotations
 from . import __version__
 from .findings import SECTIONS
 from .models import metadata
-from .rules import catalogue, duplicates, references, schema, softdelete, spending, users
+from .rules import catalogue, duplicates, plan_limits, references, schema, softdelete, spending, users
 from .rules.base import RowRule, Rule
 from .rules.context import CheckContext, CheckOptions, schema_from_metadata
 
@@ -90,6 +90,10 @@ def _query(ctx: CheckContext, rule: Rule) -> str:
         statement = spending.bud001_sql(ctx).replace("%(n)s", str(ctx.options.sample))
         return (f"SELECT 'BUD001' AS code, 'daily_plan' AS \"table\", s.mismatched AS count\n"
                 f"  FROM ({statement}) AS s(mismatched, keys);")
+    if code == "BUD002":
+        statement = plan_limits.bud002_sql(ctx).replace("%(n)s", str(ctx.options.sample))
+        return (f"SELECT 'BUD002' AS code, 'transactions' AS \"table\", s.named AS count\n"
+                f"  FROM ({statement}) AS s(named, sample);")
     if code == "USR003":
         return (f"SELECT 'USR003' AS code, 'users' AS \"table\", count(*) AS count FROM users t "
                 f"WHERE {users.usr003_where(ctx)};")
