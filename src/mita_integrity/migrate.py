@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from .backup import Backup, check_backup_path, take_backup
 from .backup import pg_dump_binary as pg_dump_binary  # re-exported: tests pick the tool with it
-from .connection import Database, connect
+from .connection import Database, connect, pin_settings
 from .errors import ConnectionLost, DatabaseStateError, MitaIntegrityError, UsageError, is_connection_lost
 from .migrate_guards import NEEDS_SESSION as NEEDS_SESSION  # re-exported: the revisions that need a session
 from .migrate_guards import one_migration_at_a_time, require_above_floor, require_owner, require_session_for
@@ -75,8 +75,19 @@ def alembic_config() -> Config:
 
 
 def engine_for(db: Database) -> Engine:
-    """Gives an SQLAlchemy engine whose connections come from connect() (pooler-safe, UTC)."""
-    return sa.create_engine(db.sqlalchemy_url(), creator=lambda: connect(db), poolclass=NullPool)
+    """Gives an SQLAlchemy engine whose connections come from connect() (pooler-safe, UTC).
+
+    Every transaction begins with the tool's settings SET LOCAL (connection.SESSION_SETTINGS): behind a
+    transaction pooler the session ones from connect() may be on another server connection.
+    """
+    engine = sa.create_engine(db.sqlalchemy_url(), creator=lambda: connect(db), poolclass=NullPool)
+
+    @sa.event.listens_for(engine, "begin")
+    def _pin(conn: Connection) -> None:
+        with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
+            pin_settings(cur, local=True)
+
+    return engine
 
 
 @contextmanager
