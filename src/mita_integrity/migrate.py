@@ -225,14 +225,16 @@ _MARK = "mita-integrity: downgrade in progress: "
 
 def mark_downgrade(db: Database, move: str | None) -> None:
     """Writes (or, with None, clears) the in-progress mark of a downgrade."""
+    # Names are schema-qualified here: behind a transaction pooler these statements may run on a server
+    # connection whose search_path another client changed (connect() pins it only on the first one).
     with connect(db) as conn:
         if move is None:
             row = conn.execute("SELECT obj_description('public.alembic_version'::regclass, 'pg_class')").fetchone()
             if not (row and row[0] and str(row[0]).startswith(_MARK)):
                 return
-            conn.execute("COMMENT ON TABLE alembic_version IS NULL")
+            conn.execute("COMMENT ON TABLE public.alembic_version IS NULL")
         else:
-            conn.execute(sql.SQL("COMMENT ON TABLE alembic_version IS {}").format(sql.Literal(_MARK + move)))
+            conn.execute(sql.SQL("COMMENT ON TABLE public.alembic_version IS {}").format(sql.Literal(_MARK + move)))
         conn.commit()
 
 
@@ -249,7 +251,7 @@ def _finish_interrupted_downgrade(db: Database, here: str | None, target: str) -
     say(f"  an interrupted downgrade ({mark.removeprefix(_MARK)}) left {here} part undone: running its upgrade "
         "again (it does only what is missing)")
     with connect(db) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = %s WHERE version_num = %s", (down, here))
+        conn.execute("UPDATE public.alembic_version SET version_num = %s WHERE version_num = %s", (down, here))
         conn.commit()
     return down
 
@@ -261,7 +263,7 @@ def _refuse_dropping_soft_deletes(db: Database, target: str) -> None:
                            "AND table_name = 'subscriptions' AND column_name = 'deleted_at'").fetchone()
         if not (row and row[0]):
             return
-        row = conn.execute("SELECT count(*) FROM subscriptions WHERE deleted_at IS NOT NULL").fetchone()
+        row = conn.execute("SELECT count(*) FROM public.subscriptions WHERE deleted_at IS NOT NULL").fetchone()
     soft = int(row[0]) if row else 0
     if soft:
         raise UsageError(
