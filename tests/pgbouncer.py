@@ -144,7 +144,8 @@ def start(server: Database, os_user: str | None) -> PgBouncer:
 
 
 class Hammer:
-    """Other clients of the same pool: short transactions in a loop, each leaving a session TimeZone behind.
+    """Other clients of the same pool: short transactions in a loop, each leaving a session TimeZone, search_path
+    and extra_float_digits behind.
 
     With a pool of two server connections, every command's transactions interleave with these, on
     whichever server connection is free: a command that relied on session state would see it lost.
@@ -166,6 +167,8 @@ class Hammer:
                 while not self.stopping.is_set():
                     with conn.transaction():
                         conn.execute(f"SET TimeZone TO '{zone}'")  # session state, as an app might leave it
+                        # and settings the tool pins per transaction (search_path, exact float output)
+                        conn.execute("SET search_path TO pg_catalog; SET extra_float_digits = 0")
                         row = conn.execute("SELECT pg_backend_pid(), pg_sleep(0.002)").fetchone()
                     with self._lock:
                         self.transactions += 1

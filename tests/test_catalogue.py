@@ -25,7 +25,7 @@ DESIGN_SEVERITIES: dict[str, Severity] = {
     "REF010": H, "REF011": M,
     "DUP001": C, "DUP002": H, "DUP003": M,
     "TIM001": M, "TIM002": M, "TIM003": M, "TIM004": H, "TIM005": M,
-    "BUD001": H,
+    "BUD001": H, "BUD002": M,
     "GOL001": H, "GOL002": M, "GOL003": M, "GOL004": H, "GOL005": H, "GOL006": M,
     "AMT001": M, "AMT002": L, "AMT003": H, "AMT004": M, "AMT005": H, "AMT006": H,
     "SDL001": INFO, "SDL002": L,

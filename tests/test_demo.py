@@ -29,7 +29,7 @@ def test_demo_builds_checks_repairs_and_rechecks(capsys: pytest.CaptureFixture[s
     assert "5. planned the repairs (a dry run)" in out and "Repair plan (dry run: nothing changed)" in out
     assert "6. applied the safe repairs in batches" in out
     assert "rules with a safe repair still failing: none" in out
-    assert "8. migrated to 0026_complete_user_foreign_keys online" in out
+    assert "8. migrated to 0027_harden_spent_trigger online" in out
     assert "9. checked again and recorded both checks" in out and "the HTML report with trends: " in out
     pages = list((tmp_path / "reports").glob("*.html"))
     assert pages and "<svg" in pages[-1].read_text()
@@ -53,7 +53,7 @@ def test_demo_builds_checks_repairs_and_rechecks(capsys: pytest.CaptureFixture[s
     with connect(demo) as conn:
         users = conn.execute("SELECT count(*) FROM users").fetchone()
         version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    assert users is not None and users[0] >= 200 and version == ("0026_complete_user_foreign_keys",)
+    assert users is not None and users[0] >= 200 and version == ("0027_harden_spent_trigger",)
     pg.drop_database("mita_demo")
 
 

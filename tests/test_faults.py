@@ -27,7 +27,7 @@ from .conftest import PgServer
 from .dbstate import archived, assert_nothing_lost, cli_url, row_counts
 from .standby import activity, assert_one_line_error, finish, lock, one, start_cli, wait_until, waiting_on_lock
 
-HEAD = "0026_complete_user_foreign_keys"
+HEAD = "0027_harden_spent_trigger"
 ORPHANS = 4000
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"
 

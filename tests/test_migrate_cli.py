@@ -43,16 +43,17 @@ def test_upgrade_current_history_downgrade(capsys: pytest.CaptureFixture[str], e
     code, out, err = _cli(capsys, empty_db, "migrate", "current")
     assert out.strip() == "0021_add_habit_completions"
     code, out, err = _cli(capsys, empty_db, "migrate", "upgrade")
-    assert code == 0 and "upgraded: 0021_add_habit_completions -> 0026_complete_user_foreign_keys" in out, err
+    assert code == 0 and "upgraded: 0021_add_habit_completions -> 0027_harden_spent_trigger" in out, err
     code, out, err = _cli(capsys, empty_db, "migrate", "current")
-    assert out.strip() == "0026_complete_user_foreign_keys (head)"
+    assert out.strip() == "0027_harden_spent_trigger (head)"
     code, out, err = _cli(capsys, empty_db, "migrate", "upgrade")
-    assert code == 0 and "already at 0026_complete_user_foreign_keys" in out
+    assert code == 0 and "already at 0027_harden_spent_trigger" in out
     code, out, err = _cli(capsys, empty_db, "migrate", "history")
     assert "<base> -> 0021_add_habit_completions (file 0021_add_habit_completions_table.py)" in out
-    assert "0025_add_daily_plan_spent_trigger -> 0026_complete_user_foreign_keys (head)" in out
-    code, out, err = _cli(capsys, empty_db, "migrate", "downgrade", "-1")
-    assert code == 0 and "downgraded: 0026_complete_user_foreign_keys -> 0025_add_daily_plan_spent_trigger" in out
+    assert "0025_add_daily_plan_spent_trigger -> 0026_complete_user_foreign_keys" in out
+    assert "0026_complete_user_foreign_keys -> 0027_harden_spent_trigger (head)" in out
+    code, out, err = _cli(capsys, empty_db, "migrate", "downgrade", "-2")
+    assert code == 0 and "downgraded: 0027_harden_spent_trigger -> 0025_add_daily_plan_spent_trigger" in out
     code, out, err = _cli(capsys, empty_db, "migrate", "downgrade", "0021_add_habit_completions_table")
     assert code == 0 and "downgraded: 0025_add_daily_plan_spent_trigger -> 0021_add_habit_completions" in out, err
     assert _table_count(empty_db) == 26
@@ -89,7 +90,7 @@ def test_plain_alembic_with_the_package_ini(empty_db: Database) -> None:
     assert up.returncode == 0, up.stderr
     assert _table_count(empty_db) == 26
     cur = subprocess.run([*alembic, "current"], capture_output=True, text=True, env=env)
-    assert "0026_complete_user_foreign_keys (head)" in cur.stdout
+    assert "0027_harden_spent_trigger (head)" in cur.stdout
     down = subprocess.run([*alembic, "downgrade", "0021_add_habit_completions"], capture_output=True, text=True,
                           env=env)
     assert down.returncode == 0, down.stderr

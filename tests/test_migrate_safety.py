@@ -27,7 +27,7 @@ from mita_integrity.seed import SeedOptions, seed_database
 from .dbstate import cli_url, row_counts
 from .dbstate import run_sql as _sql
 
-HEAD = "0026_complete_user_foreign_keys"
+HEAD = "0027_harden_spent_trigger"
 MIGRATION_LOCK = getattr(migrate_guards, "LOCK_KEY", 0x6D696772)  # the advisory lock of `migrate` (12.5)
 ANN = "00000000-0000-0000-0000-000000000001"
 

@@ -27,7 +27,7 @@ from mita_integrity.urls import build_url
 from .dbstate import archived, assert_nothing_lost, row_counts
 from .dbstate import run_sql as _sql
 
-HEAD = "0026_complete_user_foreign_keys"
+HEAD = "0027_harden_spent_trigger"
 ANN = "00000000-0000-0000-0000-000000000001"
 PERSON_CHECKS = {"ck_goals_saved_le_target", "ck_goals_target_positive", "ck_transactions_amount_nonnegative",
                  "ck_daily_plan_planned_nonnegative"}

@@ -184,7 +184,7 @@ def test_all_cases_at_once(combined: tuple[Database, dict[tuple[str, str], int],
                  if together.get(k, ("absent", 0))[1] != n}
     assert not differing, f"(code, table): (all at once, sum of each case alone) {differing}"
     codes = {c.code for c in loaded}
-    assert {"REF001", "REF006", "REF007", "REF008", "AMT001", "SDL002"} <= codes
+    assert {"REF001", "REF006", "REF007", "REF008", "AMT001", "SDL002", "BUD002"} <= codes
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

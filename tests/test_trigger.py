@@ -32,6 +32,7 @@ from mita_integrity.findings import Status
 SQL_DIR = Path(mita_integrity.__file__).parent / "migrations" / "sql"
 UP_SQL = SQL_DIR / "0025_daily_plan_spent_trigger.sql"
 DOWN_SQL = SQL_DIR / "0025_daily_plan_spent_trigger_down.sql"
+HEAD_SQL = SQL_DIR / "0027_harden_spent_trigger.sql"
 UNIQUE_KEY = ("ALTER TABLE daily_plan ADD CONSTRAINT uq_daily_plan_user_date_category "
               "UNIQUE NULLS NOT DISTINCT (user_id, date, category)")
 
@@ -48,13 +49,17 @@ D2 = TODAY - timedelta(days=1)
 Key = tuple[str, date, str | None]
 
 # every plan row whose spent_amount differs from the sum of its key's counting transactions, and every key
-# with counting transactions but no plan row: computed independently of the trigger and of BUD001
+# with counting transactions but no plan row: computed independently of the trigger and of BUD001. A row
+# counts when daily_plan can hold it exactly (0027: a finite amount of at most two decimals below 10^10, a
+# category of at most 100 characters); a key whose total numeric(12,2) cannot hold is left out.
 MISMATCHES = """
 WITH counted AS (
     SELECT user_id, (spent_at AT TIME ZONE 'UTC')::date AS day, category, sum(amount) AS total
       FROM transactions
      WHERE deleted_at IS NULL AND spent_at IS NOT NULL AND amount IS NOT NULL AND user_id IS NOT NULL
-     GROUP BY 1, 2, 3),
+       AND amount <> 'NaN' AND amount > -1e10 AND amount < 1e10 AND amount * 100 = trunc(amount * 100)
+       AND length(coalesce(category, '')) <= 100
+     GROUP BY 1, 2, 3 HAVING sum(amount) > -1e10 AND sum(amount) < 1e10),
 planned AS (
     SELECT user_id, (date AT TIME ZONE 'UTC')::date AS day, category, spent_amount FROM daily_plan)
 SELECT count(*) FROM counted c FULL JOIN planned p
@@ -69,11 +74,14 @@ def sql(db: Database, statement: str, params: Any = None) -> list[tuple[Any, ...
         return cur.fetchall() if cur.description else []
 
 
-def install(db: Database) -> None:
-    """0023's precondition, then migration 0025's SQL file, as the migration executes it (one string)."""
+def install(db: Database, *, head: bool = True) -> None:
+    """0023's precondition, then migration 0025's SQL file, as the migration executes it (one string), then
+    0027's (the function a database at head runs; head=False keeps 0025's own)."""
     with connect(db) as conn:
         conn.execute(UNIQUE_KEY)
         conn.execute(UP_SQL.read_text(encoding="utf-8").encode())
+        if head:
+            conn.execute(HEAD_SQL.read_text(encoding="utf-8").encode())
         conn.commit()
 
 
@@ -135,7 +143,10 @@ def d(value: str) -> Decimal:
 # --- installation -----------------------------------------------------------------------------------------
 
 
-def test_the_files_install_idempotently_and_the_down_file_removes_everything(db: Database) -> None:
+def test_the_files_install_idempotently_and_the_down_file_removes_everything(baseline_db: Database) -> None:
+    install(baseline_db, head=False)
+    db = baseline_db
+    sql(db, f"INSERT INTO users (id, email, password_hash) VALUES ('{ANN}', 'ann@example.com', 'h')")
     with connect(db) as conn:  # a second run of the up file (an interrupted migration run again) is harmless
         conn.execute(UP_SQL.read_text(encoding="utf-8").encode())
         conn.commit()

@@ -19,6 +19,21 @@ APPLICATION_NAME = "mita-integrity"
 DEFAULT_CONNECT_TIMEOUT = "10"
 POOL_MODE_ENV = "MITA_POOL_MODE"  # transaction | session | direct: overrides the detection (docs/poolers.md)
 SUPABASE_TRANSACTION_PORT = "6543"
+# What every session of the tool runs with, whatever the role's or database's defaults:
+# - search_path: public alone. The tool's SQL names the MITA tables unqualified and reads its schema facts
+#   from public, so a schema named after the user ("$user", first in the default path) must never shadow
+#   them; pg_catalog is still searched first (implicitly), and unqualified objects a migration creates still
+#   go to public (a path that lists pg_catalog first would make pg_catalog the creation schema).
+# - extra_float_digits 3 (shortest exact output on 12 and later), IntervalStyle postgres, bytea_output hex:
+#   the archive's row images (to_jsonb) and undo's comparisons with them are exact whatever the server's
+#   defaults (under extra_float_digits 0, 0.30000000000000004 would be archived as 0.3).
+SESSION_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("search_path", "public"),
+    ("extra_float_digits", "3"),
+    ("IntervalStyle", "postgres"),
+    ("bytea_output", "hex"),
+    ("TimeZone", "UTC"),
+)
 
 
 @dataclass(frozen=True)
@@ -65,15 +80,23 @@ def connect(db: Database, *, autocommit: bool = False) -> psycopg.Connection:
     except psycopg.Error as exc:  # e.g. a server that is not PostgreSQL answering oddly
         raise ConnectionFailed(*explain_connect_error(db, exc)) from None
     try:
-        # A session setting, and again per transaction (SET LOCAL) where a pooler may switch backends.
+        # Session settings, and again per transaction (SET LOCAL, `transaction`) where a transaction pooler may
+        # switch backends between transactions and ignores startup options.
         with conn.cursor() as cur:
-            cur.execute("SET TimeZone TO 'UTC'")
+            pin_settings(cur)
         if not autocommit:
             conn.commit()
     except psycopg.Error as exc:
         conn.close()
         raise ConnectionFailed(*explain_connect_error(db, exc)) from None
     return conn
+
+
+def pin_settings(cur: psycopg.Cursor, *, local: bool = False) -> None:
+    """Applies SESSION_SETTINGS to the session, or (local) to the current transaction only."""
+    scope = "SET LOCAL" if local else "SET"
+    statement = "; ".join(f"{scope} {name} = {sql.Literal(value).as_string(None)}" for name, value in SESSION_SETTINGS)
+    cur.execute(statement.encode())
 
 
 def explain_connect_error(db: Database, exc: BaseException) -> tuple[str, str]:
@@ -143,7 +166,7 @@ def transaction(
             mode.append("READ ONLY")
         if mode:
             cur.execute(sql.SQL("SET TRANSACTION " + ", ".join(mode)))
-        cur.execute("SET LOCAL TimeZone TO 'UTC'")
+        pin_settings(cur, local=True)
         if statement_timeout_ms is not None:
             cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(str(statement_timeout_ms))))
         if lock_timeout_ms is not None:

@@ -22,7 +22,7 @@ from psycopg import errors
 
 from . import __version__, store
 from .check import run_check
-from .connection import Database, connect, transaction
+from .connection import Database, connect, pin_settings, transaction
 from .findings import Report
 from .fix import FixPlan, FixRequest, PlanItem
 from .repairs import REPAIRS, BatchOutcome, RepairContext
@@ -114,7 +114,7 @@ def _units(reader: psycopg.Connection[Any], query: str, size: int) -> Generator[
     with reader.transaction():
         with reader.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cur.execute("SET LOCAL TimeZone TO 'UTC'")
+            pin_settings(cur, local=True)
         with reader.cursor(name="mita_fix_candidates") as stream:
             stream.execute(query)
             while rows := stream.fetchmany(size):

@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from .backup import Backup, check_backup_path, take_backup
 from .backup import pg_dump_binary as pg_dump_binary  # re-exported: tests pick the tool with it
-from .connection import Database, connect
+from .connection import Database, connect, pin_settings
 from .errors import ConnectionLost, DatabaseStateError, MitaIntegrityError, UsageError, is_connection_lost
 from .migrate_guards import NEEDS_SESSION as NEEDS_SESSION  # re-exported: the revisions that need a session
 from .migrate_guards import one_migration_at_a_time, require_above_floor, require_owner, require_session_for
@@ -75,8 +75,19 @@ def alembic_config() -> Config:
 
 
 def engine_for(db: Database) -> Engine:
-    """Gives an SQLAlchemy engine whose connections come from connect() (pooler-safe, UTC)."""
-    return sa.create_engine(db.sqlalchemy_url(), creator=lambda: connect(db), poolclass=NullPool)
+    """Gives an SQLAlchemy engine whose connections come from connect() (pooler-safe, UTC).
+
+    Every transaction begins with the tool's settings SET LOCAL (connection.SESSION_SETTINGS): behind a
+    transaction pooler the session ones from connect() may be on another server connection.
+    """
+    engine = sa.create_engine(db.sqlalchemy_url(), creator=lambda: connect(db), poolclass=NullPool)
+
+    @sa.event.listens_for(engine, "begin")
+    def _pin(conn: Connection) -> None:
+        with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
+            pin_settings(cur, local=True)
+
+    return engine
 
 
 @contextmanager
@@ -214,14 +225,16 @@ _MARK = "mita-integrity: downgrade in progress: "
 
 def mark_downgrade(db: Database, move: str | None) -> None:
     """Writes (or, with None, clears) the in-progress mark of a downgrade."""
+    # Names are schema-qualified here: behind a transaction pooler these statements may run on a server
+    # connection whose search_path another client changed (connect() pins it only on the first one).
     with connect(db) as conn:
         if move is None:
             row = conn.execute("SELECT obj_description('public.alembic_version'::regclass, 'pg_class')").fetchone()
             if not (row and row[0] and str(row[0]).startswith(_MARK)):
                 return
-            conn.execute("COMMENT ON TABLE alembic_version IS NULL")
+            conn.execute("COMMENT ON TABLE public.alembic_version IS NULL")
         else:
-            conn.execute(sql.SQL("COMMENT ON TABLE alembic_version IS {}").format(sql.Literal(_MARK + move)))
+            conn.execute(sql.SQL("COMMENT ON TABLE public.alembic_version IS {}").format(sql.Literal(_MARK + move)))
         conn.commit()
 
 
@@ -238,7 +251,7 @@ def _finish_interrupted_downgrade(db: Database, here: str | None, target: str) -
     say(f"  an interrupted downgrade ({mark.removeprefix(_MARK)}) left {here} part undone: running its upgrade "
         "again (it does only what is missing)")
     with connect(db) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = %s WHERE version_num = %s", (down, here))
+        conn.execute("UPDATE public.alembic_version SET version_num = %s WHERE version_num = %s", (down, here))
         conn.commit()
     return down
 
@@ -250,7 +263,7 @@ def _refuse_dropping_soft_deletes(db: Database, target: str) -> None:
                            "AND table_name = 'subscriptions' AND column_name = 'deleted_at'").fetchone()
         if not (row and row[0]):
             return
-        row = conn.execute("SELECT count(*) FROM subscriptions WHERE deleted_at IS NOT NULL").fetchone()
+        row = conn.execute("SELECT count(*) FROM public.subscriptions WHERE deleted_at IS NOT NULL").fetchone()
     soft = int(row[0]) if row else 0
     if soft:
         raise UsageError(

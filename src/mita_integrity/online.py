@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
+from .connection import pin_settings
 from .errors import DatabaseStateError
 from .wording import counted
 
@@ -49,7 +50,7 @@ class Online:
                 with self.conn.transaction(), self.conn.cursor() as cur:
                     cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{self.lock_timeout_ms}ms")))
                     cur.execute("SET LOCAL statement_timeout = 0")
-                    cur.execute("SET LOCAL TimeZone = 'UTC'")
+                    pin_settings(cur, local=True)  # TimeZone, search_path …: a pooler may switch backends
                     for statement in statements:
                         cur.execute(statement.encode())
                 return

@@ -16,7 +16,7 @@ import psycopg
 
 from . import probe_rows, probes
 from .check import CheckRequest, parse_duration, run_check
-from .connection import Database, connect, transaction
+from .connection import Database, connect, pin_settings, transaction
 from .errors import UsageError
 from .findings import Report, Status
 from .rules.context import Schema, load_schema
@@ -119,7 +119,7 @@ def _probed(conn: psycopg.Connection[Any],
     conn.rollback()
     try:
         with conn.cursor() as cur:  # opens the transaction: the probe's savepoints live inside it
-            cur.execute("SET LOCAL TimeZone TO 'UTC'")
+            pin_settings(cur, local=True)
             cur.execute(f"SET LOCAL lock_timeout = '{PROBE_LOCK}'")
             cur.execute(f"SET LOCAL statement_timeout = '{PROBE_STATEMENT}'")
         result = run(conn)

@@ -6,9 +6,14 @@
   `goal_savings`: two goals each plan their own saving, and neither may be lost). The others are archived and
   deleted first (so a unique constraint, if present, never sees two rows), then the keeper is archived
   and updated. A key is merged only when every one of its rows could be locked.
-- RecomputeRepair (BUD001, AMT006): spent_amount := the sum of the key's live transactions, with the one
-  day definition of rules/dayboundary.py; a key with spending and no plan row gets one (archived as an
-  insert, so undo removes it); a key with several plan rows is left to DUP002.
+- RecomputeRepair (BUD001, AMT006): spent_amount := the sum of the key's live transactions that the plan can
+  hold (rules/plan_limits.py), with the one day definition of rules/dayboundary.py; a key with spending and
+  no plan row gets one (archived as an insert, so undo removes it); a key with several plan rows is left to
+  DUP002. The missing row is inserted ON CONFLICT DO NOTHING: when the trigger created it meanwhile (a
+  concurrent transaction), the key is left for the next pass, which recomputes it under the row's lock.
+
+Neither ever writes a sum numeric(12,2) cannot hold: such a key is left alone and named for a person
+(BUD002), so one odd key never fails a whole run.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..findings import FixSafety
+from ..rules.base import RowRule
 from ..rules.dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
+from ..rules.plan_limits import fits_plan_sql, total_fits_sql
 from ..rules.spending import BUD001_MISMATCH, bud001_keyed_sql
 from .base import KEYS_SQL, BatchOutcome, RepairContext, archive_insert, key_units
 
@@ -70,6 +77,9 @@ SELECT * FROM (
   WINDOW w AS (PARTITION BY t.user_id, k.day, t.category ORDER BY t.created_at NULLS LAST, t.id
                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) m
  WHERE n = n_locked AND (n > 1 OR has_time)"""
+        # a key whose merged amounts numeric(12,2) cannot hold is left for a person (never a failed run)
+        unfit = (f"DELETE FROM mita_fix_members m WHERE NOT ({total_fits_sql('m.spent_sum')} "
+                 f"AND {total_fits_sql('m.planned_max')})")
         delete = ("WITH gone AS (DELETE FROM daily_plan d USING mita_fix_members m WHERE d.id = m.id AND m.rank > 1 "
                   "RETURNING d.id AS pk_value, m.img AS before, NULL::jsonb AS after) "
                   + archive_insert(ctx, rule.code, "daily_plan", "delete", "gone", "id"))
@@ -80,13 +90,15 @@ SELECT * FROM (
                   f"AND (m.date, m.spent_amount, m.planned_amount, m.daily_budget) IS DISTINCT FROM {new} "
                   "RETURNING d.id AS pk_value, m.img AS before, to_jsonb(d) AS after) "
                   + archive_insert(ctx, rule.code, "daily_plan", "update", "changed", "id"))
-        return [LOCK_SQL, members, delete, keeper]
+        return [LOCK_SQL, members, unfit, delete, keeper]
 
     def apply(self, cur: psycopg.Cursor[Any], ctx: RepairContext, rule: Rule,
               units: Sequence[tuple[Any, ...]]) -> BatchOutcome:
         locked = _lock(cur, units)
-        _, members, delete, keeper = self.batch_sql(ctx, rule)
+        _, members, unfit, delete, keeper = self.batch_sql(ctx, rule)
         cur.execute(members, {**key_units(units), "locked": locked})
+        cur.execute(unfit)
+        too_big = cur.rowcount
         cur.execute("SELECT count(DISTINCT (day, img->>'user_id', img->>'category')) FROM mita_fix_members")
         row = cur.fetchone()
         merged_keys = int(row[0]) if row else 0
@@ -95,7 +107,11 @@ SELECT * FROM (
         cur.execute(keeper)
         updated = cur.rowcount
         cur.execute("DROP TABLE mita_fix_members")
-        return BatchOutcome(changed=removed + updated, archived=removed + updated, skipped=len(units) - merged_keys)
+        done = BatchOutcome(changed=removed + updated, archived=removed + updated, skipped=len(units) - merged_keys)
+        if too_big:
+            done.notes.append("keys whose merged spent or planned amount is 10^10 or more (numeric(12,2) cannot hold "
+                              "it) were left alone: they need a person")
+        return done
 
 
 @dataclass(frozen=True)
@@ -106,11 +122,12 @@ class RecomputeRepair:
     action: str = "archive, then set spent_amount to the sum of live transactions (add the missing plan row)"
 
     def candidates_sql(self, ctx: RepairContext, rule: Rule) -> str:
-        if rule.code == "BUD001":
-            return (f"{bud001_keyed_sql(ctx)}\nSELECT user_id, day, category FROM keyed "
-                    f"WHERE {BUD001_MISMATCH} ORDER BY 1, 2, 3")
-        return (f"SELECT DISTINCT t.user_id, {PLAN_DAY} AS day, t.category FROM daily_plan t "
-                f"WHERE t.spent_amount < 0 AND t.user_id IS NOT NULL AND t.date IS NOT NULL ORDER BY 1, 2, 3")
+        if isinstance(rule, RowRule):  # AMT006: the plan rows its predicate selects
+            source, where = rule.selection("t.user_id IS NOT NULL AND t.date IS NOT NULL")
+            return (f"SELECT DISTINCT t.user_id, {PLAN_DAY} AS day, t.category FROM {source} WHERE {where} "
+                    "ORDER BY 1, 2, 3")
+        return (f"{bud001_keyed_sql(ctx)}\nSELECT user_id, day, category FROM keyed "
+                f"WHERE {BUD001_MISMATCH} ORDER BY 1, 2, 3")
 
     def batch_sql(self, ctx: RepairContext, rule: Rule) -> list[str]:
         by_zone = ctx.options.day_boundary == "user-timezone"
@@ -124,21 +141,24 @@ plan AS (SELECT k.user_id, k.day, k.category, count(*) AS n, count(*) FILTER (WH
            FROM k JOIN daily_plan t ON {KEY_JOIN} GROUP BY 1, 2, 3),
 tx AS (SELECT k.user_id, k.day, k.category, sum(t.amount) AS total
          FROM k JOIN transactions t ON t.user_id = k.user_id AND t.category IS NOT DISTINCT FROM k.category{zone_join}
-        WHERE t.spent_at IS NOT NULL AND {tx_day} = k.day{live} GROUP BY 1, 2, 3)
-SELECT k.user_id, k.day, k.category, coalesce(tx.total, 0) AS total, p.n, p.n_locked, p.plan_id
+        WHERE t.spent_at IS NOT NULL AND {tx_day} = k.day{live} AND {fits_plan_sql()} GROUP BY 1, 2, 3)
+SELECT k.user_id, k.day, k.category, coalesce(tx.total, 0) AS total, p.n, p.n_locked, p.plan_id,
+       {total_fits_sql('coalesce(tx.total, 0)')} AS fits
   FROM k LEFT JOIN plan p ON p.user_id = k.user_id AND p.day = k.day AND p.category IS NOT DISTINCT FROM k.category
   LEFT JOIN tx ON tx.user_id = k.user_id AND tx.day = k.day AND tx.category IS NOT DISTINCT FROM k.category"""
         update = """WITH old AS (SELECT d.id, to_jsonb(d) AS img
                 FROM daily_plan d JOIN mita_fix_sums s ON d.id = s.plan_id WHERE s.n = 1 AND s.n_locked = 1),
 changed AS (UPDATE daily_plan d SET spent_amount = s.total FROM mita_fix_sums s
-             WHERE d.id = s.plan_id AND s.n = 1 AND s.n_locked = 1 AND d.spent_amount IS DISTINCT FROM s.total
+             WHERE d.id = s.plan_id AND s.n = 1 AND s.n_locked = 1 AND s.fits
+               AND d.spent_amount IS DISTINCT FROM s.total
             RETURNING d.id AS pk_value, to_jsonb(d) AS after),
 pair AS (SELECT c.pk_value, o.img AS before, c.after FROM changed c JOIN old o ON o.id = c.pk_value)
 """ + archive_insert(ctx, rule.code, "daily_plan", "update", "pair", "id")
         insert = f"""WITH added AS (
     INSERT INTO daily_plan (user_id, date, category, planned_amount, spent_amount, created_at)
     SELECT s.user_id, {MIDNIGHT.replace('m.', 's.')}, s.category, 0, s.total, now() FROM mita_fix_sums s
-     WHERE s.n IS NULL AND EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id)
+     WHERE s.n IS NULL AND s.fits AND EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id)
+    ON CONFLICT DO NOTHING
     RETURNING id AS pk_value, NULL::jsonb AS before, to_jsonb(daily_plan) AS after)
 """ + archive_insert(ctx, rule.code, "daily_plan", "insert", "added", "id")
         return [LOCK_SQL, sums, update, insert]
@@ -149,9 +169,10 @@ pair AS (SELECT c.pk_value, o.img AS before, c.after FROM changed c JOIN old o O
         _, sums, update, insert = self.batch_sql(ctx, rule)
         cur.execute(sums, {**key_units(units), "locked": locked})
         cur.execute("SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n IS NULL AND NOT EXISTS "
-                    "(SELECT 1 FROM users u WHERE u.id = s.user_id)) FROM mita_fix_sums s")
-        row = cur.fetchone() or (0, 0)
-        several, nobody = int(row[0]), int(row[1])
+                    "(SELECT 1 FROM users u WHERE u.id = s.user_id)), count(*) FILTER (WHERE NOT fits) "
+                    "FROM mita_fix_sums s")
+        row = cur.fetchone() or (0, 0, 0)
+        several, nobody, too_big = int(row[0]), int(row[1]), int(row[2])
         cur.execute(update)
         updated = cur.rowcount
         cur.execute(insert)
@@ -162,6 +183,9 @@ pair AS (SELECT c.pk_value, o.img AS before, c.after FROM changed c JOIN old o O
         if several:
             done.notes.append(f"{several} keys have several plan rows: merge them first "
                               "(mita-integrity fix --apply --select DUP002)")
+        if too_big:
+            done.notes.append(f"{too_big} keys spend 10^10 or more, which numeric(12,2) cannot hold: left alone, "
+                              "they need a person (BUD002)")
         if nobody:
             done.notes.append("keys of users that no longer exist get no plan row: their transactions are orphans "
                               "(REF001), removed by `fix --apply --select REF001` or migration 0026")

@@ -21,7 +21,7 @@ from .rows import RowRepair
 def _repair(rule: Rule, fix: Fix) -> Repair:
     """Gives the implementation of a rule's declared repair (one per kind of Fix)."""
     if isinstance(fix, RowFix):
-        return RowRepair(rule.repair_safety, fix.assignments, guard=fix.guard)
+        return RowRepair(rule.repair_safety, fix.assignments, guard=fix.guard, leaves=fix.leaves)
     if isinstance(fix, MergeFix):
         return MergeRepair(rule.repair_safety, fix.needs)
     if isinstance(fix, RecomputeFix):

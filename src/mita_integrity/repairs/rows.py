@@ -5,6 +5,11 @@ removes children, SET NULL changes them) and those rows would be lost to `undo`.
 handled first, explicitly and archived: CASCADE children are archived and deleted (recursively), SET
 NULL children are archived and updated. A parent whose dependents cannot be archived (no single-column
 primary key) or would block the delete (NO ACTION/RESTRICT/SET DEFAULT) is left alone and reported.
+
+A repair that sets columns verifies its own effect before its batch commits: a table's own triggers may
+overwrite what it set (transactions' updated_at trigger stamps now()), and a row that still violates the
+rule afterwards is put back as it was (a savepoint) and reported as needing a person — never archived
+and changed again on every run.
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from ..findings import FixSafety
 from ..rules.base import ident
 from .base import BatchOutcome, RepairContext, archive_insert
 
 if TYPE_CHECKING:
-    import psycopg
-
     from ..rules.base import Rule
     from ..rules.context import Constraint
 
@@ -112,10 +117,12 @@ class RowRepair:
     safety: FixSafety
     assignments: str = ""  # SQL SET list with the row alias t, e.g. "goal_id = NULL"
     guard: str = ""  # rows the repair can mend (e.g. only when the user's own currency is valid)
+    leaves: str = ""  # the rows the guard leaves to a person, in words (for the plan)
 
     @property
     def action(self) -> str:
-        return f"archive, then set {self.assignments}" if self.assignments else "archive, then delete"
+        action = f"archive, then set {self.assignments}" if self.assignments else "archive, then delete"
+        return f"{action}; {self.leaves} need a person" if self.leaves else action
 
     def _selection(self, ctx: RepairContext, rule: Rule) -> tuple[str, str]:
         extra = [c for c in (ctx.live(rule), self.guard) if c]
@@ -149,8 +156,33 @@ class RowRepair:
         if not locked:
             return done
         if self.assignments:
-            done.add(_update(cur, ctx, rule.code, table, ctx.pk(table), locked, self.assignments))
+            done.add(self._mend(cur, ctx, rule, locked))
         else:
             done.add(_remove_dependents(cur, ctx, rule.code, table, locked))
             done.add(_delete(cur, ctx, rule.code, table, ctx.pk(table), locked))
+        return done
+
+    def _mend(self, cur: psycopg.Cursor[Any], ctx: RepairContext, rule: Rule, ids: list[Any]) -> BatchOutcome:
+        """Sets the columns of the locked rows; rows the change did not mend are put back and reported."""
+        table = str(rule.table)
+        pk = ctx.pk(table)
+        source, where = self._selection(ctx, rule)
+        still = f"SELECT t.{pk} FROM {source} WHERE t.{pk} = ANY(%(ids)s) AND {where}"
+        stuck: list[Any] = []
+        while ids:
+            with cur.connection.transaction() as savepoint:
+                done = _update(cur, ctx, rule.code, table, pk, ids, self.assignments)
+                cur.execute(still, {"ids": ids})
+                stuck_now = [r[0] for r in cur.fetchall()]
+                if not stuck_now:
+                    break
+                stuck += stuck_now
+                put_back = set(stuck)
+                ids = [i for i in ids if i not in put_back]  # the others again, without the rows put back
+                raise psycopg.Rollback(savepoint)
+        else:
+            done = BatchOutcome()
+        if stuck:
+            done.notes.append(f"rows this repair does not mend (e.g. {stuck[0]}: the row still violates {rule.code} "
+                              "after the change, which was undone) need a person")
         return done

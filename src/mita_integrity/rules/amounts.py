@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..findings import FixSafety, Severity
 from ..iso4217 import CODES
-from .base import CheckSpec, Family, Join, RecomputeFix, RowFix, RowRule
+from .base import CheckSpec, Family, Join, RecomputeFix, RowFix, RowRule, rel
+from .plan_limits import fits_plan_sql
 from .references import ORPHANS
 
 H, M, L = Severity.HIGH, Severity.MEDIUM, Severity.LOW
@@ -12,6 +13,15 @@ USER_CURRENCY = "(SELECT u.currency FROM public.users u WHERE u.id = t.user_id)"
 SIGNED_CATEGORIES = ("income", "refund", "transfer")
 ISO_CODES = Join("amt001_iso", "(VALUES " + ", ".join(f"('{c}')" for c in sorted(CODES)) + ")",
                  "amt001_iso.column1 = t.currency", key="column1")
+
+# The live spending of the plan row t's key (its UTC day, as the trigger counts it): what AMT006 compares with.
+# The subquery's alias carries the rule's code, like a join's: unique in the catalogue.
+_X = "amt006_x"
+KEY_TOTAL = (f"(SELECT coalesce(sum({_X}.amount), 0) FROM {rel('transactions')} {_X} WHERE {_X}.user_id = t.user_id "
+             f"AND {_X}.category IS NOT DISTINCT FROM t.category AND {_X}.deleted_at IS NULL "
+             f"AND {_X}.spent_at >= ((t.date AT TIME ZONE 'UTC')::date::timestamp AT TIME ZONE 'UTC') "
+             f"AND {_X}.spent_at < (((t.date AT TIME ZONE 'UTC')::date + 1)::timestamp AT TIME ZONE 'UTC') "
+             f"AND {fits_plan_sql(_X)})")
 
 RULES = (
     RowRule(
@@ -79,13 +89,16 @@ RULES = (
     ),
     RowRule(
         code="AMT006", name="negative-spent", section=9, severity=H,
-        finds="daily_plan rows with a negative spent_amount.",
-        why="spent_amount sums positive spending; a negative value means a delete was applied twice.",
-        example="spent_amount = -5.00",
-        repair="Safe through BUD001: recompute spent_amount from live transactions.",
+        finds="daily_plan rows with a negative spent_amount that their key's live transactions (UTC day) do not "
+              "explain; a day of refunds is legitimately negative and is not counted.",
+        why="spent_amount sums the day's spending; a negative value no refund explains means a delete was "
+            "applied twice.",
+        example="spent_amount = -5.00 on a day whose transactions sum to 0",
+        repair="Safe: recompute spent_amount from live transactions (the BUD001 repair).",
         repair_safety=FixSafety.SAFE, table="daily_plan", column="spent_amount",
-        message="negative spent amount", hint="`mita-integrity fix --apply --select BUD001` recomputes it",
-        predicate="t.spent_amount < 0", fix=RecomputeFix(after=("BUD001",)),
+        requires=("transactions.spent_at", "transactions.category", "transactions.deleted_at"),
+        message="negative spent amount", hint="`mita-integrity fix --apply --select AMT006` recomputes it",
+        predicate=f"t.spent_amount < 0 AND t.spent_amount <> {KEY_TOTAL}", fix=RecomputeFix(after=("BUD001",)),
     ),
 )
 

@@ -98,6 +98,7 @@ class RowFix(Fix):
 
     assignments: str = ""  # SQL SET list with the row alias t, e.g. "goal_id = NULL"
     guard: str = ""  # rows the repair can mend (e.g. only when the user's own currency is valid)
+    leaves: str = ""  # the rows the guard leaves to a person, in words (shown in the plan)
 
 
 @dataclass(frozen=True)

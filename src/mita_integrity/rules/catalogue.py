@@ -12,6 +12,7 @@ from . import (
     nulls,
     physical,
     plan_dates,
+    plan_limits,
     references,
     schema,
     softdelete,
@@ -24,6 +25,7 @@ from .base import Family, Rule
 FAMILIES: tuple[Family, ...] = (
     nulls.FAMILY, references.FAMILY, duplicates.FAMILY, timestamps.FAMILY, spending.FAMILY, goals.FAMILY,
     amounts.FAMILY, softdelete.FAMILY, schema.FAMILY, users.FAMILY, plan_dates.FAMILY, physical.FAMILY,
+    plan_limits.FAMILY,
 )
 
 

@@ -209,12 +209,16 @@ def _condition(ctx: CheckContext, rule: RowRule) -> str:
 _QUALIFIER = re.compile(r"(?<![\w\".])([A-Za-z_]\w*)\.(?=[A-Za-z_\"])")
 _STRING = re.compile(r"'(?:[^']|'')*'")
 _OWN = frozenset({"t", "public", "pg_catalog"})  # the row alias, and schemas
+# An alias the fragment binds itself, in a subquery of its own (FROM public."transactions" amt006_x): it is
+# resolved inside that subquery, so no other rule's join can be mistaken for it.
+_BOUND = re.compile(r"\b(?:FROM|JOIN)\s+(?:[\w.\"]+)\s+(?:AS\s+)?([A-Za-z_]\w*)", re.IGNORECASE)
 
 
 def fragment_aliases(rule: RowRule) -> set[str]:
-    """Gives the aliases a rule's predicate and joins name, string literals aside (t and schemas excluded)."""
-    text = " ".join([rule.predicate, *(j.on for j in rule.joins)])
-    return {m for m in _QUALIFIER.findall(_STRING.sub("''", text))} - _OWN
+    """Gives the aliases a rule's predicate and joins name, string literals aside (t, schemas and the aliases
+    of the fragment's own subqueries excluded)."""
+    text = _STRING.sub("''", " ".join([rule.predicate, *(j.on for j in rule.joins)]))
+    return set(_QUALIFIER.findall(text)) - _OWN - set(_BOUND.findall(text))
 
 
 def pass_joins(rules: Sequence[RowRule]) -> list[str]:

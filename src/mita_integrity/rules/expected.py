@@ -22,5 +22,7 @@ EXPECTED_BY_REVISION: dict[str, tuple[str, ...]] = {
     "0024_add_check_constraints": tuple(CHECKS_0024),
     "0025_add_daily_plan_spent_trigger": (f"trigger:{SPENT_TRIGGER_FUNCTION}",),
     "0026_complete_user_foreign_keys": tuple(f"fk_{t}_user_id" for t in USER_FK_TABLES_0026),
+    # 0027 replaces 0025's function under the same name (and adds its TRUNCATE trigger on transactions).
+    "0027_harden_spent_trigger": (f"trigger:{SPENT_TRIGGER_FUNCTION}",),
 }
 CHAIN = ("0021_add_habit_completions", *EXPECTED_BY_REVISION)

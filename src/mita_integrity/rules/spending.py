@@ -11,6 +11,7 @@ from ..findings import FixSafety, Severity
 from .base import Family, QueryRule, RecomputeFix, Rule, each_rule, rel
 from .context import CheckContext, Outcome, Scoped, ident
 from .dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
+from .plan_limits import fits_plan_sql, total_fits_sql
 from .references import ORPHANS
 
 
@@ -37,7 +38,6 @@ def _bud001_script(ctx: CheckContext, rule: Rule) -> str:
     return (f"SELECT 'BUD001' AS code, 'daily_plan' AS \"table\", s.mismatched AS count\n"
             f"  FROM ({statement}) AS s(mismatched, keys);")
 
-
 DUP003 = QueryRule(
     code="DUP003", name="duplicate-transaction", section=5, severity=Severity.MEDIUM,
     finds="live transactions identical in user, category, amount and spent_at to the second.",
@@ -54,7 +54,7 @@ BUD001 = QueryRule(
     code="BUD001", name="budget-spent-drift", section=7, severity=Severity.HIGH,
     finds="(user, day, category) keys in the budget window whose daily_plan spent_amount (summed over "
           "duplicate rows) differs from the sum of that day's live transactions; keys with spending but no "
-          "plan row count too.",
+          "plan row count too. Only spending the plan can hold exactly counts (BUD002 names the rest).",
     why="spent_amount is a derived column kept by application code; every missed update shows the user a "
         "wrong 'left to spend'. Migration 0025's trigger keeps it exact from then on.",
     example="daily_plan (user, 2026-01-11, food).spent_amount = 10.00, live transactions that day sum to 34.50",
@@ -111,7 +111,8 @@ duplicated AS (
 SELECT coalesce(sum(n - 1), 0), count(*), (array_agg(last_id))[1:%(n)s] FROM duplicated"""
 
 
-BUD001_MISMATCH = "NOT planned OR total <> spent"
+# Only spending the plan can hold counts, and a key whose total it cannot hold is BUD002's (plan_limits.py).
+BUD001_MISMATCH = f"(NOT planned OR total <> spent) AND {total_fits_sql('total')}"
 
 
 def bud001_keyed_sql(ctx: Scoped) -> str:
@@ -141,7 +142,7 @@ WITH keyed AS (
     SELECT user_id, day, category, sum(total) AS total, sum(spent) AS spent, bool_or(planned) AS planned
       FROM (SELECT t.user_id, {tx_day} AS day, t.category, t.amount AS total, 0 AS spent, false AS planned
               FROM {rel('transactions')} t{zone_join}
-             WHERE {live}{tx_bound} AND {tx_day} >= {start}
+             WHERE {live}{tx_bound} AND {fits_plan_sql()} AND {tx_day} >= {start}
             UNION ALL
             SELECT t.user_id, {plan_day}, t.category, 0, coalesce(t.spent_amount, 0), true
               FROM {rel('daily_plan')} t WHERE t.date >= {since} AND {plan_day} >= {start}) stacked

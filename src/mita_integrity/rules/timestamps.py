@@ -16,10 +16,15 @@ RULES = (
             "'recently changed' queries and sync.",
         example="created_at = 2026-01-10 12:00, updated_at = 2026-01-09 08:00",
         repair="Safe: set updated_at to created_at (archived first; the table's updated_at trigger then stamps "
-               "now(), which is just as consistent).", repair_safety=FixSafety.SAFE,
+               "now(), which is just as consistent). A row created in the future needs a person.",
+        repair_safety=FixSafety.SAFE,
         table="transactions", column="updated_at", requires=("transactions.created_at",),
         message="updated before it was created", hint="`mita-integrity fix --apply --select TIM001` sets updated_at",
-        predicate="t.created_at > t.updated_at", fix=RowFix(after=ORPHANS, assignments="updated_at = t.created_at"),
+        predicate="t.created_at > t.updated_at",
+        # The table's trigger stamps updated_at = now() over what the repair sets: that mends a row created in
+        # the past, never one created in the future (clock skew), which is left to a person, not re-archived.
+        fix=RowFix(after=ORPHANS, assignments="updated_at = t.created_at", guard="t.created_at <= now()",
+                   leaves="rows created in the future"),
     ),
     RowRule(
         code="TIM002", name="goal-updated-before-created", section=6, severity=M,
