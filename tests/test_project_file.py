@@ -390,21 +390,24 @@ def test_schedule_runs_the_custom_rules_and_refuses_a_bad_one_at_start(
 # ------------------------------------------------------------------- custom rules in the combined passes
 
 # X003 finds the orphan goal links REF008 finds, through a subquery that calls goals `ref001_p`: the very
-# alias REF001's join of users has in the transactions pass. SQL scoping keeps it the rule's own.
+# alias REF001's join of users has in the transactions pass. SQL scoping keeps it the rule's own; bound
+# after a comma, the engine's own reading of subquery aliases misses it, so the rule declares it (scoped).
 ORPHAN_GOAL = f"""
 ALTER TABLE transactions DROP CONSTRAINT fk_transactions_goal_id;
 INSERT INTO transactions (id, user_id, category, amount, currency, spent_at, created_at, goal_id) VALUES
   ('20000000-0000-0000-0000-000000000007', '{U1}', 'car', 5, 'USD', now(), now(),
    'dead0000-0000-0000-0000-000000000001');
 """
-ORPHAN_RULE = """
+ORPHAN_WHERE = ("t.goal_id IS NOT NULL AND NOT EXISTS "
+                "(SELECT 1 FROM users u2, goals ref001_p WHERE ref001_p.id = t.goal_id AND u2.id = t.user_id)")
+ORPHAN_RULE = f"""
 [[custom_rules]]
 code = "X003"
 name = "goal-link-orphan"
 section = 4
 severity = "high"
 table = "transactions"
-where = "t.goal_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM goals ref001_p WHERE ref001_p.id = t.goal_id)"
+where = "{ORPHAN_WHERE}"
 """
 
 

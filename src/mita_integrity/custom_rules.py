@@ -113,7 +113,8 @@ def declare(entry: dict[str, Any], source: str) -> Rule:
         rule = CustomRowRule(table=table, finds=entry.get("finds") or f"{table} rows where {where}",
                              example=f"SELECT t.* FROM {ident(table)} t WHERE {where}", predicate=where,
                              message=entry.get("finds") or name, **common)
-        # Every alias it names is bound by its own subqueries once validate_sql has planned it alone.
+        # Every alias it names is bound by its own subqueries once validate_sql has planned it alone: those
+        # the pass builder does not see bound (after a comma, say) are declared its own.
         return replace(rule, scoped=tuple(sorted(fragment_aliases(rule))))
     query = query_text(entry["query"])
     return CustomQueryRule(table=table or None, finds=entry.get("finds") or "the rows its query returns",
