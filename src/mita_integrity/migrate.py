@@ -10,7 +10,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
@@ -23,6 +22,7 @@ from .connection import Database, connect
 from .errors import DatabaseStateError, UsageError
 from .migrate_guards import NEEDS_SESSION as NEEDS_SESSION  # re-exported: the revisions that need a session
 from .migrate_guards import require_owner, require_session_for
+from .migration_state import application_revision, own_revision
 from .seed.plan import MITA_TABLES
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
@@ -46,10 +46,22 @@ class CurrentState:
     revision: str | None  # None: no alembic_version (empty, or MITA tables without a version)
     has_mita_tables: bool
     head: str
+    application: str | None = None  # the application's own public.alembic_version (only ever read)
+    chain: tuple[str, ...] = ()
 
     @property
     def at_head(self) -> bool:
         return self.revision == self.head
+
+    @property
+    def adoptable(self) -> bool:
+        """The application stands at the baseline and the tool's chain has not recorded anything yet."""
+        return self.revision is None and self.has_mita_tables and self.application == BASELINE
+
+    @property
+    def moved_by_earlier_version(self) -> bool:
+        """Our own revision sits in the application's alembic_version (an earlier mita-integrity, or an export)."""
+        return self.revision is None and self.application in self.chain and self.application != BASELINE
 
 
 @dataclass(frozen=True)
@@ -125,9 +137,7 @@ def _has_mita_tables(conn: Connection) -> bool:
 
 
 def _version_in_db(conn: Connection) -> str | None:
-    ctx = MigrationContext.configure(conn)
-    heads = ctx.get_current_heads()
-    return heads[0] if heads else None
+    return own_revision(conn)  # integrity.alembic_version: the application's table is never ours
 
 
 def current(db: Database) -> CurrentState:
@@ -136,15 +146,25 @@ def current(db: Database) -> CurrentState:
     with _connection(db) as conn:
         version = _version_in_db(conn)
         has_tables = _has_mita_tables(conn)
+        application = application_revision(conn)
     if version is not None and version not in {r.id for r in revisions()}:
         raise DatabaseStateError(
             f"the database is at revision '{version}', which this mita-integrity does not know",
             f"upgrade mita-integrity, or check the alembic_version table (known up to {head})",
         )
-    return CurrentState(version, has_tables, head)
+    return CurrentState(version, has_tables, head, application, tuple(r.id for r in revisions()))
 
 
 def _require_versioned(state: CurrentState, action: str) -> None:
+    if state.moved_by_earlier_version:
+        raise DatabaseStateError(
+            f"the application's alembic_version holds {state.application}, a revision of mita-integrity's chain, "
+            f"so '{action}' cannot tell where the chain stands; nothing was changed",
+            "if an earlier mita-integrity wrote it, move it to the tool's own table: mita-integrity migrate adopt; "
+            "if the chain was exported into the application's, run the application's alembic instead",
+        )
+    if state.adoptable and action == "upgrade":
+        return
     if state.revision is None and state.has_mita_tables:
         raise DatabaseStateError(
             f"the database has the MITA tables but no alembic_version, so '{action}' cannot know where it stands",
@@ -160,8 +180,17 @@ def upgrade(db: Database, target: str = "head", backup: Path | None = None) -> M
     _require_versioned(state, "upgrade")
     _require(db, "upgrade", state.revision, rev, backup)
     written = take_backup(db, backup) if backup else None
+    state = _adopt(db, state)
     _run_command(db, "upgrade", rev)
     return MigrationResult("upgrade", state.revision, current(db).revision, written)
+
+
+def _adopt(db: Database, state: CurrentState) -> CurrentState:
+    """Records the baseline in the tool's own table for a database the application's chain brought to 0021."""
+    if not state.adoptable:
+        return state
+    _run_command(db, "stamp", BASELINE)
+    return current(db)
 
 
 def downgrade(db: Database, target: str, backup: Path | None = None) -> MigrationResult:

@@ -7,17 +7,22 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from mita_integrity.migration_state import prepare_own_table, version_table_options
 from mita_integrity.models import metadata
 
 config = context.config
 
 
 def _run(connection: Connection) -> None:
+    # The chain's state lives in integrity.alembic_version: the application's alembic_version is never written.
+    prepare_own_table(connection)
+    connection.commit()
     context.configure(
         connection=connection,
         target_metadata=metadata,
         transaction_per_migration=True,
         compare_type=True,
+        **version_table_options(),
     )
     with context.begin_transaction():
         context.run_migrations()
