@@ -57,7 +57,9 @@ RULES: tuple[Rule, ...] = (
           "feature_usage_logs_user_id_fkey … (no ON DELETE)", "foreign key to users blocks deletion",
           "`mita-integrity migrate upgrade head` (0026) re-creates it ON DELETE CASCADE"),
     _rule("SCH009", "stamped-not-run", Severity.CRITICAL,
-          "migrations that alembic_version says ran but whose constraints are absent (stamped, not run).",
+          "migrations that a version table (the tool's integrity.alembic_version, or the application's "
+          "alembic_version when the chain was exported into it) says ran but whose constraints are absent "
+          "(stamped, not run).",
           "Production was once stamped past a migration that never ran: everyone believed in FKs that did not "
           "exist.", "alembic_version = 0022… but no fk_daily_plan_user_id", "migration recorded but not applied",
           "stamp back to the last applied revision, then `mita-integrity migrate upgrade head`",
@@ -128,7 +130,8 @@ SQL: dict[str, str] = {
     "SCH009": f"""WITH chain(pos, rev) AS (VALUES {_values([(str(i), r) for i, r in enumerate(CHAIN)])}),
              expected(rev, item) AS (VALUES {_values([(r, i) for r, items in EXPECTED_BY_REVISION.items()
                                                        for i in items])}),
-             applied AS (SELECT c2.rev FROM alembic_version v JOIN chain c1 ON c1.rev = v.version_num
+             versions(version_num) AS (:mita_versions),
+             applied AS (SELECT DISTINCT c2.rev FROM versions v JOIN chain c1 ON c1.rev = v.version_num
                            JOIN chain c2 ON c2.pos::int <= c1.pos::int),
              missing AS (SELECT e.rev || ': ' || e.item AS what FROM expected e JOIN applied USING (rev)
                           WHERE CASE
@@ -142,15 +145,34 @@ SQL: dict[str, str] = {
                                  JOIN pg_namespace n ON n.oid = con.connamespace
                                  WHERE n.nspname = 'public' AND con.conname = e.item) END)
            SELECT 'alembic_version', (SELECT count(*) FROM missing), ARRAY(SELECT what FROM missing ORDER BY 1)
-            WHERE to_regclass('public.alembic_version') IS NOT NULL""",
+            WHERE EXISTS (SELECT 1 FROM versions)""",
 }
+
+
+# The version tables SCH009 reads: the tool's own (standalone), and the application's (an exported chain, or
+# a database an earlier mita-integrity moved). Only those that exist and can be read are named in the query.
+VERSIONS_SQL = """SELECT coalesce(string_agg('SELECT version_num::text FROM ' || t.tbl, ' UNION ALL '),
+                         'SELECT NULL::text WHERE false') AS mita_versions
+  FROM unnest(ARRAY['public.alembic_version', 'integrity.alembic_version']) AS t(tbl)
+ WHERE CASE WHEN NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = split_part(t.tbl, '.', 1)
+                              AND has_schema_privilege(n.oid, 'USAGE')) THEN false
+            WHEN to_regclass(t.tbl) IS NULL THEN false
+            ELSE has_table_privilege(t.tbl, 'SELECT') END"""
+
+
+def _statement(ctx: CheckContext, code: str) -> str:
+    if ":mita_versions" not in SQL[code]:
+        return SQL[code]
+    ctx.cur.execute(VERSIONS_SQL)
+    row = ctx.cur.fetchone()
+    return SQL[code].replace(":mita_versions", str(row[0]))
 
 
 def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
     """Gives the outcomes of the selected schema rules (catalog queries only: no table is scanned)."""
     out: list[Outcome] = []
     for rule in rules:
-        ctx.cur.execute(SQL[rule.code])
+        ctx.cur.execute(_statement(ctx, rule.code))
         rows = ctx.cur.fetchall()
         if not rows:
             out.append(Outcome(rule.code, "(schema)"))
