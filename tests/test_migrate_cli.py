@@ -41,7 +41,8 @@ def test_upgrade_current_history_downgrade(capsys: pytest.CaptureFixture[str], e
     assert "Running upgrade" in err
     assert _table_count(empty_db) == 26
     code, out, err = _cli(capsys, empty_db, "migrate", "current")
-    assert out.splitlines() == ["mita-integrity: 0021_add_habit_completions", "application:    none (no alembic_version)"]
+    assert out.splitlines() == ["mita-integrity: 0021_add_habit_completions",
+                                "application:    none (no alembic_version)"]
     code, out, err = _cli(capsys, empty_db, "migrate", "upgrade")
     assert code == 0 and "upgraded: 0021_add_habit_completions -> 0026_complete_user_foreign_keys" in out, err
     code, out, err = _cli(capsys, empty_db, "migrate", "current")

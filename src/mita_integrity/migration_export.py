@@ -48,7 +48,7 @@ def steps() -> list[tuple[str, str, str]]:
         raise UsageError(f"the shipped chain has no baseline {BASELINE}")
     out = []
     for rev in chain[ids.index(BASELINE) + 1:]:
-        module = script.get_revision(rev.id).module  # type: ignore[union-attr]
+        module = script.get_revision(rev.id).module
         out.append((rev.id, rev.file_name, (module.__doc__ or rev.doc).strip()))
     return out
 

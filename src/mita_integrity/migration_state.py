@@ -124,7 +124,8 @@ def narrow_version_table(db: Any) -> None:
     if (schema, table) == (OWN_SCHEMA, OWN_TABLE):
         return
     if db.query("SELECT to_regclass(%s)", f'"{schema}"."{table}"')[0][0]:
-        db.step(f"narrow {schema}.{table}", f'ALTER TABLE "{schema}"."{table}" ALTER COLUMN version_num TYPE varchar(32)')
+        db.step(f"narrow {schema}.{table}",
+                f'ALTER TABLE "{schema}"."{table}" ALTER COLUMN version_num TYPE varchar(32)')
 
 
 def adopt(db: Any) -> Move | None:
@@ -133,11 +134,10 @@ def adopt(db: Any) -> Move | None:
     One transaction: integrity.alembic_version gets our revision, the application's alembic_version gets the
     baseline back. Gives None when there is nothing to move.
     """
+    from .connection import connect
     from .errors import DatabaseStateError
     from .migrate import engine_for, revisions
     from .store import refuse_read_only
-
-    from .connection import connect
 
     with connect(db) as raw, raw.cursor() as cur:
         refuse_read_only(cur, "migrate adopt")

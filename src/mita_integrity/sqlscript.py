@@ -95,8 +95,8 @@ def _query(ctx: CheckContext, rule: Rule) -> str:
                 f"WHERE {users.usr003_where(ctx)};")
     if code in schema.SQL:
         versions = f"{schema.VERSIONS_SQL} \\gset\n" if ":mita_versions" in schema.SQL[code] else ""
-        return (f"{versions}SELECT {_literal(code)} AS code, q.tbl AS \"table\", q.count, array_to_string(q.sample, ', ') "
-                f"AS detail\n  FROM ({schema.SQL[code]}) AS q(tbl, count, sample);")
+        return (f"{versions}SELECT {_literal(code)} AS code, q.tbl AS \"table\", q.count, "
+                f"array_to_string(q.sample, ', ') AS detail\n  FROM ({schema.SQL[code]}) AS q(tbl, count, sample);")
     raise AssertionError(f"no psql form for {code}")
 
 

@@ -123,8 +123,8 @@ def show_revisions(state: migrate.CurrentState) -> None:
                       "written by an earlier mita-integrity (move it with `mita-integrity migrate adopt`)",
                       markup=False)
     elif state.adoptable:
-        console.print(f"mita-integrity: none yet; the application is at the baseline, so `mita-integrity migrate "
-                      f"upgrade` adopts the database", markup=False)
+        console.print("mita-integrity: none yet; the application is at the baseline, so `mita-integrity migrate "
+                      "upgrade` adopts the database", markup=False)
     elif state.revision is None and state.has_mita_tables:
         console.print(
             "none: the MITA tables are present but alembic_version is missing; adopt the database with "

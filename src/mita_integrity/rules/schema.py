@@ -165,7 +165,7 @@ def _statement(ctx: CheckContext, code: str) -> str:
         return SQL[code]
     ctx.cur.execute(VERSIONS_SQL)
     row = ctx.cur.fetchone()
-    return SQL[code].replace(":mita_versions", str(row[0]))
+    return SQL[code].replace(":mita_versions", str(row[0]) if row else "SELECT NULL::text WHERE false")
 
 
 def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
