@@ -84,7 +84,7 @@ def migrate_by_hand(db: Database) -> None:
         for name, (table, expression) in CHECKS.items():
             cur.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({expression})")
         cur.execute(TRIGGER_SQL.read_text() if TRIGGER_SQL.exists() else STAND_IN_TRIGGER)
-        cur.execute("UPDATE alembic_version SET version_num = '0026_complete_user_foreign_keys'")
+        cur.execute("UPDATE integrity.alembic_version SET version_num = '0026_complete_user_foreign_keys'")
         conn.commit()
 
 

@@ -35,12 +35,22 @@ def require(version: int) -> None:
 
 def upgrade(step: str) -> None:
     """Runs the upgrade of one revision of mita-integrity's chain inside the running Alembic migration."""
+    _online_only(step)
     _module(step).upgrade()
 
 
 def downgrade(step: str) -> None:
     """Runs the downgrade of one revision of mita-integrity's chain inside the running Alembic migration."""
+    _online_only(step)
     _module(step).downgrade()
+
+
+def _online_only(step: str) -> None:
+    from alembic import context
+
+    if context.is_offline_mode():  # each step reads the live catalog first; there is none to read in --sql mode
+        raise DatabaseStateError(f"{step} cannot be rendered as SQL (alembic --sql): it inspects the live database",
+                                 "run alembic upgrade against the database")
 
 
 def _module(step: str) -> ModuleType:

@@ -129,8 +129,8 @@ def export(directory: Path, down_revision: str | None) -> list[ExportedFile]:
         raise UsageError("the application's head is unknown",
                          "give it with --down-revision REV, or --db URL of a database the application migrated")
     elif down_revision in ids:
-        raise UsageError(f"--down-revision {down_revision} is a revision of mita-integrity's own chain",
-                         "give the application's head (its last revision before this export)")
+        raise UsageError(f"the application's head {down_revision} is a revision of mita-integrity's own chain",
+                         "give the application's last revision before this export with --down-revision REV")
     else:
         down = down_revision
     out = []

@@ -57,6 +57,23 @@ def application_revision(conn: Connection) -> str | None:
     return _version(conn, "public.alembic_version")
 
 
+_OWN_READABLE = f"""SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = '{OWN_SCHEMA}'
+                                          AND has_schema_privilege(n.oid, 'USAGE')) THEN false
+                        WHEN to_regclass('{OWN}') IS NULL THEN false
+                        ELSE has_table_privilege('{OWN}', 'SELECT') END"""
+
+
+def readable_own_revision(cur: Any) -> str | None:
+    """Gives the tool's chain revision through a psycopg cursor (None when absent or not readable by the role)."""
+    cur.execute(_OWN_READABLE)
+    row = cur.fetchone()
+    if not (row and row[0]):
+        return None
+    cur.execute(f"SELECT version_num FROM {OWN} LIMIT 1")
+    row = cur.fetchone()
+    return str(row[0]) if row else None
+
+
 @dataclass(frozen=True)
 class Revisions:
     """Both chains' revisions of one database."""
