@@ -192,15 +192,18 @@ def test_12_3_the_dump_tool_is_the_servers_major_where_installed(pg: Any) -> Non
 def test_12_4_a_failed_stamp_changes_nothing(baseline_db: Database) -> None:
     _sql(baseline_db, """CREATE FUNCTION refuse_version() RETURNS trigger LANGUAGE plpgsql AS
         $$ BEGIN RAISE EXCEPTION 'no new version today'; END $$;
-        CREATE TRIGGER refuse_version BEFORE INSERT ON alembic_version
+        CREATE TRIGGER refuse_version BEFORE INSERT ON integrity.alembic_version
             FOR EACH ROW EXECUTE FUNCTION refuse_version();""")
     with pytest.raises(DatabaseStateError, match="no new version today"):
         migrate.stamp(baseline_db, "0022_add_missing_fk_constraints")
-    assert _sql(baseline_db, "SELECT version_num FROM alembic_version") == [(migrate.BASELINE,)]
+    assert _sql(baseline_db, "SELECT version_num FROM integrity.alembic_version") == [(migrate.BASELINE,)]
+    assert _sql(baseline_db, "SELECT version_num FROM public.alembic_version") == [(migrate.BASELINE,)]
 
 
 def test_12_4_a_long_revision_id_stamps_at_the_baseline_and_0025s_advice_works(baseline_db: Database) -> None:
-    """At 0021 version_num is varchar(32); 0025's id has 33 characters. The stamp used to fail half-way."""
+    """A version_num of varchar(32) (Alembic's default) and 0025's id of 33 characters: the stamp used to fail
+    half-way. The application's own table keeps its width: only the chain's table is widened."""
+    _sql(baseline_db, "ALTER TABLE integrity.alembic_version ALTER COLUMN version_num TYPE varchar(32)")
     assert migrate.stamp(baseline_db, "0025_add_daily_plan_spent_trigger").to_revision == \
         "0025_add_daily_plan_spent_trigger"
     assert [r.code for r in run_check(baseline_db, CheckRequest(select=["SCH009"])).results if r.failed]
@@ -213,6 +216,10 @@ def test_12_4_a_long_revision_id_stamps_at_the_baseline_and_0025s_advice_works(b
     migrate.upgrade(baseline_db, "head")
     assert migrate.current(baseline_db).revision == HEAD
     assert not [r for r in run_check(baseline_db, CheckRequest(select=["SCH009"])).results if r.failed]
+    assert _sql(baseline_db, "SELECT version_num, pg_typeof(version_num)::text, "
+                "(SELECT character_maximum_length FROM information_schema.columns WHERE table_schema = 'public' "
+                "AND table_name = 'alembic_version' AND column_name = 'version_num') FROM public.alembic_version") \
+        == [(migrate.BASELINE, "character varying", 32)]
 
 
 # -- 12.5 ----------------------------------------------------------------------------------------------------------

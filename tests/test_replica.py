@@ -100,7 +100,7 @@ def test_commands_that_write_are_refused_on_a_standby_in_one_line(capsys: pytest
     code = main(["--db", cli_url(replica), *args])
     out, err = capsys.readouterr()
     assert_one_line_error(code, out, err, what, "only reads", "primary")
-    assert one(seeded, "SELECT to_regnamespace('integrity') IS NULL") is True  # nothing reached the primary
+    assert one(seeded, "SELECT to_regclass('integrity.runs') IS NULL") is True  # nothing reached the primary
     assert one(seeded, "SELECT version_num FROM alembic_version") == "0021_add_habit_completions"
 
 
