@@ -26,9 +26,9 @@ from mita_integrity.urls import build_url
 from .dbstate import checksums, cli_url, run_sql
 
 REFERENCE_SQL = Path(__file__).resolve().parent / "data" / "mita_schema_pre0022.sql"
-HEAD = "0026_complete_user_foreign_keys"
-STEPS = ["0022_add_missing_fk_constraints", "0023_add_unique_constraint_daily_plan", "0024_add_check_constraints",
-         "0025_add_daily_plan_spent_trigger", HEAD]
+# Read from the chain, not written down: a later revision (0027, …) is exported and adopted the same way.
+STEPS = [r.id for r in migrate.revisions() if r.id != migrate.BASELINE]
+HEAD = STEPS[-1]
 
 APP_INI = """[alembic]
 script_location = %(here)s/migrations

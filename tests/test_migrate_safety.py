@@ -235,6 +235,33 @@ def test_12_5_a_second_migration_is_refused_in_one_line(capsys: pytest.CaptureFi
     migrate.upgrade(baseline_db, "0022_add_missing_fk_constraints")  # the lock went with the first one
 
 
+def test_12_5_and_12_1_adopt_takes_the_lock_and_the_floor_holds_after_it(capsys: pytest.CaptureFixture[str],
+                                                                         baseline_db: Database) -> None:
+    """A database an earlier mita-integrity moved (our id in the application's alembic_version): `migrate adopt`
+    waits for no running migration (one line, nothing moved), and once adopted the baseline is still the floor."""
+    migrate.upgrade(baseline_db, "0022_add_missing_fk_constraints")
+    _sql(baseline_db, "ALTER TABLE public.alembic_version ALTER COLUMN version_num TYPE varchar(64); "
+                      "UPDATE public.alembic_version SET version_num = '0022_add_missing_fk_constraints'; "
+                      "DROP TABLE integrity.alembic_version")
+    with connect(baseline_db, autocommit=True) as first:
+        first.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        code, out, err = _cli(capsys, baseline_db, "migrate", "adopt")
+        line = _one_line_error(code, err)
+        assert "migrate adopt: another migration is running on this database" in line, line
+    assert _sql(baseline_db, "SELECT version_num FROM public.alembic_version") == \
+        [("0022_add_missing_fk_constraints",)]
+    assert _sql(baseline_db, "SELECT to_regclass('integrity.alembic_version')") == [(None,)]
+    code, out, err = _cli(capsys, baseline_db, "migrate", "adopt")
+    assert code == 0 and out.startswith("moved: integrity.alembic_version 0022_add_missing_fk_constraints"), err
+    for target in ("base", "-2", "0020_add_user_answers"):
+        code, out, err = _cli(capsys, baseline_db, "migrate", "downgrade", target)
+        assert "below the baseline" in _one_line_error(code, err)
+    assert migrate.current(baseline_db).revision == "0022_add_missing_fk_constraints" and _tables(baseline_db) == 26
+    migrate.downgrade(baseline_db, "-1")
+    assert migrate.current(baseline_db).revision == migrate.BASELINE and _tables(baseline_db) == 26
+    assert _sql(baseline_db, "SELECT version_num FROM public.alembic_version") == [(migrate.BASELINE,)]
+
+
 def test_12_5_two_upgrades_at_once_end_cleanly(baseline_db: Database) -> None:
     with connect(baseline_db) as conn:
         seed_database(conn, SeedOptions(users=20, days=10, seed=4, corrupt=True))
