@@ -104,7 +104,7 @@ def validate_command(app: App) -> int:
 @click.argument("revision", metavar="REV")
 @click.pass_obj
 def stamp_command(app: App, revision: str) -> int:
-    """Record REV in alembic_version without running it (adopts an existing database)."""
+    """Record REV in integrity.alembic_version without running it (adopts an existing database)."""
     with _migration_log():
         result = migrate.stamp(app.database(), revision)
     _report(result)
