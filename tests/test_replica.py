@@ -131,7 +131,7 @@ def test_a_write_cancelled_by_replay_before_its_refusal_is_still_refused_in_one_
     out, err = capsys.readouterr()
     assert fired
     assert_one_line_error(code, out, err, what, "only reads", "primary", "nothing was changed")
-    assert one(seeded, "SELECT to_regnamespace('integrity') IS NULL") is True
+    assert one(seeded, "SELECT to_regclass('integrity.runs') IS NULL") is True
 
 
 def _conflicting(tables: set[str], times: int | None) -> Any:
