@@ -140,6 +140,7 @@ CASES: dict[str, Case] = {
     "check --sample -1": lambda e: ["--db", e.url, "check", "--sample", "-1"],
     "check --budget-days 0": lambda e: ["--db", e.url, "check", "--budget-days", "0"],
     "check --since -5d": lambda e: ["--db", e.url, "check", "--since", "-5d"],
+    "check --since 10**11d": lambda e: ["--db", e.url, "check", "--since", f"{10**11}d"],
     "check --statement-timeout -5s": lambda e: ["--db", e.url, "check", "--statement-timeout", "-5s"],
     "fix --lock-timeout soon": lambda e: ["--db", e.url, "fix", "--lock-timeout", "soon"],
     "verify --max-age 0x": lambda e: ["--db", e.url, "verify", "--max-age", "0x"],

@@ -202,3 +202,75 @@ def test_a_shadow_table_on_search_path_is_not_what_is_checked(baseline_db: Datab
     _execute(baseline_db, setup)
     result = _results(baseline_db, code)[table]
     assert (result.status.value, result.count) == ("fail" if count else "pass", count)
+
+
+def test_a_key_on_a_table_with_children_guarantees_nothing(baseline_db: Database) -> None:
+    """An inheritance child has no copy of a foreign key or unique key, and a partition's copy of a foreign key
+    can have its triggers disabled: the parent's key must not make REF001, REF010 or DUP002 `guaranteed`."""
+    _execute(baseline_db, f"""
+{ANN}
+ALTER TABLE transactions ADD CONSTRAINT fk_transactions_user_id FOREIGN KEY (user_id) REFERENCES users (id);
+CREATE TABLE transactions_2019 () INHERITS (transactions);
+{TX.replace("public.transactions", "transactions_2019")}('10000000-0000-0000-0000-000000000001', '{DEAD}', 'food', 1,
+  'USD', now());
+CREATE TABLE part_logs (id uuid NOT NULL, user_id uuid REFERENCES users (id), created_at timestamptz NOT NULL)
+  PARTITION BY RANGE (created_at);
+CREATE TABLE part_logs_2025 PARTITION OF part_logs FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+ALTER TABLE part_logs_2025 DISABLE TRIGGER ALL;
+INSERT INTO part_logs VALUES (gen_random_uuid(), '{DEAD}', '2025-06-01');
+ALTER TABLE daily_plan
+  ADD CONSTRAINT uq_daily_plan_user_date_category UNIQUE NULLS NOT DISTINCT (user_id, date, category),
+  ADD CONSTRAINT ck_daily_plan_date_midnight CHECK (date = date_trunc('day', date, 'UTC'));
+CREATE TABLE daily_plan_2019 () INHERITS (daily_plan);
+INSERT INTO daily_plan_2019 (id, user_id, date, category) VALUES
+  (gen_random_uuid(), '{USER}', '2019-01-11', 'food'), (gen_random_uuid(), '{USER}', '2019-01-11', 'food');
+""")
+    assert (_results(baseline_db, "REF001")["transactions"].status.value,
+            _results(baseline_db, "REF001")["transactions"].count) == ("fail", 1)
+    assert (_results(baseline_db, "REF010")["part_logs"].status.value,
+            _results(baseline_db, "REF010")["part_logs"].count) == ("fail", 1)
+    assert (_results(baseline_db, "DUP002")["daily_plan"].status.value,
+            _results(baseline_db, "DUP002")["daily_plan"].count) == ("fail", 1)
+
+
+def test_a_plain_unique_key_with_a_nullable_user_guarantees_no_dup002(baseline_db: Database) -> None:
+    """DUP002 counts rows with a NULL user_id as one key; a UNIQUE without NULLS NOT DISTINCT lets them in."""
+    _execute(baseline_db, """
+ALTER TABLE daily_plan ALTER COLUMN user_id DROP NOT NULL, ALTER COLUMN category SET NOT NULL,
+  ADD CONSTRAINT uq_daily_plan_user_date_category UNIQUE (user_id, date, category),
+  ADD CONSTRAINT ck_daily_plan_date_midnight CHECK (date = date_trunc('day', date, 'UTC'));
+INSERT INTO daily_plan (id, user_id, date, category) VALUES
+  (gen_random_uuid(), NULL, '2026-01-11', 'food'), (gen_random_uuid(), NULL, '2026-01-11', 'food');
+""")
+    result = _results(baseline_db, "DUP002")["daily_plan"]
+    assert (result.status.value, result.count) == ("fail", 1)
+
+
+def test_a_check_through_an_integer_cast_guarantees_nothing(baseline_db: Database) -> None:
+    """A CHECK comparing rounded values passes 10.4 saved of a target of 10 and -0.4 planned: GOL003 and AMT005
+    must scan, not read the CHECK as the expected one with its casts stripped."""
+    _execute(baseline_db, f"""
+{ANN}
+ALTER TABLE goals ADD CONSTRAINT ck_goals_saved_le_target CHECK (saved_amount::integer <= target_amount::integer);
+ALTER TABLE daily_plan ADD CONSTRAINT ck_daily_plan_planned_nonnegative CHECK (planned_amount::integer >= 0);
+INSERT INTO goals (id, user_id, title, target_amount, saved_amount) VALUES
+  ('20000000-0000-0000-0000-000000000001', '{USER}', 'g1', 10, 10.4);
+INSERT INTO daily_plan (id, user_id, date, category, planned_amount) VALUES
+  ('30000000-0000-0000-0000-000000000001', '{USER}', '2026-01-11', 'food', -0.4);
+""")
+    for code, table in (("GOL003", "goals"), ("AMT005", "daily_plan")):
+        result = _results(baseline_db, code)[table]
+        assert (code, result.status.value, result.count) == (code, "fail", 1)
+
+
+def test_a_childs_own_user_id_is_checked_when_its_parent_has_none(baseline_db: Database) -> None:
+    """An inheritance child is left to its parent's scan only for a column the parent has: a user_id or
+    deleted_at of the child's own was read by no rule (REF010, SDL001, verify's orphans all silent)."""
+    _execute(baseline_db, f"""
+CREATE TABLE audit_base (id uuid PRIMARY KEY, created_at timestamptz DEFAULT now());
+CREATE TABLE user_audit (user_id uuid, deleted_at timestamptz) INHERITS (audit_base);
+INSERT INTO user_audit (id, user_id, deleted_at) VALUES (gen_random_uuid(), '{DEAD}', NULL),
+  (gen_random_uuid(), '{DEAD}', now());
+""")
+    assert _results(baseline_db, "REF010")["user_audit"].count == 2
+    assert _results(baseline_db, "SDL001")["user_audit"].count == 1

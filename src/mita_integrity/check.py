@@ -45,6 +45,9 @@ class CheckRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+MAX_SINCE_SECONDS = 36500 * 86400
+
+
 def parse_duration(text: str) -> int:
     """Gives the seconds of a window such as 7d, 12h, 30m or 2w; raises UsageError otherwise."""
     match = _DURATION.match(text or "")
@@ -62,6 +65,8 @@ def options_for(request: CheckRequest) -> CheckOptions:
     if request.statement_timeout_ms < 0:
         raise UsageError("--statement-timeout cannot be negative")
     since = parse_duration(request.since) if request.since else None
+    if since is not None and since > MAX_SINCE_SECONDS:  # now() minus more than that leaves the timestamp range
+        raise UsageError(f"--since {request.since!r} is out of range", "use at most 100 years (36500d)")
     return CheckOptions(sample=request.sample, since_seconds=since, budget_days=request.budget_days,
                         day_boundary=check_boundary(request.day_boundary), physical=request.physical,
                         no_guarantees=request.no_guarantees)

@@ -92,10 +92,12 @@ def guaranteed_unique(ctx: CheckContext) -> str | None:
     if ctx.options.no_guarantees:
         return None
     unique = next((c for c in ctx.schema.constraints if c.kind == "u" and c.table == "daily_plan"
-                   and set(c.columns) == set(UNIQUE_KEY)), None)
+                   and set(c.columns) == set(UNIQUE_KEY) and c.enforced), None)
     if unique is None:
         return None
-    nulls_equal = "NULLS NOT DISTINCT" in unique.definition or ctx.schema.not_null("daily_plan", "category")
+    # DUP002 groups NULLs as equal in every column of the key; a plain UNIQUE lets rows with a NULL through.
+    nulls_equal = ("NULLS NOT DISTINCT" in unique.definition
+                   or all(ctx.schema.not_null("daily_plan", c) for c in UNIQUE_KEY))
     midnight = ctx.schema.validated_check("daily_plan", (MIDNIGHT_DEFINITION,))
     return f"{unique.name} and {midnight.name}" if nulls_equal and midnight else None
 

@@ -85,7 +85,7 @@ def user_id_tables(schema: Schema, *, uuid: bool) -> list[str]:
     out = []
     for table, cols in sorted(schema.columns.items()):
         typ = cols.get("user_id", ("", False))[0]
-        if table == "users" or not typ or table in schema.children:  # a child's rows are read with its parent's
+        if table == "users" or not typ or schema.read_with_parent(table, "user_id"):  # read with its parent's
             continue
         if (typ == "uuid") == uuid and (uuid or typ.startswith(("character varying", "varchar", "text", "char"))):
             out.append(table)

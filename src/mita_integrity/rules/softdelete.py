@@ -36,7 +36,8 @@ RULES: tuple[Rule, ...] = (SDL001, SDL002)
 def expand(schema: Schema) -> tuple[Rule, ...]:
     """Gives SDL001 once per table with a deleted_at column."""
     # A partition's or inheritance child's rows are read with its parent's: each row is counted once.
-    tables = sorted(t for t, cols in schema.columns.items() if "deleted_at" in cols and t not in schema.children)
+    tables = sorted(t for t, cols in schema.columns.items()
+                    if "deleted_at" in cols and not schema.read_with_parent(t, "deleted_at"))
     return tuple(replace(SDL001, table=t) for t in tables)
 
 
