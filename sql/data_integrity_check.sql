@@ -261,11 +261,19 @@ SELECT 'SCH008' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ',
              FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'public' AND con.contype = 'f' AND con.confrelid = to_regclass('public.users') GROUP BY 1 ORDER BY 1) AS q(tbl, count, sample);
-\echo 'SCH009 [critical] migrations that alembic_version says ran but whose constraints are absent (stamped, not run).'
+\echo 'SCH009 [critical] migrations that a version table (the tool''s integrity.alembic_version, or the application''s alembic_version when the chain was exported into it) says ran but whose constraints are absent (stamped, not run).'
+SELECT coalesce(string_agg('SELECT version_num::text FROM ' || t.tbl, ' UNION ALL '),
+                         'SELECT NULL::text WHERE false') AS mita_versions
+  FROM unnest(ARRAY['public.alembic_version', 'integrity.alembic_version']) AS t(tbl)
+ WHERE CASE WHEN NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = split_part(t.tbl, '.', 1)
+                              AND has_schema_privilege(n.oid, 'USAGE')) THEN false
+            WHEN to_regclass(t.tbl) IS NULL THEN false
+            ELSE has_table_privilege(t.tbl, 'SELECT') END \gset
 SELECT 'SCH009' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
   FROM (WITH chain(pos, rev) AS (VALUES ('0', '0021_add_habit_completions'), ('1', '0022_add_missing_fk_constraints'), ('2', '0023_add_unique_constraint_daily_plan'), ('3', '0024_add_check_constraints'), ('4', '0025_add_daily_plan_spent_trigger'), ('5', '0026_complete_user_foreign_keys'), ('6', '0027_harden_spent_trigger')),
              expected(rev, item) AS (VALUES ('0022_add_missing_fk_constraints', 'fk_daily_plan_user_id'), ('0022_add_missing_fk_constraints', 'fk_subscriptions_user_id'), ('0022_add_missing_fk_constraints', 'subscriptions.deleted_at'), ('0023_add_unique_constraint_daily_plan', 'uq_daily_plan_user_date_category'), ('0024_add_check_constraints', 'ck_goals_saved_le_target'), ('0024_add_check_constraints', 'ck_goals_progress_le_100'), ('0024_add_check_constraints', 'ck_goals_target_positive'), ('0024_add_check_constraints', 'ck_transactions_amount_nonnegative'), ('0024_add_check_constraints', 'ck_daily_plan_planned_nonnegative'), ('0025_add_daily_plan_spent_trigger', 'trigger:update_daily_plan_spent'), ('0026_complete_user_foreign_keys', 'fk_transactions_user_id'), ('0026_complete_user_foreign_keys', 'fk_habits_user_id'), ('0026_complete_user_foreign_keys', 'fk_moods_user_id'), ('0026_complete_user_foreign_keys', 'fk_push_tokens_user_id'), ('0026_complete_user_foreign_keys', 'fk_budget_advice_user_id'), ('0026_complete_user_foreign_keys', 'fk_notification_logs_user_id'), ('0027_harden_spent_trigger', 'trigger:update_daily_plan_spent')),
-             applied AS (SELECT c2.rev FROM public.alembic_version v JOIN chain c1 ON c1.rev = v.version_num
+             versions(version_num) AS (:mita_versions),
+             applied AS (SELECT DISTINCT c2.rev FROM versions v JOIN chain c1 ON c1.rev = v.version_num
                            JOIN chain c2 ON c2.pos::int <= c1.pos::int),
              missing AS (SELECT e.rev || ': ' || e.item AS what FROM expected e JOIN applied USING (rev)
                           WHERE CASE
@@ -279,7 +287,7 @@ SELECT 'SCH009' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ',
                                  JOIN pg_namespace n ON n.oid = con.connamespace
                                  WHERE n.nspname = 'public' AND con.conname = e.item) END)
            SELECT 'alembic_version', (SELECT count(*) FROM missing), ARRAY(SELECT what FROM missing ORDER BY 1)
-            WHERE to_regclass('public.alembic_version') IS NOT NULL) AS q(tbl, count, sample);
+            WHERE EXISTS (SELECT 1 FROM versions)) AS q(tbl, count, sample);
 \echo '== 12. Users and onboarding'
 \echo 'USR001 [medium] onboarded users whose monthly_income is NULL or 0.'
 SELECT 'USR001' AS code, 'users' AS "table", count(*) AS count FROM public."users" t WHERE (t.has_onboarded AND (t.monthly_income IS NULL OR t.monthly_income = 0));

@@ -96,12 +96,26 @@ def pg() -> Iterator[PgServer]:
 _TEMPLATES: dict[str, str] = {}
 
 
+def application_at_baseline(db: Database) -> None:
+    """Gives the database the application's own alembic_version at 0021, as every production database has it.
+
+    mita-integrity's chain keeps its state in integrity.alembic_version and never writes this table; the
+    application's chain (0001 … 0021) did.
+    """
+    with psycopg.connect(autocommit=True, **db.connect_kwargs()) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS public.alembic_version (version_num varchar(32) NOT NULL, "
+                     "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+        conn.execute("INSERT INTO public.alembic_version SELECT %s WHERE NOT EXISTS "
+                     "(SELECT 1 FROM public.alembic_version)", (migrate.BASELINE,))
+
+
 def template_at(pg: PgServer, revision: str) -> str:
     """Gives the name of a template database migrated to revision (made once per session)."""
     if revision not in _TEMPLATES:
         name = f"mita_tpl_{revision.replace('-', '_')[:30]}_{uuid.uuid4().hex[:6]}"
         db = pg.create_database(name)
         migrate.upgrade(db, revision)
+        application_at_baseline(db)
         _TEMPLATES[revision] = name
     return _TEMPLATES[revision]
 

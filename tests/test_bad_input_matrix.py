@@ -114,7 +114,7 @@ CASES: dict[str, Case] = {
     "tables with a missing column: seed": lambda e: (
         run_sql(e.db, "ALTER TABLE transactions DROP COLUMN merchant"), ["--db", e.url, "seed", "--users", "5"])[1],
     "unknown alembic_version: migrate upgrade": lambda e: (
-        run_sql(e.db, "UPDATE alembic_version SET version_num = '0099_from_the_future'"),
+        run_sql(e.db, "UPDATE integrity.alembic_version SET version_num = '0099_from_the_future'"),
         ["--db", e.url, "migrate", "upgrade", "head"])[1],
     # rules and flags
     "check --select unknown": lambda e: ["--db", e.url, "check", "--select", "XYZ999"],

@@ -103,7 +103,7 @@ def test_unknown_database_name(capsys: pytest.CaptureFixture[str], empty_db: Dat
 
 def test_unknown_revision_in_alembic_version(capsys: pytest.CaptureFixture[str], baseline_db: Database) -> None:
     with connect(baseline_db) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0099_from_the_future'")
+        conn.execute("UPDATE integrity.alembic_version SET version_num = '0099_from_the_future'")
         conn.commit()
     code, out, err = run_cli(capsys, "--db", _url(baseline_db), "migrate", "current")
     assert_one_line_error(code, out, err)
@@ -113,7 +113,8 @@ def test_unknown_revision_in_alembic_version(capsys: pytest.CaptureFixture[str],
 def test_mita_tables_without_alembic_version_are_recognised(capsys: pytest.CaptureFixture[str],
                                                             baseline_db: Database) -> None:
     with connect(baseline_db) as conn:
-        conn.execute("DROP TABLE alembic_version")
+        conn.execute("DROP TABLE alembic_version")  # the application's, and the tool's own
+        conn.execute("DROP TABLE integrity.alembic_version")
         conn.commit()
     before = _tables(baseline_db)
     code, out, err = run_cli(capsys, "--db", _url(baseline_db), "migrate", "current")
@@ -124,7 +125,7 @@ def test_mita_tables_without_alembic_version_are_recognised(capsys: pytest.Captu
     code, out, err = run_cli(capsys, "--db", _url(baseline_db), "migrate", "stamp", "0021_add_habit_completions_table")
     assert code == 0, err
     code, out, err = run_cli(capsys, "--db", _url(baseline_db), "migrate", "current")
-    assert out.strip().startswith("0021_add_habit_completions")
+    assert out.strip().startswith("mita-integrity: 0021_add_habit_completions")
 
 
 def test_seed_into_an_empty_unmigrated_database(capsys: pytest.CaptureFixture[str], empty_db: Database) -> None:

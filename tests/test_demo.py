@@ -52,7 +52,7 @@ def test_demo_builds_checks_repairs_and_rechecks(capsys: pytest.CaptureFixture[s
         assert _snapshot(demo) == before
     with connect(demo) as conn:
         users = conn.execute("SELECT count(*) FROM users").fetchone()
-        version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        version = conn.execute("SELECT version_num FROM integrity.alembic_version").fetchone()
     assert users is not None and users[0] >= 200 and version == ("0027_harden_spent_trigger",)
     pg.drop_database("mita_demo")
 

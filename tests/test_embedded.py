@@ -50,7 +50,7 @@ def test_embedded_server_starts_says_so_and_is_reused(home: Path) -> None:
     assert up.returncode == 0, up.stderr
     started = time.monotonic()
     again = _run(home, "migrate", "current")
-    assert again.stdout.strip() == "0027_harden_spent_trigger (head)"
+    assert again.stdout.splitlines()[0] == "mita-integrity: 0027_harden_spent_trigger (head)"
     assert time.monotonic() - started < 30  # reused, not initialised again
 
 

@@ -147,12 +147,12 @@ def test_migration_when_the_server_restarts_is_one_line_and_a_rerun_reaches_head
     code, out, err = finish(proc)
     assert_one_line_error(code, "", err.splitlines()[-1] if err.strip() else err, "connection")
     assert "Traceback" not in out + err
-    assert one(fault_db, "SELECT version_num FROM alembic_version") != HEAD
+    assert one(fault_db, "SELECT version_num FROM integrity.alembic_version") != HEAD
     assert_nothing_lost(before, {t: n for t, n in row_counts(fault_db).items() if t in before}, archived(fault_db))
 
     code, out, err = finish(start_cli("--db", cli_url(fault_db), "migrate", "upgrade", "head"))
     assert code == 0, err
-    assert one(fault_db, "SELECT version_num FROM alembic_version") == HEAD
+    assert one(fault_db, "SELECT version_num FROM integrity.alembic_version") == HEAD
     assert_nothing_lost(before, {t: n for t, n in row_counts(fault_db).items() if t in before}, archived(fault_db))
 
 
@@ -213,7 +213,7 @@ def test_an_unwritable_output_is_refused_before_any_work(capsys: pytest.CaptureF
     code = main(["--db", cli_url(baseline_db), "check", *formats, "--output", str(output), "--record"])
     out, err = capsys.readouterr()
     assert_one_line_error(code, out, err, "cannot write the report", "nothing was run")
-    assert one(baseline_db, "SELECT to_regnamespace('integrity') IS NULL") is True
+    assert one(baseline_db, "SELECT to_regclass('integrity.runs') IS NULL") is True
 
 
 def test_a_writable_output_is_left_as_it_was_by_the_probe(capsys: pytest.CaptureFixture[str],

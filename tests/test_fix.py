@@ -133,7 +133,7 @@ def test_dry_run_changes_nothing_and_creates_no_schema(capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "REF005" in out and "FOR UPDATE OF t SKIP LOCKED" in out and "INSERT INTO integrity.archive" in out
     assert checksums(baseline_db) == before
-    assert _sql(baseline_db, "SELECT to_regnamespace('integrity')") == [(None,)]
+    assert _sql(baseline_db, "SELECT to_regclass('integrity.runs')") == [(None,)]
 
 
 def test_cli_apply_runs_and_undo(capsys: pytest.CaptureFixture[str], baseline_db: Database) -> None:
@@ -188,7 +188,7 @@ def test_a_select_only_role_cannot_apply_and_nothing_changes(capsys: pytest.Capt
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"role {role} lacks" in err and "nothing was changed" in err, err
         assert checksums(baseline_db) == before
-        assert _sql(baseline_db, "SELECT to_regnamespace('integrity')") == [(None,)]
+        assert _sql(baseline_db, "SELECT to_regclass('integrity.runs')") == [(None,)]
     finally:
         _sql(baseline_db, f"DROP OWNED BY {role}; DROP ROLE {role}")
 

@@ -41,11 +41,16 @@ def test_upgrade_current_history_downgrade(capsys: pytest.CaptureFixture[str], e
     assert "Running upgrade" in err
     assert _table_count(empty_db) == 26
     code, out, err = _cli(capsys, empty_db, "migrate", "current")
-    assert out.strip() == "0021_add_habit_completions"
+    assert out.splitlines() == ["mita-integrity: 0021_add_habit_completions",
+                                "application:    none (no alembic_version)"]
     code, out, err = _cli(capsys, empty_db, "migrate", "upgrade")
     assert code == 0 and "upgraded: 0021_add_habit_completions -> 0027_harden_spent_trigger" in out, err
     code, out, err = _cli(capsys, empty_db, "migrate", "current")
-    assert out.strip() == "0027_harden_spent_trigger (head)"
+    assert out.splitlines()[0] == "mita-integrity: 0027_harden_spent_trigger (head)"
+    with connect(empty_db) as conn:  # standalone: the chain's state is in the tool's own table only
+        assert conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,)
+        assert conn.execute("SELECT version_num FROM integrity.alembic_version").fetchall() == [
+            ("0027_harden_spent_trigger",)]
     code, out, err = _cli(capsys, empty_db, "migrate", "upgrade")
     assert code == 0 and "already at 0027_harden_spent_trigger" in out
     code, out, err = _cli(capsys, empty_db, "migrate", "history")

@@ -192,15 +192,18 @@ def test_12_3_the_dump_tool_is_the_servers_major_where_installed(pg: Any) -> Non
 def test_12_4_a_failed_stamp_changes_nothing(baseline_db: Database) -> None:
     _sql(baseline_db, """CREATE FUNCTION refuse_version() RETURNS trigger LANGUAGE plpgsql AS
         $$ BEGIN RAISE EXCEPTION 'no new version today'; END $$;
-        CREATE TRIGGER refuse_version BEFORE INSERT ON alembic_version
+        CREATE TRIGGER refuse_version BEFORE INSERT ON integrity.alembic_version
             FOR EACH ROW EXECUTE FUNCTION refuse_version();""")
     with pytest.raises(DatabaseStateError, match="no new version today"):
         migrate.stamp(baseline_db, "0022_add_missing_fk_constraints")
-    assert _sql(baseline_db, "SELECT version_num FROM alembic_version") == [(migrate.BASELINE,)]
+    assert _sql(baseline_db, "SELECT version_num FROM integrity.alembic_version") == [(migrate.BASELINE,)]
+    assert _sql(baseline_db, "SELECT version_num FROM public.alembic_version") == [(migrate.BASELINE,)]
 
 
 def test_12_4_a_long_revision_id_stamps_at_the_baseline_and_0025s_advice_works(baseline_db: Database) -> None:
-    """At 0021 version_num is varchar(32); 0025's id has 33 characters. The stamp used to fail half-way."""
+    """A version_num of varchar(32) (Alembic's default) and 0025's id of 33 characters: the stamp used to fail
+    half-way. The application's own table keeps its width: only the chain's table is widened."""
+    _sql(baseline_db, "ALTER TABLE integrity.alembic_version ALTER COLUMN version_num TYPE varchar(32)")
     assert migrate.stamp(baseline_db, "0025_add_daily_plan_spent_trigger").to_revision == \
         "0025_add_daily_plan_spent_trigger"
     assert [r.code for r in run_check(baseline_db, CheckRequest(select=["SCH009"])).results if r.failed]
@@ -213,6 +216,10 @@ def test_12_4_a_long_revision_id_stamps_at_the_baseline_and_0025s_advice_works(b
     migrate.upgrade(baseline_db, "head")
     assert migrate.current(baseline_db).revision == HEAD
     assert not [r for r in run_check(baseline_db, CheckRequest(select=["SCH009"])).results if r.failed]
+    assert _sql(baseline_db, "SELECT version_num, pg_typeof(version_num)::text, "
+                "(SELECT character_maximum_length FROM information_schema.columns WHERE table_schema = 'public' "
+                "AND table_name = 'alembic_version' AND column_name = 'version_num') FROM public.alembic_version") \
+        == [(migrate.BASELINE, "character varying", 32)]
 
 
 # -- 12.5 ----------------------------------------------------------------------------------------------------------
@@ -226,6 +233,33 @@ def test_12_5_a_second_migration_is_refused_in_one_line(capsys: pytest.CaptureFi
             assert "another migration is running on this database" in line and "nothing was changed" in line
     assert migrate.current(baseline_db).revision == migrate.BASELINE
     migrate.upgrade(baseline_db, "0022_add_missing_fk_constraints")  # the lock went with the first one
+
+
+def test_12_5_and_12_1_adopt_takes_the_lock_and_the_floor_holds_after_it(capsys: pytest.CaptureFixture[str],
+                                                                         baseline_db: Database) -> None:
+    """A database an earlier mita-integrity moved (our id in the application's alembic_version): `migrate adopt`
+    waits for no running migration (one line, nothing moved), and once adopted the baseline is still the floor."""
+    migrate.upgrade(baseline_db, "0022_add_missing_fk_constraints")
+    _sql(baseline_db, "ALTER TABLE public.alembic_version ALTER COLUMN version_num TYPE varchar(64); "
+                      "UPDATE public.alembic_version SET version_num = '0022_add_missing_fk_constraints'; "
+                      "DROP TABLE integrity.alembic_version")
+    with connect(baseline_db, autocommit=True) as first:
+        first.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        code, out, err = _cli(capsys, baseline_db, "migrate", "adopt")
+        line = _one_line_error(code, err)
+        assert "migrate adopt: another migration is running on this database" in line, line
+    assert _sql(baseline_db, "SELECT version_num FROM public.alembic_version") == \
+        [("0022_add_missing_fk_constraints",)]
+    assert _sql(baseline_db, "SELECT to_regclass('integrity.alembic_version')") == [(None,)]
+    code, out, err = _cli(capsys, baseline_db, "migrate", "adopt")
+    assert code == 0 and out.startswith("moved: integrity.alembic_version 0022_add_missing_fk_constraints"), err
+    for target in ("base", "-2", "0020_add_user_answers"):
+        code, out, err = _cli(capsys, baseline_db, "migrate", "downgrade", target)
+        assert "below the baseline" in _one_line_error(code, err)
+    assert migrate.current(baseline_db).revision == "0022_add_missing_fk_constraints" and _tables(baseline_db) == 26
+    migrate.downgrade(baseline_db, "-1")
+    assert migrate.current(baseline_db).revision == migrate.BASELINE and _tables(baseline_db) == 26
+    assert _sql(baseline_db, "SELECT version_num FROM public.alembic_version") == [(migrate.BASELINE,)]
 
 
 def test_12_5_two_upgrades_at_once_end_cleanly(baseline_db: Database) -> None:

@@ -73,6 +73,8 @@ def _catalog(db: Database) -> list[tuple[object, ...]]:
           JOIN pg_namespace n ON n.oid = con.connamespace WHERE n.nspname IN ('public', 'integrity')
         UNION ALL
         SELECT 'alembic_version', version_num, '', '' FROM alembic_version
+        UNION ALL
+        SELECT 'integrity.alembic_version', version_num, '', '' FROM integrity.alembic_version
         ORDER BY 1, 2, 3""")
 
 
@@ -148,7 +150,8 @@ def test_migrate_through_the_pooler_reads_and_refuses_a_session_step(capsys: pyt
     url = _pooled(pgbouncer, baseline_db)
     before, data = _catalog(baseline_db), checksums(baseline_db)
     with hammering(url):
-        assert _cli(capsys, url, "migrate", "current")[:2] == (0, f"{migrate.BASELINE}\n")
+        assert _cli(capsys, url, "migrate", "current")[:2] == (
+            0, f"mita-integrity: {migrate.BASELINE}\napplication:    {migrate.BASELINE}\n")
         code, out, err = _cli(capsys, url, "migrate", "history")
         assert code == 0 and "(head)" in out
         assert _cli(capsys, url, "migrate", "validate")[0] == 0  # nothing NOT VALID at the baseline

@@ -100,7 +100,7 @@ def test_commands_that_write_are_refused_on_a_standby_in_one_line(capsys: pytest
     code = main(["--db", cli_url(replica), *args])
     out, err = capsys.readouterr()
     assert_one_line_error(code, out, err, what, "only reads", "primary")
-    assert one(seeded, "SELECT to_regnamespace('integrity') IS NULL") is True  # nothing reached the primary
+    assert one(seeded, "SELECT to_regclass('integrity.runs') IS NULL") is True  # nothing reached the primary
     assert one(seeded, "SELECT version_num FROM alembic_version") == "0021_add_habit_completions"
 
 
@@ -131,7 +131,7 @@ def test_a_write_cancelled_by_replay_before_its_refusal_is_still_refused_in_one_
     out, err = capsys.readouterr()
     assert fired
     assert_one_line_error(code, out, err, what, "only reads", "primary", "nothing was changed")
-    assert one(seeded, "SELECT to_regnamespace('integrity') IS NULL") is True
+    assert one(seeded, "SELECT to_regclass('integrity.runs') IS NULL") is True
 
 
 def _conflicting(tables: set[str], times: int | None) -> Any:

@@ -145,7 +145,7 @@ def test_refuses_a_database_without_the_schema(empty_db: Database) -> None:
 
 def test_refuses_a_database_past_the_baseline(baseline_db: Database) -> None:
     with connect(baseline_db) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0022_add_missing_fk_constraints'")
+        conn.execute("UPDATE integrity.alembic_version SET version_num = '0022_add_missing_fk_constraints'")
     with pytest.raises(DatabaseStateError, match="0022_add_missing_fk_constraints"):
         seed(baseline_db, users=10)
 

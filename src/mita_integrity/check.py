@@ -93,8 +93,12 @@ def _tables(cur: Any) -> tuple[TableStats, ...]:
 def _database_info(cur: Any, db: Database, schema: Schema) -> DatabaseInfo:
     cur.execute("SELECT current_database(), current_setting('server_version'), current_user")
     name, version, user = cur.fetchone()
-    revision = None
-    if schema.has("alembic_version"):
+    # The chain's revision: the tool's own table when it runs standalone, else the application's (an exported
+    # chain, or the baseline an adopting upgrade starts from). Hints and verify read where the chain stands.
+    from .migration_state import readable_own_revision
+
+    revision = readable_own_revision(cur)
+    if revision is None and schema.has("alembic_version"):
         cur.execute("SELECT version_num FROM public.alembic_version LIMIT 1")
         row = cur.fetchone()
         revision = row[0] if row else None

@@ -11,7 +11,6 @@ import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
@@ -27,6 +26,7 @@ from .migrate_guards import NEEDS_SESSION as NEEDS_SESSION  # re-exported: the r
 from .migrate_guards import one_migration_at_a_time, require_above_floor, require_owner, require_session_for
 from .migrate_leftovers import finish_leftovers
 from .migration_kit import say
+from .migration_state import OWN, OWN_SCHEMA, OWN_TABLE, VERSION_WIDTH, application_revision, own_revision
 from .seed.plan import MITA_TABLES
 from .wording import counted
 
@@ -51,10 +51,22 @@ class CurrentState:
     revision: str | None  # None: no alembic_version (empty, or MITA tables without a version)
     has_mita_tables: bool
     head: str
+    application: str | None = None  # the application's own public.alembic_version (only ever read)
+    chain: tuple[str, ...] = ()
 
     @property
     def at_head(self) -> bool:
         return self.revision == self.head
+
+    @property
+    def adoptable(self) -> bool:
+        """The application stands at the baseline and the tool's chain has not recorded anything yet."""
+        return self.revision is None and self.has_mita_tables and self.application == BASELINE
+
+    @property
+    def moved_by_earlier_version(self) -> bool:
+        """Our own revision sits in the application's alembic_version (an earlier mita-integrity, or an export)."""
+        return self.revision is None and self.application in self.chain and self.application != BASELINE
 
 
 @dataclass(frozen=True)
@@ -141,9 +153,7 @@ def _has_mita_tables(conn: Connection) -> bool:
 
 
 def _version_in_db(conn: Connection) -> str | None:
-    ctx = MigrationContext.configure(conn)
-    heads = ctx.get_current_heads()
-    return heads[0] if heads else None
+    return own_revision(conn)  # integrity.alembic_version: the application's table is never ours
 
 
 def current(db: Database) -> CurrentState:
@@ -152,15 +162,25 @@ def current(db: Database) -> CurrentState:
     with _connection(db) as conn:
         version = _version_in_db(conn)
         has_tables = _has_mita_tables(conn)
+        application = application_revision(conn)
     if version is not None and version not in {r.id for r in revisions()}:
         raise DatabaseStateError(
             f"the database is at revision '{version}', which this mita-integrity does not know",
             f"upgrade mita-integrity, or check the alembic_version table (known up to {head})",
         )
-    return CurrentState(version, has_tables, head)
+    return CurrentState(version, has_tables, head, application, tuple(r.id for r in revisions()))
 
 
 def _require_versioned(state: CurrentState, action: str) -> None:
+    if state.moved_by_earlier_version:
+        raise DatabaseStateError(
+            f"the application's alembic_version holds {state.application}, a revision of mita-integrity's chain, "
+            f"so '{action}' cannot tell where the chain stands; nothing was changed",
+            "if an earlier mita-integrity wrote it, move it to the tool's own table: mita-integrity migrate adopt; "
+            "if the chain was exported into the application's, run the application's alembic instead",
+        )
+    if state.adoptable and action == "upgrade":
+        return
     if state.revision is None and state.has_mita_tables:
         raise DatabaseStateError(
             f"the database has the MITA tables but no alembic_version, so '{action}' cannot know where it stands",
@@ -180,13 +200,22 @@ def upgrade(db: Database, target: str = "head", backup: Path | None = None, *, f
         _require_versioned(state, "upgrade")
         steps = _require(db, "upgrade", state.revision, rev, backup)
         written = take_backup(db, backup, force=force, say=say) if backup else None
+        state = _adopt(db, state, f"migrate upgrade {target}")
         finish_leftovers(db, state.revision)
         here = _finish_interrupted_downgrade(db, state.revision, rev)
-        if here != state.revision:
+        if here != state.revision or steps[:1] == [BASELINE]:  # a part-undone step, or a database just adopted
             steps = steps_between("upgrade", here, rev)
         _run_command(db, "upgrade", rev, steps=steps, label=f"migrate upgrade {target}")
         mark_downgrade(db, None)
         return MigrationResult("upgrade", state.revision, current(db).revision, written)
+
+
+def _adopt(db: Database, state: CurrentState, label: str) -> CurrentState:
+    """Records the baseline in the tool's own table for a database the application's chain brought to 0021."""
+    if not state.adoptable:
+        return state
+    _run_command(db, "stamp", BASELINE, steps=[], label=label)
+    return current(db)
 
 
 def downgrade(db: Database, target: str, backup: Path | None = None, *, force: bool = False) -> MigrationResult:
@@ -217,10 +246,12 @@ def downgrade(db: Database, target: str, backup: Path | None = None, *, force: b
         return MigrationResult("downgrade", state.revision, current(db).revision, written)
 
 
-# A downgrade in progress is written on alembic_version (a table comment) until it completes. A killed downgrade
-# stops in the middle of the recorded revision R (Alembic moves the version only after R's body completed), so the
-# next upgrade finds the mark and runs R's upgrade again — each does only what is missing — before going on.
+# A downgrade in progress is written on the chain's version table, integrity.alembic_version (a table comment),
+# until it completes. A killed downgrade stops in the middle of the recorded revision R (Alembic moves the version
+# only after R's body completed), so the next upgrade finds the mark and runs R's upgrade again — each does only
+# what is missing — before going on.
 _MARK = "mita-integrity: downgrade in progress: "
+_OWN_TABLE = sql.Identifier(OWN_SCHEMA, OWN_TABLE)
 
 
 def mark_downgrade(db: Database, move: str | None) -> None:
@@ -229,19 +260,19 @@ def mark_downgrade(db: Database, move: str | None) -> None:
     # connection whose search_path another client changed (connect() pins it only on the first one).
     with connect(db) as conn:
         if move is None:
-            row = conn.execute("SELECT obj_description('public.alembic_version'::regclass, 'pg_class')").fetchone()
+            row = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (OWN,)).fetchone()
             if not (row and row[0] and str(row[0]).startswith(_MARK)):
                 return
-            conn.execute("COMMENT ON TABLE public.alembic_version IS NULL")
+            conn.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(_OWN_TABLE))
         else:
-            conn.execute(sql.SQL("COMMENT ON TABLE public.alembic_version IS {}").format(sql.Literal(_MARK + move)))
+            conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(_OWN_TABLE, sql.Literal(_MARK + move)))
         conn.commit()
 
 
 def _finish_interrupted_downgrade(db: Database, here: str | None, target: str) -> str | None:
     """Gives where the upgrade starts: one revision lower than recorded when a downgrade of it was cut short."""
     with connect(db) as conn:
-        row = conn.execute("SELECT obj_description(to_regclass('public.alembic_version'), 'pg_class')").fetchone()
+        row = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (OWN,)).fetchone()
     mark = str(row[0]) if row and row[0] else ""
     if not mark.startswith(_MARK) or here in (None, BASELINE):
         return here
@@ -251,7 +282,7 @@ def _finish_interrupted_downgrade(db: Database, here: str | None, target: str) -
     say(f"  an interrupted downgrade ({mark.removeprefix(_MARK)}) left {here} part undone: running its upgrade "
         "again (it does only what is missing)")
     with connect(db) as conn:
-        conn.execute("UPDATE public.alembic_version SET version_num = %s WHERE version_num = %s", (down, here))
+        conn.execute(sql.SQL("UPDATE {} SET version_num = %s WHERE version_num = %s").format(_OWN_TABLE), (down, here))
         conn.commit()
     return down
 
@@ -276,10 +307,10 @@ def _refuse_dropping_soft_deletes(db: Database, target: str) -> None:
 
 
 def stamp(db: Database, target: str) -> MigrationResult:
-    """Records target in alembic_version without running anything (adopts an existing database).
+    """Records target in the chain's version table, integrity.alembic_version, without running anything.
 
-    One transaction: it succeeds, or alembic_version is left as it was. A revision id longer than the
-    baseline's varchar(32) widens version_num first, as 0022 does.
+    One transaction: it succeeds, or the version table is left as it was (the application's alembic_version
+    is never written). A revision id longer than an older, narrower table's version_num widens it first.
     """
     rev = resolve_revision(target)
     with one_migration_at_a_time(db, f"migrate stamp {target}"):
@@ -298,18 +329,20 @@ def stamp(db: Database, target: str) -> MigrationResult:
                 raise UsageError(f"migrate stamp {target}: {str(exc).splitlines()[0]}; nothing was changed") from None
             except sa.exc.DBAPIError as exc:
                 raise DatabaseStateError(f"migrate stamp {target} failed: {_first_line(exc)}",
-                                         "it was rolled back: alembic_version is as it was") from None
+                                         "it was rolled back: integrity.alembic_version is as it was") from None
     return MigrationResult("stamp", before, current(db).revision, None)
 
 
 def _widen_version_num(conn: Connection, rev: str) -> None:
+    """Widens the chain's version table, if an older one is narrower than the id it is to hold (created, it is wide
+    enough already)."""
     ids = [r.id for r in revisions()] if rev in {"head", "heads"} else [rev]
     longest = max((len(i) for i in ids), default=0)
     width = conn.execute(sa.text(
-        "SELECT character_maximum_length FROM information_schema.columns WHERE table_schema = 'public' "
-        "AND table_name = 'alembic_version' AND column_name = 'version_num'")).scalar()
+        "SELECT character_maximum_length FROM information_schema.columns WHERE table_schema = :s "
+        "AND table_name = :t AND column_name = 'version_num'"), {"s": OWN_SCHEMA, "t": OWN_TABLE}).scalar()
     if width is not None and longest > int(width):
-        conn.execute(sa.text("ALTER TABLE alembic_version ALTER COLUMN version_num TYPE varchar(64)"))
+        conn.execute(sa.text(f"ALTER TABLE {OWN} ALTER COLUMN version_num TYPE varchar({VERSION_WIDTH})"))
 
 
 def steps_between(action: str, here: str | None, target: str) -> list[str]:
@@ -370,7 +403,7 @@ def _interrupted(label: str, steps: list[str], done: list[str], what: str, hint:
     that was running, what was completed and kept."""
     running = steps[len(done)] if len(done) < len(steps) else None
     where = f" in {running}" if running else ""
-    kept = (f"completed and kept: {', '.join(done)} (recorded in alembic_version)" if done
+    kept = (f"completed and kept: {', '.join(done)} (recorded in integrity.alembic_version)" if done
             else "no revision was completed")
     partial = (f"; {running} is not recorded, the steps of it that finished are kept (each commits on its own)"
                if running and running != BASELINE else "")

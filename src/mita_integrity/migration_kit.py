@@ -14,10 +14,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 
+import psycopg
 from alembic import context, op
 
 from . import online as online_module
-from .connection import Database
+from .connection import Database, connect
 from .errors import DatabaseStateError
 from .online import Online
 from .wording import counted
@@ -43,11 +44,20 @@ def quiet() -> Iterator[None]:
 
 @contextmanager
 def online() -> Iterator[Online]:
-    """Gives the online DDL runner on the migration's own connection, outside Alembic's transaction."""
+    """Gives the online DDL runner on the migration's own connection, outside Alembic's transaction.
+
+    Under another driver (an application's env.py on psycopg2: an exported revision) the steps run on a
+    psycopg connection of their own, while the migration's connection waits in autocommit holding no lock.
+    """
     with op.get_context().autocommit_block():
         raw = op.get_bind().connection.dbapi_connection
         # The lock timeout read now, not at import: an operator (or a test) may set it for one run.
-        yield Online(raw, say=say, lock_timeout_ms=online_module.DEFAULT_LOCK_TIMEOUT_MS)  # type: ignore[arg-type]
+        timeout = online_module.DEFAULT_LOCK_TIMEOUT_MS
+        if isinstance(raw, psycopg.Connection):
+            yield Online(raw, say=say, lock_timeout_ms=timeout)
+            return
+        with connect(database(), autocommit=True) as own:
+            yield Online(own, say=say, lock_timeout_ms=timeout)
 
 
 def refuse_other_definitions(db: Online, *, unique: bool, checks: Sequence[str]) -> None:
@@ -64,12 +74,18 @@ def refuse_other_definitions(db: Online, *, unique: bool, checks: Sequence[str])
 
 
 def database() -> Database:
-    """Gives the database being migrated (mita-integrity and env.py both hand it over)."""
+    """Gives the database being migrated: handed over by mita-integrity or env.py, else the migration's URL."""
     db = context.config.attributes.get("database")
-    if not isinstance(db, Database):
+    if isinstance(db, Database):
+        return db
+    from .migration_api import database_of_bind
+
+    found = database_of_bind(op.get_bind())
+    if found is None:
         raise DatabaseStateError("the migration was started without a database to clean up through",
                                  "run it with mita-integrity migrate, or alembic with DATABASE_URL set")
-    return db
+    context.config.attributes["database"] = found
+    return found
 
 
 def clean_up(revision: str, codes: Sequence[str], *, budget_days: int = 30) -> int:

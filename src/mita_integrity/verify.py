@@ -19,6 +19,7 @@ from .check import CheckRequest, parse_duration, run_check
 from .connection import Database, connect, pin_settings, transaction
 from .errors import UsageError
 from .findings import Report, Status
+from .migration_state import readable_own_revision
 from .rules.context import Schema, load_schema
 from .rules.expected import USER_FK_TABLES_0026
 from .rules.references import user_id_tables
@@ -78,6 +79,7 @@ def run_verify(db: Database, max_age_seconds: int = 26 * 3600) -> Scorecard:
         with transaction(conn, read_only=True, statement_timeout_ms=READ_MS) as cur:
             schema = load_schema(cur)
             columns = probe_rows.load_columns(cur)
+            own = readable_own_revision(cur)
         uuid_tables = user_id_tables(schema, uuid=True)
         references = _read(conn, "orphans", lambda cur: (True, orphan_counts(cur, schema)))
         lines = [
@@ -91,7 +93,7 @@ def run_verify(db: Database, max_age_seconds: int = 26 * 3600) -> Scorecard:
             _trigger(conn, schema, columns),
             _from(references, "referential-integrity", percentage),
             _read(conn, "recent-check", lambda cur: recent(cur, max_age_seconds)),
-            _stamped(report, _read(conn, "migrations-applied", lambda cur: (True, invalid_indexes(cur)))),
+            _stamped(report, _read(conn, "migrations-applied", lambda cur: (True, invalid_indexes(cur))), own),
         ]
     finally:
         conn.rollback()
@@ -210,12 +212,17 @@ def _trigger(conn: psycopg.Connection[Any], schema: Schema, columns: dict[str, A
     return Line(catalog.name, passed, f"{catalog.evidence}; {evidence}")
 
 
-def _stamped(report: Report, invalid: Line | tuple[bool, list[str]]) -> Line:
-    """migrations-applied: every recorded migration's objects present (SCH009), and no index left invalid."""
+def _stamped(report: Report, invalid: Line | tuple[bool, list[str]], own: str | None = None) -> Line:
+    """migrations-applied: every recorded migration's objects present (SCH009), and no index left invalid.
+
+    own: the tool's chain revision (integrity.alembic_version), when the chain runs standalone.
+    """
     if isinstance(invalid, Line):
         return invalid
     results = [r for r in report.results if r.code == "SCH009"]
     revision = report.database.alembic_revision
+    # Standalone, the chain's state is the tool's own table; exported, it is the application's.
+    recorded = f"integrity.alembic_version {own}" if own else f"alembic_version {revision}"
     bad = [r for r in results if r.failed or r.status is Status.ERROR]
     problems = []
     if bad:
@@ -226,7 +233,7 @@ def _stamped(report: Report, invalid: Line | tuple[bool, list[str]]) -> Line:
                         f"nothing): {', '.join(invalid[1])}; `mita-integrity migrate upgrade head` drops and rebuilds "
                         "the migrations' own")
     if problems:
-        return Line("migrations-applied", False, f"alembic_version {revision} but " + "; and ".join(problems))
-    if revision is None:
+        return Line("migrations-applied", False, f"{recorded} but " + "; and ".join(problems))
+    if revision is None and own is None:
         return Line("migrations-applied", True, "no alembic_version: nothing recorded, nothing missing")
-    return Line("migrations-applied", True, f"alembic_version {revision}: every recorded migration's objects present")
+    return Line("migrations-applied", True, f"{recorded}: every recorded migration's objects present")

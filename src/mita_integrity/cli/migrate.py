@@ -104,7 +104,7 @@ def validate_command(app: App) -> int:
 @click.argument("revision", metavar="REV")
 @click.pass_obj
 def stamp_command(app: App, revision: str) -> int:
-    """Record REV in alembic_version without running it (adopts an existing database)."""
+    """Record REV in integrity.alembic_version without running it (adopts an existing database)."""
     with _migration_log():
         result = migrate.stamp(app.database(), revision)
     _report(result)
@@ -116,7 +116,22 @@ def stamp_command(app: App, revision: str) -> int:
 def current_command(app: App) -> int:
     """Show the database's revision."""
     state = migrate.current(app.database())
-    if state.revision is None and state.has_mita_tables:
+    show_revisions(state)
+    return 0
+
+
+def show_revisions(state: migrate.CurrentState) -> None:
+    """Prints where the tool's chain and the application's chain stand."""
+    application = state.application or "none (no alembic_version)"
+    if state.moved_by_earlier_version:
+        console.print(f"mita-integrity: none in integrity.alembic_version; the application's alembic_version holds "
+                      f"{state.application}, a revision of this chain: exported into the application's chain, or "
+                      "written by an earlier mita-integrity (move it with `mita-integrity migrate adopt`)",
+                      markup=False)
+    elif state.adoptable:
+        console.print("mita-integrity: none yet; the application is at the baseline, so `mita-integrity migrate "
+                      "upgrade` adopts the database", markup=False)
+    elif state.revision is None and state.has_mita_tables:
         console.print(
             "none: the MITA tables are present but alembic_version is missing; adopt the database with "
             f"`mita-integrity migrate stamp {migrate.BASELINE}`"
@@ -124,7 +139,43 @@ def current_command(app: App) -> int:
     elif state.revision is None:
         console.print("none: an empty database; `mita-integrity migrate upgrade` creates the MITA schema")
     else:
-        console.print(f"{state.revision}{' (head)' if state.at_head else ''}")
+        console.print(f"mita-integrity: {state.revision}{' (head)' if state.at_head else ''}", markup=False)
+    console.print(f"application:    {application}", markup=False)
+
+
+@migrate_group.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), metavar="DIR")
+@click.option("--down-revision", metavar="REV", help="The application's head (default: read with --db).")
+@click.pass_obj
+def export_command(app: App, directory: Path, down_revision: str | None) -> int:
+    """Write the chain after the baseline as revision files of the application's chain (DIR: its versions/)."""
+    from .. import migration_export
+
+    if down_revision is None and not migration_export.exported_in(directory):
+        down_revision = migrate.current(app.database()).application
+    files = migration_export.export(directory, down_revision)
+    for item in files:
+        state = "written" if item.written else "kept   "
+        console.print(f"  {state}  {item.path}  ({item.down_revision} -> {item.revision})", markup=False)
+    written = sum(1 for item in files if item.written)
+    console.print(f"{written} written, {len(files) - written} already there; the application's `alembic upgrade "
+                  "head` runs them", markup=False)
+    return 0
+
+
+@migrate_group.command("adopt")
+@click.pass_obj
+def adopt_command(app: App) -> int:
+    """Move our revision out of the application's alembic_version into the tool's own version table."""
+    from .. import migration_state
+
+    moved = migration_state.adopt(app.database())
+    if moved is None:
+        console.print("nothing to move: the application's alembic_version holds no revision of this chain",
+                      markup=False)
+        return 0
+    console.print(f"moved: integrity.alembic_version {moved.revision}; public.alembic_version "
+                  f"{moved.application_before} -> {moved.application_after} (no schema change)", markup=False)
     return 0
 
 

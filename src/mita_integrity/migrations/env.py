@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from mita_integrity.errors import MitaIntegrityError
 from mita_integrity.migrate_guards import one_migration_at_a_time, require_above_floor
+from mita_integrity.migration_state import prepare_own_table, version_table_options
 from mita_integrity.models import metadata
 
 config = context.config
@@ -21,12 +22,19 @@ def _applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
 
 
 def _run(connection: Connection) -> None:
+    # The chain's state lives in integrity.alembic_version: the application's alembic_version is never written.
+    # A caller's open transaction (an atomic stamp) takes the table with it; otherwise it is committed first.
+    callers = connection.in_transaction()
+    prepare_own_table(connection)
+    if not callers:
+        connection.commit()
     context.configure(
         connection=connection,
         target_metadata=metadata,
         transaction_per_migration=True,
         compare_type=True,
         on_version_apply=_applied,
+        **version_table_options(),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -224,6 +224,8 @@ class SchemaRule(Rule):
     sql: str = ""
 
     def script_sql(self, ctx: CheckContext) -> str:
+        if self.script is not None:  # a statement that needs more than itself (SCH009: the version tables)
+            return super().script_sql(ctx)
         return (f"SELECT {literal(self.code)} AS code, q.tbl AS \"table\", q.count, "
                 f"array_to_string(q.sample, ', ') AS detail\n  FROM ({self.sql}) AS q(tbl, count, sample);")
 

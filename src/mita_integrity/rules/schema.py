@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..findings import FixSafety, Severity
-from .base import Family, Rule, SchemaRule, each_rule
+from .base import Evaluate, Family, Rule, SchemaRule, Script, each_rule
 from .context import CheckContext, Outcome
 from .expected import CHAIN, CHECKS_0024, EXPECTED_BY_REVISION, SPENT_TRIGGER_FUNCTION
 
@@ -12,10 +14,11 @@ MIGRATE = "None by fix: `mita-integrity migrate upgrade head` adds it online (NO
 
 
 def _rule(code: str, name: str, severity: Severity, finds: str, why: str, example: str, message: str,
-          hint: str, table: str | None = None, repair: str = MIGRATE, unit: str = "object") -> SchemaRule:
+          hint: str, table: str | None = None, repair: str = MIGRATE, unit: str = "object",
+          evaluate: Evaluate | None = None, script: Script | None = None) -> SchemaRule:
     return SchemaRule(code=code, name=name, section=11, severity=severity, finds=finds, why=why, example=example,
                       repair=repair, repair_safety=NONE, table=table, message=message, hint=hint, unit=unit,
-                      sql=_SQL[code], evaluate=_evaluate)
+                      sql=_SQL[code], evaluate=evaluate or _evaluate, script=script)
 
 
 _FKS = """FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
@@ -87,7 +90,8 @@ _SQL: dict[str, str] = {
     "SCH009": f"""WITH chain(pos, rev) AS (VALUES {_values([(str(i), r) for i, r in enumerate(CHAIN)])}),
              expected(rev, item) AS (VALUES {_values([(r, i) for r, items in EXPECTED_BY_REVISION.items()
                                                        for i in items])}),
-             applied AS (SELECT c2.rev FROM public.alembic_version v JOIN chain c1 ON c1.rev = v.version_num
+             versions(version_num) AS (:mita_versions),
+             applied AS (SELECT DISTINCT c2.rev FROM versions v JOIN chain c1 ON c1.rev = v.version_num
                            JOIN chain c2 ON c2.pos::int <= c1.pos::int),
              missing AS (SELECT e.rev || ': ' || e.item AS what FROM expected e JOIN applied USING (rev)
                           WHERE CASE
@@ -101,19 +105,46 @@ _SQL: dict[str, str] = {
                                  JOIN pg_namespace n ON n.oid = con.connamespace
                                  WHERE n.nspname = 'public' AND con.conname = e.item) END)
            SELECT 'alembic_version', (SELECT count(*) FROM missing), ARRAY(SELECT what FROM missing ORDER BY 1)
-            WHERE to_regclass('public.alembic_version') IS NOT NULL""",
+            WHERE EXISTS (SELECT 1 FROM versions)""",
 }
 
 
-def _evaluate(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+# The version tables SCH009 reads: the tool's own (standalone), and the application's (an exported chain, or
+# a database an earlier mita-integrity moved). Only those that exist and can be read are named in the query,
+# which SCH009's statement takes in place of :mita_versions (psql: a variable set by \gset).
+VERSIONS_SQL = """SELECT coalesce(string_agg('SELECT version_num::text FROM ' || t.tbl, ' UNION ALL '),
+                         'SELECT NULL::text WHERE false') AS mita_versions
+  FROM unnest(ARRAY['public.alembic_version', 'integrity.alembic_version']) AS t(tbl)
+ WHERE CASE WHEN NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = split_part(t.tbl, '.', 1)
+                              AND has_schema_privilege(n.oid, 'USAGE')) THEN false
+            WHEN to_regclass(t.tbl) IS NULL THEN false
+            ELSE has_table_privilege(t.tbl, 'SELECT') END"""
+_NO_VERSIONS = "SELECT NULL::text WHERE false"
+
+
+def _evaluate(ctx: CheckContext, rule: Rule, statement: str | None = None) -> list[Outcome]:
     """Gives the outcomes of a schema rule (catalog queries only: no table is scanned)."""
     assert isinstance(rule, SchemaRule)
-    ctx.cur.execute(rule.sql)
+    ctx.cur.execute(statement or rule.sql)
     rows = ctx.cur.fetchall()
     if not rows:
         return [Outcome(rule.code, "(schema)")]
     return [Outcome(rule.code, table, int(count or 0), sample=tuple(sample or ())[: max(ctx.options.sample, 0)])
             for table, count, sample in rows]
+
+
+def _evaluate_versions(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+    """SCH009: names the readable version tables in its statement, then evaluates it."""
+    assert isinstance(rule, SchemaRule)
+    ctx.cur.execute(VERSIONS_SQL)
+    row = ctx.cur.fetchone()
+    return _evaluate(ctx, rule, rule.sql.replace(":mita_versions", str(row[0]) if row else _NO_VERSIONS))
+
+
+def _versions_script(ctx: CheckContext, rule: Rule) -> str:
+    r"""SCH009's psql form: \gset names the readable version tables in :mita_versions, then the statement."""
+    assert isinstance(rule, SchemaRule)
+    return f"{VERSIONS_SQL} \\gset\n" + SchemaRule.script_sql(replace(rule, script=None), ctx)
 
 
 RULES: tuple[Rule, ...] = (
@@ -158,12 +189,15 @@ RULES: tuple[Rule, ...] = (
           "feature_usage_logs_user_id_fkey … (no ON DELETE)", "foreign key to users blocks deletion",
           "`mita-integrity migrate upgrade head` (0026) re-creates it ON DELETE CASCADE"),
     _rule("SCH009", "stamped-not-run", Severity.CRITICAL,
-          "migrations that alembic_version says ran but whose constraints are absent (stamped, not run).",
+          "migrations that a version table (the tool's integrity.alembic_version, or the application's "
+          "alembic_version when the chain was exported into it) says ran but whose constraints are absent "
+          "(stamped, not run).",
           "Production was once stamped past a migration that never ran: everyone believed in FKs that did not "
           "exist.", "alembic_version = 0022… but no fk_daily_plan_user_id", "migration recorded but not applied",
           "stamp back to the last applied revision, then `mita-integrity migrate upgrade head`",
           repair="None by fix: `mita-integrity migrate stamp <the last revision really applied>`, then "
-                 "`mita-integrity migrate upgrade head` runs the missing migrations (each does only what is absent)."),
+                 "`mita-integrity migrate upgrade head` runs the missing migrations (each does only what is absent).",
+          evaluate=_evaluate_versions, script=_versions_script),
 )
 
 

@@ -24,10 +24,13 @@ def check_schema(cur: psycopg.Cursor) -> None:
             f"the database has no MITA tables to seed ({shown} missing)",
             f"seed into a database migrated to the baseline: mita-integrity migrate upgrade {BASELINE}",
         )
-    cur.execute("SELECT to_regclass('alembic_version') IS NOT NULL")
-    row = cur.fetchone()
-    if row and row[0]:
-        cur.execute("SELECT version_num FROM alembic_version")
+    # The tool's own version table (standalone), and the application's (an earlier mita-integrity wrote ours there).
+    for table in ("integrity.alembic_version", "public.alembic_version"):
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+        row = cur.fetchone()
+        if not (row and row[0]):
+            continue
+        cur.execute(sql.SQL("SELECT version_num FROM {}").format(sql.Identifier(*table.split("."))))
         versions = [r[0] for r in cur.fetchall()]
         if versions and versions != [BASELINE]:
             raise DatabaseStateError(

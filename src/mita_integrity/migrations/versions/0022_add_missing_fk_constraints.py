@@ -16,6 +16,7 @@ Revises: 0021_add_habit_completions
 from __future__ import annotations
 
 from mita_integrity.migration_kit import clean_up, online, say
+from mita_integrity.migration_state import narrow_version_table, widen_version_table
 from mita_integrity.online import Online
 from mita_integrity.wording import counted
 
@@ -46,10 +47,7 @@ def _restore_soft_deletes(db: Online) -> None:
 def upgrade() -> None:
     with online() as db:
         say("  0022: foreign keys of daily_plan and subscriptions")
-        if db.query("SELECT character_maximum_length FROM information_schema.columns "
-                    "WHERE table_schema = 'public' AND table_name = 'alembic_version' "
-                    "AND column_name = 'version_num'")[0][0] == 32:
-            db.step("widen alembic_version", "ALTER TABLE alembic_version ALTER COLUMN version_num TYPE varchar(64)")
+        widen_version_table(db)  # the version table this chain runs with: ours, or the application's when exported
         if not db.has_column("subscriptions", "deleted_at"):
             db.step("subscriptions.deleted_at", "ALTER TABLE subscriptions ADD COLUMN deleted_at timestamptz")
             say("    added subscriptions.deleted_at")
@@ -82,4 +80,4 @@ def downgrade() -> None:
                 say(f"    dropped subscriptions.deleted_at: {counted(soft, 'soft-deleted subscription')} now read as "
                     f"live; their deleted_at is archived in {ARCHIVE}, and upgrading to 0022 again puts it back")
         # Back to the width of the baseline; the version row still holds this revision's id (31 characters).
-        db.step("narrow alembic_version", "ALTER TABLE alembic_version ALTER COLUMN version_num TYPE varchar(32)")
+        narrow_version_table(db)
