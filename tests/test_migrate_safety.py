@@ -404,3 +404,24 @@ def test_16_11_a_connection_lost_mid_upgrade_names_the_step_and_what_was_kept(
     monkeypatch.setattr(fix, "plan_fix", real)
     migrate.upgrade(baseline_db, "head")
     assert migrate.current(baseline_db).revision == HEAD
+
+
+def test_0024_clean_up_of_an_over_saved_goal_with_stale_progress_completes(baseline_db: Database) -> None:
+    """0024 adds its CHECKs NOT VALID and then recomputes stale progress (GOL001). A goal saved past its target
+    (a person's, GOL003) with a stale progress made that update violate the NOT VALID saved ≤ target CHECK, and
+    the whole upgrade failed with CheckViolation. The recompute now runs before the CHECKs exist; the over-saved
+    goal is left to a person with its constraint NOT VALID, and the migration completes."""
+    _sql(baseline_db, f"""
+        INSERT INTO users (id, email, password_hash) VALUES ('{ANN}', 'ann@example.com', 'h');
+        INSERT INTO goals (id, user_id, title, target_amount, saved_amount, progress) VALUES
+          ('20000000-0000-0000-0000-000000000002', '{ANN}', 'over', 100, 150, 0),
+          ('20000000-0000-0000-0000-000000000003', '{ANN}', 'stale', 100, 50, 0);""")
+    migrate.upgrade(baseline_db, "head")
+    with connect(baseline_db) as conn:
+        progress = conn.execute("SELECT title, progress FROM goals ORDER BY title").fetchall()
+        validated = conn.execute("SELECT conname, convalidated FROM pg_constraint WHERE conname IN "
+                                 "('ck_goals_saved_le_target', 'ck_goals_progress_le_100') ORDER BY 1").fetchall()
+        revision = conn.execute("SELECT version_num FROM integrity.alembic_version").fetchone()
+    assert [(t, float(p)) for t, p in progress] == [("over", 100.0), ("stale", 50.0)]
+    assert validated == [("ck_goals_progress_le_100", True), ("ck_goals_saved_le_target", False)]
+    assert revision == (HEAD,)

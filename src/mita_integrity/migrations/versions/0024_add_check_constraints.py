@@ -1,10 +1,11 @@
 """CHECK constraints on goals, transactions and daily_plan — violators repaired where safe, else left to a person.
 
 goals: saved_amount ≤ target_amount, progress ≤ 100, target_amount > 0; transactions: amount ≥ 0 unless
-the category is refund or income; daily_plan: planned_amount ≥ 0. Each is added NOT VALID (every new write
-is checked at once), violators with a safe repair are repaired with archive (GOL001 recomputes progress),
-then VALIDATE. Where violators remain that only a person may resolve (a negative spend, a target of 0,
-an over-saved goal), the constraint stays NOT VALID, the migration completes and prints them with the
+the category is refund or income; daily_plan: planned_amount ≥ 0. The violators with a safe repair are
+repaired first, with archive (GOL001 recomputes progress: run before the CHECKs exist, since its UPDATE would
+otherwise trip over another CHECK of the same row); then each CHECK is added NOT VALID (every new write is
+checked at once) and VALIDATEd. Where violators remain that only a person may resolve (a negative spend, a
+target of 0, an over-saved goal), the constraint stays NOT VALID, the migration completes and prints them with the
 commands that resolve them; `mita-integrity migrate validate` validates it later.
 
 Revision ID: 0024_add_check_constraints
@@ -39,9 +40,12 @@ def upgrade() -> None:
     with online() as db:
         say("  0024: CHECK constraints")
         refuse_other_definitions(db, unique=False, checks=tuple(CHECKS))
+        # Progress is recomputed before the CHECKs exist: an UPDATE re-checks every constraint of its row, so a
+        # goal saved past its target (a person's, GOL003) would fail the NOT VALID saved <= target CHECK and
+        # stop the whole upgrade. A row made stale in between is caught by VALIDATE and left to `migrate validate`.
+        clean_up(revision, ("GOL001",))
         for name, (table, expression, _) in CHECKS.items():
             db.add_not_valid(table, name, f"CHECK ({expression})")
-        clean_up(revision, ("GOL001",))
         for name, (table, expression, resolve) in CHECKS.items():
             db.validate(table, name, resolve, where=f"NOT ({expression})")
         if db.pending:
