@@ -120,7 +120,8 @@ def test_a_write_cancelled_by_replay_before_its_refusal_is_still_refused_in_one_
     fired = []
 
     def cancelled_once(cur: psycopg.Cursor[Any], *a: Any, **k: Any) -> Any:
-        statement = str(a[0] if a else k.get("query", ""))
+        query = a[0] if a else k.get("query", "")
+        statement = query.decode() if isinstance(query, bytes) else str(query)  # the session pin is sent as bytes
         if not fired and cur.connection.info.port == int(port) and not statement.lstrip().upper().startswith("SET"):
             fired.append(True)
             raise psycopg.errors.SerializationFailure("terminating connection due to conflict with recovery")

@@ -83,7 +83,7 @@ def test_a_legacy_long_category_neither_breaks_fix_nor_the_upgrade_to_head(basel
     assert archived == 1
     sql(db, "DELETE FROM daily_plan")
     migrate.upgrade(db, "head")  # today: fails in 0025's clean-up, leaving 0025's trigger at 0024
-    assert sql(db, "SELECT version_num FROM alembic_version") == [("0027_harden_spent_trigger",)]
+    assert sql(db, "SELECT version_num FROM integrity.alembic_version") == [("0027_harden_spent_trigger",)]
     assert plan(db) == {(ANN, D1, "food"): d("2.00")}
     add(db, ANN, at(D2), LONG, "1.00")  # and the application's write still succeeds
     assert count(db, "BUD002") == 2
@@ -230,7 +230,8 @@ def test_a_data_only_restore_into_a_database_at_head_as_documented(
         add(source, ANN, at(D1), "food", "1.50")
         dump = tmp_path / "data.dump"
         subprocess.run([_tool(pg, "pg_dump"), "--data-only", "-Fc", "--exclude-table-data=public.alembic_version",
-                        "-f", str(dump), _url(source)], check=True, capture_output=True)
+                        "--exclude-table-data=integrity.alembic_version", "-f", str(dump), _url(source)],
+                       check=True, capture_output=True)
         restore = [_tool(pg, "pg_restore"), "--data-only", "--exit-on-error", "-d", _url(target), str(dump)]
         if disable_triggers:
             restore.insert(2, "--disable-triggers")

@@ -88,6 +88,8 @@ def connect(db: Database, *, autocommit: bool = False) -> psycopg.Connection:
             conn.commit()
     except psycopg.Error as exc:
         conn.close()
+        if "conflict with recovery" in str(exc):
+            raise  # a standby's replay ended the session: the command's own refusal or advice (cli.app) says so
         raise ConnectionFailed(*explain_connect_error(db, exc)) from None
     return conn
 
