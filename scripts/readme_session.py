@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,9 +172,16 @@ def run_session(home: Path) -> list[str]:
 def _stop_server(home: Path) -> None:
     """Stops the embedded server this session started (its pid is the first line of postmaster.pid)."""
     pid_file = home / "pgdata" / "postmaster.pid"
-    if pid_file.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+    if not pid_file.exists():
+        return
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGINT)  # a fast shutdown
+        # Wait until it has gone: its shutdown checkpoint still writes pg_wal, and the home is removed next.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)  # ProcessLookupError once it has exited
+            time.sleep(0.1)
 
 
 def blocks_in(readme: str) -> list[str]:
