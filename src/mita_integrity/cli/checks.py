@@ -22,18 +22,26 @@ FORMATS = ("text", "json", "html", "junit", "prometheus")
 TREND_RUNS = 30  # the recorded check runs the HTML report charts (this run included)
 
 
+PG_TIMEOUT_MAX_MS = 2_147_483_647  # statement_timeout / lock_timeout are int milliseconds
+
+
 def _duration_ms(text: str, option: str) -> int:
     from ..check import parse_duration
 
     text = text.strip()
     if text.isdigit():
-        return int(text) * 1000
-    if text.endswith("ms") and text[:-2].strip().isdigit():
-        return int(text[:-2])
-    try:
-        return parse_duration(text) * 1000
-    except UsageError:
-        raise UsageError(f"{option} {text!r} is not a duration", "write seconds (300) or 30s, 5m, 1h") from None
+        ms = int(text) * 1000
+    elif text.endswith("ms") and text[:-2].strip().isdigit():
+        ms = int(text[:-2])
+    else:
+        try:
+            ms = parse_duration(text) * 1000
+        except UsageError:
+            raise UsageError(f"{option} {text!r} is not a duration", "write seconds (300) or 30s, 5m, 1h") from None
+    if ms > PG_TIMEOUT_MAX_MS:  # the server refuses a longer timeout: say so before connecting, not after
+        raise UsageError(f"{option} {text!r} is longer than PostgreSQL accepts",
+                         "at most 2147483647 ms (about 24 days)")
+    return ms
 
 
 def output_targets(report_formats: tuple[str, ...], given: str | Path | None) -> dict[str, Path | None]:
