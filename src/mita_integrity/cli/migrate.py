@@ -43,7 +43,7 @@ def _migration_log() -> Iterator[None]:
 
 @click.group("migrate")
 def migrate_group() -> None:
-    """Run the shipped migrations (Alembic): upgrade, downgrade, current, history, stamp."""
+    """Run our migration chain: upgrade, downgrade, current, history, stamp, validate, adopt, export."""
 
 
 def _backup_option(f: Callable[..., int]) -> Callable[..., int]:
