@@ -218,8 +218,7 @@ def preflight(db: Database) -> str | None:
         with connect(db):
             return None
     except ConnectionFailed as exc:
-        text = exc.message.lower()
-        if "password authentication failed" in text or "does not exist" in text:
+        if exc.refused:
             raise
         return f"warning: {exc.one_line()}; starting anyway: each run until it is back is logged as failed"
 
