@@ -115,9 +115,10 @@ _SERVER_REFUSALS: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r'\bdatabase "[^"]*" does not exist'), "database", "check the database name at the end of the URL"),
     (re.compile(r'\brole "[^"]*" does not exist'), "role", "check the user name in the URL"),
 )
-_NOT_POSTGRES = re.compile(r"expected authentication request from server, but received|received invalid response to "
-                           r"SSL negotiation|received invalid response to GSSAPI negotiation|server closed the "
-                           r"connection unexpectedly|invalid (?:response|message) |lost synchronization with server")
+_NOT_POSTGRES = re.compile("|".join((  # libpq's words for a peer that does not speak PostgreSQL's protocol
+    "expected authentication request from server, but received", r"received invalid response to (?:SSL|GSSAPI) "
+    "negotiation", "unexpected message from server during startup", "server closed the connection unexpectedly",
+    r"invalid (?:response|message) ", "lost synchronization with server")))
 
 
 def explain_connect_error(db: Database, exc: BaseException) -> ConnectionFailed:
@@ -150,7 +151,7 @@ def explain_connect_error(db: Database, exc: BaseException) -> ConnectionFailed:
     elif "Connection refused" in raw:
         hint = "is PostgreSQL running there, and is the port right?"
         msg = f"{target}: connection refused"
-    elif raw.startswith("failed to resolve host") or "could not translate host name" in raw:
+    elif "failed to resolve host " in raw or "could not translate host name" in raw:
         hint = "check the host name in the URL"
         msg = f"{target}: unknown host"
     elif "server does not support SSL" in raw:
