@@ -218,3 +218,17 @@ def sample_report(*, since: str | None = None, results: tuple[Result, ...] | Non
         tool_version="0.1.0",
         options=options,
     )
+
+
+def prometheus_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Gives every sample of a Prometheus exposition, read by the official client's parser: the value of each
+    (name, labels) series. Label order and number spelling (`1` or `1.0`, `1.7e+09`) are the writer's."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def prometheus_value(text: str, name: str, **labels: str) -> float:
+    """Gives the value of one series of a Prometheus exposition (KeyError when it is not there)."""
+    return prometheus_samples(text)[(name, frozenset(labels.items()))]

@@ -178,6 +178,32 @@ def test_sentry_gets_one_event_per_new_or_worsened_critical_finding(http: HttpRe
     assert not sentry_sdk.get_client().is_active()  # nothing global was initialised
 
 
+def test_sentry_is_reached_through_the_sdks_public_api_only() -> None:
+    """Only what the sentry_sdk package exports (its `__all__`: Client, Transport …) is used at run time; its
+    modules (transport, utils, consts) are internals a minor release may change. Type-only imports aside."""
+    import ast
+    import inspect
+
+    from mita_integrity.alerts import sentry
+
+    tree = ast.parse(inspect.getsource(sentry))
+    type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                 and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                 for stmt in node.body for n in ast.walk(stmt)}
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sentry_sdk"):
+            used |= {f"{node.module}:{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            used |= {f"{a.name}:" for a in node.names if a.name.startswith("sentry_sdk.")}
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "sentry_sdk":
+            used.add(f"sentry_sdk:{node.attr}")
+    public = {f"sentry_sdk:{name}" for name in sentry_sdk.__all__}
+    assert used and used <= public, sorted(used - public)
+
+
 def test_sentry_levels_by_severity_when_high_is_routed_there(http: HttpReceiver, tmp_path: Path) -> None:
     path = tmp_path / "alerts.toml"
     path.write_text(f'[alerts]\nsentry_dsn = "{http.dsn()}"\n[alerts.routing]\nhigh = ["sentry"]\n')

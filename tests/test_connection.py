@@ -145,3 +145,47 @@ def test_non_postgres_port(http_port: int) -> None:
 def test_unreachable_host_times_out(silent_port: int) -> None:
     _expect_failure(f"postgresql://u:secret@127.0.0.1:{silent_port}/x?connect_timeout=1&sslmode=disable",
                     "timed out")
+
+
+@pytest.mark.parametrize("setting,state", [("idle_in_transaction_session_timeout", "25P03"),
+                                           ("idle_session_timeout", "57P05")])
+def test_a_session_the_server_timed_out_is_a_lost_connection(pg: PgServer, setting: str, state: str) -> None:
+    """The server ends an idle session with a FATAL of its own SQLSTATE: the session is gone (told by that
+    SQLSTATE, not by the message), so the user gets the one-line 'lost the connection', not a traceback."""
+    from mita_integrity.errors import connection_lost, is_connection_lost
+
+    from .polling import until
+
+    in_transaction = setting == "idle_in_transaction_session_timeout"
+    with connect(pg.admin, autocommit=not in_transaction) as conn, connect(pg.admin, autocommit=True) as watcher:
+        pid = conn.info.backend_pid
+        conn.execute(sql.SQL("SET {} = 200").format(sql.Identifier(setting)))  # ms (in a transaction unless autocommit)
+        until("the server to end the idle session", lambda: watcher.execute(
+            "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)", (pid,)).fetchone() == (True,))
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("SELECT 1")
+    assert info.value.sqlstate == state
+    assert is_connection_lost(info.value)  # by its SQLSTATE alone: callers often no longer hold the connection
+    assert connection_lost(info.value, "check", "nothing was changed").one_line().startswith(
+        "lost the connection to the database during check (")
+
+
+@pytest.fixture
+def missing_role_port() -> Iterator[int]:
+    """A port where a server answers every startup as PostgreSQL does for a role it does not know: an
+    ErrorResponse (FATAL, SQLSTATE 28000) naming the role."""
+    def handler(client: socket.socket, stop: threading.Event) -> None:
+        client.recv(1024)  # the startup packet (sslmode=disable and gssencmode=disable: no negotiation first)
+        fields = b"".join(code + text.encode() + b"\0" for code, text in (
+            (b"S", "FATAL"), (b"V", "FATAL"), (b"C", "28000"),
+            (b"M", 'role "mita_database_reader" does not exist')))
+        body = fields + b"\0"
+        client.sendall(b"E" + (len(body) + 4).to_bytes(4, "big") + body)
+        client.close()
+    yield from _serve(handler)
+
+
+def test_a_missing_role_is_named_as_the_role_not_the_database(missing_role_port: int) -> None:
+    line = _expect_failure(f"postgresql://mita_database_reader:pw@127.0.0.1:{missing_role_port}/mita"
+                           "?sslmode=disable&gssencmode=disable", 'role "mita_database_reader" does not exist')
+    assert "database 'mita' does not exist" not in line and "check the user name in the URL" in line

@@ -27,12 +27,22 @@ from mita_integrity.schedule import MetricsExporter, ScheduleRequest, Stopper, s
 from mita_integrity.urls import build_url
 
 from .conftest import PgServer
-from .receivers import HttpReceiver, SmtpReceiver
+from .receivers import HttpReceiver, SmtpReceiver, free_port
+from .report_samples import prometheus_value
 
 GHOST = "00000000-0000-0000-0000-0000000000ff"
 ORPHAN_PLAN = (f"INSERT INTO daily_plan (id, user_id, date, category) VALUES ('00000000-0000-0000-0000-0000000000b1', "
                f"'{GHOST}', date_trunc('day', now(), 'UTC'), 'food')")  # REF003: critical, to every channel
 CHANNELS = ("slack", "email", "sentry", "webhook")
+
+
+def scrape(port: int) -> str:
+    """Gives what Prometheus would read from the exporter: an HTTP GET of its /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return str(answer.read().decode())
 
 
 @pytest.fixture(autouse=True)
@@ -112,20 +122,25 @@ def test_the_daemon_survives_a_database_outage_and_runs_the_next_slot(
                         up=start + timedelta(seconds=45))
     request = ScheduleRequest(cron="* * * * *", check=CheckRequest(select=("REF003",)),
                               alerts=load_config(os.environ))
-    metrics = MetricsExporter()
+    port = free_port()
+    metrics = MetricsExporter(port=port)
     lines: list[str] = []
     try:
         done = serve(baseline_db, request, lines.append, Stopper(), metrics, runs=2, clock=clock)
+        scraped = scrape(port)
     finally:
         clock._allow(True)
+        metrics.close()
     assert done == 2
     failed = next(line for line in lines if "FAILED" in line)
     assert failed.startswith("the check of 2026-06-01T12:01:00+00:00 FAILED: cannot connect to")
     assert "not currently accepting connections" in failed and "alerts: slack ok" in failed
     assert any(line.startswith("check run ") and "1 new" in line for line in lines), lines
     assert lines[-1] == "scheduler stopped"
-    assert 'mita_integrity_scheduled_runs_total{outcome="failed"} 1' in metrics.text
-    assert 'mita_integrity_scheduled_runs_total{outcome="completed"} 1' in metrics.text
+    assert prometheus_value(scraped, "mita_integrity_scheduled_runs_total", outcome="failed") == 1
+    assert prometheus_value(scraped, "mita_integrity_scheduled_runs_total", outcome="completed") == 1
+    assert prometheus_value(scraped, "mita_integrity_violations", code="REF003", severity="critical",
+                            table="daily_plan") == 1
     slack = [p.body.decode() for p in http.accepted("/slack")]
     assert len(slack) == 2 and "could not run" in slack[0] and "not currently accepting connections" in slack[0]
     assert "REF003" in slack[1]
@@ -154,7 +169,7 @@ def test_a_long_outage_is_alerted_once_and_every_failed_run_counted(
     failed = [line for line in lines if "FAILED" in line]
     assert len(failed) == 5 and failed[0].endswith("alerts: slack ok, email ok, sentry ok, webhook ok")
     assert all(line.endswith("alerts: not sent again (the same failure as the run before)") for line in failed[1:])
-    assert 'mita_integrity_scheduled_runs_total{outcome="failed"} 5' in metrics.text
+    assert prometheus_value(metrics.text, "mita_integrity_scheduled_runs_total", outcome="failed") == 5
     assert sum(1 for line in lines if line.startswith("check run ")) == 1
     assert len(http.accepted("/slack")) == 1
 
@@ -375,10 +390,10 @@ def test_each_channels_outcome_and_reason_in_runs_show_and_metrics(
     assert main([*once(baseline_db), "--metrics-file", str(metrics)]) == 0
     capsys.readouterr()
     text = metrics.read_text()
-    assert 'mita_integrity_alert_deliveries_total{channel="slack",outcome="failed"} 1' in text
-    assert 'mita_integrity_alert_deliveries_total{channel="email",outcome="ok"} 1' in text
-    assert 'mita_integrity_alert_last_delivery_ok{channel="slack",reason="http_500"} 0' in text
-    assert 'mita_integrity_alert_last_delivery_ok{channel="webhook",reason=""} 1' in text
+    assert prometheus_value(text, "mita_integrity_alert_deliveries_total", channel="slack", outcome="failed") == 1
+    assert prometheus_value(text, "mita_integrity_alert_deliveries_total", channel="email", outcome="ok") == 1
+    assert prometheus_value(text, "mita_integrity_alert_last_delivery_ok", channel="slack", reason="http_500") == 0
+    assert prometheus_value(text, "mita_integrity_alert_last_delivery_ok", channel="webhook", reason="") == 1
     from prometheus_client.parser import text_string_to_metric_families
 
     assert {f.name for f in text_string_to_metric_families(text)} >= {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from mita_integrity.errors import UsageError
 from mita_integrity.findings import SECTIONS, Report, Severity, Status
 from mita_integrity.report import EXTENSIONS, FORMATS, file_name, mask_email, render
 
-from .report_samples import FINISHED, MASKED_URL, RUN_ID, keys, result, sample_report
+from .report_samples import FINISHED, MASKED_URL, RUN_ID, keys, prometheus_value, result, sample_report
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 ANSI = re.compile(r"\x1b\[")
@@ -423,27 +424,39 @@ def test_prometheus_lines_follow_the_exposition_grammar(report: Report) -> None:
             series = line.rsplit(" ", 1)[0]
             assert series not in seen, f"repeated series: {series}"
             seen.add(series)
-    assert 'mita_integrity_violations{code="REF010",severity="high",table="moods"} 7' in text
-    assert 'mita_integrity_violations{code="REF002",severity="critical",table="goals"} 0' in text
-    assert 'mita_integrity_violations{code="REF011",severity="medium",table="user_profiles"} NaN' in text
-    assert 'mita_integrity_rule_status{code="AMT005",table="daily_plan",status="guaranteed"} 1' in text
-    assert 'mita_integrity_findings{severity="critical"} 5' in text
-    assert "mita_integrity_check_duration_seconds 12.345" in text
-    assert f"mita_integrity_last_run_timestamp_seconds {int(FINISHED.timestamp())}.345" in text
+    def value(name: str, **labels: str) -> float:
+        return prometheus_value(text, f"mita_integrity_{name}", **labels)
+
+    assert value("violations", code="REF010", severity="high", table="moods") == 7
+    assert value("violations", code="REF002", severity="critical", table="goals") == 0
+    assert math.isnan(value("violations", code="REF011", severity="medium", table="user_profiles"))
+    assert value("rule_status", code="AMT005", table="daily_plan", status="guaranteed") == 1
+    assert value("findings", severity="critical") == 5
+    assert value("check_duration_seconds") == 12.345
+    assert value("last_run_timestamp_seconds") == FINISHED.timestamp()
 
 
 def test_prometheus_escapes_label_values() -> None:
     odd = result("SCH006", "fk without index", 11, Severity.LOW, Status.FAIL, 'we"ird\\tab\nle', None, 1)
     text = render(sample_report(results=(odd,)), "prometheus")
     assert 'table="we\\"ird\\\\tab\\nle"' in text
+    assert prometheus_value(text, "mita_integrity_violations", code="SCH006", severity="low",
+                            table='we"ird\\tab\nle') == 1
     assert all(SAMPLE_LINE.match(line) or line.startswith("#") for line in text.rstrip("\n").split("\n"))
 
 
 def test_prometheus_parses_with_the_official_client(report: Report) -> None:
-    parser = pytest.importorskip("prometheus_client.parser")
-    families = {f.name: f for f in parser.text_string_to_metric_families(render(report, "prometheus"))}
-    assert set(families) == {f"mita_integrity_{n}" for n in ("violations", "rule_status", "findings",
-                                                            "check_duration_seconds", "last_run_timestamp_seconds")}
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(render(report, "prometheus"))}
+    assert {name: f.documentation for name, f in families.items()} == {  # dashboards read these: unchanged
+        "mita_integrity_violations": "Violating rows a rule found on a table (NaN when it errored; a pass counts 0, "
+                                     "or a fail_above backlog).",
+        "mita_integrity_rule_status": "1 for the status (pass, fail, skipped, guaranteed, error) of a rule on a table "
+                                      "in the last run.",
+        "mita_integrity_findings": "Failing results per severity in the last run.",
+        "mita_integrity_check_duration_seconds": "How long the last check run took.",
+        "mita_integrity_last_run_timestamp_seconds": "When the last check run finished (unix time)."}
     assert all(f.type == "gauge" for f in families.values())
     assert len(families["mita_integrity_rule_status"].samples) == len(report.results)
     findings = {s.labels["severity"]: s.value for s in families["mita_integrity_findings"].samples}

@@ -19,6 +19,7 @@ from mita_integrity.urls import build_url
 
 from .polling import until
 from .receivers import HttpReceiver, SmtpReceiver
+from .report_samples import prometheus_value
 
 GHOST = "00000000-0000-0000-0000-0000000000ff"
 ORPHAN_PLAN = (f"INSERT INTO daily_plan (id, user_id, date, category) VALUES ('00000000-0000-0000-0000-0000000000b1', "
@@ -132,7 +133,10 @@ def test_metrics_file_and_graceful_stop(baseline_db: Database, tmp_path: Path) -
     pages = list((tmp_path / "html").glob("*.html"))
     assert len(pages) == 1 and "<svg" in pages[0].read_text()
     text = metrics.read_text()
-    assert "mita_integrity_last_run_timestamp_seconds" in text and "mita_integrity_alert_failures_total 0" in text
+    assert "mita_integrity_last_run_timestamp_seconds" in text
+    assert prometheus_value(text, "mita_integrity_alert_failures_total") == 0
+    assert prometheus_value(text, "mita_integrity_scheduled_runs_total", outcome="completed") == 1
+    assert list(tmp_path.glob("mita.prom.*")) == []  # the textfile is written whole, under a temporary name
     proc = subprocess.Popen([exe, "--db", _url(baseline_db), "schedule", "--cron", "0 2 * * *"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
@@ -202,9 +206,12 @@ def test_metrics_endpoint_serves_the_last_run(baseline_db: Database) -> None:
         exporter.update(run_check(baseline_db, CheckRequest(select=["REF003"])), [])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
             text = answer.read().decode()
+            content_type = answer.headers["Content-Type"]
     finally:
         exporter.close()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert "mita_integrity_last_run_timestamp_seconds" in families
     samples = [s for f in families.values() for s in f.samples if s.labels.get("code") == "REF003"]
     assert samples and max(s.value for s in samples) == 1
+    assert content_type.startswith("text/plain; version=0.0.4")
+    assert prometheus_value(text, "mita_integrity_scheduled_runs_total", outcome="completed") == 0  # update() is no run

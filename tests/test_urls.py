@@ -48,6 +48,23 @@ def test_unknown_option_is_an_error_not_silently_ignored() -> None:
         parse_url("postgresql://u@h/db?sslmdoe=require")
 
 
+def test_the_options_are_the_linked_libpqs_own() -> None:
+    """libpq's list (PQconndefaults), not one of ours: each option it lists passes, and the result is a
+    connection string libpq parses back (PQconninfoParse) to the same keywords."""
+    from psycopg import pq
+    from psycopg.conninfo import conninfo_to_dict
+
+    from mita_integrity.urls import conninfo
+
+    listed = {opt.keyword.decode() for opt in pq.Conninfo.get_defaults()}
+    assert {"sslmode", "connect_timeout", "options", "target_session_attrs"} <= listed
+    skip = {"host", "hostaddr", "port", "user", "password", "dbname", "service", "passfile", "replication"}
+    query = "&".join(f"{key}=1" for key in sorted(listed - skip))
+    params = parse_url(f"postgresql://u@h/db?{query}").params
+    assert set(params) == (listed - skip) | {"user", "host", "dbname"}
+    assert set(conninfo_to_dict(conninfo(params))) == set(params)
+
+
 def test_unix_socket_and_ipv6_and_multi_host() -> None:
     assert parse_url("postgresql://postgres:@/postgres?host=/tmp/pg").params == {
         "user": "postgres", "password": "", "dbname": "postgres", "host": "/tmp/pg"}

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from .errors import ConnectionFailed, UsageError
+from .errors import ConnectionFailed, UsageError, is_recovery_conflict
 from .urls import ParsedUrl, mask_secrets, parse_url
 
 APPLICATION_NAME = "mita-integrity"
@@ -75,10 +75,8 @@ def connect(db: Database, *, autocommit: bool = False) -> psycopg.Connection:
     """Gives an open connection: no server-side prepared statements, TimeZone UTC, our application name."""
     try:
         conn = psycopg.connect(make_conninfo(**db.connect_kwargs()), autocommit=autocommit, prepare_threshold=None)
-    except psycopg.OperationalError as exc:
-        raise ConnectionFailed(*explain_connect_error(db, exc)) from None
-    except psycopg.Error as exc:  # e.g. a server that is not PostgreSQL answering oddly
-        raise ConnectionFailed(*explain_connect_error(db, exc)) from None
+    except psycopg.Error as exc:  # OperationalError mostly; another one from a server not PostgreSQL answering oddly
+        raise explain_connect_error(db, exc) from None
     try:
         # Session settings, and again per transaction (SET LOCAL, `transaction`) where a transaction pooler may
         # switch backends between transactions and ignores startup options.
@@ -87,10 +85,11 @@ def connect(db: Database, *, autocommit: bool = False) -> psycopg.Connection:
         if not autocommit:
             conn.commit()
     except psycopg.Error as exc:
+        standby = None if conn.closed else conn.info.parameter_status("in_hot_standby")  # read before close()
         conn.close()
-        if "conflict with recovery" in str(exc):
+        if is_recovery_conflict(exc, standby):
             raise  # a standby's replay ended the session: the command's own refusal or advice (cli.app) says so
-        raise ConnectionFailed(*explain_connect_error(db, exc)) from None
+        raise explain_connect_error(db, exc) from None
     return conn
 
 
@@ -101,8 +100,29 @@ def pin_settings(cur: psycopg.Cursor, *, local: bool = False) -> None:
     cur.execute(statement.encode())
 
 
-def explain_connect_error(db: Database, exc: BaseException) -> tuple[str, str]:
-    """Gives a one-line message and a hint for a failed connection, with every secret masked."""
+# A connection that fails while it is made carries no SQLSTATE: libpq keeps only the text of the server's
+# ErrorResponse during the startup phase (PQconnectPoll leaves no PGresult to read fields from), and psycopg's
+# error for it has sqlstate None and an empty diag. What libpq does expose is used first: the timeout
+# (psycopg's ConnectionTimeout) and a password the server asked for and was not given
+# (PQconnectionNeedsPassword). The rest is told by text, each pattern as narrow as it can be:
+# - the server's own FATAL messages, as PostgreSQL words them (a server whose lc_messages is not English
+#   words them otherwise, and gets the general hint with its own reason: nothing is lost but the advice);
+# - libpq's messages for what happened before any server answered (a refused port is the C library's
+#   strerror(ECONNREFUSED), no errno reaches Python), and psycopg's for a host name it could not resolve.
+_SERVER_REFUSALS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r'\bpassword authentication failed for user "'), "password",
+     "check the user name and password in the URL (URL-encode special characters)"),
+    (re.compile(r'\bdatabase "[^"]*" does not exist'), "database", "check the database name at the end of the URL"),
+    (re.compile(r'\brole "[^"]*" does not exist'), "role", "check the user name in the URL"),
+)
+_NOT_POSTGRES = re.compile("|".join((  # libpq's words for a peer that does not speak PostgreSQL's protocol
+    "expected authentication request from server, but received", r"received invalid response to (?:SSL|GSSAPI) "
+    "negotiation", "unexpected message from server during startup", "server closed the connection unexpectedly",
+    r"invalid (?:response|message) ", "lost synchronization with server")))
+
+
+def explain_connect_error(db: Database, exc: BaseException) -> ConnectionFailed:
+    """Gives the one-line error, with a hint, for a failed connection, with every secret masked."""
     raw = str(exc).strip()
     lines = [line.strip() for line in raw.splitlines() if line.strip()]
     # libpq prefixes each attempt with 'connection to server at "h" (ip), port p failed:'.
@@ -110,38 +130,41 @@ def explain_connect_error(db: Database, exc: BaseException) -> tuple[str, str]:
                for line in lines]
     reason = next((r for r in reasons if r), raw or type(exc).__name__)
     target = _target(db)
-    low = raw.lower()
-    if "password authentication failed" in low or "no password supplied" in low:
-        hint = "check the user name and password in the URL (URL-encode special characters)"
-        msg = f"{target}: password authentication failed for user {db.parsed.params.get('user', '?')!r}"
-    elif "does not exist" in low and "database" in low:
-        hint = "check the database name at the end of the URL"
-        msg = f"{target}: database {db.dbname!r} does not exist"
-    elif "role" in low and "does not exist" in low:
-        hint = "check the user name in the URL"
-        msg = f"{target}: {reason}"
-    elif "connection refused" in low:
-        hint = "is PostgreSQL running there, and is the port right?"
-        msg = f"{target}: connection refused"
-    elif "timeout expired" in low or "timed out" in low:
+    pgconn = getattr(exc, "pgconn", None)
+    refused = False
+    # psycopg before 3.3.3 drops pgconn when it joins the errors of several attempts (a host name with two
+    # addresses): libpq's own words for a missing password then stand in for PQconnectionNeedsPassword.
+    needs_password = pgconn.needs_password if pgconn is not None else "fe_sendauth: no password supplied" in raw
+    refusal = next(((kind, hint) for pattern, kind, hint in _SERVER_REFUSALS if pattern.search(raw)), None)
+    if isinstance(exc, psycopg.errors.ConnectionTimeout):
         hint = "the host did not answer: check the host name, port and firewall"
         msg = f"{target}: connection timed out"
-    elif "could not translate host name" in low or "name or service not known" in low:
+    elif needs_password or (refusal is not None and refusal[0] == "password"):
+        hint, refused = "check the user name and password in the URL (URL-encode special characters)", True
+        msg = f"{target}: password authentication failed for user {db.parsed.params.get('user', '?')!r}"
+    elif refusal is not None and refusal[0] == "database":
+        hint, refused = refusal[1], True
+        msg = f"{target}: database {db.dbname!r} does not exist"
+    elif refusal is not None:
+        hint, refused = refusal[1], True
+        msg = f"{target}: {reason}"
+    elif "Connection refused" in raw:
+        hint = "is PostgreSQL running there, and is the port right?"
+        msg = f"{target}: connection refused"
+    elif "failed to resolve host " in raw or "could not translate host name" in raw:
         hint = "check the host name in the URL"
         msg = f"{target}: unknown host"
-    elif "ssl" in low and ("not support" in low or "server does not support" in low):
+    elif "server does not support SSL" in raw:
         hint = "the server has no TLS: drop sslmode=require from the URL"
         msg = f"{target}: {reason}"
-    elif any(s in low for s in ("invalid response", "server closed the connection", "received invalid",
-                                "expected authentication request",
-                                "unexpected message", "lost synchronization", "bad response")):
+    elif _NOT_POSTGRES.search(raw):
         hint = "something other than PostgreSQL answers on that port: check the port"
         msg = f"{target}: not a PostgreSQL server ({reason})"
     else:
         hint = "check the URL, and that the server accepts connections from here"
         msg = f"{target}: {reason}"
     secrets = (db.parsed.password,)
-    return mask_secrets(msg, *secrets), mask_secrets(hint, *secrets)
+    return ConnectionFailed(mask_secrets(msg, *secrets), mask_secrets(hint, *secrets), refused=refused)
 
 
 def _target(db: Database) -> str:

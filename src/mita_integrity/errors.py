@@ -24,7 +24,15 @@ class UsageError(MitaIntegrityError):
 
 
 class ConnectionFailed(MitaIntegrityError):
-    """The database could not be reached or refused us."""
+    """The database could not be reached or refused us.
+
+    `refused`: the server answered and turned down what was asked for (the password, the role, the
+    database); trying again later will not help, unlike a server that is down, full or starting.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, *, refused: bool = False) -> None:
+        super().__init__(message, hint)
+        self.refused = refused
 
 
 class DatabaseStateError(MitaIntegrityError):
@@ -39,9 +47,14 @@ class ConnectionLost(MitaIntegrityError):
     """The server went away in the middle of a command: a restart, a failover, a terminated session."""
 
 
-# SQLSTATEs of a session the server ended: admin_shutdown, crash_shutdown, cannot_connect_now, and the
-# connection exceptions (class 08). A client-side failure (socket closed) has no SQLSTATE at all.
-_LOST_STATES = ("57P01", "57P02", "57P03")
+# SQLSTATEs of a session the server ended: admin_shutdown, crash_shutdown, cannot_connect_now,
+# idle_session_timeout, idle_in_transaction_session_timeout, and the connection exceptions (class 08).
+_LOST_STATES = ("57P01", "57P02", "57P03", "57P05", "25P03")
+
+# SQLSTATEs of a query (or session) a standby's replay cancelled: serialization_failure for most conflicts
+# (snapshot, lock, tablespace, buffer pin), database_dropped for a dropped database. A primary uses 40001
+# too (a write that lost a race), so the state alone does not tell: the server must be a standby.
+RECOVERY_CONFLICT_STATES = ("40001", "57P04")
 
 
 def is_connection_lost(exc: BaseException, conn: object = None) -> bool:
@@ -51,11 +64,25 @@ def is_connection_lost(exc: BaseException, conn: object = None) -> bool:
     if not isinstance(exc, psycopg.Error):
         return False
     if conn is not None and (getattr(conn, "closed", False) or getattr(conn, "broken", False)):
-        return True
+        return True  # psycopg's own state: libpq reported the connection bad (CONNECTION_BAD)
     state = exc.sqlstate
     if state is None:
+        # What the server says carries a SQLSTATE; an error without one comes from the client side: libpq
+        # found the socket closed or failing (a crash, a kill, a dropped network or proxy) and psycopg raises
+        # it as an OperationalError, with libpq's text only. Its class is all there is to go by.
         return isinstance(exc, psycopg.OperationalError)
     return state in _LOST_STATES or state.startswith("08")
+
+
+def is_recovery_conflict(exc: BaseException, in_hot_standby: str | None) -> bool:
+    """Tells whether exc is a query or session a standby's replay cancelled. `in_hot_standby` is the server's
+    own report (libpq's ParameterStatus, PostgreSQL 14 and later) of the connection that failed; None when
+    that connection is not at hand, and then the SQLSTATE decides alone."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.Error) or exc.sqlstate not in RECOVERY_CONFLICT_STATES:
+        return False
+    return in_hot_standby != "off"
 
 
 def connection_lost(exc: BaseException, doing: str, after: str) -> ConnectionLost:

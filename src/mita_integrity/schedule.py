@@ -16,8 +16,6 @@ stops it. It stops gracefully on SIGTERM/SIGINT: the run in progress finishes, a
 
 from __future__ import annotations
 
-import http.server
-import os
 import re
 import signal
 import threading
@@ -220,8 +218,7 @@ def preflight(db: Database) -> str | None:
         with connect(db):
             return None
     except ConnectionFailed as exc:
-        text = exc.message.lower()
-        if "password authentication failed" in text or "does not exist" in text:
+        if exc.refused:
             raise
         return f"warning: {exc.one_line()}; starting anyway: each run until it is back is logged as failed"
 
@@ -261,59 +258,61 @@ def _reason_kind(error: str | None) -> str:
 
 
 class MetricsExporter:
-    """Serves the last run's Prometheus text on /metrics and/or writes it atomically for node_exporter.
+    """Serves the last run's metrics on /metrics and/or writes them atomically for node_exporter, through
+    prometheus-client (its registry, HTTP server and `write_to_textfile`).
 
     Beside the last check's own metrics: scheduled runs by outcome (completed, failed, skipped), alert
     deliveries by channel and outcome, and each channel's last outcome with the kind of its failure.
     """
 
     def __init__(self, port: int | None = None, path: Path | None = None) -> None:
-        self.text = "# no check has run yet\n"
-        self.report_text = ""
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        self.report_metrics: list[Any] = []
         self.alert_failures = 0
         self.runs: Counter[str] = Counter()
         self.deliveries: Counter[tuple[str, str]] = Counter()
         self.last_delivery: dict[str, Any] = {}
         self.last_failure_at: float | None = None
         self.path = path
-        self.server: http.server.ThreadingHTTPServer | None = None
+        self.lock = threading.Lock()  # a scrape (the server's thread) reads what a run is updating
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)  # a collector: asked for its families at each scrape and write
+        self.server: Any = None
         if port is not None:
-            exporter = self
+            self.server, _thread = start_http_server(port, addr="0.0.0.0", registry=self.registry)
 
-            class Handler(http.server.BaseHTTPRequestHandler):
-                def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                    body = exporter.text.encode()
-                    self.send_response(200 if self.path.startswith("/metrics") else 404)
-                    self.send_header("Content-Type", "text/plain; version=0.0.4")
-                    self.end_headers()
-                    self.wfile.write(body)
+    @property
+    def text(self) -> str:
+        """Gives what a scrape gives now."""
+        from prometheus_client import generate_latest
 
-                def log_message(self, *args: Any) -> None:
-                    pass
-
-            self.server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
-            threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return generate_latest(self.registry).decode()
 
     def update(self, report: Report, deliveries: list[Any]) -> None:
         """Takes a completed run's report and deliveries."""
-        from . import report as reports
+        from .report.prometheus_metrics import report_metrics
 
-        self.report_text = reports.render(report, "prometheus")
-        self._deliveries(deliveries)
+        families = report_metrics(report)
+        with self.lock:
+            self.report_metrics = families
+            self._deliveries(deliveries)
         self._publish()
 
     def record(self, run: ScheduledRun) -> None:
         """Takes any scheduled run: completed, skipped, or failed."""
         if run.report is not None and not run.skipped:
-            self.runs["completed"] += 1
+            with self.lock:
+                self.runs["completed"] += 1
             self.update(run.report, run.deliveries)
             return
-        if run.failure is not None:
-            self.runs["failed"] += 1
-            self.last_failure_at = time.time()
-        else:
-            self.runs["skipped"] += 1
-        self._deliveries(run.deliveries)
+        with self.lock:
+            if run.failure is not None:
+                self.runs["failed"] += 1
+                self.last_failure_at = time.time()
+            else:
+                self.runs["skipped"] += 1
+            self._deliveries(run.deliveries)
         self._publish()
 
     def _deliveries(self, deliveries: list[Any]) -> None:
@@ -322,38 +321,44 @@ class MetricsExporter:
             self.deliveries[(d.channel, d.outcome)] += 1
             self.last_delivery[d.channel] = d
 
+    def collect(self) -> list[Any]:
+        """Gives the metric families as they are now: the last check's, then the scheduler's own."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        with self.lock:
+            families = list(self.report_metrics)
+            families.append(CounterMetricFamily(
+                "mita_integrity_alert_failures_total", "Alert deliveries that failed after their retries.",
+                value=self.alert_failures))
+            runs = CounterMetricFamily("mita_integrity_scheduled_runs_total",
+                                       "Scheduled runs by outcome (failed: could not run).", labels=("outcome",))
+            for outcome in ("completed", "failed", "skipped"):
+                runs.add_metric((outcome,), self.runs[outcome])
+            families.append(runs)
+            if self.last_failure_at is not None:
+                families.append(GaugeMetricFamily(
+                    "mita_integrity_scheduled_run_last_failure_timestamp_seconds",
+                    "When a scheduled run last could not run.", value=self.last_failure_at))
+            if self.deliveries:
+                sent = CounterMetricFamily("mita_integrity_alert_deliveries_total",
+                                           "Alert deliveries by channel and outcome.", labels=("channel", "outcome"))
+                for (channel, outcome), n in sorted(self.deliveries.items()):
+                    sent.add_metric((channel, outcome), n)
+                families.append(sent)
+            if self.last_delivery:
+                last = GaugeMetricFamily("mita_integrity_alert_last_delivery_ok",
+                                         "Whether a channel's last delivery was accepted (reason: the kind of its "
+                                         "failure).", labels=("channel", "reason"))
+                for channel, d in sorted(self.last_delivery.items()):
+                    last.add_metric((channel, "" if d.ok else _reason_kind(d.error)), int(d.ok))
+                families.append(last)
+        return families
+
     def _publish(self) -> None:
-        lines = [
-            "# HELP mita_integrity_alert_failures_total Alert deliveries that failed after their retries.",
-            "# TYPE mita_integrity_alert_failures_total counter",
-            f"mita_integrity_alert_failures_total {self.alert_failures}",
-            "# HELP mita_integrity_scheduled_runs_total Scheduled runs by outcome (failed: could not run).",
-            "# TYPE mita_integrity_scheduled_runs_total counter",
-            *(f'mita_integrity_scheduled_runs_total{{outcome="{o}"}} {self.runs[o]}'
-              for o in ("completed", "failed", "skipped")),
-        ]
-        if self.last_failure_at is not None:
-            lines += ["# HELP mita_integrity_scheduled_run_last_failure_timestamp_seconds When a scheduled run last "
-                      "could not run.",
-                      "# TYPE mita_integrity_scheduled_run_last_failure_timestamp_seconds gauge",
-                      f"mita_integrity_scheduled_run_last_failure_timestamp_seconds {self.last_failure_at:.3f}"]
-        if self.deliveries:
-            lines += ["# HELP mita_integrity_alert_deliveries_total Alert deliveries by channel and outcome.",
-                      "# TYPE mita_integrity_alert_deliveries_total counter",
-                      *(f'mita_integrity_alert_deliveries_total{{channel="{c}",outcome="{o}"}} {n}'
-                        for (c, o), n in sorted(self.deliveries.items()))]
-        if self.last_delivery:
-            lines += ["# HELP mita_integrity_alert_last_delivery_ok Whether a channel's last delivery was accepted "
-                      "(reason: the kind of its failure).",
-                      "# TYPE mita_integrity_alert_last_delivery_ok gauge",
-                      *(f'mita_integrity_alert_last_delivery_ok{{channel="{c}",reason="'
-                        f'{"" if d.ok else _reason_kind(d.error)}"}} {int(d.ok)}'
-                        for c, d in sorted(self.last_delivery.items()))]
-        self.text = self.report_text + "\n".join(lines) + "\n"
         if self.path is not None:
-            tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-            tmp.write_text(self.text)
-            tmp.replace(self.path)
+            from prometheus_client import write_to_textfile
+
+            write_to_textfile(str(self.path), self.registry)
 
     def close(self) -> None:
         if self.server is not None:

@@ -10,6 +10,7 @@ docs/poolers.md.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
@@ -50,26 +51,14 @@ DRIVER_ONLY_OPTIONS = {
     "connection_limit",
 }
 
-LIBPQ_OPTIONS = {
-    "application_name", "channel_binding", "client_encoding", "connect_timeout", "dbname",
-    "fallback_application_name", "gssdelegation", "gssencmode", "gsslib", "host", "hostaddr",
-    "keepalives", "keepalives_count", "keepalives_idle", "keepalives_interval", "krbsrvname",
-    "load_balance_hosts", "max_protocol_version", "min_protocol_version", "options", "passfile",
-    "password", "port", "replication", "require_auth", "requirepeer", "service",
-    "ssl_max_protocol_version", "ssl_min_protocol_version", "sslcert", "sslcertmode",
-    "sslcompression", "sslcrl", "sslcrldir", "sslkey", "sslnegotiation", "sslpassword",
-    "sslmode", "sslrootcert", "sslsni", "target_session_attrs", "tcp_user_timeout", "user",
-}
+@functools.cache
+def libpq_options() -> frozenset[str]:
+    """Gives the keywords the linked libpq accepts, as libpq itself lists them (PQconndefaults): a newer libpq
+    brings its new options (require_auth, sslnegotiation, …) without a list of ours to keep up."""
+    from psycopg import pq
 
+    return frozenset(opt.keyword.decode() for opt in pq.Conninfo.get_defaults())
 
-def _libpq_options() -> set[str]:
-    """Gives the keywords the installed libpq accepts (newer libpq versions add some)."""
-    try:
-        from psycopg import pq
-
-        return {opt.keyword.decode() for opt in pq.Conninfo.get_defaults()} | LIBPQ_OPTIONS
-    except Exception:  # noqa: BLE001 - fall back to the static list
-        return set(LIBPQ_OPTIONS)
 
 # asyncpg spells sslmode as ``ssl``.
 _ASYNCPG_SSL = {
@@ -177,7 +166,7 @@ def parse_url(url: str) -> ParsedUrl:
         params["dbname"] = unquote(path)
     dropped: list[str] = []
     pgbouncer = False
-    known = _libpq_options()
+    known = libpq_options()
     for key, value in parse_qsl(query, keep_blank_values=True):
         key_l = key.lower()
         if key_l in known:

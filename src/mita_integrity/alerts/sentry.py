@@ -8,6 +8,11 @@ The events go through their own `sentry_sdk.Client` — never `sentry_sdk.init`,
 touched and nothing the host application put on its scopes (users, breadcrumbs, argv) can leak in. The
 client has no integrations and a synchronous transport that posts each envelope (gzip) with the retries
 of the other channels, so every event is sent, or known to have failed, before `send` returns.
+
+Only the SDK's public API is used: `sentry_sdk.Client` and `sentry_sdk.Transport`, both exported by the
+package. A subclass of `Transport` implementing `capture_envelope` is the SDK's own way to plug a transport
+in since 2.0 (the class became an abstract base for it; a function as `transport` is deprecated in 2.x
+and gone in 3.x), and the envelope, the DSN's endpoint and auth header are what it hands that subclass.
 """
 
 from __future__ import annotations
@@ -34,11 +39,9 @@ LEVELS = {Severity.CRITICAL: "fatal", Severity.HIGH: "error", Severity.MEDIUM: "
 
 def check_dsn(value: str, label: str) -> str:
     """Gives the DSN if sentry-sdk can parse it; raises UsageError (without the key) otherwise."""
-    from sentry_sdk.utils import BadDsn, Dsn
-
     try:
-        Dsn(value.strip())
-    except (BadDsn, ValueError) as exc:
+        _transport_class()(value.strip(), lambda _seconds: None, (), None)  # the SDK parses the DSN here
+    except ValueError as exc:  # the SDK's BadDsn is a ValueError
         raise UsageError(f"{label} is not a Sentry DSN ({redact_url(value)}): {mask_secrets(str(exc), value)}",
                          "copy it from Sentry: Settings → Projects → Client Keys (DSN), https://KEY@HOST/PROJECT_ID"
                          ) from None
@@ -85,8 +88,7 @@ def events(alert: Alert) -> list[dict[str, Any]]:
 
 
 def _transport_class() -> Any:
-    from sentry_sdk.consts import EndpointType
-    from sentry_sdk.transport import Transport
+    from sentry_sdk import Transport
 
     class PostingTransport(Transport):
         """Posts each envelope at once, with retries; remembers the first failure and then stops."""
@@ -107,7 +109,7 @@ def _transport_class() -> Any:
             headers = {"Content-Type": "application/x-sentry-envelope", "Content-Encoding": "gzip",
                        "X-Sentry-Auth": auth.to_header()}
             try:
-                post(auth.get_api_url(EndpointType.ENVELOPE), buffer.getvalue(), headers, sleep=self.sleep,
+                post(auth.get_api_url(), buffer.getvalue(), headers, sleep=self.sleep,
                      delays=self.delays, budget=self.budget)
                 self.sent += 1
             except DeliveryFailed as exc:

@@ -1,36 +1,30 @@
-"""The Prometheus text exposition (format 0.0.4), for a node_exporter textfile collector or a push."""
+"""The Prometheus metrics of a check run, as metric families of the official client (`prometheus-client`).
+
+The client's exposition writes them: the `prometheus` report format, the daemon's /metrics endpoint and the
+node_exporter textfile all use the same families (schedule.MetricsExporter serves and writes them).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ..findings import Report, Severity, Status
 from . import layout
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from prometheus_client.metrics_core import Metric
+
 PREFIX = "mita_integrity"
 
 
-def _label_value(value: str) -> str:
-    """Gives the value escaped as the exposition format requires inside double quotes."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(**labels: str) -> str:
-    return "{" + ",".join(f'{key}="{_label_value(value)}"' for key, value in labels.items()) + "}"
-
-
-def _number(value: float) -> str:
-    if value != value:  # NaN
-        return "NaN"
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _family(name: str, help_text: str, samples: list[tuple[str, float]]) -> list[str]:
-    lines = [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge"]
-    return lines + [f"{PREFIX}_{name}{labels} {_number(value)}" for labels, value in samples]
-
-
-def render_prometheus(report: Report) -> str:
+def report_metrics(report: Report) -> list[Metric]:
     """Gives the metrics of the run: violations and status per rule and table, findings, timing."""
     # A rule may yield several results for one table (one per column); a scrape rejects a repeated
     # series, so results sharing a label set are summed (violations) or merged (status).
@@ -45,23 +39,41 @@ def render_prometheus(report: Report) -> str:
     for result in report.results:
         if result.failed:
             findings[result.severity] += 1
-    lines = _family(
-        "violations",
+    by_rule = GaugeMetricFamily(
+        f"{PREFIX}_violations",
         "Violating rows a rule found on a table (NaN when it errored; a pass counts 0, or a fail_above backlog).",
-        [(_labels(code=c, severity=s, table=t), v) for (c, s, t), v in violations.items()],
-    )
-    lines += _family(
-        "rule_status",
+        labels=("code", "severity", "table"))
+    for labels, value in violations.items():
+        by_rule.add_metric(labels, value)
+    status = GaugeMetricFamily(
+        f"{PREFIX}_rule_status",
         "1 for the status (pass, fail, skipped, guaranteed, error) of a rule on a table in the last run.",
-        [(_labels(code=c, table=t, status=s), v) for (c, t, s), v in statuses.items()],
-    )
-    lines += _family(
-        "findings",
-        "Failing results per severity in the last run.",
-        [(_labels(severity=sev.value), n) for sev, n in findings.items()],
-    )
-    lines += _family("check_duration_seconds", "How long the last check run took.",
-                     [("", report.duration_ms / 1000)])
-    lines += _family("last_run_timestamp_seconds", "When the last check run finished (unix time).",
-                     [("", layout.as_utc(report.finished_at).timestamp())])
-    return "\n".join(lines) + "\n"
+        labels=("code", "table", "status"))
+    for labels, flag in statuses.items():
+        status.add_metric(labels, flag)
+    failing = GaugeMetricFamily(f"{PREFIX}_findings", "Failing results per severity in the last run.",
+                                labels=("severity",))
+    for sev, n in findings.items():
+        failing.add_metric((sev.value,), n)
+    return [by_rule, status, failing,
+            GaugeMetricFamily(f"{PREFIX}_check_duration_seconds", "How long the last check run took.",
+                              value=report.duration_ms / 1000),
+            GaugeMetricFamily(f"{PREFIX}_last_run_timestamp_seconds", "When the last check run finished (unix time).",
+                              value=layout.as_utc(report.finished_at).timestamp())]
+
+
+class Families(Collector):
+    """A collector that gives fixed metric families (a finished run's metrics do not change)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def render_prometheus(report: Report) -> str:
+    """Gives the run's metrics in the Prometheus text exposition format."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families(report_metrics(report)))
+    return generate_latest(registry).decode()
