@@ -43,8 +43,9 @@ def _file_of(module: str) -> Path | None:
 def _imports(path: Path) -> set[str]:
     """Gives every module of the package a file imports, at the top or inside a function (`from a import b` gives
     a and, when it is a module, a.b; a relative import is resolved against the file's package)."""
-    inside = path.is_relative_to(PACKAGE.parent)
-    package = "" if not inside else _module_of(path) if path.name == "__init__.py" else _module_of(path).rpartition(".")[0]
+    package = ""
+    if path.is_relative_to(PACKAGE.parent):
+        package = _module_of(path) if path.name == "__init__.py" else _module_of(path).rpartition(".")[0]
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
