@@ -135,7 +135,8 @@ def test_roles_sql_creates_the_integrity_schema_as_store_does() -> None:
         return " ".join(re.sub(r"--[^\n]*", "", text).split())
 
     script = norm(ROLES_SQL.read_text())
-    assert " ".join(norm(statement) + ";" for statement in integrity_schema.script()) in script
+    assert " ".join(norm(statement) + ";" for statement in integrity_schema.script()) in script, \
+        "section 5 of docs/roles.sql differs: paste `python -m mita_integrity.integrity_schema` there"
 
 
 def test_the_reader_checks_plans_and_lists_but_writes_nothing(capsys: pytest.CaptureFixture[str],

@@ -17,7 +17,8 @@ To change the schema, add ONE line to STEPS — never edit a step that has shipp
 
 Write each statement so that it can run again (IF NOT EXISTS, ADD COLUMN IF NOT EXISTS …): docs/roles.sql
 replays every step for the owner (tests/test_roles.py keeps it equal to STEPS, with the version row), and a
-database created by hand may already have some of it. Grants for a new table go into docs/roles.sql too.
+database created by hand may already have some of it. `python -m mita_integrity.integrity_schema` prints the
+statements for section 5 of docs/roles.sql; grants for a new table go into its section 6.
 """
 
 from __future__ import annotations
@@ -223,3 +224,7 @@ def _run(cur: psycopg.Cursor[Any], statements: tuple[str, ...]) -> None:
             if row and row[0]:
                 continue
         cur.execute(statement.encode())
+
+
+if __name__ == "__main__":
+    print(";\n".join(script()) + ";")
