@@ -151,7 +151,7 @@ def script() -> list[str]:
     return out
 
 
-def _state(cur: psycopg.Cursor[Any]) -> tuple[bool, bool]:
+def state(cur: psycopg.Cursor[Any]) -> tuple[bool, bool]:
     """Gives (the version table exists, the role may read it), from the catalog: needs no privilege."""
     cur.execute("SELECT c.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'USAGE') "
                 "AND has_table_privilege(c.oid, 'SELECT'), false) FROM (SELECT 1) x "
@@ -164,7 +164,7 @@ def _state(cur: psycopg.Cursor[Any]) -> tuple[bool, bool]:
 def current(cur: psycopg.Cursor[Any]) -> int | None:
     """Gives the schema's version: None without a version table (no schema, or the tables of releases before
     versioning), 0 with an empty one. A version table the role may not read counts as absent."""
-    exists, readable = _state(cur)
+    exists, readable = state(cur)
     if not (exists and readable):
         return None
     cur.execute(f"SELECT max(version) FROM {VERSION_TABLE}")
@@ -194,7 +194,7 @@ def upgrade(conn: psycopg.Connection[Any]) -> int:
         here = current(cur)
         if here == latest():
             return 0
-        if here is None and _state(cur)[0]:
+        if here is None and state(cur)[0]:
             raise DatabaseStateError(f"cannot read {VERSION_TABLE}: the role lacks SELECT on it; nothing was changed",
                                      "grant it (docs/roles.sql), or run this command as the owner of the MITA tables")
         if here is None:

@@ -50,8 +50,10 @@ def exists(cur: psycopg.Cursor[Any]) -> bool:
 
 
 def may_create(cur: psycopg.Cursor[Any]) -> bool:
-    """Tells whether the schema is at this code's version, or the role may create (upgrade) it."""
-    if integrity_schema.current(cur) == integrity_schema.latest():
+    """Tells whether the schema is at this code's version, or the role may create (upgrade) it. A version table
+    the role may not read is taken as complete: what the role lacks on it is missing_privileges' to say."""
+    exists, readable = integrity_schema.state(cur)
+    if (exists and not readable) or integrity_schema.current(cur) == integrity_schema.latest():
         return True
     cur.execute("SELECT CASE WHEN n.oid IS NULL THEN has_database_privilege(current_database(), 'CREATE') "
                 "ELSE pg_has_role(n.nspowner, 'USAGE') END "
