@@ -53,9 +53,15 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT INSERT, UPDATE, DELETE ON TABLES
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES TO :"writer";
 
 -- 5. The integrity schema (run history and the archive of every repaired row), created here by the owner so
---    that neither role needs CREATE anywhere. The statements are those of src/mita_integrity/store.py (a test
---    keeps them equal); mita-integrity creates nothing when they all exist.
+--    that neither role needs CREATE anywhere. The statements are integrity_schema.script() of
+--    src/mita_integrity/integrity_schema.py: the version table, then every upgrade step and the row that records
+--    it (a test keeps them equal); mita-integrity executes nothing when the schema is at its version.
 CREATE SCHEMA IF NOT EXISTS integrity;
+CREATE TABLE IF NOT EXISTS integrity.schema_version (
+        version integer PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        applied_by text NOT NULL DEFAULT current_user);
 CREATE TABLE IF NOT EXISTS integrity.runs (
         id uuid PRIMARY KEY,
         kind text NOT NULL CHECK (kind IN ('check', 'fix', 'undo')),
@@ -113,6 +119,7 @@ CREATE TABLE IF NOT EXISTS integrity.alert_outbox (
         run_id uuid,
         told_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (channel, fingerprint));
+INSERT INTO integrity.schema_version (version, name) VALUES (1, 'adopt the unversioned tables (runs, archive, run_results, findings, alert_outbox)') ON CONFLICT (version) DO NOTHING;
 
 -- 6. The reader reads the history (runs, verify's recent-check); the writer records runs, archives rows and
 --    keeps the alert outbox (what each channel has been told: rewritten after each delivery).

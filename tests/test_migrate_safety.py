@@ -17,11 +17,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from mita_integrity import backup, embedded, migrate, migrate_guards, online
+from mita_integrity import backup, embedded, migrate, migrate_guards
 from mita_integrity.check import CheckRequest, run_check
 from mita_integrity.cli import main
 from mita_integrity.connection import Database, connect
-from mita_integrity.errors import DatabaseStateError, connection_lost
+from mita_integrity.errors import DatabaseStateError
+from mita_integrity.migrations.frozen import cleanup_v1, online_v1, r0023
 from mita_integrity.seed import SeedOptions, seed_database
 
 from .dbstate import cli_url, row_counts
@@ -82,8 +83,8 @@ def test_12_2_a_build_that_waits_for_an_old_snapshot_is_never_reported_as_succes
         baseline_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """An open REPEATABLE READ transaction makes CREATE INDEX CONCURRENTLY hit its lock timeout, which leaves
     an invalid index; IF NOT EXISTS used to skip it on the retry and the upgrade said success."""
-    monkeypatch.setattr(online, "DEFAULT_LOCK_TIMEOUT_MS", 300)  # read per run (the old code read it at import)
-    monkeypatch.setattr(online, "ATTEMPTS", 2)
+    monkeypatch.setattr(online_v1, "DEFAULT_LOCK_TIMEOUT_MS", 300)  # read per run (the old code read it at import)
+    monkeypatch.setattr(online_v1, "ATTEMPTS", 2)
     blocker = connect(baseline_db)
     try:
         blocker.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -378,21 +379,15 @@ def test_12_8_a_killed_downgrade_is_swept_for_real(baseline_db: Database) -> Non
 # -- 16.11 ---------------------------------------------------------------------------------------------------------
 def test_16_11_a_connection_lost_mid_upgrade_names_the_step_and_what_was_kept(
         capsys: pytest.CaptureFixture[str], baseline_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The server goes away in 0023's clean-up (its check), after 0022 completed and was recorded."""
-    from mita_integrity import fix
+    """The server goes away in 0023's clean-up (counting its candidates), after 0022 completed and was recorded."""
+    real = cleanup_v1._count
 
-    real = fix.plan_fix
+    def crash_in_0023(reader: psycopg.Connection[Any], query: str) -> int:
+        if query == r0023.STEPS[0].candidates:
+            reader.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return real(reader, query)
 
-    def crash_in_0023(db: Database, request: Any) -> Any:
-        if request.origin == "0023_add_unique_constraint_daily_plan":
-            with connect(db) as conn:
-                try:
-                    conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
-                except psycopg.Error as exc:  # what check.py turns into its one line
-                    raise connection_lost(exc, "check", "nothing was changed (a check only reads)") from None
-        return real(db, request)
-
-    monkeypatch.setattr(fix, "plan_fix", crash_in_0023)
+    monkeypatch.setattr(cleanup_v1, "_count", crash_in_0023)
     code, out, err = _cli(capsys, baseline_db, "migrate", "upgrade", "head")
     line = _one_line_error(code, err)
     assert line.startswith("error: migrate upgrade head in 0023_add_unique_constraint_daily_plan: lost the "
@@ -401,7 +396,7 @@ def test_16_11_a_connection_lost_mid_upgrade_names_the_step_and_what_was_kept(
     assert "re-run `mita-integrity migrate upgrade head`" in line and "continues" in line
     assert "nothing was changed" not in line
     assert migrate.current(baseline_db).revision == "0022_add_missing_fk_constraints"
-    monkeypatch.setattr(fix, "plan_fix", real)
+    monkeypatch.setattr(cleanup_v1, "_count", real)
     migrate.upgrade(baseline_db, "head")
     assert migrate.current(baseline_db).revision == HEAD
 

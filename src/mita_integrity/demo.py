@@ -13,7 +13,7 @@ from .connection import Database, connect, transaction
 from .findings import FixSafety, Report
 from .fix import FixPlan, FixRequest, plan_fix
 from .fix_apply import FixOutcome, apply_fix
-from .migration_kit import quiet
+from .migrations.frozen.kit_v1 import quiet
 from .report import next_steps
 from .seed import SeedOptions, SeedResult, seed_database
 from .target import recreate_database

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .connection import Database, connect
-from .migration_kit import say
+from .migrations.frozen.kit_v1 import say
 from .online import Online
 from .rules.expected import CHAIN, USER_FK_TABLES_0026
 

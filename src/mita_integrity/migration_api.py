@@ -15,6 +15,7 @@ same database: the URL of the application's engine, else DATABASE_URL.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -36,13 +37,27 @@ def require(version: int) -> None:
 def upgrade(step: str) -> None:
     """Runs the upgrade of one revision of mita-integrity's chain inside the running Alembic migration."""
     _online_only(step)
-    _module(step).upgrade()
+    _run(_module(step).upgrade)
 
 
 def downgrade(step: str) -> None:
     """Runs the downgrade of one revision of mita-integrity's chain inside the running Alembic migration."""
     _online_only(step)
-    _module(step).downgrade()
+    _run(_module(step).downgrade)
+
+
+def _run(body: Callable[[], None]) -> None:
+    """Runs a step in the application's Alembic context: the tool's host installed, a refusal as our error."""
+    from alembic import context, op
+
+    from .migration_host import install
+    from .migrations.frozen.online_v1 import MigrationRefused
+
+    install(context.config.attributes, lambda: database_of_bind(op.get_bind()))
+    try:
+        body()
+    except MigrationRefused as exc:
+        raise DatabaseStateError(exc.message, exc.hint) from None
 
 
 def _online_only(step: str) -> None:

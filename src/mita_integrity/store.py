@@ -1,8 +1,7 @@
 """The `integrity` schema: the run history and the archive of every row a repair changed or removed.
 
-Created by the first write (a fix, an undo, a recorded check), never by `check`. Creation is idempotent
-and online: IF NOT EXISTS everywhere, serialised by an advisory lock so two first runs cannot race,
-under a short lock_timeout. Nothing here touches the application's tables.
+Created, or upgraded in place, by the first write (a fix, an undo, a recorded check), never by `check`: its
+shape and versions are integrity_schema.py's. Nothing here touches the application's tables.
 
 `integrity.archive` keeps, per changed row, the primary key, the row before (`before`, NULL for a row a
 repair inserted) and the row as the repair left it (`after`, NULL for a removed row). `after` is how
@@ -11,122 +10,39 @@ repair inserted) and the row as the repair left it (`after`, NULL for a removed 
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from . import integrity_schema
 from .connection import transaction
 from .errors import DatabaseStateError
 
 if TYPE_CHECKING:
     from .findings import Report
 
-SCHEMA = "integrity"
-_LOCK_KEY = 7_416_902_211  # any constant: serialises the first creation
-
-DDL = (
-    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
-        id uuid PRIMARY KEY,
-        kind text NOT NULL CHECK (kind IN ('check', 'fix', 'undo')),
-        status text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'completed', 'failed')),
-        started_at timestamptz NOT NULL DEFAULT now(),
-        finished_at timestamptz,
-        db_user text NOT NULL DEFAULT current_user,
-        backend_pid integer DEFAULT pg_backend_pid(),
-        tool_version text,
-        options jsonb NOT NULL DEFAULT '{{}}',
-        summary jsonb NOT NULL DEFAULT '{{}}',
-        report jsonb,
-        recorded_at timestamptz NOT NULL DEFAULT clock_timestamp())  -- the database's clock, for schedulers""",
-    f"CREATE INDEX IF NOT EXISTS runs_started_at_idx ON {SCHEMA}.runs (started_at)",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.archive (
-        id bigserial PRIMARY KEY,
-        run_id uuid NOT NULL REFERENCES {SCHEMA}.runs (id),
-        rule_code text NOT NULL,
-        table_name text NOT NULL,
-        action text NOT NULL CHECK (action IN ('delete', 'update', 'insert')),
-        pk jsonb NOT NULL,
-        before jsonb,
-        after jsonb,
-        archived_at timestamptz NOT NULL DEFAULT now(),
-        restored_by uuid REFERENCES {SCHEMA}.runs (id),
-        restored_at timestamptz)""",
-    f"CREATE INDEX IF NOT EXISTS archive_run_id_idx ON {SCHEMA}.archive (run_id, id)",
-    # The history of recorded checks: every result of every run, and each finding's life (history.py).
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.run_results (
-        run_id uuid NOT NULL REFERENCES {SCHEMA}.runs (id) ON DELETE CASCADE,
-        fingerprint text NOT NULL,
-        code text NOT NULL,
-        table_name text NOT NULL,
-        severity text NOT NULL,
-        status text NOT NULL,
-        count bigint NOT NULL,
-        PRIMARY KEY (run_id, fingerprint))""",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.findings (
-        fingerprint text PRIMARY KEY,
-        code text NOT NULL,
-        table_name text NOT NULL,
-        severity text NOT NULL,
-        message text NOT NULL DEFAULT '',
-        first_seen timestamptz NOT NULL,
-        last_seen timestamptz NOT NULL,
-        last_count bigint NOT NULL,
-        last_run_id uuid,
-        resolved_at timestamptz)""",
-    # What each alert channel has been told: per channel, the open findings and the count it last heard of
-    # them (alerts/outbox.py). What is due to a channel is the difference from integrity.findings.
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.alert_outbox (
-        channel text NOT NULL,
-        fingerprint text NOT NULL,
-        code text NOT NULL,
-        table_name text NOT NULL,
-        severity text NOT NULL,
-        count bigint NOT NULL,
-        run_id uuid,
-        told_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (channel, fingerprint))""",
-)
-
-
-# The objects DDL creates (the schema first), by name: when all are there, ensure() executes nothing.
-_OBJECTS = tuple(re.findall(r"IF NOT EXISTS (?:\w+\.)?(\w+)", " ".join(DDL)))
+SCHEMA = integrity_schema.SCHEMA
 SETUP_HINT = ("create it once as the owner of the MITA tables: psql -f docs/roles.sql "
               "(docs/least-privilege.md), or run this command once as that owner")
 
 
-def _present(cur: psycopg.Cursor[Any]) -> set[str]:
-    """Gives the integrity objects that exist (from the catalog: needs no privilege on the schema)."""
-    cur.execute("SELECT nspname FROM pg_namespace WHERE nspname = %(s)s UNION ALL SELECT c.relname FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(s)s AND c.relname = ANY(%(o)s)",
-                {"s": SCHEMA, "o": list(_OBJECTS[1:])})
-    return {str(r[0]) for r in cur.fetchall()}
-
-
 def ensure(conn: psycopg.Connection[Any]) -> None:
-    """Creates the integrity schema and its tables when absent (its own short transaction).
-
-    When they all exist nothing is executed, so a role without CREATE (docs/roles.sql) can write.
-    """
+    """Creates, or upgrades in place, the integrity schema to this code's version (integrity_schema.py: its own
+    short transaction under an advisory lock). When it is there already nothing is executed, so a role without
+    CREATE (docs/roles.sql) can write."""
     try:
-        with transaction(conn, lock_timeout_ms=5_000, statement_timeout_ms=60_000) as cur:
-            if len(_present(cur)) == len(_OBJECTS):
-                return
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            present = _present(cur)
-            for name, statement in zip(_OBJECTS, DDL, strict=True):
-                if name not in present:  # IF NOT EXISTS still asks for CREATE: skip what is there
-                    cur.execute(statement)
+        integrity_schema.upgrade(conn)
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise DatabaseStateError(f"cannot create the integrity schema ({exc.diag.message_primary}); nothing was "
-                                 "changed", SETUP_HINT) from None
+        raise DatabaseStateError(f"cannot create or upgrade the integrity schema ({exc.diag.message_primary}); "
+                                 "nothing was changed", SETUP_HINT) from None
 
 
 def exists(cur: psycopg.Cursor[Any]) -> bool:
-    """Tells whether the integrity tables are there (reading them never creates them)."""
+    """Tells whether the integrity tables are there (reading them never creates them); refuses, in one line, a
+    schema newer than this code (its tables may mean other things)."""
+    integrity_schema.refuse_newer(cur)
     cur.execute("SELECT count(*) = 2 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = %s AND c.relname IN ('runs', 'archive') AND c.relkind = 'r'", (SCHEMA,))
     row = cur.fetchone()
@@ -134,8 +50,10 @@ def exists(cur: psycopg.Cursor[Any]) -> bool:
 
 
 def may_create(cur: psycopg.Cursor[Any]) -> bool:
-    """Tells whether the schema is complete, or the role may create what is missing of it."""
-    if len(_present(cur)) == len(_OBJECTS):
+    """Tells whether the schema is at this code's version, or the role may create (upgrade) it. A version table
+    the role may not read is taken as complete: what the role lacks on it is missing_privileges' to say."""
+    exists, readable = integrity_schema.state(cur)
+    if (exists and not readable) or integrity_schema.current(cur) == integrity_schema.latest():
         return True
     cur.execute("SELECT CASE WHEN n.oid IS NULL THEN has_database_privilege(current_database(), 'CREATE') "
                 "ELSE pg_has_role(n.nspowner, 'USAGE') END "

@@ -241,6 +241,8 @@ def undo_run(db: Database, run_text: str, batch_size: int = 5_000,
                                          if undone_by else f"run {target.id} changed no rows: nothing to restore")
             schema = load_schema(cur)
             _preflight(cur, target.id)
+        if mode is not UndoMode.DRY_RUN:
+            store.ensure(conn)  # the first write upgrades the integrity schema in place (integrity_schema.py)
         undo_id = (None if mode is UndoMode.DRY_RUN else
                    store.start_run(conn, "undo", {"run": target.id, "batch_size": batch_size, "mode": mode.value},
                                    __version__))

@@ -10,7 +10,9 @@ from sqlalchemy.engine import Connection
 
 from mita_integrity.errors import MitaIntegrityError
 from mita_integrity.migrate_guards import one_migration_at_a_time, require_above_floor
+from mita_integrity.migration_host import install
 from mita_integrity.migration_state import prepare_own_table, version_table_options
+from mita_integrity.migrations.frozen.online_v1 import MigrationRefused
 from mita_integrity.models import metadata
 
 config = context.config
@@ -25,6 +27,8 @@ def _run(connection: Connection) -> None:
     # The chain's state lives in integrity.alembic_version: the application's alembic_version is never written.
     # A caller's open transaction (an atomic stamp) takes the table with it; otherwise it is committed first.
     callers = connection.in_transaction()
+    # What the frozen migrations connect and record their clean-up through (migration_host.py).
+    install(config.attributes, lambda: _database(connection))
     prepare_own_table(connection)
     if not callers:
         connection.commit()
@@ -38,6 +42,15 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _database(connection: Connection) -> Any:
+    """Gives the database being migrated: handed over by mita-integrity or set below, else the connection's URL."""
+    from mita_integrity.connection import Database
+    from mita_integrity.migration_api import database_of_bind
+
+    db = config.attributes.get("database")
+    return db if isinstance(db, Database) else database_of_bind(connection)
 
 
 def run_migrations_online() -> None:
@@ -58,7 +71,7 @@ def run_migrations_online() -> None:
     try:
         with one_migration_at_a_time(database, "alembic"), engine.connect() as conn:
             _run(conn)
-    except MitaIntegrityError as exc:
+    except (MitaIntegrityError, MigrationRefused) as exc:
         raise SystemExit(f"alembic: {exc.one_line()}") from None
     finally:
         engine.dispose()

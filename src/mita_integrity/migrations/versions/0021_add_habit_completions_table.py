@@ -17,7 +17,7 @@ from importlib import resources
 
 from alembic import op
 
-from mita_integrity.errors import DatabaseStateError
+from mita_integrity.migrations.frozen.online_v1 import MigrationRefused
 
 revision: str = "0021_add_habit_completions"
 down_revision: str | None = None
@@ -40,5 +40,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     # The baseline is the application's own schema: going below it would drop every MITA table with its data.
     # `migrate downgrade` refuses before it starts; this stops plain `alembic downgrade -1` at the baseline too.
-    raise DatabaseStateError(
+    raise MigrationRefused(
         f"refused: downgrading {revision} would drop every MITA table; it is the lowest revision of this chain")

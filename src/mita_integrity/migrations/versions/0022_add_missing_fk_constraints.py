@@ -15,10 +15,10 @@ Revises: 0021_add_habit_completions
 
 from __future__ import annotations
 
-from mita_integrity.migration_kit import clean_up, online, say
-from mita_integrity.migration_state import narrow_version_table, widen_version_table
-from mita_integrity.online import Online
-from mita_integrity.wording import counted
+from mita_integrity.migrations.frozen import r0022
+from mita_integrity.migrations.frozen.cleanup_v1 import clean_up
+from mita_integrity.migrations.frozen.kit_v1 import narrow_version_table, online, say, widen_version_table
+from mita_integrity.migrations.frozen.online_v1 import Online, counted
 
 revision: str = "0022_add_missing_fk_constraints"
 down_revision: str | None = "0021_add_habit_completions"
@@ -55,7 +55,7 @@ def upgrade() -> None:
         db.ensure_index("ix_subscriptions_deleted_at", "subscriptions", "(deleted_at) WHERE deleted_at IS NULL")
         for table, name in FKS:  # new rows of nobody are refused from here on, before the clean-up
             db.add_not_valid(table, name, "FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE")
-        clean_up(revision, ("REF003", "REF004"))
+        clean_up(revision, r0022.STEPS)  # REF003, REF004: the SQL fix ran when this was written
         for table, name in FKS:
             db.validate(table, name, f"mita-integrity fix --apply --select {RULE[table]}")
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from psycopg import errors
 
-from mita_integrity.migration_kit import clean_up, online, refuse_other_definitions, say
+from mita_integrity.migrations.frozen import r0023
+from mita_integrity.migrations.frozen.cleanup_v1 import clean_up
+from mita_integrity.migrations.frozen.kit_v1 import online, refuse_other_definitions, say
 
 revision: str = "0023_add_unique_constraint_daily_plan"
 down_revision: str | None = "0022_add_missing_fk_constraints"
@@ -37,7 +39,7 @@ def upgrade() -> None:
         refuse_other_definitions(db, unique=True, checks=())
         if db.constraint("daily_plan", UNIQUE) is None:
             for attempt in range(1, 4):
-                clean_up(revision, ("CAL001", "DUP002"))
+                clean_up(revision, r0023.STEPS)  # CAL001, DUP002
                 try:
                     db.ensure_index(UNIQUE, "daily_plan", "(user_id, date, category) NULLS NOT DISTINCT", unique=True)
                     break

@@ -14,15 +14,16 @@ Revises: 0023_add_unique_constraint_daily_plan
 
 from __future__ import annotations
 
-from mita_integrity.definitions import CHECKS_0024
-from mita_integrity.migration_kit import clean_up, online, refuse_other_definitions, say
+from mita_integrity.migrations.frozen import r0024
+from mita_integrity.migrations.frozen.cleanup_v1 import clean_up
+from mita_integrity.migrations.frozen.kit_v1 import CHECKS_0024, online, refuse_other_definitions, say
 
 revision: str = "0024_add_check_constraints"
 down_revision: str | None = "0023_add_unique_constraint_daily_plan"
 branch_labels: str | None = None
 depends_on: str | None = None
 
-# How each constraint's violators are resolved (its table and expression: definitions.CHECKS_0024).
+# How each constraint's violators are resolved (its table and expression: frozen/kit_v1.CHECKS_0024).
 RESOLVE = {
     "ck_goals_saved_le_target": "mita-integrity fix --apply --unsafe --select GOL003 (caps saved at target)",
     "ck_goals_progress_le_100": "mita-integrity fix --apply --select GOL001",
@@ -43,7 +44,7 @@ def upgrade() -> None:
         # Progress is recomputed before the CHECKs exist: an UPDATE re-checks every constraint of its row, so a
         # goal saved past its target (a person's, GOL003) would fail the NOT VALID saved <= target CHECK and
         # stop the whole upgrade. A row made stale in between is caught by VALIDATE and left to `migrate validate`.
-        clean_up(revision, ("GOL001",))
+        clean_up(revision, r0024.STEPS)  # GOL001
         for name, (table, expression, _) in CHECKS.items():
             db.add_not_valid(table, name, f"CHECK ({expression})")
         for name, (table, expression, resolve) in CHECKS.items():

@@ -13,9 +13,10 @@ Revises: 0024_add_check_constraints
 
 from __future__ import annotations
 
-from mita_integrity.errors import DatabaseStateError
-from mita_integrity.migration_kit import clean_up, online, refuse_other_definitions, say, sql_file
-from mita_integrity.online import Online
+from mita_integrity.migrations.frozen import r0025
+from mita_integrity.migrations.frozen.cleanup_v1 import clean_up
+from mita_integrity.migrations.frozen.kit_v1 import online, refuse_other_definitions, say, sql_file
+from mita_integrity.migrations.frozen.online_v1 import MigrationRefused, Online
 
 revision: str = "0025_add_daily_plan_spent_trigger"
 down_revision: str | None = "0024_add_check_constraints"
@@ -30,14 +31,14 @@ def upgrade() -> None:
         say("  0025: the spent_amount trigger")
         if db.constraint("daily_plan", "uq_daily_plan_user_date_category") is None:
             back = _last_complete_revision(db)
-            raise DatabaseStateError("0025 needs uq_daily_plan_user_date_category (0023), which is missing",
+            raise MigrationRefused("0025 needs uq_daily_plan_user_date_category (0023), which is missing",
                                      "the database was stamped past 0023: run `mita-integrity verify`, then "
                                      f"`mita-integrity migrate downgrade {back}` and `mita-integrity migrate "
                                      "upgrade head` (each migration does only what is missing)")
         refuse_other_definitions(db, unique=True, checks=())
         db.step("install update_daily_plan_spent()", sql_file("0025_daily_plan_spent_trigger.sql"))
         say("    installed update_daily_plan_spent() on transactions")
-        clean_up(revision, ("BUD001", "AMT006"), budget_days=HISTORY_DAYS)
+        clean_up(revision, r0025.STEPS, budget_days=HISTORY_DAYS)  # BUD001, AMT006
 
 
 def _last_complete_revision(db: Online) -> str:

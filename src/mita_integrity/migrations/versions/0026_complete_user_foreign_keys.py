@@ -13,15 +13,19 @@ Revises: 0025_add_daily_plan_spent_trigger
 
 from __future__ import annotations
 
-from mita_integrity.migration_kit import clean_up, online, say
-from mita_integrity.online import Online
-from mita_integrity.rules.expected import USER_FK_TABLES_0026
+from mita_integrity.migrations.frozen import r0026
+from mita_integrity.migrations.frozen.cleanup_v1 import clean_up
+from mita_integrity.migrations.frozen.kit_v1 import online, say
+from mita_integrity.migrations.frozen.online_v1 import Online
 
 revision: str = "0026_complete_user_foreign_keys"
 down_revision: str | None = "0025_add_daily_plan_spent_trigger"
 branch_labels: str | None = None
 depends_on: str | None = None
 
+# The user-owned tables with no foreign key to users in the baseline (rules/expected.py says what 0026 leaves:
+# the rules check against it; the migration keeps its own copy, as it ran).
+USER_FK_TABLES_0026 = ("transactions", "habits", "moods", "push_tokens", "budget_advice", "notification_logs")
 # The NO ACTION keys of the baseline, and the index one of their columns lacks.
 NO_ACTION_0021 = {
     "ai_analysis_snapshots": "ai_analysis_snapshots_user_id_fkey",
@@ -58,7 +62,7 @@ def upgrade() -> None:
         names = {table: f"fk_{table}_user_id" for table in USER_FK_TABLES_0026}
         for table, name in names.items():
             db.add_not_valid(table, name, "FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE")
-        clean_up(revision, ("REF001", "REF005", "REF010"))
+        clean_up(revision, r0026.STEPS)  # REF001, REF005, REF010
         for table, name in names.items():
             db.ensure_fk_index(table, "user_id")
             db.validate(table, name, "mita-integrity fix --apply --select REF")

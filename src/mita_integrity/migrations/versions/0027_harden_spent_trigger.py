@@ -14,8 +14,10 @@ Revises: 0026_complete_user_foreign_keys
 
 from __future__ import annotations
 
-from mita_integrity.errors import DatabaseStateError
-from mita_integrity.migration_kit import clean_up, online, say, sql_file
+from mita_integrity.migrations.frozen import r0027
+from mita_integrity.migrations.frozen.cleanup_v1 import clean_up
+from mita_integrity.migrations.frozen.kit_v1 import online, say, sql_file
+from mita_integrity.migrations.frozen.online_v1 import MigrationRefused
 
 revision: str = "0027_harden_spent_trigger"
 down_revision: str | None = "0026_complete_user_foreign_keys"
@@ -29,12 +31,12 @@ def upgrade() -> None:
     with online() as db:
         say("  0027: the spent_amount trigger, hardened")
         if db.constraint("daily_plan", "uq_daily_plan_user_date_category") is None:
-            raise DatabaseStateError("0027 needs uq_daily_plan_user_date_category (0023), which is missing",
+            raise MigrationRefused("0027 needs uq_daily_plan_user_date_category (0023), which is missing",
                                      "the database was stamped past 0023: run `mita-integrity verify`, then "
                                      "downgrade to 0022 and upgrade again")
         db.step("install update_daily_plan_spent() (0027)", sql_file("0027_harden_spent_trigger.sql"))
         say("    installed update_daily_plan_spent() and its TRUNCATE trigger on transactions")
-        clean_up(revision, ("BUD001", "AMT006"), budget_days=HISTORY_DAYS)
+        clean_up(revision, r0027.STEPS, budget_days=HISTORY_DAYS)  # BUD001, AMT006
 
 
 def downgrade() -> None:
