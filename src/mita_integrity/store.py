@@ -89,6 +89,33 @@ DDL = (
         run_id uuid,
         told_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (channel, fingerprint))""",
+    # ---- check --incremental (issue 19): what a recorded check keeps for the next incremental one -------------
+    # Its snapshot and tables (check_bases), and per result its count and every violating row's key
+    # (check_base_results.keys: the text of the primary key). Both cascade from integrity.runs: pruned with it.
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.check_bases (
+        run_id uuid PRIMARY KEY REFERENCES {SCHEMA}.runs (id) ON DELETE CASCADE,
+        catalogue text NOT NULL,
+        options jsonb NOT NULL,
+        snapshot text NOT NULL,
+        snap_xmin bigint NOT NULL,
+        snap_xmax bigint NOT NULL,
+        datoid bigint NOT NULL,
+        stats_reset timestamptz,
+        utc_date date NOT NULL,
+        tables jsonb NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.check_base_results (
+        run_id uuid NOT NULL REFERENCES {SCHEMA}.check_bases (run_id) ON DELETE CASCADE,
+        code text NOT NULL,
+        table_name text NOT NULL,
+        status text NOT NULL,
+        count bigint NOT NULL,
+        groups bigint,
+        message text,
+        col text,
+        sample text[] NOT NULL,
+        keys text[],
+        PRIMARY KEY (run_id, code, table_name))""",
+    # ---- end of issue 19 ------------------------------------------------------------------------------------
 )
 
 
