@@ -53,7 +53,7 @@ _CLOCK = re.compile(r"\b(now|current_date|current_timestamp|localtimestamp|local
 QUERY_READS: dict[str, tuple[str, ...]] = {
     "DUP001": ("users",), "DUP002": ("daily_plan",), "DUP003": ("transactions",),
     "BUD001": ("daily_plan", "transactions", "users"), "BUD002": ("daily_plan", "transactions", "users"),
-    "USR003": ("users", "transactions"), "REF011": ("users",),
+    "USR003": ("users", "transactions"),
 }
 DATE_BOUND = frozenset({"BUD001", "BUD002"})  # their window starts at the current UTC date
 
@@ -175,7 +175,7 @@ def reads(rule: Rule) -> tuple[str, ...] | None:
         return None
     if isinstance(rule, RowRule):
         return tuple(dict.fromkeys([str(rule.table), *(n for _, n in _named(rule))]))
-    if isinstance(rule, QueryRule) and rule.code in QUERY_READS:
+    if isinstance(rule, QueryRule) and rule.code in QUERY_READS and rule.table:
         own = (rule.table,) if rule.table else ()
         return tuple(dict.fromkeys([*own, *QUERY_READS[rule.code]]))
     return None
@@ -367,8 +367,11 @@ def _verdict(rule: Rule, key: tuple[str, str], base: Base, changes: dict[str, Ch
     """Gives 'reuse', 'restrict', or the reason the rule runs in full."""
     tables = reads(rule)
     if tables is None:
-        return ("a schema rule: always in full" if isinstance(rule, SchemaRule)
-                else "a team rule: the tables it reads are not known")
+        if isinstance(rule, SchemaRule):
+            return "a schema rule: always in full"
+        if rule.code in BY_CODE:
+            return "a rule over every table of a kind: always in full"
+        return "a team rule: the tables it reads are not known"
     prior = base.kept.results.get(key)
     if prior is None or prior[0].status not in (Status.PASS, Status.FAIL):
         return "no evaluated result in the base run"
