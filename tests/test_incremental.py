@@ -66,7 +66,8 @@ def delete_user(db: Database, user: Any) -> None:
     """Deletes a user; first its rows in the tables whose foreign key would refuse it (NO ACTION, RESTRICT)."""
     refusing = sql(db, "SELECT c.relname, a.attname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
                        "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1] "
-                       "WHERE k.contype = 'f' AND k.confrelid = 'public.users'::regclass AND k.confdeltype IN ('a', 'r')")
+                       "WHERE k.contype = 'f' AND k.confrelid = 'public.users'::regclass "
+                       "AND k.confdeltype IN ('a', 'r')")
     for table, column in refusing:
         sql(db, f'DELETE FROM public."{table}" WHERE "{column}" = %s', (user,))
     sql(db, "DELETE FROM users WHERE id = %s", (user,))

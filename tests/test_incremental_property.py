@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from mita_integrity.connection import Database
 
-from .test_incremental import delete_user, recorded, same_as_full, seed, sql
+from .test_incremental import delete_user, recorded, same_as_full, seed
 
 TX_COLUMNS = "user_id, category, amount, spent_at, currency, created_at, updated_at"
 

@@ -122,8 +122,8 @@ def save(cur: psycopg.Cursor[Any], run_id: str, kept: Kept) -> None:
     """Writes what the run keeps for the next incremental check (inside the run's recording transaction)."""
     tables = {name: {"oid": s.oid, "relfilenode": s.relfilenode, "rows": s.rows, "counters": list(s.counters)}
               for name, s in kept.tables.items()}
-    cur.execute(f"INSERT INTO {SCHEMA}.check_bases (run_id, catalogue, options, snapshot, snap_xmin, snap_xmax, datoid, "
-                "stats_reset, utc_date, tables) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    cur.execute(f"INSERT INTO {SCHEMA}.check_bases (run_id, catalogue, options, snapshot, snap_xmin, snap_xmax, "
+                "datoid, stats_reset, utc_date, tables) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (run_id, kept.catalogue, Jsonb(kept.options), kept.snapshot, kept.xmin, kept.xmax, kept.datoid,
                  kept.stats_reset, kept.utc_date, Jsonb(tables)))
     cur.executemany(
@@ -142,8 +142,8 @@ def _load(cur: psycopg.Cursor[Any], options: dict[str, Any]) -> Base | str:
         return "no recorded check to start from (record one with check --record)"
     try:
         with cur.connection.transaction():
-            cur.execute(f"""SELECT b.run_id::text, r.started_at, b.catalogue, b.options, b.snapshot, b.snap_xmin, b.snap_xmax,
-                                   b.datoid, b.stats_reset, b.utc_date, b.tables
+            cur.execute(f"""SELECT b.run_id::text, r.started_at, b.catalogue, b.options, b.snapshot, b.snap_xmin,
+                                   b.snap_xmax, b.datoid, b.stats_reset, b.utc_date, b.tables
                               FROM {SCHEMA}.check_bases b JOIN {SCHEMA}.runs r ON r.id = b.run_id
                              WHERE r.kind = 'check' AND r.status = 'completed'
                              ORDER BY r.started_at DESC LIMIT 50""")
