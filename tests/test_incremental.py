@@ -207,3 +207,43 @@ def test_the_base_is_pruned_with_its_run_and_keeps_under_64_bytes_a_violating_ro
     assert rows > 0 and size / rows <= 64, (rows, size)
     sql(dirty, "DELETE FROM integrity.runs WHERE id = %s", (report.run_id,))
     assert sql(dirty, "SELECT count(*) FROM integrity.check_base_results") == [(0,)]
+
+
+# ------------------------------------------------------------------------- the CLI: report fields, `runs` mode
+
+def test_the_cli_reports_the_mode_and_runs_shows_it(dirty: Database, tmp_path: Any) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mita_integrity.urls import build_url
+
+    url = build_url(dirty.parsed.params, mask_password=False)
+    exe = str(Path(sys.executable).with_name("mita-integrity"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MITA_", "SENTRY_")) and k != "COLUMNS"}
+    env["MITA_INTEGRITY_HOME"] = os.environ.get("MITA_INTEGRITY_HOME", "")
+
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([exe, "--db", url, "check", "--fail-on", "never", *args], capture_output=True,
+                              text=True, env=env, timeout=300)
+
+    first = check("--incremental", "--record", "--format", "json", "--output", str(tmp_path / "a.json"))
+    assert first.returncode == 0, first.stderr
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["mode"] == "full" and doc["base_run"] is None and doc["schema_version"] == 1
+    assert "no recorded check" in str(doc["results"][0]["evaluated_reason"])
+    second = check("--incremental", "--record", "--format", "json", "--output", str(tmp_path / "b.json"))
+    assert second.returncode == 0, second.stderr
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert doc["mode"] == "incremental" and doc["base_run"] == json.loads((tmp_path / "a.json").read_text())["run_id"]
+    assert {r["evaluated"] for r in doc["results"]} == {"full", "incremental"}
+    text = check("--incremental")
+    assert "mode       incremental from run" in text.stdout, text.stdout
+    plain = check()
+    assert "mode " not in plain.stdout
+    runs = subprocess.run([exe, "--db", url, "runs"], capture_output=True, text=True, env={**env, "COLUMNS": "200"},
+                          timeout=120)
+    lines = runs.stdout.splitlines()
+    assert lines[1].endswith("; incremental") and lines[2].endswith("; full"), lines
