@@ -247,3 +247,33 @@ def test_the_cli_reports_the_mode_and_runs_shows_it(dirty: Database, tmp_path: A
                           timeout=120)
     lines = runs.stdout.splitlines()
     assert lines[1].endswith("; incremental") and lines[2].endswith("; full"), lines
+
+
+# ------------------------------------------------------------------ schedule --incremental --full-every 7d
+
+def test_the_schedule_runs_incremental_checks_and_a_full_one_at_least_every_full_every(dirty: Database) -> None:
+    from datetime import UTC, datetime
+
+    from mita_integrity.schedule import ScheduleRequest, run_once
+
+    request = ScheduleRequest(check=CheckRequest(parallel=False), incremental=True, full_every_s=7 * 86400)
+
+    def scheduled() -> Report:
+        run = run_once(dirty, request, now=datetime.now(UTC), per_slot=False)
+        assert run.report is not None
+        return run.report
+
+    first = scheduled()
+    assert first.mode == "full" and "no recorded check" in str(first.results[0].evaluated_reason)
+    second = scheduled()
+    assert second.mode == "incremental" and second.base_run == first.run_id
+    third = scheduled()
+    assert third.mode == "incremental" and third.base_run == second.run_id
+    sql(dirty, "UPDATE integrity.runs SET started_at = started_at - interval '8 days' WHERE id = %s",
+        (first.run_id,))
+    weekly = scheduled()
+    assert weekly.mode == "full" and "--full-every" in str(weekly.results[0].evaluated_reason)
+    assert outcome(weekly) == outcome(third)
+    assert scheduled().mode == "incremental"
+    modes = sql(dirty, "SELECT summary->>'mode' FROM integrity.runs ORDER BY recorded_at")
+    assert [m for (m,) in modes] == ["full", "incremental", "incremental", "full", "incremental"]

@@ -55,6 +55,7 @@ class CheckRequest:
     incremental: bool = False  # start from the last recorded check and read only what changed (incremental.py)
     keep_base: bool = False  # the run will be recorded: keep what the next incremental check needs
     max_base_age_s: int = 7 * 86400  # --max-base-age: an older base means a full run
+    full_reason: str | None = None  # with incremental: run in full for this reason (schedule's --full-every)
     project: Project = field(default_factory=_no_project)  # the project file's rules and settings
 
 
@@ -256,7 +257,7 @@ def run_check(db: Database, request: CheckRequest) -> Report:
             results, how, kept = incremental.run(
                 ctx, rules, run_rules, _decisive_options(request), incremental=request.incremental,
                 keep=request.keep_base and not request.since, max_base_age_s=request.max_base_age_s,
-                extra=families, since=bool(request.since))
+                extra=families, since=bool(request.since), full_reason=request.full_reason)
             if snapshot.opened > 1:  # a standby's replay cost the snapshot: no one snapshot to start from
                 kept = None
             if request.incremental:

@@ -236,7 +236,7 @@ class Change:
 
 def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: dict[str, Any], *,
         incremental: bool, keep: bool, max_base_age_s: int = MAX_BASE_AGE_S, extra: Sequence[Family] = (),
-        since: bool = False) -> tuple[list[Result], Outcome_, Kept | None]:
+        since: bool = False, full_reason: str | None = None) -> tuple[list[Result], Outcome_, Kept | None]:
     """Gives the results (before the project settles them), how they were evaluated, and what to keep.
 
     `run_rules` evaluates rules in full (the engine, with the check's connections). `keep`: collect what a
@@ -251,7 +251,9 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
     snap, xmin, xmax, datoid, reset, today = _now(cur)
     out = Outcome_(mode="incremental" if incremental else "full")
     base: Base | None = None
-    if incremental:
+    if incremental and full_reason:
+        out.mode, out.reason = "full", full_reason
+    elif incremental:
         loaded = _load(cur, opts)
         reason = loaded if isinstance(loaded, str) else _whole_run_reason(loaded, fingerprint, xmin, xmax, datoid,
                                                                           reset, max_base_age_s, since)
