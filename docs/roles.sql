@@ -113,6 +113,30 @@ CREATE TABLE IF NOT EXISTS integrity.alert_outbox (
         run_id uuid,
         told_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (channel, fingerprint));
+-- What a recorded check keeps for the next `check --incremental` (pruned with its run).
+CREATE TABLE IF NOT EXISTS integrity.check_bases (
+        run_id uuid PRIMARY KEY REFERENCES integrity.runs (id) ON DELETE CASCADE,
+        catalogue text NOT NULL,
+        options jsonb NOT NULL,
+        snapshot text NOT NULL,
+        snap_xmin bigint NOT NULL,
+        snap_xmax bigint NOT NULL,
+        datoid bigint NOT NULL,
+        stats_reset timestamptz,
+        utc_date date NOT NULL,
+        tables jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS integrity.check_base_results (
+        run_id uuid NOT NULL REFERENCES integrity.check_bases (run_id) ON DELETE CASCADE,
+        code text NOT NULL,
+        table_name text NOT NULL,
+        status text NOT NULL,
+        count bigint NOT NULL,
+        groups bigint,
+        message text,
+        col text,
+        sample text[] NOT NULL,
+        keys text[],
+        PRIMARY KEY (run_id, code, table_name));
 
 -- 6. The reader reads the history (runs, verify's recent-check); the writer records runs, archives rows and
 --    keeps the alert outbox (what each channel has been told: rewritten after each delivery).
@@ -122,6 +146,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA integrity TO :"reader";
 ALTER DEFAULT PRIVILEGES IN SCHEMA integrity GRANT SELECT ON TABLES TO :"reader";
 GRANT INSERT, UPDATE ON integrity.runs, integrity.archive, integrity.run_results, integrity.findings,
       integrity.alert_outbox TO :"writer";
+GRANT INSERT ON integrity.check_bases, integrity.check_base_results TO :"writer";
 GRANT DELETE ON integrity.runs, integrity.run_results, integrity.findings, integrity.alert_outbox TO :"writer";
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA integrity TO :"writer";
 
