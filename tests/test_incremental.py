@@ -277,3 +277,13 @@ def test_the_schedule_runs_incremental_checks_and_a_full_one_at_least_every_full
     assert scheduled().mode == "incremental"
     modes = sql(dirty, "SELECT summary->>'mode' FROM integrity.runs ORDER BY recorded_at")
     assert [m for (m,) in modes] == ["full", "incremental", "incremental", "full", "incremental"]
+
+
+def test_a_column_added_with_a_default_runs_that_tables_rules_in_full(dirty: Database) -> None:
+    recorded(dirty)
+    # No row version changes, yet every row now has the column's default: a live-only rule must see it.
+    sql(dirty, "ALTER TABLE transactions DROP COLUMN deleted_at CASCADE")
+    sql(dirty, "ALTER TABLE transactions ADD COLUMN deleted_at timestamptz DEFAULT '2020-01-01'")
+    inc = same_as_full(dirty)  # every transaction is soft-deleted now: the live-only rules find nothing
+    assert next(r for r in inc.results if r.code == "AMT003").count == 0
+    assert "columns of transactions changed" in str(how(inc)["AMT003:transactions"][1])

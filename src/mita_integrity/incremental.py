@@ -71,6 +71,7 @@ class TableState:
     relfilenode: int
     rows: int
     counters: tuple[int, int, int]  # n_tup_ins, n_tup_upd, n_tup_del: hints only, a decrease is a reset
+    shape: str = ""  # a digest of its columns: an added column's default is in no row version's xmin
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ def option_key(options: dict[str, Any]) -> dict[str, Any]:
 
 def save(cur: psycopg.Cursor[Any], run_id: str, kept: Kept) -> None:
     """Writes what the run keeps for the next incremental check (inside the run's recording transaction)."""
-    tables = {name: {"oid": s.oid, "relfilenode": s.relfilenode, "rows": s.rows, "counters": list(s.counters)}
-              for name, s in kept.tables.items()}
+    tables = {name: {"oid": s.oid, "relfilenode": s.relfilenode, "rows": s.rows, "counters": list(s.counters),
+                     "shape": s.shape} for name, s in kept.tables.items()}
     cur.execute(f"INSERT INTO {SCHEMA}.check_bases (run_id, catalogue, options, snapshot, snap_xmin, snap_xmax, "
                 "datoid, stats_reset, utc_date, tables) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (run_id, kept.catalogue, Jsonb(kept.options), kept.snapshot, kept.xmin, kept.xmax, kept.datoid,
@@ -168,8 +169,8 @@ def _load(cur: psycopg.Cursor[Any], options: dict[str, Any]) -> Base | str:
     except psycopg.errors.InsufficientPrivilege as exc:
         return f"the recorded checks cannot be read ({exc.diag.message_primary})"
     run_id, started, catalogue, opts, snap, xmin, xmax, datoid, reset, day, tables = chosen
-    states = {name: TableState(int(s["oid"]), int(s["relfilenode"]), int(s["rows"]), tuple(s["counters"]))
-              for name, s in tables.items()}
+    states = {name: TableState(int(s["oid"]), int(s["relfilenode"]), int(s["rows"]), tuple(s["counters"]),
+                               str(s.get("shape", ""))) for name, s in tables.items()}
     return Base(run_id, started, Kept(catalogue, opts, snap, int(xmin), int(xmax), int(datoid), reset, day, states,
                                       results))
 
@@ -202,17 +203,25 @@ def _now(cur: psycopg.Cursor[Any]) -> tuple[str, int, int, int, datetime | None,
     return str(row[0]), int(row[1]), int(row[2]), int(row[3]), row[4], row[5]
 
 
-def _states(cur: psycopg.Cursor[Any], tables: Sequence[str]) -> dict[str, tuple[int, int, str, tuple[int, int, int]]]:
-    """Gives per table (oid, relfilenode, relkind, counters); a table with children is marked 'c' (never kept)."""
+State = tuple[int, int, str, tuple[int, int, int], str]
+
+
+def _states(cur: psycopg.Cursor[Any], tables: Sequence[str]) -> dict[str, State]:
+    """Gives per table (oid, relfilenode, relkind, counters, shape); a table with children is marked 'c'."""
     cur.execute("""SELECT c.relname, c.oid::bigint, c.relfilenode::bigint,
                           CASE WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) THEN 'c'
                                ELSE c.relkind::text END,
-                          coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_del, 0)
+                          coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_del, 0),
+                          (SELECT md5(string_agg(concat_ws(':', a.attnum, a.attname, a.atttypid, a.atttypmod,
+                                                           a.attnotnull, a.attisdropped, a.atthasmissing,
+                                                           a.attmissingval::text, a.attcollation), ','
+                                                 ORDER BY a.attnum))
+                             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0)
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                      LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
                     WHERE n.nspname = 'public' AND c.relname = ANY(%s)""", (list(tables),))
-    return {name: (int(oid), int(node), kind, (int(i), int(u), int(d)))
-            for name, oid, node, kind, i, u, d in cur.fetchall()}
+    return {name: (int(oid), int(node), kind, (int(i), int(u), int(d)), str(shape))
+            for name, oid, node, kind, i, u, d, shape in cur.fetchall()}
 
 
 def changed_sql(lo: int, hi: int, alias: str = "t") -> str:
@@ -365,15 +374,17 @@ def _whole_run_reason(base: Base, fingerprint: str, xmin: int, xmax: int, datoid
 
 
 def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
-            now: tuple[int, int, str, tuple[int, int, int]] | None, lo: int, hi: int) -> Change | str:
+            now: State | None, lo: int, hi: int) -> Change | str:
     """Gives what changed in a table since the base, or why that cannot be told (then its rules run in full)."""
     if before is None or now is None:
         return f"{table} was not read by the base run"
-    oid, node, kind, counters = now
+    oid, node, kind, counters, shape = now
     if kind != "r":
         return f"{table} is partitioned or has children (changes are not tracked there)"
     if oid != before.oid or node != before.relfilenode:
         return f"{table} was truncated or rewritten since the base (new relfilenode)"
+    if shape != before.shape:
+        return f"the columns of {table} changed since the base (an added column's value is in no row version)"
     if any(a < b for a, b in zip(counters, before.counters, strict=True)):
         return f"{table}: statistics reset since the base"
     cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(lo, hi)}), count(*) FROM {rel(table)} t")
@@ -475,7 +486,7 @@ def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base,
 
 def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result],
           keys: dict[tuple[str, str], list[str]], changes: dict[str, Change | str],
-          states: dict[str, tuple[int, int, str, tuple[int, int, int]]], fingerprint: str, opts: dict[str, Any],
+          states: dict[str, State], fingerprint: str, opts: dict[str, Any],
           snap: str, xmin: int, xmax: int, datoid: int, reset: datetime | None, today: date) -> Kept:
     """Gives what this run keeps: its snapshot, the tables' rows and every violating key of its row rules."""
     cur = ctx.cur
@@ -500,7 +511,7 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
                 violators = None
         kept_results[(res.code, res.table)] = (res, violators)
     tables: dict[str, TableState] = {}
-    for table, (oid, node, kind, counters) in states.items():
+    for table, (oid, node, kind, counters, shape) in states.items():
         if kind != "r":
             continue
         change = changes.get(table)
@@ -511,7 +522,7 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
             row = cur.fetchone()
             assert row is not None
             rows = int(row[0])
-        tables[table] = TableState(oid, node, rows, counters)
+        tables[table] = TableState(oid, node, rows, counters, shape)
     return Kept(fingerprint, opts, snap, xmin, xmax, datoid, reset, today, tables, kept_results)
 
 
