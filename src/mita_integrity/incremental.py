@@ -2,8 +2,8 @@
 
 How a change is found (no trigger, no replication slot): a row version whose `xmin` is at or above the base
 snapshot's xmin was written since the base (or by a transaction that was still running then). The test is
-made on the 32-bit raw xmin: the xid8 range [base xmin, now] maps to one raw range (two when it crosses a
-wraparound), so every row written since the base is in it; a very old frozen row may fall in it too, which
+`age(xmin) <= age(base xmin)`, both counted modulo 2^32 from one stable point of the transaction, so every
+row written since the base passes it; a very old frozen row (its raw xmin is kept) may pass it too, which
 costs work and never hides a change. Per table, one scan counts `changed` (in that range) and `unchanged`;
 `lost = rows at the base - unchanged` is exactly how many base rows were updated or deleted since (more
 when the base snapshot had transactions in flight, which only makes the check do more).
@@ -224,12 +224,23 @@ def _states(cur: psycopg.Cursor[Any], tables: Sequence[str]) -> dict[str, State]
             for name, oid, node, kind, i, u, d, shape in cur.fetchall()}
 
 
-def changed_sql(lo: int, hi: int, alias: str = "t") -> str:
-    """Gives SQL telling whether a row version was written in the raw xid range [lo, hi] (wrapping at 2^32)."""
-    raw = f"{alias}.xmin::text::bigint"
-    if lo <= hi:
-        return f"({raw} BETWEEN {int(lo)} AND {int(hi)})"
-    return f"({raw} >= {int(lo)} OR {raw} <= {int(hi)})"
+def changed_sql(window: int, alias: str = "t") -> str:
+    """Gives SQL telling whether a row version was written since the base: its xmin is at most `window`
+    transactions old (age() counts modulo 2^32 from one stable point of this transaction; see _window)."""
+    return f"(age({alias}.xmin) <= {int(window)})"
+
+
+def _window(cur: psycopg.Cursor[Any], base_xmin: int) -> int:
+    """Gives the age, in this transaction, of the base snapshot's xmin: every row version written since the
+    base is at most that old (a transaction id at or above the base's xmin and below now).
+
+    age() reads the raw 32-bit xmin and counts from the same stable point in every call of this transaction;
+    a frozen row from more than 2^31 transactions ago may come out as young, which costs work, never a miss.
+    """
+    cur.execute("SELECT age(%s::text::xid)", (str(base_xmin & _MASK),))
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 @dataclass(frozen=True)
@@ -272,14 +283,15 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
             out.base_run = base.run_id
         else:
             out.mode, out.reason = "full", reason
-    data_tables = sorted({t for r in concrete if (ts := reads(r)) for t in ts if ctx.schema.has(t)})
+    data_tables = sorted({t for r in concrete if (ts := reads(r) or _spread(ctx, r, with_parents=True))
+                          for t in ts if ctx.schema.has(t)})
     states = _states(cur, data_tables)
     changes: dict[str, Change | str] = {}
     if base is not None:
-        lo, hi = base.kept.xmin & _MASK, (xmax - 1) & _MASK
+        window = _window(cur, base.kept.xmin)
         for table in data_tables:
             started = time.perf_counter()
-            changes[table] = _change(cur, table, base.kept.tables.get(table), states.get(table), lo, hi)
+            changes[table] = _change(cur, table, base.kept.tables.get(table), states.get(table), window)
             _timing(ctx, f"changes:{table}", (), (table,), started)
     full: list[Rule] = []
     restricted: list[RowRule] = []
@@ -293,6 +305,20 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
         if engine._precheck(ctx, rule) is not None:  # skipped or guaranteed: decided without reading a row
             full.append(rule)
             out.evaluated[key] = ("full", None)
+            continue
+        spread = _spread(ctx, rule)
+        if spread is not None:  # one result per table of a kind: kept only when none of them changed
+            verdict = _spread_verdict(rule, spread, base, changes)
+            if verdict == "reuse":
+                for table in spread:
+                    prior = base.kept.results[(rule.code, table)][0]
+                    reused.append(engine.result(rule, Outcome(rule.code, table, prior.count, prior.groups,
+                                                              prior.sample, message=prior.message,
+                                                              column=prior.column)))
+                    out.evaluated[(rule.code, table)] = ("incremental", None)
+            else:
+                full.append(rule)
+                out.evaluated[key] = ("full", verdict)
             continue
         verdict = _verdict(rule, key, base, changes, today)
         if verdict == "reuse":
@@ -310,7 +336,7 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
     keys: dict[tuple[str, str], list[str]] = {}
     results = list(reused)
     if restricted and base is not None:
-        lo, hi = base.kept.xmin & _MASK, (xmax - 1) & _MASK
+        window = _window(cur, base.kept.xmin)
         by_table: dict[str, list[RowRule]] = {}
         for rule in restricted:
             by_table.setdefault(str(rule.table), []).append(rule)
@@ -320,7 +346,7 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
                 with cur.connection.transaction():
                     change = changes[table]
                     assert isinstance(change, Change)
-                    found = _restricted(ctx, table, members, base, lo, hi, change.changed)
+                    found = _restricted(ctx, table, members, base, window, change.changed)
                 _timing(ctx, f"incremental:{table}", tuple(r.code for r in members), (table,), started)
             except psycopg.Error as exc:
                 if engine.recovery_conflict(exc) or cur.connection.closed:
@@ -354,6 +380,36 @@ def _timing(ctx: CheckContext, name: str, codes: tuple[str, ...], tables: tuple[
     ctx.passes.append(PassTiming(name, codes, tables, int((time.perf_counter() - started) * 1000), ctx.connection))
 
 
+SPREAD_PARENTS = {"REF011": ("users",)}  # what a per-table rule of the catalogue reads besides each table
+
+
+def _spread(ctx: CheckContext, rule: Rule, with_parents: bool = False) -> tuple[str, ...] | None:
+    """Gives the tables a per-table rule of the catalogue reads one by one (REF011: every text user_id table of
+    the live schema), with what it reads besides them when asked; None for any other rule."""
+    if rule.code not in SPREAD_PARENTS or rule.table is not None or BY_CODE.get(rule.code) is not rule:
+        return None
+    from .rules.references import user_id_tables
+
+    tables = tuple(user_id_tables(ctx.schema, uuid=False))
+    return (*tables, *SPREAD_PARENTS[rule.code]) if with_parents else tables
+
+
+def _spread_verdict(rule: Rule, tables: tuple[str, ...], base: Base, changes: dict[str, Change | str]) -> str:
+    """Gives 'reuse' when the base evaluated the same tables and none of them, nor what they join, changed."""
+    before = {t for (code, t) in base.kept.results if code == rule.code}
+    if before != set(tables):
+        return "the tables it reads are not the base run's"
+    if any(base.kept.results[(rule.code, t)][0].status not in (Status.PASS, Status.FAIL) for t in tables):
+        return "no evaluated result in the base run"
+    for table in (*tables, *SPREAD_PARENTS[rule.code]):
+        state = changes.get(table, f"{table} was not read")
+        if isinstance(state, str):
+            return state
+        if not state.none:
+            return f"a rule over every table of a kind: {_said(table, state)}"
+    return "reuse"
+
+
 def _whole_run_reason(base: Base, fingerprint: str, xmin: int, xmax: int, datoid: int, reset: datetime | None,
                       max_age_s: int, since: bool) -> str | None:
     kept = base.kept
@@ -374,7 +430,7 @@ def _whole_run_reason(base: Base, fingerprint: str, xmin: int, xmax: int, datoid
 
 
 def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
-            now: State | None, lo: int, hi: int) -> Change | str:
+            now: State | None, window: int) -> Change | str:
     """Gives what changed in a table since the base, or why that cannot be told (then its rules run in full)."""
     if before is None or now is None:
         return f"{table} was not read by the base run"
@@ -387,7 +443,7 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
         return f"the columns of {table} changed since the base (an added column's value is in no row version)"
     if any(a < b for a, b in zip(counters, before.counters, strict=True)):
         return f"{table}: statistics reset since the base"
-    cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(lo, hi)}), count(*) FROM {rel(table)} t")
+    cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(window)}), count(*) FROM {rel(table)} t")
     row = cur.fetchone()
     assert row is not None
     changed, rows = int(row[0]), int(row[1])
@@ -448,7 +504,7 @@ def _said(table: str, change: Change) -> str:
     return f"{table}: {change.changed} rows written, {change.lost} base rows updated or deleted since the base"
 
 
-def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base, lo: int, hi: int,
+def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base, window: int,
                 changed_rows: int) -> dict[str, list[str]]:
     """Gives each row rule's violating keys, reading only the changed rows and the base's violators.
 
@@ -468,10 +524,10 @@ def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base,
         known = f"{key} IN (SELECT unnest(%(keys)s::text[]))"
     branches = []
     if changed_rows:
-        branches.append(f"SELECT {key}, true, {columns} FROM {rel(table)} t {joins} WHERE {changed_sql(lo, hi)}")
+        branches.append(f"SELECT {key}, true, {columns} FROM {rel(table)} t {joins} WHERE {changed_sql(window)}")
     if union:
         branches.append(f"SELECT {key}, false, {columns} FROM {rel(table)} t {joins} "
-                        f"WHERE {known} AND NOT {changed_sql(lo, hi)}")
+                        f"WHERE {known} AND NOT {changed_sql(window)}")
     found: dict[str, list[str]] = {r.code: [] for r in rules}
     if not branches:
         return found
