@@ -368,11 +368,8 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
             if kept_prior and kept_prior[1] is not None:
                 keys[key] = kept_prior[1]
     results.sort(key=lambda r: (r.section, r.code, r.table))
-    started = time.perf_counter()
     kept = _keep(ctx, concrete, results, keys, changes, states, fingerprint, opts, snap, xmin, xmax, datoid, reset,
                  today) if keep else None
-    if keep:
-        _timing(ctx, "keep:keys and rows", (), tuple(states), started)
     return results, out, kept
 
 
@@ -443,8 +440,14 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
         return f"the columns of {table} changed since the base (an added column's value is in no row version)"
     if any(a < b for a, b in zip(counters, before.counters, strict=True)):
         return f"{table}: statistics reset since the base"
-    cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(window)}), count(*) FROM {rel(table)} t")
-    row = cur.fetchone()
+    try:
+        with cur.connection.transaction():
+            cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(window)}), count(*) FROM {rel(table)} t")
+            row = cur.fetchone()
+    except psycopg.Error as exc:
+        if engine.recovery_conflict(exc) or cur.connection.closed:
+            raise
+        return f"{table}: its changes could not be read ({str(exc).strip().splitlines()[0] if str(exc) else exc})"
     assert row is not None
     changed, rows = int(row[0]), int(row[1])
     return Change(changed, before.rows - (rows - changed), rows)
@@ -544,28 +547,13 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
           keys: dict[tuple[str, str], list[str]], changes: dict[str, Change | str],
           states: dict[str, State], fingerprint: str, opts: dict[str, Any],
           snap: str, xmin: int, xmax: int, datoid: int, reset: datetime | None, today: date) -> Kept:
-    """Gives what this run keeps: its snapshot, the tables' rows and every violating key of its row rules."""
-    cur = ctx.cur
-    by_key = {(r.code, str(r.table or "(schema)")): r for r in concrete}
-    kept_results: dict[tuple[str, str], tuple[Result, list[str] | None]] = {}
-    for res in results:
-        rule = by_key.get((res.code, res.table))
-        violators: list[str] | None = None
-        if isinstance(rule, RowRule) and res.status in (Status.PASS, Status.FAIL) and rule.table:
-            has_key = bool(ctx.schema.keys.get(rule.table) or rule.table in ctx.schema.primary_keys)
-            if res.count == 0:
-                violators = []
-            elif (res.code, res.table) in keys:
-                violators = keys[(res.code, res.table)]
-            elif has_key:
-                live = rule.live_only and ctx.schema.has(f"{rule.table}.deleted_at")
-                extra = ["t.deleted_at IS NULL"] if live else []
-                source, where = rule.selection(" AND ".join(extra))
-                cur.execute(f"SELECT {ctx.schema.row_key(rule.table)} FROM {source} WHERE {where}")
-                violators = [r[0] for r in cur.fetchall()]
-            if not has_key:
-                violators = None
-        kept_results[(res.code, res.table)] = (res, violators)
+    """Gives what this run keeps: its snapshot, the tables' rows and every violating key of its row rules.
+
+    The keys of a table's failing row rules are read in one scan (the rules' own conditions and joins, as
+    the engine counts them). A rule with more violators than an incremental check would look up (see
+    _verdict) keeps none: the next check reads it in full anyway. A read that fails keeps nothing for those
+    rules (the next check reads them in full), and the check goes on.
+    """
     tables: dict[str, TableState] = {}
     for table, (oid, node, kind, counters, shape) in states.items():
         if kind != "r":
@@ -574,12 +562,50 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
         if isinstance(change, Change):
             rows = change.rows
         else:
-            cur.execute(f"SELECT count(*) FROM {rel(table)}")
-            row = cur.fetchone()
-            assert row is not None
-            rows = int(row[0])
+            row = _guarded(ctx, f"SELECT count(*) FROM {rel(table)}")
+            if row is None:
+                continue
+            rows = int(row[0][0])
         tables[table] = TableState(oid, node, rows, counters, shape)
+    by_key = {(r.code, str(r.table or "(schema)")): r for r in concrete}
+    kept_results: dict[tuple[str, str], tuple[Result, list[str] | None]] = {}
+    wanted: dict[str, list[RowRule]] = {}
+    for res in results:
+        rule = by_key.get((res.code, res.table))
+        violators: list[str] | None = None
+        if (isinstance(rule, RowRule) and res.status in (Status.PASS, Status.FAIL) and rule.table
+                and (ctx.schema.keys.get(rule.table) or rule.table in ctx.schema.primary_keys)):
+            if res.count == 0:
+                violators = []
+            elif (res.code, res.table) in keys:
+                violators = keys[(res.code, res.table)]
+            elif rule.table in tables and res.count <= max(1000, tables[rule.table].rows // 20):
+                wanted.setdefault(rule.table, []).append(rule)
+        kept_results[(res.code, res.table)] = (res, violators)
+    for table, members in wanted.items():
+        conditions = [f"coalesce({engine._condition(ctx, r)}, false)" for r in members]
+        started = time.perf_counter()
+        rows_read = _guarded(ctx, f"SELECT {ctx.schema.row_key(table)}, {', '.join(conditions)} FROM {rel(table)} t "
+                                  f"{' '.join(engine.pass_joins(members))} WHERE {' OR '.join(conditions)}")
+        _timing(ctx, f"keep:{table}", tuple(r.code for r in members), (table,), started)
+        if rows_read is None:
+            continue
+        for i, rule in enumerate(members, start=1):
+            res = kept_results[(rule.code, table)][0]
+            kept_results[(rule.code, table)] = (res, [row[0] for row in rows_read if row[i]])
     return Kept(fingerprint, opts, snap, xmin, xmax, datoid, reset, today, tables, kept_results)
+
+
+def _guarded(ctx: CheckContext, statement: str) -> list[tuple[Any, ...]] | None:
+    """Gives the rows of a statement run in a savepoint, or None when it failed (the snapshot goes on)."""
+    try:
+        with ctx.cur.connection.transaction():
+            ctx.cur.execute(statement)
+            return ctx.cur.fetchall()
+    except psycopg.Error as exc:
+        if engine.recovery_conflict(exc) or ctx.cur.connection.closed:
+            raise
+        return None
 
 
 def annotate(results: Sequence[Result], out: Outcome_) -> list[Result]:
