@@ -288,3 +288,14 @@ def test_a_column_added_with_a_default_runs_that_tables_rules_in_full(dirty: Dat
     inc = same_as_full(dirty)  # every transaction is soft-deleted now: the live-only rules find nothing
     assert next(r for r in inc.results if r.code == "AMT003").count == 0
     assert "columns of transactions changed" in str(how(inc)["AMT003:transactions"][1])
+
+
+def test_two_connections_share_the_change_scans_in_one_snapshot(dirty: Database) -> None:
+    recorded(dirty)
+    sql(dirty, "UPDATE transactions SET amount = -amount WHERE id IN (SELECT id FROM transactions ORDER BY id LIMIT 5)")
+    sql(dirty, "DELETE FROM daily_plan WHERE id IN (SELECT id FROM daily_plan ORDER BY id LIMIT 3)")
+    inc = run_check(dirty, CheckRequest(incremental=True))  # two connections where the server allows them
+    full = run_check(dirty, CheckRequest(parallel=False))
+    assert outcome(inc) == outcome(full)
+    scans = {p.name: p.connection for p in inc.passes if p.name.startswith("changes:")}
+    assert "changes:transactions" in scans and set(scans.values()) == {1, 2}, scans

@@ -257,7 +257,8 @@ def run_check(db: Database, request: CheckRequest) -> Report:
             results, how, kept = incremental.run(
                 ctx, rules, run_rules, _decisive_options(request), incremental=request.incremental,
                 keep=request.keep_base and not request.since, max_base_age_s=request.max_base_age_s,
-                extra=families, since=bool(request.since), full_reason=request.full_reason)
+                extra=families, since=bool(request.since), full_reason=request.full_reason, helpers=helpers,
+                sizes=sizes)
             if snapshot.opened > 1:  # a standby's replay cost the snapshot: no one snapshot to start from
                 kept = None
             if request.incremental:

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -256,7 +258,8 @@ class Change:
 
 def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: dict[str, Any], *,
         incremental: bool, keep: bool, max_base_age_s: int = MAX_BASE_AGE_S, extra: Sequence[Family] = (),
-        since: bool = False, full_reason: str | None = None) -> tuple[list[Result], Outcome_, Kept | None]:
+        since: bool = False, full_reason: str | None = None, helpers: Sequence[CheckContext] = (),
+        sizes: dict[str, float] | None = None) -> tuple[list[Result], Outcome_, Kept | None]:
     """Gives the results (before the project settles them), how they were evaluated, and what to keep.
 
     `run_rules` evaluates rules in full (the engine, with the check's connections). `keep`: collect what a
@@ -288,11 +291,7 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
     states = _states(cur, data_tables)
     changes: dict[str, Change | str] = {}
     if base is not None:
-        window = _window(cur, base.kept.xmin)
-        for table in data_tables:
-            started = time.perf_counter()
-            changes[table] = _change(cur, table, base.kept.tables.get(table), states.get(table), window)
-            _timing(ctx, f"changes:{table}", (), (table,), started)
+        changes = _changes(ctx, helpers, data_tables, base, states, _window(cur, base.kept.xmin), sizes or {})
     full: list[Rule] = []
     restricted: list[RowRule] = []
     reused: list[Result] = []
@@ -405,6 +404,33 @@ def _spread_verdict(rule: Rule, tables: tuple[str, ...], base: Base, changes: di
         if not state.none:
             return f"a rule over every table of a kind: {_said(table, state)}"
     return "reuse"
+
+
+def _changes(ctx: CheckContext, helpers: Sequence[CheckContext], tables: Sequence[str], base: Base,
+             states: dict[str, State], window: int, sizes: dict[str, float]) -> dict[str, Change | str]:
+    """Gives what changed in each table, read on the check's connections at once (all in the same snapshot:
+    the helpers imported it), the biggest tables first."""
+    queue = sorted(tables, key=lambda t: -sizes.get(t, 0.0))
+    lock = threading.Lock()
+    out: dict[str, Change | str] = {}
+
+    def worker(wctx: CheckContext) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                table = queue.pop(0)
+            started = time.perf_counter()
+            out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), window)
+            _timing(wctx, f"changes:{table}", (), (table,), started)
+
+    if not helpers:
+        worker(ctx)
+        return out
+    with ThreadPoolExecutor(max_workers=1 + len(helpers)) as pool:
+        for future in [pool.submit(worker, c) for c in (ctx, *helpers)]:
+            future.result()
+    return out
 
 
 def _whole_run_reason(base: Base, fingerprint: str, xmin: int, xmax: int, datoid: int, reset: datetime | None,
