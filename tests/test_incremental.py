@@ -56,10 +56,6 @@ def install_trigger(db: Database) -> None:
     install(db)
 
 
-def full_mode_reason(report: Report) -> str | None:
-    return report.mode if report.mode == "full" else None
-
-
 # ------------------------------------------------------------------------------------------ the named cases
 
 def delete_user(db: Database, user: Any) -> None:
