@@ -288,6 +288,11 @@ def measured(db: Database, args: argparse.Namespace) -> tuple[list[Figure], floa
 
 
 def main() -> None:
+    if "--incremental" in sys.argv[1:]:  # issue 19: its own module (benchmarks/incremental.py)
+        import incremental
+
+        incremental.main()
+        return
     args = parser().parse_args()
     scales = [float(s) for s in args.scales.split(",")] if args.scales else [args.scale]
     with cluster() as c:

@@ -120,6 +120,30 @@ CREATE TABLE IF NOT EXISTS integrity.alert_outbox (
         told_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (channel, fingerprint));
 INSERT INTO integrity.schema_version (version, name) VALUES (1, 'adopt the unversioned tables (runs, archive, run_results, findings, alert_outbox)') ON CONFLICT (version) DO NOTHING;
+CREATE TABLE IF NOT EXISTS integrity.check_bases (
+        run_id uuid PRIMARY KEY REFERENCES integrity.runs (id) ON DELETE CASCADE,
+        catalogue text NOT NULL,
+        options jsonb NOT NULL,
+        snapshot text NOT NULL,
+        snap_xmin bigint NOT NULL,
+        snap_xmax bigint NOT NULL,
+        datoid bigint NOT NULL,
+        stats_reset timestamptz,
+        utc_date date NOT NULL,
+        tables jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS integrity.check_base_results (
+        run_id uuid NOT NULL REFERENCES integrity.check_bases (run_id) ON DELETE CASCADE,
+        code text NOT NULL,
+        table_name text NOT NULL,
+        status text NOT NULL,
+        count bigint NOT NULL,
+        groups bigint,
+        message text,
+        col text,
+        sample text[] NOT NULL,
+        keys text[],
+        PRIMARY KEY (run_id, code, table_name));
+INSERT INTO integrity.schema_version (version, name) VALUES (2, 'check --incremental: check_bases, check_base_results') ON CONFLICT (version) DO NOTHING;
 
 -- 6. The reader reads the history (runs, verify's recent-check); the writer records runs, archives rows and
 --    keeps the alert outbox (what each channel has been told: rewritten after each delivery).
@@ -129,6 +153,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA integrity TO :"reader";
 ALTER DEFAULT PRIVILEGES IN SCHEMA integrity GRANT SELECT ON TABLES TO :"reader";
 GRANT INSERT, UPDATE ON integrity.runs, integrity.archive, integrity.run_results, integrity.findings,
       integrity.alert_outbox TO :"writer";
+GRANT INSERT ON integrity.check_bases, integrity.check_base_results TO :"writer";
 GRANT DELETE ON integrity.runs, integrity.run_results, integrity.findings, integrity.alert_outbox TO :"writer";
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA integrity TO :"writer";
 

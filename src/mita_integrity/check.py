@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from . import __version__
+from . import __version__, incremental
 from .connection import POOL_MODE_ENV, SUPABASE_TRANSACTION_PORT, Database, connect, transaction
 from .errors import DatabaseStateError, UsageError, connection_lost, is_connection_lost
 from .findings import DatabaseInfo, Report, Severity, Status, TableStats
@@ -52,17 +52,21 @@ class CheckRequest:
     statement_timeout_ms: int = 300_000
     lock_timeout_ms: int = 5_000
     extra: dict[str, Any] = field(default_factory=dict)
+    incremental: bool = False  # start from the last recorded check and read only what changed (incremental.py)
+    keep_base: bool = False  # the run will be recorded: keep what the next incremental check needs
+    max_base_age_s: int = 7 * 86400  # --max-base-age: an older base means a full run
+    full_reason: str | None = None  # with incremental: run in full for this reason (schedule's --full-every)
     project: Project = field(default_factory=_no_project)  # the project file's rules and settings
 
 
 MAX_SINCE_SECONDS = 36500 * 86400
 
 
-def parse_duration(text: str) -> int:
+def parse_duration(text: str, flag: str = "--since") -> int:
     """Gives the seconds of a window such as 7d, 12h, 30m or 2w; raises UsageError otherwise."""
     match = _DURATION.match(text or "")
     if not match or int(match.group(1)) <= 0:
-        raise UsageError(f"--since {text!r} is not a window", "write a number and a unit: 30m, 12h, 7d or 2w")
+        raise UsageError(f"{flag} {text!r} is not a window", "write a number and a unit: 30m, 12h, 7d or 2w")
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
@@ -242,8 +246,25 @@ def run_check(db: Database, request: CheckRequest) -> Report:
             sql.Literal(f"{request.statement_timeout_ms}ms")))
         ctx = CheckContext(cur, schema, options)
         helpers = [CheckContext(second, schema, options, connection=2)] if second is not None else []
-        results = engine.run(ctx, rules, reopen=snapshot.reopen, helpers=helpers, sizes=sizes,
-                             extra=project.families())
+        families = project.families()
+
+        def run_rules(chosen: Sequence[Any]) -> list[Any]:
+            return engine.run(ctx, chosen, reopen=snapshot.reopen, helpers=helpers, sizes=sizes, extra=families)
+
+        kept = None
+        how = incremental.Outcome_()
+        if request.incremental or (request.keep_base and not request.since):
+            results, how, kept = incremental.run(
+                ctx, rules, run_rules, _decisive_options(request), incremental=request.incremental,
+                keep=request.keep_base and not request.since, max_base_age_s=request.max_base_age_s,
+                extra=families, since=bool(request.since), full_reason=request.full_reason, helpers=helpers,
+                sizes=sizes)
+            if snapshot.opened > 1:  # a standby's replay cost the snapshot: no one snapshot to start from
+                kept = None
+            if request.incremental:
+                results = incremental.annotate(results, how)
+        else:
+            results = run_rules(rules)
         results = project.finish(results, project.excluded_rules(request.select, request.ignore))
     except psycopg.Error as exc:
         if engine.recovery_conflict(exc) or is_connection_lost(exc):
@@ -251,9 +272,11 @@ def run_check(db: Database, request: CheckRequest) -> Report:
         raise
     finally:
         snapshot.close()
-    report_options = {"since": request.since, "budget_days": request.budget_days,
-                      "day_boundary": request.day_boundary, "sample": request.sample,
-                      "select": list(request.select), "ignore": list(request.ignore), **request.extra}
+    report_options = _report_options(request)
+    if request.incremental:
+        report_options["mode"] = how.mode
+        if how.base_run:
+            report_options["base_run"] = how.base_run
     if request.no_guarantees:
         report_options["no_guarantees"] = True
     if snapshot.opened > 1:
@@ -261,7 +284,20 @@ def run_check(db: Database, request: CheckRequest) -> Report:
     report_options["connections"] = connections
     return Report(run_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC), database=info,
                   tables=tables, results=tuple(results), tool_version=__version__, options=report_options,
-                  passes=tuple(ctx.passes))
+                  passes=tuple(ctx.passes), mode=how.mode, base_run=how.base_run, kept=kept)
+
+
+def _report_options(request: CheckRequest) -> dict[str, Any]:
+    options = {"since": request.since, "budget_days": request.budget_days, "day_boundary": request.day_boundary,
+               "sample": request.sample, "select": list(request.select), "ignore": list(request.ignore),
+               **request.extra}
+    return options
+
+
+def _decisive_options(request: CheckRequest) -> dict[str, Any]:
+    """Gives what decides the results: a base for --incremental must have been run with the very same."""
+    return {**_report_options(request), "no_guarantees": request.no_guarantees, "physical": request.physical,
+            "exclude_tables": sorted(request.project.value("exclude_tables"))}
 
 
 def _sizes(cur: Any) -> dict[str, float]:

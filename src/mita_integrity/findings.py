@@ -88,6 +88,8 @@ class Result:
     duration_ms: int = 0
     hint: str = ""
     unit: str = "row"  # what `count` counts, for reading aloud: row, key, constraint…
+    evaluated: str = "full"  # check --incremental: "incremental" when only what changed was read
+    evaluated_reason: str | None = None  # why an incremental check evaluated this result in full
 
     @property
     def failed(self) -> bool:
@@ -114,6 +116,9 @@ class Result:
             "fix": {"available": self.fix_available, "safety": self.fix_safety.value},
             "reason": self.reason,
             "duration_ms": self.duration_ms,
+            # Additive to schema_version 1 (check --incremental): how the result was read, and why in full.
+            "evaluated": self.evaluated,
+            "evaluated_reason": self.evaluated_reason,
         }
 
 
@@ -171,6 +176,9 @@ class Report:
     tool_version: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     passes: tuple[PassTiming, ...] = ()
+    mode: str = "full"  # "incremental": started from the recorded run base_run (check --incremental)
+    base_run: str | None = None
+    kept: Any = None  # incremental.Kept: what recording this run stores for the next incremental check
 
     @property
     def duration_ms(self) -> int:
@@ -223,4 +231,6 @@ class Report:
             # Additive to schema_version 1: whether constraints were trusted, and where the time went.
             "no_guarantees": bool(self.options.get("no_guarantees", False)),
             "passes": [p.to_json() for p in self.passes],
+            "mode": self.mode,
+            "base_run": self.base_run,
         }

@@ -75,6 +75,14 @@ def record(conn: psycopg.Connection[Any], report: Report) -> Delta:
     with transaction(conn, lock_timeout_ms=5_000) as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('mita-integrity findings'))")  # one recorder at a time
         store.insert_check_run(cur, report)
+        if report.kept is not None:  # what the next check --incremental starts from (pruned with the run)
+            from .incremental import save
+
+            try:
+                with conn.transaction():  # a role that may not keep it still records the run (then: no base)
+                    save(cur, report.run_id, report.kept)
+            except psycopg.errors.InsufficientPrivilege:
+                pass
         cur.executemany(
             f"INSERT INTO {store.SCHEMA}.run_results (run_id, fingerprint, code, table_name, severity, status, count) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",

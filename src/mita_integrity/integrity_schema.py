@@ -121,9 +121,39 @@ ADOPT = (
         PRIMARY KEY (channel, fingerprint))""",
 )
 
+# Step 2: what a recorded check keeps for the next `check --incremental` (incremental.py): its snapshot and
+# tables (check_bases), and per result its count and every violating row's key (check_base_results.keys: the
+# text of the primary key). Both cascade from integrity.runs, so they are pruned with the run.
+INCREMENTAL_BASES = (
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.check_bases (
+        run_id uuid PRIMARY KEY REFERENCES {SCHEMA}.runs (id) ON DELETE CASCADE,
+        catalogue text NOT NULL,
+        options jsonb NOT NULL,
+        snapshot text NOT NULL,
+        snap_xmin bigint NOT NULL,
+        snap_xmax bigint NOT NULL,
+        datoid bigint NOT NULL,
+        stats_reset timestamptz,
+        utc_date date NOT NULL,
+        tables jsonb NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.check_base_results (
+        run_id uuid NOT NULL REFERENCES {SCHEMA}.check_bases (run_id) ON DELETE CASCADE,
+        code text NOT NULL,
+        table_name text NOT NULL,
+        status text NOT NULL,
+        count bigint NOT NULL,
+        groups bigint,
+        message text,
+        col text,
+        sample text[] NOT NULL,
+        keys text[],
+        PRIMARY KEY (run_id, code, table_name))""",
+)
+
 # The ordered upgrade steps. Append; never edit or reorder a shipped one (see the module's docstring).
 STEPS: tuple[Step, ...] = (
     Step(1, "adopt the unversioned tables (runs, archive, run_results, findings, alert_outbox)", ADOPT),
+    Step(2, "check --incremental: check_bases, check_base_results", INCREMENTAL_BASES),
 )
 
 # Not in the steps, and why: integrity.alembic_version is the MITA chain's state, created and widened by

@@ -54,6 +54,8 @@ class ScheduleRequest:
     alerts: Any = None  # an alerts.AlertConfig, or None for no alerts
     retention_days: int = 90
     html_dir: Path | None = None
+    incremental: bool = False  # check --incremental, with a full run at least every full_every_s
+    full_every_s: int = 7 * 86400
 
     def slot(self, now: datetime | None = None) -> datetime:
         """Gives the fire time this run belongs to: the latest one at or before now (an instant, UTC)."""
@@ -134,6 +136,9 @@ def run_once(db: Database, request: ScheduleRequest, *, now: datetime | None = N
                            "another scheduler ran this check while this one waited for it")
             return out
         check = replace(request.check, extra={**request.check.extra, "scheduled_slot": slot.isoformat()})
+        if request.incremental:
+            check = replace(check, incremental=True, keep_base=True,
+                            full_reason=_full_due(db, request.full_every_s, slot))
         report = run_check(db, check)
         with connect(db) as conn:
             delta = history.record(conn, report)
@@ -150,6 +155,26 @@ def run_once(db: Database, request: ScheduleRequest, *, now: datetime | None = N
         with connect(db) as conn:
             out.pruned = history.prune(conn, request.retention_days)
     return out
+
+
+def _full_due(db: Database, every_s: int, now: datetime) -> str | None:
+    """Gives why this incremental run must be a full one (--full-every), or None.
+
+    The last full check is the last recorded one whose summary does not say `incremental` (a full run, or an
+    incremental one that fell back to full): alerts and trends read the same results either way.
+    """
+    with connect(db) as conn, transaction(conn, read_only=True) as cur:
+        if not store.exists(cur):
+            return None  # nothing recorded yet: the check itself says it has no base
+        cur.execute(f"SELECT max(started_at) FROM {store.SCHEMA}.runs WHERE kind = 'check' AND status = 'completed' "
+                    "AND coalesce(summary->>'mode', 'full') <> 'incremental'")
+        row = cur.fetchone()
+    last = row[0] if row else None
+    if last is None:
+        return "no full check recorded yet (schedule --full-every)"
+    if (now - last).total_seconds() >= every_s:
+        return f"the last full check ran {last:%Y-%m-%d %H:%M} UTC: one is due (schedule --full-every)"
+    return None
 
 
 def failure_reason(exc: BaseException) -> str:

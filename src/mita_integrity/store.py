@@ -159,8 +159,10 @@ def record_check(conn: psycopg.Connection[Any], report: Report) -> str:
 def insert_check_run(cur: psycopg.Cursor[Any], report: Report) -> None:
     """Inserts a finished check run (kind 'check', status 'completed'), keeping the report's own id and times."""
     failing = [r for r in report.results if r.failed]
-    summary = {**report.summary(), "failing": len(failing), "violations": sum(r.count for r in failing),
+    summary: dict[str, Any] = {**report.summary(), "failing": len(failing), "violations": sum(r.count for r in failing),
                "results": len(report.results)}
+    if "mode" in report.options:  # check --incremental: how it ran (full when it had to fall back)
+        summary["mode"] = report.mode
     cur.execute(f"INSERT INTO {SCHEMA}.runs (id, kind, status, started_at, finished_at, tool_version, options, "
                 "summary, report) VALUES (%s, 'check', 'completed', %s, %s, %s, %s, %s, %s)",
                 (report.run_id, report.started_at, report.finished_at, report.tool_version,

@@ -158,6 +158,11 @@ def write_reports(report: Report, targets: dict[str, Path | None], *, color: boo
               help="Give up waiting for a lock after this long.")
 @click.option("--record", is_flag=True,
               help="Store the run in integrity.runs (created if absent) for `runs` and `verify`.")
+@click.option("--incremental", is_flag=True,
+              help="Start from the last recorded check (same rules and options) and read only what changed since; "
+                   "results identical to a full check, or the rule runs in full (the report says which and why).")
+@click.option("--max-base-age", default="7d", show_default=True, metavar="AGE",
+              help="--incremental: a recorded base older than this means a full run (12h, 7d, 2w…).")
 @click.option("--alert", is_flag=True,
               help="Record the run and alert on new, worsened and resolved findings (MITA_* variables, --config).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
@@ -166,9 +171,10 @@ def write_reports(report: Report, targets: dict[str, Path | None], *, color: boo
 def check_command(app: App, formats: tuple[str, ...], output: str | None, select: tuple[str, ...],
                   ignore: tuple[str, ...], fail_on: str, since: str | None, sample: int, budget_days: int,
                   day_boundary: str, physical: bool, no_guarantees: bool, statement_timeout: str, lock_timeout: str,
-                  record: bool, alert: bool, config_path: Path | None) -> int:
+                  record: bool, incremental: bool, max_base_age: str, alert: bool,
+                  config_path: Path | None) -> int:
     """Run the rule catalogue read-only and report; the exit code follows --fail-on (3 when a rule errs)."""
-    from ..check import CheckRequest, exit_code, options_for, run_check
+    from ..check import CheckRequest, exit_code, options_for, parse_duration, run_check
     from .config import settled
 
     request = CheckRequest(
@@ -176,6 +182,8 @@ def check_command(app: App, formats: tuple[str, ...], output: str | None, select
         day_boundary=day_boundary, physical=physical, no_guarantees=no_guarantees,
         statement_timeout_ms=_duration_ms(statement_timeout, "--statement-timeout"),
         lock_timeout_ms=_duration_ms(lock_timeout, "--lock-timeout"),
+        incremental=incremental, keep_base=record or alert,
+        max_base_age_s=parse_duration(max_base_age, "--max-base-age"),
     )
     request = settled(app, request, config_path)  # the project file's settings under the typed flags
     options_for(request)  # every bad value is reported before connecting

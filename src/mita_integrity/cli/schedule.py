@@ -30,14 +30,18 @@ from .app import App, err, note
               help="Write each run's HTML report (with trends) into DIR.")
 @click.option("--retention-days", type=click.IntRange(1, 36500), default=90, show_default=True,
               help="Recorded check runs older than this are deleted.")
+@click.option("--incremental", is_flag=True,
+              help="Each run re-reads only what changed since the last recorded check (check --incremental).")
+@click.option("--full-every", default="7d", show_default=True, metavar="AGE",
+              help="With --incremental: a full check at least this often (12h, 7d, 2w…).")
 @click.option("--runs", type=click.IntRange(1), hidden=True, help="Stop after this many scheduled runs (tests).")
 @click.pass_obj
 def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path: Path | None,
                      select: tuple[str, ...], ignore: tuple[str, ...], fail_on: str, metrics_port: int | None,
                      metrics_file: Path | None, html_dir: Path | None, retention_days: int,
-                     runs: int | None) -> int:
+                     incremental: bool, full_every: str, runs: int | None) -> int:
     """Run the check on a schedule (default 02:00 daily): record it, alert on what changed, export metrics."""
-    from ..check import CheckRequest, exit_code, options_for
+    from ..check import CheckRequest, exit_code, options_for, parse_duration
     from ..custom_rules import validate_in_database
     from ..errors import UsageError
     from ..schedule import (
@@ -64,7 +68,8 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
         raise UsageError(f"cannot write {metrics_file}: the folder is missing or not writable")
     request = ScheduleRequest(cron=cron, timezone=timezone, check=check, alerts=alerts if alerts.channels else None,
                               retention_days=retention_days,
-                              html_dir=html_dir)
+                              html_dir=html_dir, incremental=incremental,
+                              full_every_s=parse_duration(full_every, "--full-every"))
     db = app.database()
     validate_in_database(db, check.project.select(check.select, check.ignore))  # the team's SQL, now, not at 02:00
     note(f"alerts: {', '.join(alerts.channels) or 'none configured'}")

@@ -136,6 +136,12 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def mode_text(report: Report) -> str:
+    from .text import mode_text as said
+
+    return said(report)
+
+
 def render_html(report: Report, *, generated_at: datetime | None = None, trend: Trend | None = None) -> str:
     """Gives the whole HTML page of the report; with `trend` (the recorded history) it shows the trends too."""
     summary = report.summary()
@@ -148,6 +154,7 @@ def render_html(report: Report, *, generated_at: datetime | None = None, trend: 
         started=layout.utc_text(report.started_at),
         finished=layout.utc_text(report.finished_at),
         duration=layout.duration_text(report.duration_ms),
+        mode=mode_text(report) if "mode" in report.options else None,
         severities=layout.severity_counts(report),
         summary=summary,
         errors=errors,

@@ -35,6 +35,7 @@ def result_from_json(doc: Mapping[str, Any]) -> Result:
         fix_available=bool(fix.get("available", False)), fix_safety=FixSafety(fix.get("safety", "none")),
         reason=doc.get("reason"), duration_ms=int(doc.get("duration_ms", 0)),
         hint=rule.hint if rule else "", unit=rule.unit if rule else "row",
+        evaluated=str(doc.get("evaluated") or "full"), evaluated_reason=doc.get("evaluated_reason"),
     )
 
 
@@ -61,6 +62,7 @@ def report_from_json(doc: Mapping[str, Any], *, options: Mapping[str, Any] | Non
         results=tuple(result_from_json(r) for r in doc.get("results", ())),
         tool_version=str((doc.get("tool") or {}).get("version", "")),
         options=dict(options or {}),
+        mode=str(doc.get("mode") or "full"), base_run=doc.get("base_run"),
     )
 
 

@@ -74,7 +74,17 @@ def _header(report: Report) -> list[Text]:
         _field("alembic", db.alembic_revision or "none (no alembic_version table)"),
         _field("run", report.run_id),
         _field("started", f"{layout.utc_text(report.started_at)} · took {layout.duration_text(report.duration_ms)}"),
+        *([_field("mode", mode_text(report))] if "mode" in report.options else []),
     ]
+
+
+def mode_text(report: Report) -> str:
+    """Gives how a check --incremental ran: from which base, how many results were read in full and why."""
+    if report.mode != "incremental":
+        why = next((r.evaluated_reason for r in report.results if r.evaluated_reason), None)
+        return "full (incremental asked" + (f": {why})" if why else ")")
+    full = sum(r.evaluated == "full" and r.evaluated_reason is not None for r in report.results)
+    return f"incremental from run {report.base_run} · {full} results read in full (see the JSON's evaluated_reason)"
 
 
 def _severity_counts(report: Report) -> Text:
