@@ -143,7 +143,7 @@ CREATE TABLE IF NOT EXISTS integrity.check_base_results (
         sample text[] NOT NULL,
         keys text[],
         PRIMARY KEY (run_id, code, table_name));
-INSERT INTO integrity.schema_version (version, name) VALUES (2, 'check --incremental: check_bases, check_base_results') ON CONFLICT (version) DO NOTHING;
+INSERT INTO integrity.schema_version (version, name) VALUES (2, 'the bases of incremental checks: check_bases, check_base_results') ON CONFLICT (version) DO NOTHING;
 
 -- 6. The reader reads the history (runs, verify's recent-check); the writer records runs, archives rows and
 --    keeps the alert outbox (what each channel has been told: rewritten after each delivery).

@@ -151,7 +151,7 @@ def test_the_first_write_upgrades_todays_tables_in_place_and_loses_nothing(
     before = _contents(baseline_db)
     code, out, err = _cli(capsys, baseline_db, "check", "--record", "--select", "REF001")
     assert code == 0, err
-    assert _versions(baseline_db) == [1]
+    assert _versions(baseline_db) == [s.version for s in integrity_schema.STEPS]
     after = _contents(baseline_db)
     for table in TABLES:
         assert after[f"{table} columns"] == before[f"{table} columns"], table  # adopted as they are
@@ -174,7 +174,7 @@ def test_a_fix_run_of_before_can_still_be_undone_after_the_upgrade(
                        now() AS date, 'food'::varchar AS category, now() AS created_at) p;""")
     code, out, err = _cli(capsys, baseline_db, "undo", RUN_FIX, "--apply")
     assert code == 0 and "restored" in out, err
-    assert _versions(baseline_db) == [1]
+    assert _versions(baseline_db) == [s.version for s in integrity_schema.STEPS]
     assert _sql(baseline_db, "SELECT count(*) FROM daily_plan WHERE category = 'food'") == [(1,)]
 
 
@@ -238,10 +238,10 @@ def test_a_later_step_is_applied_once(baseline_db: Database, later_step: Step, m
         _apply_first(conn)
     assert _versions(baseline_db) == [1]
     with connect(baseline_db) as conn:
-        assert integrity_schema.upgrade(conn) == 1
+        assert integrity_schema.upgrade(conn) == len(integrity_schema.STEPS) - 1  # every step after the first, the later one included
         assert integrity_schema.upgrade(conn) == 0
         store.ensure(conn)
-    assert _versions(baseline_db) == [1, later_step.version]
+    assert _versions(baseline_db) == [s.version for s in integrity_schema.STEPS]
     names = [n for (n,) in _sql(baseline_db, "SELECT name FROM integrity.schema_version ORDER BY version")]
     assert names[-1] == "runs.note (test)"
 
@@ -260,4 +260,4 @@ def test_a_reader_and_a_writer_refuse_a_newer_schema_in_one_line(
                                    f"knows ({integrity_schema.latest()})"), lines[0]
     with connect(baseline_db) as conn, pytest.raises(DatabaseStateError, match="newer than this mita-integrity"):
         store.ensure(conn)
-    assert _versions(baseline_db) == [1, 99]
+    assert _versions(baseline_db) == [*(s.version for s in integrity_schema.STEPS), 99]

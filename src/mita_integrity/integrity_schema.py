@@ -153,7 +153,7 @@ INCREMENTAL_BASES = (
 # The ordered upgrade steps. Append; never edit or reorder a shipped one (see the module's docstring).
 STEPS: tuple[Step, ...] = (
     Step(1, "adopt the unversioned tables (runs, archive, run_results, findings, alert_outbox)", ADOPT),
-    Step(2, "check --incremental: check_bases, check_base_results", INCREMENTAL_BASES),
+    Step(2, "the bases of incremental checks: check_bases, check_base_results", INCREMENTAL_BASES),
 )
 
 # Not in the steps, and why: integrity.alembic_version is the MITA chain's state, created and widened by
