@@ -83,7 +83,9 @@ def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | Non
               for table, members in row_rules.items()]
     for family_name, members in family_rules.items():
         family = families[members[0].code]
-        groups = [[m] for m in members] if family.separable else [members]
+        alone = [m for m in members if family.separable or m.code in family.apart]
+        rest = [m for m in members if m not in alone]
+        groups = [[m] for m in alone] + ([rest] if rest else [])
         for group in groups:
             needed = (n if ctx.schema.has(n) and n in ctx.schema.columns else n.rpartition(".")[0] or n
                       for r in group for n in (r.table, *r.requires) if n)
