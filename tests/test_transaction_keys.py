@@ -114,10 +114,10 @@ def test_the_shared_grouping_gives_each_rule_its_own_result(baseline_db: Databas
                 assert {o.code: _key(o, options) for o in shared} == {r.code: reference[r.code] for r in chosen}, \
                     [r.code for r in chosen]
         # The unit restores the session's parallel setting for the passes after it.
-        cur.execute("SHOW max_parallel_workers_per_gather")
+        cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('enable_hashagg')")
         before = cur.fetchone()
         transaction_keys.evaluate(ctx, transaction_keys.RULES)
-        cur.execute("SHOW max_parallel_workers_per_gather")
+        cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('enable_hashagg')")
         assert cur.fetchone() == before
 
 

@@ -90,7 +90,7 @@ def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | Non
             needed = (n if ctx.schema.has(n) and n in ctx.schema.columns else n.rpartition(".")[0] or n
                       for r in group for n in (r.table, *r.requires) if n)
             tables = tuple(dict.fromkeys(needed))
-            name = family_name if len(groups) == 1 else f"{family_name}:{group[0].code}"
+            name = f"{family_name}:{group[0].code}" if len(groups) > 1 and len(group) == 1 else family_name
             passes.append(Pass(name, tuple(group), tables, sum(sizes.get(t, 0.0) for t in tables), family))
     return results, passes
 

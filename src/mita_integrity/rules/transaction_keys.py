@@ -40,10 +40,6 @@ def _whole_cents(value: str) -> str:
     return f"coalesce({value} <> 'NaN' AND abs({value}) < 1000000000000000 AND {value} = round({value}, 2), false)"
 
 
-def _split(column: str) -> str:
-    return f"({column} >> 31)::int AS {column}_hi, ({column} & 2147483647)::int AS {column}_lo"
-
-
 def shared_sql(ctx: CheckContext, codes: frozenset[str]) -> str:
     """Gives the one statement evaluating the chosen ones of BUD001, BUD002 and DUP003.
 
@@ -72,57 +68,57 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str]) -> str:
     if not dup003:  # BUD002 needs the rows that do not fit (all time) and its window's; BUD001 its window's
         where += f" AND (NOT {fits} OR {tx_day} >= {start})" if bud002 else f" AND {in_bud001}"
     over_window = f"{fits} AND {tx_day} >= {start}"
-    # Each row's tests are computed once (OFFSET 0 keeps the planner from copying them into every use).
-    rows = (f"SELECT t.user_id, {tx_day} AS day, t.category, t.spent_at,\n"
-            f"                   CASE WHEN {in_bud001} THEN (t.amount * 100)::bigint END AS cents,\n"
-            f"                   ({dated} AND NOT {fits}) AS unfit,\n"
-            f"                   CASE WHEN {dated} AND {over_window} THEN (t.amount * 100)::bigint END AS over_cents\n"
-            f"              FROM {rel('transactions')} t{zone_join} WHERE {where} OFFSET 0")
-    # A sum of bigints keeps a 128-bit state per key outside the hash table; a sum of int4 keeps a bigint
-    # inside it. So each cents value is split in two int4 (high and low 31 bits), summed apart and joined
-    # per key: exact, and the grouping stays in memory longer.
-    over_split = _split("over_cents") if since_differs else "NULL::int AS over_cents_hi, NULL::int AS over_cents_lo"
-    stacked = (f"SELECT user_id, day, category, 1 AS tx, spent_at, {_split('cents')}, unfit,\n"
-               f"                   {over_split},\n"
-               f"                   over_cents IS NOT NULL AS over_row,\n"
-               "                   NULL::int AS spent_hi, NULL::int AS spent_lo, NULL::numeric AS spent_odd,\n"
-               "                   false AS plan\n"
-               f"              FROM ({rows}) r")
+    cents = "(t.amount * 100)::bigint"
+    tx_columns = [
+        f"sum({cents}) FILTER (WHERE {in_bud001}) AS total",
+        f"count(*) FILTER (WHERE {dated} AND NOT {fits}) AS unfit" if bud002 else "0 AS unfit",
+        f"count(*) FILTER (WHERE {dated} AND {over_window}) AS over_n" if bud002 else "0 AS over_n",
+        # BUD002's window differs from BUD001's only under --since: then its own sum.
+        f"sum({cents}) FILTER (WHERE {dated} AND {over_window}) AS over_total" if since_differs
+        else "NULL::numeric AS over_total",
+        "count(*) AS n, min(t.spent_at) AS first, max(t.spent_at) AS last" if dup003
+        else "0 AS n, NULL::timestamptz AS first, NULL::timestamptz AS last",
+    ]
+    # A key's category as two columns a merge join can match, NULL included: (is it NULL, its text or '').
+    key = "t.category IS NULL AS cat_null, coalesce(t.category, '') AS cat"
+    tx = (f"SELECT t.user_id, {tx_day} AS day, {key}, {', '.join(tx_columns)}\n"
+          f"              FROM {rel('transactions')} t{zone_join} WHERE {where} AND {{user}} GROUP BY 1, 2, 3, 4")
+    tx_out = "x.n, x.first, x.last, x.total, x.unfit, x.over_n, x.over_total"
     if bud001:
         spent = "coalesce(t.spent_amount, 0)"
         plan_day = plan_day_sql("t.date")
-        cents = f"CASE WHEN {_whole_cents(spent)} THEN ({spent} * 100)::bigint END"
-        stacked += f"""
-            UNION ALL
-            SELECT t.user_id, {plan_day}, t.category, 0, NULL, NULL, NULL, false, NULL, NULL, false,
-                   ({cents} >> 31)::int, ({cents} & 2147483647)::int,
-                   CASE WHEN NOT {_whole_cents(spent)} THEN {spent} END, true
-              FROM {rel('daily_plan')} t WHERE t.date >= {since} AND {plan_day} >= {bud001_start}"""
-    total = "(total_hi * 2147483648 + total_lo)"
-    spent_sum = "coalesce(spent_hi * 2147483648 + spent_lo, 0)"
-    over_total = "(over_hi * 2147483648 + over_lo)" if since_differs else total
-    drift = (f"((total_hi IS NOT NULL OR planned) AND (NOT coalesce(planned, false) OR CASE WHEN odd IS NULL "
-             f"THEN coalesce({total}, 0) <> {spent_sum} "
-             f"ELSE coalesce({total}, 0) <> {spent_sum} + odd * 100 END) "
-             f"AND abs(coalesce({total}, 0)) < {CENTS_LIMIT})") if bud001 else "false"
+        plan = (f"SELECT t.user_id, {plan_day} AS day, {key}, "
+                f"sum(({spent} * 100)::bigint) FILTER (WHERE {_whole_cents(spent)}) AS spent, "
+                f"sum({spent}) FILTER (WHERE NOT {_whole_cents(spent)}) AS odd\n"
+                f"              FROM {rel('daily_plan')} t WHERE t.date >= {since} AND {plan_day} >= {bud001_start} "
+                "AND {user} GROUP BY 1, 2, 3, 4")
+        on = "x.day = p.day AND x.cat_null = p.cat_null AND x.cat = p.cat"
+
+        def joined(user: str, same_user: str) -> str:
+            return (f"SELECT coalesce(x.user_id, p.user_id) AS user_id, coalesce(x.day, p.day) AS day,\n"
+                    "                   coalesce(x.cat_null, p.cat_null) AS cat_null, coalesce(x.cat, p.cat) AS cat,\n"
+                    f"                   {tx_out}, p.spent, p.odd, p.day IS NOT NULL AS planned\n"
+                    f"              FROM ({tx.format(user=user)}) x\n"
+                    f"              FULL JOIN ({plan.format(user=user)}) p ON {same_user}{on}")
+
+        keyed = (joined("t.user_id IS NOT NULL", "x.user_id = p.user_id AND ")
+                 + "\n            UNION ALL  -- a NULL user_id is a key value (the merge above cannot match it)\n"
+                 + f"            {joined('t.user_id IS NULL', '')}")
+    else:
+        keyed = (f"SELECT x.user_id, x.day, x.cat_null, x.cat, {tx_out}, NULL::numeric AS spent, "
+                 f"NULL::numeric AS odd, false AS planned FROM ({tx.format(user='true')}) x")
+    drift = (f"((total IS NOT NULL OR planned) AND (NOT planned OR coalesce(total, 0) <> coalesce(spent, 0) "
+             f"+ coalesce(odd * 100, 0)) AND abs(coalesce(total, 0)) < {CENTS_LIMIT})") if bud001 else "false"
+    over_total = "over_total" if since_differs else "total"
     over = f"(user_id IS NOT NULL AND abs({over_total}) >= {CENTS_LIMIT})" if bud002 else "false"
-    unfit_rows = "unfit" if bud002 else "0"
     candidate = ("(n > 2 OR (n = 2 AND date_trunc('second', first) = date_trunc('second', last)))"
                  if dup003 else "false")
     flagged = f"""
 WITH flagged AS MATERIALIZED (
-    SELECT user_id, day, category, first, last, {drift} AS drift, planned, {over} AS over, over_n,
-           {unfit_rows} AS unfit, {candidate} AS candidate
-      FROM (SELECT user_id, day, category, count(*) FILTER (WHERE tx = 1) AS n,
-                   min(spent_at) AS first, max(spent_at) AS last,
-                   sum(cents_hi) AS total_hi, sum(cents_lo) AS total_lo,
-                   sum(over_cents_hi) AS over_hi, sum(over_cents_lo) AS over_lo,
-                   count(*) FILTER (WHERE over_row) AS over_n, count(*) FILTER (WHERE unfit) AS unfit,
-                   sum(spent_hi) AS spent_hi, sum(spent_lo) AS spent_lo, sum(spent_odd) AS odd,
-                   bool_or(plan) AS planned
-              FROM ({stacked}) stacked
-             GROUP BY user_id, day, category) g
-     WHERE {drift} OR {over} OR {unfit_rows} > 0 OR {candidate})"""
+    SELECT user_id, day, CASE WHEN NOT cat_null THEN cat END AS category, first, last, {drift} AS drift,
+           planned, {over} AS over, over_n, unfit, {candidate} AS candidate
+      FROM ({keyed}) keyed
+     WHERE {drift} OR {over} OR unfit > 0 OR {candidate})"""
     parts = [_bud001_part() if bud001 else "NULL, NULL",
              _bud002_part(ctx, live, dated, fits, zone_join, tx_day, start) if bud002 else "NULL, NULL",
              _dup003_part(ctx, live) if dup003 else "NULL, NULL, NULL"]
@@ -192,15 +188,20 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
     if [r.code for r in rules] == ["DUP003"]:  # apart (see FAMILY): its own statement, streaming the index
         return _dup003_alone(ctx, rules[0])
     codes = frozenset(r.code for r in rules)
-    # Its keys are about as many as its rows: a parallel partial grouping only doubles the work (and the
-    # memory), so this statement runs serially; the second core runs the other passes meanwhile.
-    ctx.cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), "
-                    "set_config('max_parallel_workers_per_gather', '0', true)")
+    # Its keys are about as many as its rows, so a hash grouping outgrows work_mem and spills (and a parallel
+    # partial one doubles that). Both tables are read in user_id order instead (their user_id indexes), each
+    # user's few rows sorted in memory (an incremental sort), grouped as a stream and merged by key: memory
+    # stays small whatever the size. The planner underestimates the keys, so it is told; the second core runs
+    # the other passes meanwhile. The settings are put back for the passes that follow on this connection.
+    ctx.cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('enable_hashagg'), "
+                    "set_config('max_parallel_workers_per_gather', '0', true), "
+                    "set_config('enable_hashagg', 'off', true)")
     before = ctx.cur.fetchone()
     assert before is not None
     ctx.cur.execute(shared_sql(ctx, codes), {"n": ctx.options.sample})
     row = ctx.cur.fetchone()
-    ctx.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)", (before[0],))
+    ctx.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true), "
+                    "set_config('enable_hashagg', %s, true)", (before[0], before[1]))
     assert row is not None
     b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample = row
     out: list[Outcome] = []
