@@ -141,15 +141,21 @@ def _bud001_part() -> str:
 
 def _bud002_part(ctx: CheckContext, live: str, dated: str, fits: str, zone_join: str, tx_day: str,
                  start: str) -> str:
-    # The sample as bud002_sql's: the smallest ids of the named rows, read only when some are named.
+    # The sample as bud002_sql's: the smallest ids of the named rows, read only when some are named. The
+    # overflowing keys are matched as one hashed list (category as NULL-or-text, so a NULL one matches), and
+    # the named ids are collected before they are ordered: ordering by the primary key while filtering would
+    # walk the whole table in index order.
     return f"""(SELECT coalesce(sum(unfit), 0) + coalesce(sum(over_n) FILTER (WHERE over), 0) FROM flagged),
        CASE WHEN EXISTS (SELECT 1 FROM flagged WHERE unfit > 0 OR over) THEN ARRAY(
-           SELECT t.id::text FROM {rel('transactions')} t{zone_join}
-            WHERE {live}t.spent_at IS NOT NULL AND {dated}
-              AND (NOT {fits} OR ({fits} AND {tx_day} >= {start} AND EXISTS (
-                   SELECT 1 FROM flagged o WHERE o.over AND o.user_id = t.user_id AND o.day = {tx_day}
-                      AND o.category IS NOT DISTINCT FROM t.category)))
-            ORDER BY t.id LIMIT %(n)s) END"""
+           SELECT n.id::text FROM (
+               SELECT t.id FROM {rel('transactions')} t{zone_join}
+                WHERE {live}t.spent_at IS NOT NULL AND {dated}
+                  AND (NOT {fits} OR ({fits} AND {tx_day} >= {start}
+                       AND (t.user_id, {tx_day}, t.category IS NULL, coalesce(t.category, '')) IN (
+                           SELECT o.user_id, o.day, o.category IS NULL, coalesce(o.category, '')
+                             FROM flagged o WHERE o.over)))
+                OFFSET 0) n
+            ORDER BY n.id LIMIT %(n)s) END"""
 
 
 def _dup003_ctes(ctx: CheckContext, live: str) -> str:
