@@ -61,28 +61,39 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str]) -> str:
     since_differs = options.since_seconds is not None and bud002
     tx_bound = f"t.spent_at >= {since} - interval '1 day'" if by_zone else f"t.spent_at >= {since}"
     fits = fits_plan_sql()
-    in_bud001 = f"{fits} AND {tx_bound} AND {tx_day} >= {bud001_start}"
     dated = "t.user_id IS NOT NULL AND t.amount IS NOT NULL"
-    # BUD001 alone reads only its window's fitting rows; BUD002 and DUP003 need every live dated row.
-    where = f"{live}t.spent_at IS NOT NULL"
-    if not dup003:  # BUD002 needs the rows that do not fit (all time) and its window's; BUD001 its window's
-        where += f" AND (NOT {fits} OR {tx_day} >= {start})" if bud002 else f" AND {in_bud001}"
-    over_window = f"{fits} AND {tx_day} >= {start}"
-    cents = "(t.amount * 100)::bigint"
+    # Each row's tests are computed once, in a subquery ordered by user_id (an index serves that order, so the
+    # grouping above it sorts only each user's few rows); the aggregates read them as columns.
+    inner_where = f"{live}t.spent_at IS NOT NULL"
+    outer_where = "true"
+    if not (bud002 or dup003):  # BUD001 alone reads its window's fitting rows (the bound an index can serve)
+        inner_where += f" AND {tx_bound}"
+        outer_where = "r.fits AND r.bud001_window"
+    elif not dup003:  # BUD002: the rows that do not fit (all time), and the fitting rows of its window
+        outer_where = "(NOT r.fits OR r.bud002_window)"
+    rows = (f"SELECT t.user_id, {tx_day} AS day, t.category IS NULL AS cat_null, coalesce(t.category, '') AS cat, "
+            f"t.spent_at, t.amount,\n"
+            f"                   {fits} AS fits, {dated} AS dated,\n"
+            f"                   {tx_bound} AND {tx_day} >= {bud001_start} AS bud001_window,\n"
+            f"                   {tx_day} >= {start} AS bud002_window\n"
+            f"              FROM {rel('transactions')} t{zone_join} WHERE {inner_where} AND {{user}} "
+            "ORDER BY t.user_id")
+    cents = "(r.amount * 100)::bigint"
+    over_rows = "r.dated AND r.fits AND r.bud002_window"
     tx_columns = [
-        f"sum({cents}) FILTER (WHERE {in_bud001}) AS total",
-        f"count(*) FILTER (WHERE {dated} AND NOT {fits}) AS unfit" if bud002 else "0 AS unfit",
-        f"count(*) FILTER (WHERE {dated} AND {over_window}) AS over_n" if bud002 else "0 AS over_n",
+        f"sum({cents}) FILTER (WHERE r.fits AND r.bud001_window) AS total",
+        "count(*) FILTER (WHERE r.dated AND NOT r.fits) AS unfit" if bud002 else "0 AS unfit",
+        f"count(*) FILTER (WHERE {over_rows}) AS over_n" if bud002 else "0 AS over_n",
         # BUD002's window differs from BUD001's only under --since: then its own sum.
-        f"sum({cents}) FILTER (WHERE {dated} AND {over_window}) AS over_total" if since_differs
+        f"sum({cents}) FILTER (WHERE {over_rows}) AS over_total" if since_differs
         else "NULL::numeric AS over_total",
-        "count(*) AS n, min(t.spent_at) AS first, max(t.spent_at) AS last" if dup003
+        "count(*) AS n, min(r.spent_at) AS first, max(r.spent_at) AS last" if dup003
         else "0 AS n, NULL::timestamptz AS first, NULL::timestamptz AS last",
     ]
     # A key's category as two columns a merge join can match, NULL included: (is it NULL, its text or '').
     key = "t.category IS NULL AS cat_null, coalesce(t.category, '') AS cat"
-    tx = (f"SELECT t.user_id, {tx_day} AS day, {key}, {', '.join(tx_columns)}\n"
-          f"              FROM {rel('transactions')} t{zone_join} WHERE {where} AND {{user}} GROUP BY 1, 2, 3, 4")
+    tx = (f"SELECT r.user_id, r.day, r.cat_null, r.cat, {', '.join(tx_columns)}\n"
+          f"              FROM ({rows}) r WHERE {outer_where} GROUP BY 1, 2, 3, 4")
     tx_out = "x.n, x.first, x.last, x.total, x.unfit, x.over_n, x.over_total"
     if bud001:
         spent = "coalesce(t.spent_amount, 0)"
