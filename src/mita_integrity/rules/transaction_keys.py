@@ -1,26 +1,39 @@
-"""One grouping of the live transactions by (user, day, category) feeding BUD001, BUD002 and DUP003.
+"""The rules keyed by (user, day, category) of the live transactions: BUD001, BUD002 and DUP003, one unit.
 
-Each of the three rules needs a key of the transactions that is, or refines, (user_id, day, category):
-BUD001 compares a key's spending with its plan rows, BUD002 names the rows of keys whose total the plan
-cannot hold, and DUP003's key (user, category, amount, second) refines it (one user's second lies in one
-day). Alone, each grouped or scanned the transactions itself; here one statement groups them once, the
-plan rows of BUD001's window stacked beside them (UNION ALL, so NULL categories meet and duplicate plan
-rows are summed), and every rule reads its answer from that grouping:
+Each needs a key of the transactions that is, or refines, (user_id, day, category): BUD001 compares a key's
+spending with its plan rows, BUD002 names the rows of keys whose total the plan cannot hold, and DUP003's
+key (user, category, amount, second) refines it (one user's second lies in one day). Alone, BUD001 and
+BUD002 each grouped the transactions themselves; here one statement groups them once and both read their
+answer from it:
 
-- BUD001: a key of its window whose spending differs from its plan (as `keyed` in spending.py).
+- the live transactions are read in user_id order (ix_transactions_user_id; the seed's and production's
+  rows lie nearly in that order), each user's few rows sorted in memory (an incremental sort) and grouped
+  as a stream by (user_id, day, category), every rule's per-row test computed once;
+- the plan rows of BUD001's window are grouped the same way (duplicate plan rows of a key summed), and the
+  two streams meet in a merge full join: a key on either side without a partner counts, as in spending.py;
+- BUD001: a key of its window whose spending differs from its plan (as `keyed` in spending.py);
 - BUD002: the rows that do not fit the plan (all time), and the fitting rows of the window's keys whose
   total the plan cannot hold (as bud002_sql).
-- DUP003: only keys with more than two rows, or two rows in the same second, can hold a duplicate; their
-  rows (between the key's first and last spent_at, through ix_transactions_user_id_spent_at) are grouped
-  by DUP003's own key. A key of two rows at different seconds holds none: both would have to be the pair.
 
-Sums are taken in cents (bigint): an amount that fits the plan has at most two decimals and is below 10^10,
-so the cents are exact, and the per-key state stays small enough for the grouping to stay in memory
-(a numeric sum's state is several times bigger, and spilled). A plan value that is not a whole number of
-cents (NaN, a wider column) is summed as numeric beside it, so the comparison stays exact.
+A hash grouping of as many keys as rows outgrew work_mem and spilled (the old BUD001: 21 batches at scale
+0.25); the streams keep memory at a few kilobytes per user whatever the size. NULL is a key value: the
+category is matched as (is it NULL, its text or ''), and transactions without a user are a second, small
+branch (a merge join cannot match NULL user ids).
 
-The psql script keeps each rule's own statement (spending.py, plan_limits.py); tests prove this unit gives
-exactly what those statements give, rule by rule.
+DUP003 can be answered from the same grouping (`shared_sql` with DUP003: only keys with more than two rows,
+or two rows in the same second, can hold a duplicate; their rows are read between the key's first and last
+spent_at and grouped by DUP003's own key), and tests prove that form exact too. But it must then group every
+live row of all time with three more aggregates, and measured on the seed (with the earlier hash grouping;
+not measured again since the streams) it took longer than DUP003's own keys-first statement (spending.py:
+it streams ix_transactions_user_id_spent_at for the seconds that repeat) running on the other connection
+at the same time; so the unit runs DUP003 apart (FAMILY.apart).
+
+Amounts are summed in cents (bigint): an amount that fits the plan has at most two decimals and is below
+10^10, so its cents are exact. A plan value that is not a whole number of cents (NaN, a wider column) is
+summed as numeric beside them, so the comparison stays exact.
+
+The psql script keeps each rule's own statement (spending.py, plan_limits.py); tests/test_transaction_keys.py
+proves this unit gives exactly what those statements give, rule by rule, in every combination.
 """
 
 from __future__ import annotations
@@ -242,8 +255,5 @@ def _sample(count: int, sample: list[str] | None) -> tuple[str, ...]:
     return tuple(sample or ()) if count else ()
 
 
-# Measured on the seed (scale 0.25, PostgreSQL 15): with DUP003's candidates the one grouping must hold every
-# live row of all time plus first/last spent_at per key, and took longer than DUP003's own statement (which
-# streams ix_transactions_user_id_spent_at and groups only the seconds that repeat) and BUD001 together on two
-# connections. So DUP003 runs apart, its own keys-first statement; BUD001 and BUD002 share the grouping.
+# DUP003 runs apart, its own keys-first statement on the other connection (see the module's docstring).
 FAMILY = Family("transaction_keys", RULES, evaluate, apart=("DUP003",))
