@@ -61,6 +61,11 @@ INSERT INTO transactions (id, user_id, category, amount, spent_at, deleted_at) V
   ('10000000-0000-0000-0000-000000000024', '{U1}', 'car', 0.00, {D} - interval '8 days', NULL),
   ('10000000-0000-0000-0000-000000000025', '{U1}', NULL, 1.10, {D} - interval '9 days', NULL),
   ('10000000-0000-0000-0000-000000000026', '{U1}', 'taxi', 4.50, {D} - interval '10 days', NULL),
+  -- undated for BUD002: no user, or no amount (BUD002 names neither; a NaN without a user is NUL's)
+  ('10000000-0000-0000-0000-000000000030', NULL, 'fees', 'NaN', {D} - interval '5 days', NULL),
+  ('10000000-0000-0000-0000-000000000031', '{U2}', 'fees', NULL, {D} - interval '5 days', NULL),
+  -- an empty category is not a NULL one (the plan row below has NULL on that day)
+  ('10000000-0000-0000-0000-000000000029', '{U1}', '', 1.10, {D} - interval '9 days', NULL),
   -- a key of exactly two rows, both the duplicate
   ('10000000-0000-0000-0000-000000000027', '{U1}', 'tea', 2.20, {D} - interval '12 days' + interval '07:00:00.3', NULL),
   ('10000000-0000-0000-0000-000000000028', '{U1}', 'tea', 2.20, {D} - interval '12 days' + interval '07:00:00.6', NULL);
