@@ -274,3 +274,4 @@ class Family:
     evaluate: Evaluator | None = None
     expand: Expander | None = None
     separable: bool = False  # its rules share no statement: each may run as a pass of its own
+    apart: tuple[str, ...] = ()  # codes that share no statement with the others: each runs as a pass of its own

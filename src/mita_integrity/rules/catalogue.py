@@ -12,20 +12,18 @@ from . import (
     nulls,
     physical,
     plan_dates,
-    plan_limits,
     references,
     schema,
     softdelete,
-    spending,
     timestamps,
+    transaction_keys,
     users,
 )
 from .base import Family, Rule
 
 FAMILIES: tuple[Family, ...] = (
-    nulls.FAMILY, references.FAMILY, duplicates.FAMILY, timestamps.FAMILY, spending.FAMILY, goals.FAMILY,
+    nulls.FAMILY, references.FAMILY, duplicates.FAMILY, timestamps.FAMILY, transaction_keys.FAMILY, goals.FAMILY,
     amounts.FAMILY, softdelete.FAMILY, schema.FAMILY, users.FAMILY, plan_dates.FAMILY, physical.FAMILY,
-    plan_limits.FAMILY,
 )
 
 

@@ -83,12 +83,14 @@ def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | Non
               for table, members in row_rules.items()]
     for family_name, members in family_rules.items():
         family = families[members[0].code]
-        groups = [[m] for m in members] if family.separable else [members]
+        alone = [m for m in members if family.separable or m.code in family.apart]
+        rest = [m for m in members if m not in alone]
+        groups = [[m] for m in alone] + ([rest] if rest else [])
         for group in groups:
             needed = (n if ctx.schema.has(n) and n in ctx.schema.columns else n.rpartition(".")[0] or n
                       for r in group for n in (r.table, *r.requires) if n)
             tables = tuple(dict.fromkeys(needed))
-            name = family_name if len(groups) == 1 else f"{family_name}:{group[0].code}"
+            name = f"{family_name}:{group[0].code}" if len(groups) > 1 and len(group) == 1 else family_name
             passes.append(Pass(name, tuple(group), tables, sum(sizes.get(t, 0.0) for t in tables), family))
     return results, passes
 

@@ -17,7 +17,7 @@ nothing is rounded or cut, and no write the application could make before 0025 f
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, QueryRule, Rule, each_rule, rel
+from .base import QueryRule, Rule, rel
 from .context import CheckContext, Outcome
 from .dayboundary import transaction_day_sql, user_zones_sql
 
@@ -95,5 +95,3 @@ named AS (
      WHERE {dated} AND {fits_plan_sql()})
 SELECT count(*), (array_agg(id::text ORDER BY id))[1:%(n)s] FROM named"""
 
-
-FAMILY = Family("plan_limits", RULES, each_rule, separable=True)

@@ -8,7 +8,7 @@ key (see each statement's docstring).
 from __future__ import annotations
 
 from ..findings import FixSafety, Severity
-from .base import Family, QueryRule, RecomputeFix, Rule, each_rule, rel
+from .base import QueryRule, RecomputeFix, Rule, rel
 from .context import CheckContext, Outcome, Scoped, ident
 from .dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
 from .plan_limits import fits_plan_sql, total_fits_sql
@@ -168,5 +168,3 @@ SELECT (SELECT count(*) FROM bad),
                  b.user_id::text || '@' || b.day || '/' || coalesce(b.category, ''))
                FROM bad b LIMIT %(n)s)"""
 
-
-FAMILY = Family("spending", RULES, each_rule, separable=True)
