@@ -238,7 +238,8 @@ def test_a_later_step_is_applied_once(baseline_db: Database, later_step: Step, m
         _apply_first(conn)
     assert _versions(baseline_db) == [1]
     with connect(baseline_db) as conn:
-        assert integrity_schema.upgrade(conn) == len(integrity_schema.STEPS) - 1  # every step after the first, the later one included
+        # every step after the first is applied, the later (test) one included
+        assert integrity_schema.upgrade(conn) == len(integrity_schema.STEPS) - 1
         assert integrity_schema.upgrade(conn) == 0
         store.ensure(conn)
     assert _versions(baseline_db) == [s.version for s in integrity_schema.STEPS]
