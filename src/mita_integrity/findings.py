@@ -178,7 +178,7 @@ class Report:
     passes: tuple[PassTiming, ...] = ()
     mode: str = "full"  # "incremental": started from the recorded run base_run (check --incremental)
     base_run: str | None = None
-    kept: Any = None  # incremental.Kept: what recording this run stores for the next incremental check
+    kept: Any = None  # check_bases.Kept: what recording this run stores for the next incremental check
 
     @property
     def duration_ms(self) -> int:
