@@ -44,7 +44,6 @@ from .rules.base import Family, QueryRule, RowRule, Rule, SchemaRule, ident, rel
 from .rules.catalogue import BY_CODE
 from .rules.context import CheckContext, Outcome
 
-SCHEMA = "integrity"
 MAX_BASE_AGE_S = 7 * 86400
 XID_MARGIN = 2**31 - 50_000_000  # a base older than this in xids is refused (wraparound distance)
 _MASK = 2**32 - 1
