@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the throw-away clusters
 
 import naive  # noqa: E402
 from common import (  # noqa: E402
@@ -54,8 +55,8 @@ from common import (  # noqa: E402
     watched,
 )
 
-from mita_integrity import migrate  # noqa: E402
-from mita_integrity.connection import Database, connect, transaction  # noqa: E402
+from mita_integrity.database.connection import Database, connect, transaction  # noqa: E402
+from mita_integrity.migration import command as migrate  # noqa: E402
 
 # The columns the catalogue's rules read, per table (absent ones are left out); every other table with a
 # user_id (REF010, REF011) or a deleted_at (SDL001) is read for those columns and its primary key.

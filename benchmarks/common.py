@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mita_integrity import embedded, migrate
-from mita_integrity.connection import Database, connect
-from mita_integrity.pgcluster import Cluster, start_cluster
-from mita_integrity.urls import build_url
+from mita_integrity.database import embedded
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
+from mita_integrity.migration import command as migrate
+from tests.support.pgcluster import Cluster, start_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_SETTINGS = {"max_parallel_workers_per_gather": "2", "work_mem": "64MB", "maintenance_work_mem": "512MB"}

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the throw-away clusters
 
 from common import Figure, alone  # noqa: E402
 
-from mita_integrity.connection import Database, connect  # noqa: E402
-from mita_integrity.fix import FixRequest, PlanItem, plan_fix  # noqa: E402
-from mita_integrity.fix_apply import apply_fix  # noqa: E402
-from mita_integrity.undo import undo_run  # noqa: E402
+from mita_integrity.database.connection import Database, connect  # noqa: E402
+from mita_integrity.repair.apply import apply_fix  # noqa: E402
+from mita_integrity.repair.plan import FixRequest, PlanItem, plan_fix  # noqa: E402
+from mita_integrity.repair.undo import undo_run  # noqa: E402
 
 GOAL_WAIT_S = 1.0
 TICK_S = 0.02

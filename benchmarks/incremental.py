@@ -23,13 +23,14 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the throw-away clusters
 
 from common import Figure, alone, interleaved  # noqa: E402
 
-from mita_integrity.check import CheckRequest, run_check  # noqa: E402
-from mita_integrity.connection import Database, connect  # noqa: E402
+from mita_integrity.check.run import CheckRequest, run_check  # noqa: E402
+from mita_integrity.database.connection import Database, connect  # noqa: E402
 from mita_integrity.findings import Report  # noqa: E402
-from mita_integrity.history import record  # noqa: E402
+from mita_integrity.runs.findings_history import record  # noqa: E402
 
 TX = "user_id, category, amount, spent_at, currency, created_at, updated_at"
 # 1 % of the transactions and of the plan rows, by a hash of the id: the same rows on every run.

@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the throw-away clusters
 
 from common import Figure, alone  # noqa: E402
 
-from mita_integrity import migrate  # noqa: E402
-from mita_integrity.connection import Database, connect  # noqa: E402
+from mita_integrity.database.connection import Database, connect  # noqa: E402
+from mita_integrity.migration import command as migrate  # noqa: E402
 
 GOAL_WAIT_S = 0.1
 TICK_S = 0.01

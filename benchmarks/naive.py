@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mita_integrity.iso4217 import CODES
+from mita_integrity.check.rules.iso4217 import CODES
 
 LIVE = "deleted_at IS NULL"
 UUID_TEXT = "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'"

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the throw-away clusters
 
 import check  # noqa: E402
 import fix  # noqa: E402
@@ -35,7 +36,7 @@ import seed  # noqa: E402
 import trigger  # noqa: E402
 from common import Figure, cluster, figures_table  # noqa: E402
 
-from mita_integrity.connection import Database, connect  # noqa: E402
+from mita_integrity.database.connection import Database, connect  # noqa: E402
 
 
 def clone(admin: Database, source: Database, name: str) -> Database:

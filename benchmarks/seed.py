@@ -20,12 +20,13 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the throw-away clusters
 
 from common import Figure, figures_table  # noqa: E402
 
-from mita_integrity import embedded, migrate  # noqa: E402
-from mita_integrity.connection import Database, connect  # noqa: E402
-from mita_integrity.pgcluster import start_cluster  # noqa: E402
+from mita_integrity.database import embedded
+from mita_integrity.database.connection import Database, connect  # noqa: E402
+from mita_integrity.migration import command as migrate  # noqa: E402
 from mita_integrity.seed import SeedOptions, SeedResult, seed_database  # noqa: E402
 from mita_integrity.seed.indexes import (  # noqa: E402
     drop_foreign_keys,
@@ -34,6 +35,7 @@ from mita_integrity.seed.indexes import (  # noqa: E402
     saved_foreign_keys,
     saved_indexes,
 )
+from tests.support.pgcluster import start_cluster  # noqa: E402
 
 GOAL_SECONDS = 60.0
 FULL_SCALE_USERS = 100_000

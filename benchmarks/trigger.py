@@ -50,11 +50,12 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the throw-away clusters
 
 from common import Figure, alone  # noqa: E402
 
 import mita_integrity  # noqa: E402
-from mita_integrity.connection import Database, connect  # noqa: E402
+from mita_integrity.database.connection import Database, connect  # noqa: E402
 
 SQL_DIR = Path(mita_integrity.__file__).parent / "migrations" / "sql"
 # ours as a database at head has it: 0025's file, then 0027's; removed by 0027's down file, then 0025's

@@ -54,7 +54,7 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES TO :"writer";
 
 -- 5. The integrity schema (run history and the archive of every repaired row), created here by the owner so
 --    that neither role needs CREATE anywhere. The statements are integrity_schema.script() of
---    src/mita_integrity/integrity_schema.py: the version table, then every upgrade step and the row that records
+--    src/mita_integrity/runs/integrity_schema.py: the version table, then every upgrade step and the row that records
 --    it (a test keeps them equal); mita-integrity executes nothing when the schema is at its version.
 CREATE SCHEMA IF NOT EXISTS integrity;
 CREATE TABLE IF NOT EXISTS integrity.schema_version (

@@ -23,9 +23,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from mita_integrity import embedded, migrate
-from mita_integrity.connection import Database
-from mita_integrity.pgcluster import Cluster, start_cluster
+from mita_integrity.database import embedded
+from mita_integrity.database.connection import Database
+from mita_integrity.migration import command as migrate
+from tests.support.pgcluster import Cluster, start_cluster
 
 REFERENCE_SQL = Path(__file__).resolve().parents[1] / "tests" / "data" / "mita_schema_pre0022.sql"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -145,7 +146,7 @@ def baseline_db(pg: PgServer) -> Iterator[Database]:
 @pytest.fixture
 def db_url(baseline_db: Database) -> str:
     """The full (unmasked) URL of baseline_db, for the CLI."""
-    from mita_integrity.urls import build_url
+    from mita_integrity.database.urls import build_url
 
     return build_url(baseline_db.parsed.params, mask_password=False)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from psycopg import sql
 
-from mita_integrity.connection import Database, connect
+from mita_integrity.database.connection import Database, connect
 
 
 def _tables(cur: Any) -> list[str]:
@@ -62,6 +62,6 @@ def run_sql(db: Database, statement: str) -> list[tuple[Any, ...]]:
 
 def cli_url(db: Database, **extra: str) -> str:
     """Gives the database's full URL (password included) for the CLI, with extra query options."""
-    from mita_integrity.urls import build_url
+    from mita_integrity.database.urls import build_url
 
     return build_url({**db.parsed.params, **extra}, mask_password=False)

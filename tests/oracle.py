@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import psycopg
 
-from mita_integrity.iso4217 import CODES
+from mita_integrity.check.rules.iso4217 import CODES
 
 LIVE_TX = "deleted_at IS NULL"
 _ISO = ", ".join(f"'{c}'" for c in sorted(CODES))

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from mita_integrity.connection import Database, connect
+from mita_integrity.database.connection import Database, connect
 
 BINARY = Path(os.environ.get("MITA_TEST_PGBOUNCER", "/usr/sbin/pgbouncer"))
 USER = "postgres.atdcxppfflmiwjwjuqyl"  # as Supabase's pooler spells it: role.project-ref

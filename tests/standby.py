@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from mita_integrity.connection import Database
+from mita_integrity.database.connection import Database
 
 SCRIPT = Path(sys.executable).with_name("mita-integrity")
 

@@ -18,10 +18,12 @@ from typing import Any
 
 import pytest
 
-from mita_integrity import catalog, migrate, migration_export
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.urls import build_url
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
+from mita_integrity.migration import command as migrate
+from mita_integrity.migration import export as migration_export
+from tests.support import schema_snapshot as catalog
 
 from .dbstate import checksums, cli_url, run_sql
 
@@ -290,7 +292,7 @@ def test_export_follows_the_chain_and_continues_an_earlier_export(tmp_path: Path
     assert [f.down_revision for f in first] == ["0021_add_habit_completions", *STEPS[:-1]]
 
     chain = tmp_path / "chain"
-    source = Path(migrate.__file__).with_name("migrations")
+    source = Path(migrate.__file__).parents[1] / "migrations"
     chain.mkdir()
     for item in ("env.py", "script.py.mako"):
         (chain / item).write_text((source / item).read_text(encoding="utf-8"), encoding="utf-8")

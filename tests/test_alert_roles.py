@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mita_integrity.connection import Database, connect
+from mita_integrity.database.connection import Database, connect
 
 from .conftest import PgServer
 from .receivers import HttpReceiver

@@ -12,9 +12,9 @@ import pytest
 import sentry_sdk
 
 from mita_integrity.alerts import AlertConfig, Delivery, deliver, load_config
-from mita_integrity.errors import UsageError
+from mita_integrity.database.errors import UsageError
 from mita_integrity.findings import DatabaseInfo, Report, Result, Severity, Status
-from mita_integrity.history import Delta, Finding, fingerprint
+from mita_integrity.runs.findings_history import Delta, Finding, fingerprint
 
 from .receivers import HttpReceiver, SmtpReceiver, free_port, self_signed
 

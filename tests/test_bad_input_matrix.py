@@ -13,8 +13,8 @@ import pytest
 from psycopg import sql
 
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.urls import build_url
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
 
 from .dbstate import checksums, cli_url, run_sql
 

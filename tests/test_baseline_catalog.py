@@ -16,10 +16,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from mita_integrity import catalog, migrate
-from mita_integrity.connection import Database, connect
-from mita_integrity.errors import UsageError
-from mita_integrity.models import metadata
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.errors import UsageError
+from mita_integrity.database.models import metadata
+from mita_integrity.migration import command as migrate
+from tests.support import schema_snapshot as catalog
 
 if TYPE_CHECKING:
     from conftest import PgServer

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
+from mita_integrity.check.rule_registry import ALL_RULES, BY_CODE
+from mita_integrity.check.rules.base import Rule
 from mita_integrity.cli import main
 from mita_integrity.findings import SECTIONS, FixSafety, Severity
-from mita_integrity.rules.base import Rule
-from mita_integrity.rules.catalogue import ALL_RULES, BY_CODE
 
 from .test_rule_cases import CASES, CASES_DIR, code_of
 

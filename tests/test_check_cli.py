@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.urls import build_url
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
 
 ORPHAN_HABIT = "INSERT INTO habits (id, user_id, title) VALUES ('00000000-0000-0000-0000-0000000000a1', " \
                "'00000000-0000-0000-0000-0000000000ff', 'walk')"

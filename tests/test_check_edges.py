@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from mita_integrity.check import CheckRequest, run_check
+from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
 from mita_integrity.findings import Result
-from mita_integrity.urls import build_url
 
 USER = "00000000-0000-0000-0000-000000000001"
 DEAD = "dead0000-0000-0000-0000-000000000001"

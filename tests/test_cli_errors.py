@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
+from mita_integrity.database.connection import Database, connect
 
 PASSWORD = "Sup3rSecretPw"
 
@@ -85,7 +85,7 @@ def test_password_from_database_url_env_is_masked(capsys: pytest.CaptureFixture[
 
 
 def _url(db: Database) -> str:
-    from mita_integrity.urls import build_url
+    from mita_integrity.database.urls import build_url
 
     return build_url(db.parsed.params, mask_password=False)
 
@@ -148,7 +148,7 @@ def test_read_only_role_cannot_migrate_and_nothing_changes(capsys: pytest.Captur
     params = dict(empty_db.parsed.params, user="mita_ro_cli", password=PASSWORD)
     if params.get("host", "").startswith("/"):
         pytest.skip("needs a TCP server with password authentication")
-    from mita_integrity.urls import build_url
+    from mita_integrity.database.urls import build_url
 
     try:
         code, out, err = run_cli(capsys, "--db", build_url(params, mask_password=False), "migrate", "upgrade")
@@ -187,7 +187,7 @@ def test_database_url_says_which_database_and_why(capsys: pytest.CaptureFixture[
     """Issue 16, item 3: a command on DATABASE_URL names it on stderr; stdout (JSON) stays clean."""
     import json
 
-    from mita_integrity.urls import build_url
+    from mita_integrity.database.urls import build_url
 
     monkeypatch.setenv("DATABASE_URL", build_url(baseline_db.parsed.params, mask_password=False))
     code, out, err = run_cli(capsys, "check", "--select", "REF005", "--format", "json")
@@ -203,7 +203,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(delay: float, baseline_db
     import sys
     import time
 
-    from mita_integrity.urls import build_url
+    from mita_integrity.database.urls import build_url
 
     exe = Path(sys.executable).with_name("mita-integrity")
     url = build_url(baseline_db.parsed.params, mask_password=False)

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from mita_integrity.connection import Database, connect, transaction
-from mita_integrity.errors import ConnectionFailed
-from mita_integrity.urls import build_url
+from mita_integrity.database.connection import Database, connect, transaction
+from mita_integrity.database.errors import ConnectionFailed
+from mita_integrity.database.urls import build_url
 
 from .conftest import PgServer
 
@@ -152,7 +152,7 @@ def test_unreachable_host_times_out(silent_port: int) -> None:
 def test_a_session_the_server_timed_out_is_a_lost_connection(pg: PgServer, setting: str, state: str) -> None:
     """The server ends an idle session with a FATAL of its own SQLSTATE: the session is gone (told by that
     SQLSTATE, not by the message), so the user gets the one-line 'lost the connection', not a traceback."""
-    from mita_integrity.errors import connection_lost, is_connection_lost
+    from mita_integrity.database.errors import connection_lost, is_connection_lost
 
     from .polling import until
 

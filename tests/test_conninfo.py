@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from mita_integrity import embedded
-from mita_integrity.connection import Database
-from mita_integrity.urls import conninfo, parse_url
+from mita_integrity.database import embedded
+from mita_integrity.database.connection import Database
+from mita_integrity.database.urls import conninfo, parse_url
 
 from .dbstate import cli_url
 

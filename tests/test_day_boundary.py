@@ -17,16 +17,16 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from mita_integrity.check import CheckRequest, options_for, run_check
-from mita_integrity.connection import Database, connect
-from mita_integrity.errors import UsageError
-from mita_integrity.rules.dayboundary import (
+from mita_integrity.check.rules.dayboundary import (
     check_boundary,
     plan_day_sql,
     transaction_day_sql,
     user_zones_sql,
     valid_zone_sql,
 )
+from mita_integrity.check.run import CheckRequest, options_for, run_check
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.errors import UsageError
 
 from .conftest import PgServer
 

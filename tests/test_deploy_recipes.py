@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from croniter import croniter
 
 from mita_integrity.cli import cli
-from mita_integrity.connection import Database, connect
+from mita_integrity.database.connection import Database, connect
 
 DEPLOY = Path(__file__).resolve().parents[1] / "docs" / "deploy"
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from mita_integrity.rules.catalogue import ALL_RULES
-from mita_integrity.rules.docs import anchor, reference_markdown
+from mita_integrity.check.rule_registry import ALL_RULES
+from mita_integrity.repair.rule_reference import anchor, reference_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 RULES_MD = DOCS / "rules.md"
-REGENERATE = "python -m mita_integrity.rules.docs > docs/rules.md"
+REGENERATE = "python -m mita_integrity.repair.rule_reference > docs/rules.md"
 
 # The guides the index and the operations guide link to; a missing one is a broken link, not a skip.
 GUIDES = ("README.md", "rules.md", "configuration.md", "operations.md", "deployment.md", "poolers.md", "replicas.md",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mita_integrity import embedded
+from mita_integrity.database import embedded
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from mita_integrity import migrate
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.pgcluster import start_cluster
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.migration import command as migrate
 from mita_integrity.seed import SeedOptions, seed_database
+from tests.support.pgcluster import start_cluster
 
 from .conftest import PgServer
 from .dbstate import archived, assert_nothing_lost, cli_url, row_counts

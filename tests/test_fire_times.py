@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mita_integrity.fire_times import last_fire, next_fire
-from mita_integrity.schedule import Clock, ScheduledRun, ScheduleRequest, Stopper, serve
+from mita_integrity.schedule.fire_times import last_fire, next_fire
+from mita_integrity.schedule.runner import Clock, ScheduledRun, ScheduleRequest, Stopper, serve
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from mita_integrity.check import CheckRequest, run_check
+from mita_integrity.check.rule_registry import ALL_RULES
+from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
+from mita_integrity.database.connection import Database, connect
 from mita_integrity.findings import FixSafety
-from mita_integrity.fix import FixRequest, plan_fix
-from mita_integrity.fix_apply import apply_fix
-from mita_integrity.repairs import REPAIRS
-from mita_integrity.rules.catalogue import ALL_RULES
+from mita_integrity.repair.apply import apply_fix
+from mita_integrity.repair.plan import FixRequest, plan_fix
+from mita_integrity.repair.repairs import REPAIRS
+from mita_integrity.repair.undo import UndoMode, undo_run
 from mita_integrity.seed import SeedOptions, seed_database
-from mita_integrity.undo import UndoMode, undo_run
 
 from .dbstate import archived, assert_nothing_lost, checksums, row_counts
 from .dbstate import cli_url as _url

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from mita_integrity.connection import Database
-from mita_integrity.fix import FixRequest, plan_fix
-from mita_integrity.fix_apply import apply_fix
-from mita_integrity.repairs import REPAIRS
-from mita_integrity.undo import UndoMode, undo_run
+from mita_integrity.database.connection import Database
+from mita_integrity.repair.apply import apply_fix
+from mita_integrity.repair.plan import FixRequest, plan_fix
+from mita_integrity.repair.repairs import REPAIRS
+from mita_integrity.repair.undo import UndoMode, undo_run
 
 from .dbstate import archived, assert_nothing_lost, checksums
 from .test_rule_cases import CASES, RuleCase, _prepare

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.urls import build_url
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
 
 from .dbstate import checksums
 

@@ -11,13 +11,13 @@ from decimal import Decimal
 
 import pytest
 
-from mita_integrity.connection import Database
+from mita_integrity.database.connection import Database
 from mita_integrity.findings import FixSafety
-from mita_integrity.fix import FixRequest, plan_fix
-from mita_integrity.fix_apply import apply_fix
-from mita_integrity.repairs import REPAIRS
-from mita_integrity.repairs.rows import RowRepair
-from mita_integrity.undo import undo_run
+from mita_integrity.repair.apply import apply_fix
+from mita_integrity.repair.plan import FixRequest, plan_fix
+from mita_integrity.repair.repairs import REPAIRS
+from mita_integrity.repair.repairs.rows import RowRepair
+from mita_integrity.repair.undo import undo_run
 
 from .test_trigger import ANN, BOB, D1, D2, add, at, d, db, plan, sql
 from .test_trigger_edges import LONG, count

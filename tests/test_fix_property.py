@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mita_integrity import migrate
-from mita_integrity.check import CheckRequest, run_check
-from mita_integrity.connection import Database, connect
+from mita_integrity.check.run import CheckRequest, run_check
+from mita_integrity.database.connection import Database, connect
 from mita_integrity.findings import FixSafety
-from mita_integrity.fix import FixRequest, plan_fix
-from mita_integrity.fix_apply import apply_fix
+from mita_integrity.migration import command as migrate
+from mita_integrity.repair.apply import apply_fix
+from mita_integrity.repair.plan import FixRequest, plan_fix
+from mita_integrity.repair.undo import undo_run
 from mita_integrity.seed import SeedOptions, seed_database
-from mita_integrity.undo import undo_run
 
 from .conftest import PgServer, template_at
 from .dbstate import archived, assert_nothing_lost, checksums, row_counts

@@ -7,10 +7,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from mita_integrity.check import CheckRequest, run_check
-from mita_integrity.connection import Database
+from mita_integrity.check.run import CheckRequest, run_check
+from mita_integrity.database.connection import Database
 from mita_integrity.findings import Report
-from mita_integrity.history import record
+from mita_integrity.runs.findings_history import record
 from mita_integrity.seed import SeedOptions, seed_database
 
 
@@ -215,7 +215,7 @@ def test_the_cli_reports_the_mode_and_runs_shows_it(dirty: Database, tmp_path: A
     import sys
     from pathlib import Path
 
-    from mita_integrity.urls import build_url
+    from mita_integrity.database.urls import build_url
 
     url = build_url(dirty.parsed.params, mask_password=False)
     exe = str(Path(sys.executable).with_name("mita-integrity"))
@@ -251,7 +251,7 @@ def test_the_cli_reports_the_mode_and_runs_shows_it(dirty: Database, tmp_path: A
 def test_the_schedule_runs_incremental_checks_and_a_full_one_at_least_every_full_every(dirty: Database) -> None:
     from datetime import UTC, datetime
 
-    from mita_integrity.schedule import ScheduleRequest, run_once
+    from mita_integrity.schedule.runner import ScheduleRequest, run_once
 
     request = ScheduleRequest(check=CheckRequest(parallel=False), incremental=True, full_every_s=7 * 86400)
 

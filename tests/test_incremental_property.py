@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mita_integrity.connection import Database
+from mita_integrity.database.connection import Database
 
 from .test_incremental import delete_user, recorded, same_as_full, seed
 

@@ -10,11 +10,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from mita_integrity import integrity_schema, store
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.errors import DatabaseStateError
-from mita_integrity.integrity_schema import Step
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.errors import DatabaseStateError
+from mita_integrity.runs import integrity_schema, store
+from mita_integrity.runs.integrity_schema import Step
 
 from .dbstate import cli_url
 from .dbstate import run_sql as _sql

@@ -17,11 +17,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from mita_integrity import backup, embedded, migrate, migrate_guards
-from mita_integrity.check import CheckRequest, run_check
+from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.errors import DatabaseStateError
+from mita_integrity.database import backup, embedded
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.errors import DatabaseStateError
+from mita_integrity.migration import command as migrate
+from mita_integrity.migration import guards as migrate_guards
 from mita_integrity.migrations.frozen import cleanup_v1, online_v1, r0023
 from mita_integrity.seed import SeedOptions, seed_database
 

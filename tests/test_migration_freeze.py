@@ -18,8 +18,7 @@ PACKAGE = ROOT / "src" / "mita_integrity"
 MIGRATIONS = PACKAGE / "migrations"
 MANIFEST = ROOT / "tests" / "data" / "frozen_migrations.sha256"
 # Code a migration must never run: it changes with the product, and a migration must not.
-FORBIDDEN = ("mita_integrity.fix", "mita_integrity.fix_apply", "mita_integrity.repairs", "mita_integrity.rules",
-             "mita_integrity.seed")
+FORBIDDEN = ("mita_integrity.repair", "mita_integrity.check", "mita_integrity.seed")
 
 
 def _module_of(path: Path) -> str:
@@ -159,12 +158,12 @@ def test_the_freeze_names_a_changed_file_and_says_to_add_a_revision(tmp_path: Pa
 
 
 def test_the_import_walk_sees_function_level_and_relative_imports(tmp_path: Path) -> None:
-    """A lazy `from mita_integrity.fix import …` inside a function is an import of fix all the same."""
+    """A lazy `from mita_integrity.repair.plan import …` inside a function is an import of fix all the same."""
     probe = MIGRATIONS / "frozen" / "kit_v1.py"
     assert "mita_integrity.migrations.frozen.online_v1" in _imports(probe)  # `from .online_v1 import …`
     fake = tmp_path / "x.py"
-    fake.write_text("def f():\n    from mita_integrity.fix import plan_fix\n", encoding="utf-8")
-    assert "mita_integrity.fix" in _imports(fake)
+    fake.write_text("def f():\n    from mita_integrity.repair.plan import plan_fix\n", encoding="utf-8")
+    assert "mita_integrity.repair.plan" in _imports(fake)
 
 
 @pytest.mark.parametrize("module", ["mita_integrity.migrations.frozen.cleanup_v1",
@@ -183,11 +182,11 @@ def test_migrate_takes_its_table_list_from_the_baseline_not_the_seed() -> None:
     """`migrate` checks the role owns the baseline's tables by its own list: the seed generator may change."""
     import re
 
-    from mita_integrity import migrate
+    from mita_integrity.migration import command as migrate
     from mita_integrity.seed.plan import MITA_TABLES
 
     assert not any(m == "mita_integrity.seed" or m.startswith("mita_integrity.seed.")
-                   for m in _imports(PACKAGE / "migrate.py"))
+                   for m in _imports(PACKAGE / "migration" / "command.py"))
     baseline = (MIGRATIONS / "sql" / "0021_add_habit_completions.sql").read_text(encoding="utf-8")
     created = re.findall(r'CREATE TABLE (?:public\.)?"?(\w+)', baseline)
     assert sorted(migrate.MITA_TABLES) == sorted(created) == sorted(MITA_TABLES)

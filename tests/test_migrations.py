@@ -14,15 +14,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from mita_integrity import migrate
-from mita_integrity.catalog import diff, snapshot
-from mita_integrity.check import CheckRequest, run_check
-from mita_integrity.connection import Database, connect
-from mita_integrity.fix import FixRequest, plan_fix
-from mita_integrity.fix_apply import apply_fix
-from mita_integrity.online import pending_constraints
+from mita_integrity.check.run import CheckRequest, run_check
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
+from mita_integrity.migration import command as migrate
+from mita_integrity.migration.online import pending_constraints
+from mita_integrity.repair.apply import apply_fix
+from mita_integrity.repair.plan import FixRequest, plan_fix
 from mita_integrity.seed import SeedOptions, seed_database
-from mita_integrity.urls import build_url
+from tests.support.schema_snapshot import diff, snapshot
 
 from .dbstate import archived, assert_nothing_lost, row_counts
 from .dbstate import run_sql as _sql
@@ -165,12 +165,12 @@ def test_unique_key_rejects_null_categories_and_goal_savings_keep_both_amounts(b
 
 def test_fix_migrate_verify_then_resolve_validate_and_round_trip(baseline_db: Database) -> None:
     """Issue 5's Done-when, on a database seeded with every defect."""
-    from mita_integrity import store
-    from mita_integrity.verify import run_verify
+    from mita_integrity.runs import findings_history as history
+    from mita_integrity.verify.scorecard import run_verify
 
     def record() -> None:
         with connect(baseline_db) as conn:
-            store.record_check(conn, run_check(baseline_db, CheckRequest()))
+            history.record_check(conn, run_check(baseline_db, CheckRequest()))
 
     _seed(baseline_db)
     request = FixRequest()

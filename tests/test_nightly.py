@@ -19,12 +19,12 @@ import pytest
 from psycopg import sql
 
 from mita_integrity.alerts import load_config
-from mita_integrity.check import CheckRequest
+from mita_integrity.check.run import CheckRequest
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.errors import ConnectionFailed
-from mita_integrity.schedule import MetricsExporter, ScheduleRequest, Stopper, serve
-from mita_integrity.urls import build_url
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.errors import ConnectionFailed
+from mita_integrity.database.urls import build_url
+from mita_integrity.schedule.runner import MetricsExporter, ScheduleRequest, Stopper, serve
 
 from .conftest import PgServer
 from .receivers import HttpReceiver, SmtpReceiver, free_port
@@ -191,7 +191,7 @@ def test_once_on_an_outage_alerts_then_fails_in_one_line(capsys: pytest.CaptureF
 
 
 def test_only_a_refused_configuration_stops_the_daemon_at_start(baseline_db: Database) -> None:
-    from mita_integrity.schedule import preflight
+    from mita_integrity.schedule.runner import preflight
 
     assert preflight(baseline_db) is None
     wrong = Database.from_url(_url(baseline_db).replace(f"/{baseline_db.dbname}", "/no_such_database_here"))
@@ -206,8 +206,8 @@ def test_only_a_refused_configuration_stops_the_daemon_at_start(baseline_db: Dat
 
 def test_a_bug_in_a_run_is_a_failed_run_not_a_dead_daemon(baseline_db: Database,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from mita_integrity import schedule
-    from mita_integrity.schedule import attempt, describe
+    from mita_integrity.schedule import runner as schedule
+    from mita_integrity.schedule.runner import attempt, describe
 
     def broken(*args: object, **kwargs: object) -> object:
         raise ZeroDivisionError("division by zero")
@@ -224,7 +224,7 @@ def test_a_bug_in_a_run_is_a_failed_run_not_a_dead_daemon(baseline_db: Database,
 def test_the_night_clocks_go_back_runs_the_next_day_once_against_the_database(baseline_db: Database) -> None:
     """At 02:00:05 CEST on 2026-10-25, with that slot recorded: the daemon's next run is 02:00 CET on the
     26th — run, not skipped as "already recorded" — after a bounded number of waits."""
-    from mita_integrity.schedule import attempt
+    from mita_integrity.schedule.runner import attempt
 
     berlin = "Europe/Berlin"
     first = datetime(2026, 10, 25, 0, 0, tzinfo=UTC)  # 02:00 CEST
@@ -372,7 +372,7 @@ def test_a_trickling_receiver_is_cut_at_the_deadline_and_the_lock_released(
     assert "slack FAILED" in out and "deadline of 1 s" in out, out
     assert "email ok, sentry ok, webhook ok" in out  # the others are not held up by it
     assert took < 15, took
-    from mita_integrity.schedule import LOCK_KEY
+    from mita_integrity.schedule.runner import LOCK_KEY
 
     with connect(baseline_db) as conn:
         assert conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone() == (True,)

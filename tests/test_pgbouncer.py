@@ -16,11 +16,11 @@ from importlib import resources
 
 import pytest
 
-from mita_integrity import migrate
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, Pooling, detect_pooling
-from mita_integrity.errors import UsageError
-from mita_integrity.schedule import LOCK_KEY
+from mita_integrity.database.connection import Database, Pooling, detect_pooling
+from mita_integrity.database.errors import UsageError
+from mita_integrity.migration import command as migrate
+from mita_integrity.schedule.runner import LOCK_KEY
 
 from .conftest import PgServer, template_at
 from .dbstate import archived, assert_nothing_lost, checksums, cli_url, row_counts, run_sql
@@ -223,7 +223,7 @@ def test_schedule_once_through_the_pooler_holds_its_lock_in_a_transaction(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A session lock through a transaction pooler is taken on one server connection and released (or not)
     on another: the lock must live in a transaction, which the pooler keeps on one server connection."""
-    from mita_integrity import schedule
+    from mita_integrity.schedule import runner as schedule
 
     holders = (f"SELECT a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = "
                f"'advisory' AND l.classid = {LOCK_KEY >> 32} AND l.objid = {LOCK_KEY & 0xFFFFFFFF}")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from mita_integrity.check import CheckRequest, run_check
+from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.cli import main
-from mita_integrity.connection import Database
+from mita_integrity.database.connection import Database
+from mita_integrity.database.urls import build_url
 from mita_integrity.findings import Report
-from mita_integrity.urls import build_url
 
 from .conftest import PgServer
 from .dbstate import checksums, cli_url, run_sql
@@ -145,7 +145,7 @@ def test_custom_rules_give_their_exact_counts_in_every_format_and_in_the_psql_sc
 
 def test_the_contract_example_file_is_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The format in the issue is a contract: the file exactly as shown there loads."""
-    from mita_integrity.project_file import load
+    from mita_integrity.cli.project_file import load
 
     example = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
     contract = re.search(r"<!-- contract -->\n```toml\n(.*?)```", example, re.DOTALL)
@@ -218,7 +218,7 @@ def test_settings_layer_file_then_environment_then_flags(seeded: Database, tmp_p
         asked.append(request)
         return run_check(db, request)
 
-    monkeypatch.setattr("mita_integrity.check.run_check", recording)
+    monkeypatch.setattr("mita_integrity.check.run.run_check", recording)
 
     def options(*extra: str) -> CheckRequest:
         assert main([*base, "check", "--format", "json", "--fail-on", "never", *extra]) == 0
@@ -417,7 +417,7 @@ def test_a_custom_predicate_gives_the_same_count_alone_and_beside_the_built_ins(
         seeded: Database, tmp_path: Path, parallel: bool) -> None:
     """The engine's "any subset" and "all at once" guarantees hold for the team's rules too: X001 and X003
     join the transactions pass with REF001, REF008, AMT004 … and each count equals the count alone."""
-    from mita_integrity import project_file
+    from mita_integrity.cli import project_file
 
     run_sql(seeded, ORPHAN_GOAL)
     loaded = project_file.load(project(tmp_path, PROJECT + ORPHAN_RULE))
@@ -440,10 +440,10 @@ def test_a_custom_predicate_gives_the_same_count_alone_and_beside_the_built_ins(
 def test_the_pass_builder_takes_a_custom_predicate_with_its_own_subquery_aliases(tmp_path: Path) -> None:
     """A team predicate's subquery aliases are its own (scoped): the pass builder's collision assertion
     accepts them beside a built-in join of the same name, and they add no join to the pass."""
-    from mita_integrity import project_file
-    from mita_integrity.rules.base import RowRule
-    from mita_integrity.rules.catalogue import BY_CODE
-    from mita_integrity.rules.engine import pass_joins
+    from mita_integrity.check.engine import pass_joins
+    from mita_integrity.check.rule_registry import BY_CODE
+    from mita_integrity.check.rules.base import RowRule
+    from mita_integrity.cli import project_file
 
     loaded = project_file.load(project(tmp_path, PROJECT + ORPHAN_RULE))
     x003 = loaded.rule("X003")

@@ -14,11 +14,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from mita_integrity.check import engine
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.pgcluster import Cluster, start_standby
-from mita_integrity.rules import engine
+from mita_integrity.database.connection import Database, connect
 from mita_integrity.seed import SeedOptions, seed_database
+from tests.support.pgcluster import Cluster, start_standby
 
 from .conftest import PgServer
 from .dbstate import cli_url

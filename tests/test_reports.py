@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from mita_integrity.errors import UsageError
+from mita_integrity.database.errors import UsageError
 from mita_integrity.findings import SECTIONS, Report, Severity, Status
 from mita_integrity.report import EXTENSIONS, FORMATS, file_name, mask_email, render
 

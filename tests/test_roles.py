@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from mita_integrity import integrity_schema
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.runs import integrity_schema
 from mita_integrity.seed import SeedOptions, seed_database
 
 from .conftest import PgServer
@@ -136,7 +136,7 @@ def test_roles_sql_creates_the_integrity_schema_as_store_does() -> None:
 
     script = norm(ROLES_SQL.read_text())
     assert " ".join(norm(statement) + ";" for statement in integrity_schema.script()) in script, \
-        "section 5 of docs/roles.sql differs: paste `python -m mita_integrity.integrity_schema` there"
+        "section 5 of docs/roles.sql differs: paste `python -m mita_integrity.runs.integrity_schema` there"
 
 
 def test_the_reader_checks_plans_and_lists_but_writes_nothing(capsys: pytest.CaptureFixture[str],

@@ -34,10 +34,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from mita_integrity.check import CheckRequest, run_check
-from mita_integrity.connection import Database, connect
+from mita_integrity.check.rule_registry import BY_CODE
+from mita_integrity.check.run import CheckRequest, run_check
+from mita_integrity.database.connection import Database, connect
 from mita_integrity.findings import Result
-from mita_integrity.rules.catalogue import BY_CODE
 
 CASES_DIR = Path(__file__).resolve().parent / "rule_cases"
 OPTION_KEYS = {"budget_days", "day_boundary", "since", "sample", "physical", "no_guarantees"}

@@ -16,15 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mita_integrity import migrate
-from mita_integrity.check import CheckRequest, run_check
-from mita_integrity.connection import Database, connect
+from mita_integrity.check.engine import pass_joins
+from mita_integrity.check.rule_registry import ALL_RULES, FAMILY_OF
+from mita_integrity.check.rules.base import Join, RowRule
+from mita_integrity.check.rules.context import schema_from_metadata
+from mita_integrity.check.run import CheckRequest, run_check
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.models import metadata
 from mita_integrity.findings import FixSafety, Result, Severity
-from mita_integrity.models import metadata
-from mita_integrity.rules.base import Join, RowRule
-from mita_integrity.rules.catalogue import ALL_RULES, FAMILY_OF
-from mita_integrity.rules.context import schema_from_metadata
-from mita_integrity.rules.engine import pass_joins
+from mita_integrity.migration import command as migrate
 
 from .conftest import PgServer, template_at
 from .test_rule_cases import CASES, RuleCase

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mita_integrity.run_history import RunRow, describe
+from mita_integrity.runs.run_history import RunRow, describe
 
 
 def _fix(status: str, summary: dict[str, object]) -> RunRow:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mita_integrity.connection import Database, connect
-from mita_integrity.urls import build_url
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
 
 ORPHAN_PLAN = ("INSERT INTO daily_plan (id, user_id, date, category) VALUES ('00000000-0000-0000-0000-0000000000b1', "
                "'00000000-0000-0000-0000-0000000000ff', date_trunc('day', now(), 'UTC'), 'food')")

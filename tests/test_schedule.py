@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.urls import build_url
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
 
 from .polling import until
 from .receivers import HttpReceiver, SmtpReceiver
@@ -105,7 +105,7 @@ def test_two_concurrent_schedulers_make_one_run(baseline_db: Database, tmp_path:
     exe = str(Path(sys.executable).with_name("mita-integrity"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MITA_", "SENTRY_"))}
     args = [exe, "--db", _url(baseline_db), "schedule", "--once", "--fail-on", "never"]
-    from mita_integrity.schedule import LOCK_KEY
+    from mita_integrity.schedule.runner import LOCK_KEY
 
     with connect(baseline_db, autocommit=True) as holder:  # both start while the lock is busy: truly concurrent
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
@@ -194,8 +194,8 @@ def test_metrics_endpoint_serves_the_last_run(baseline_db: Database) -> None:
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from mita_integrity.check import CheckRequest, run_check
-    from mita_integrity.schedule import MetricsExporter
+    from mita_integrity.check.run import CheckRequest, run_check
+    from mita_integrity.schedule.runner import MetricsExporter
 
     from .receivers import free_port
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from mita_integrity import migrate
-from mita_integrity.connection import Database, connect
-from mita_integrity.errors import DatabaseStateError, UsageError
-from mita_integrity.iso4217 import CODES
+from mita_integrity.check.rules.iso4217 import CODES
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.errors import DatabaseStateError, UsageError
+from mita_integrity.migration import command as migrate
 from mita_integrity.seed import SeedOptions, SeedResult, seed_database
 from mita_integrity.seed.plan import MITA_TABLES
 

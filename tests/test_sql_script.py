@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from mita_integrity import embedded, sqlscript
-from mita_integrity.check import CheckRequest, run_check
+from mita_integrity.check import sqlscript
+from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.urls import build_url
+from mita_integrity.database import embedded
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
 
 from .conftest import PgServer
 

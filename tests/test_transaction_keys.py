@@ -8,11 +8,11 @@ import itertools
 
 import pytest
 
-from mita_integrity.connection import Database, connect
-from mita_integrity.rules import transaction_keys
-from mita_integrity.rules.catalogue import FAMILY_OF
-from mita_integrity.rules.context import CheckContext, CheckOptions, Outcome, load_schema
-from mita_integrity.rules.engine import plan
+from mita_integrity.check.engine import plan
+from mita_integrity.check.rule_registry import FAMILY_OF
+from mita_integrity.check.rules import transaction_keys
+from mita_integrity.check.rules.context import CheckContext, CheckOptions, Outcome, load_schema
+from mita_integrity.database.connection import Database, connect
 
 U1 = "00000000-0000-0000-0000-00000000a001"
 U2 = "00000000-0000-0000-0000-00000000a002"

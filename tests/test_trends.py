@@ -21,18 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from mita_integrity import history
-from mita_integrity.check import CheckRequest, run_check
+from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect, transaction
+from mita_integrity.database.connection import Database, connect, transaction
+from mita_integrity.database.urls import build_url
 from mita_integrity.findings import Report, Severity
-from mita_integrity.fix import FixRequest, plan_fix
-from mita_integrity.fix_apply import apply_fix
-from mita_integrity.history import Trend
+from mita_integrity.repair.apply import apply_fix
+from mita_integrity.repair.plan import FixRequest, plan_fix
+from mita_integrity.repair.undo import undo_run
 from mita_integrity.report import render, trends
 from mita_integrity.report.stored import report_from_json
-from mita_integrity.undo import undo_run
-from mita_integrity.urls import build_url
+from mita_integrity.runs import findings_history as history
+from mita_integrity.runs.findings_history import Trend
 
 from .report_samples import sample_report
 

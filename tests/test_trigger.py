@@ -25,8 +25,8 @@ import psycopg
 import pytest
 
 import mita_integrity
-from mita_integrity.check import CheckRequest, run_check
-from mita_integrity.connection import Database, connect
+from mita_integrity.check.run import CheckRequest, run_check
+from mita_integrity.database.connection import Database, connect
 from mita_integrity.findings import Status
 
 SQL_DIR = Path(mita_integrity.__file__).parent / "migrations" / "sql"

@@ -17,13 +17,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from mita_integrity import migrate
-from mita_integrity.backup import pg_dump_binary
-from mita_integrity.check import CheckRequest, run_check
-from mita_integrity.connection import Database, connect
-from mita_integrity.fix import FixRequest, plan_fix
-from mita_integrity.fix_apply import apply_fix
-from mita_integrity.urls import build_url
+from mita_integrity.check.run import CheckRequest, run_check
+from mita_integrity.database.backup import pg_dump_binary
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.urls import build_url
+from mita_integrity.migration import command as migrate
+from mita_integrity.repair.apply import apply_fix
+from mita_integrity.repair.plan import FixRequest, plan_fix
 
 from .conftest import PgServer, template_at
 from .test_trigger import ANN, BOB, D1, D2, add, assert_consistent, at, bud001, d, db, plan, sql, update

@@ -18,7 +18,7 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mita_integrity.connection import Database, connect
+from mita_integrity.database.connection import Database, connect
 
 from .test_trigger import ANN, BOB, D1, D2, allow_null_category, assert_consistent, at, db, plan, sql
 

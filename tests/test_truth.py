@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mita_integrity.cli import main
-from mita_integrity.connection import Database
-from mita_integrity.urls import build_url
+from mita_integrity.database.connection import Database
+from mita_integrity.database.urls import build_url
 
 
 @pytest.mark.parametrize("seed", [3, 11])

@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 
 from mita_integrity.cli import main
-from mita_integrity.connection import Database
-from mita_integrity.fix import FixRequest, plan_fix
-from mita_integrity.fix_apply import apply_fix
-from mita_integrity.undo import UndoMode, undo_run
+from mita_integrity.database.connection import Database
+from mita_integrity.repair.apply import apply_fix
+from mita_integrity.repair.plan import FixRequest, plan_fix
+from mita_integrity.repair.undo import UndoMode, undo_run
 
 from .dbstate import checksums
 from .dbstate import cli_url as _url

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mita_integrity.errors import UsageError
-from mita_integrity.urls import build_url, mask_secrets, mask_url, parse_url
+from mita_integrity.database.errors import UsageError
+from mita_integrity.database.urls import build_url, mask_secrets, mask_url, parse_url
 
 SUPABASE = (
     "postgresql://postgres.atdcxppfflmiwjwjuqyl:p%40ss%3Aw0rd%25x@aws-0-us-east-2.pooler.supabase.com:5432/"
@@ -54,7 +54,7 @@ def test_the_options_are_the_linked_libpqs_own() -> None:
     from psycopg import pq
     from psycopg.conninfo import conninfo_to_dict
 
-    from mita_integrity.urls import conninfo
+    from mita_integrity.database.urls import conninfo
 
     listed = {opt.keyword.decode() for opt in pq.Conninfo.get_defaults()}
     assert {"sslmode", "connect_timeout", "options", "target_session_attrs"} <= listed

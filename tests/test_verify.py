@@ -12,11 +12,11 @@ import psycopg
 import pytest
 
 import mita_integrity
-from mita_integrity import run_history
+from mita_integrity.check.rules.context import load_schema
+from mita_integrity.check.rules.references import user_id_tables
 from mita_integrity.cli import main
-from mita_integrity.connection import Database, connect
-from mita_integrity.rules.context import load_schema
-from mita_integrity.rules.references import user_id_tables
+from mita_integrity.database.connection import Database, connect
+from mita_integrity.runs import run_history
 from mita_integrity.seed import SeedOptions, seed_database
 
 from .dbstate import checksums

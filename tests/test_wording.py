@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mita_integrity import migrate
+from mita_integrity.check.rule_registry import ALL_RULES
 from mita_integrity.cli import main
-from mita_integrity.connection import Database
-from mita_integrity.rules.catalogue import ALL_RULES
+from mita_integrity.database.connection import Database
+from mita_integrity.migration import command as migrate
 
 from .dbstate import cli_url as _url
 from .dbstate import run_sql as _sql

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import UsageError
+from ..database.errors import UsageError
+from ..database.urls import mask_secrets
 from ..findings import Severity
-from ..urls import mask_secrets
 from .mail import SmtpServer, parse_smtp_url
 from .sentry import check_dsn
 from .webhook import ATTEMPT_DEADLINE_S, DELIVERY_BUDGET_S, redact_url

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from .. import __version__
-from ..errors import UsageError
+from ..database.errors import UsageError
+from ..database.urls import mask_secrets
 from ..report.layout import utc_text
-from ..urls import mask_secrets
 from .webhook import RETRY_DELAYS, Budget, DeliveryFailed, Sleep, Transient, Watchdog, redact_url, with_retries
 
 if TYPE_CHECKING:
-    from .dispatch import Alert
+    from .alert import Alert
 
 TIMEOUT_S = 20.0
 COLORS = {"critical": "#b3261e", "high": "#c2410c", "medium": "#a16207", "low": "#1d4ed8", "info": "#4b5563"}

@@ -25,10 +25,10 @@ from typing import Any
 
 import psycopg
 
-from .. import store
-from ..connection import Database, connect, transaction
+from ..database.connection import Database, connect, transaction
 from ..findings import Report, Severity
-from ..history import Delta, Finding
+from ..runs import store
+from ..runs.findings_history import Delta, Finding
 from .config import AlertConfig
 from .dispatch import Delivery, plan_each, send_all
 from .webhook import Budget, Sleep

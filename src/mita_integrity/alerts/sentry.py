@@ -22,16 +22,16 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import UsageError
+from ..database.errors import UsageError
+from ..database.urls import mask_secrets
 from ..findings import Severity
-from ..history import Finding
-from ..urls import mask_secrets
+from ..runs.findings_history import Finding
 from .webhook import RETRY_DELAYS, Budget, DeliveryFailed, Sleep, post, redact_url
 
 if TYPE_CHECKING:
     from sentry_sdk.envelope import Envelope
 
-    from .dispatch import Alert
+    from .alert import Alert
 
 LEVELS = {Severity.CRITICAL: "fatal", Severity.HIGH: "error", Severity.MEDIUM: "warning",
           Severity.LOW: "info", Severity.INFO: "info"}

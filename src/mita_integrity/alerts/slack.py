@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..findings import Severity
-from ..history import Finding
 from ..report.layout import utc_text
+from ..runs.findings_history import Finding
 from .webhook import RETRY_DELAYS, Budget, Sleep, post_json
 
 if TYPE_CHECKING:
-    from .dispatch import Alert
+    from .alert import Alert
 
 MAX_ITEMS = 20
 SECTION_LIMIT = 3000

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from .. import __version__
+from ..database.urls import mask_secrets, mask_url
 from ..findings import Report
-from ..history import Delta
 from ..report.masking import masked_report
-from ..urls import mask_secrets, mask_url
+from ..runs.findings_history import Delta
 
 if TYPE_CHECKING:
-    from .dispatch import Alert
+    from .alert import Alert
 
 RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)  # the waits before the 2nd, 3rd and 4th attempt
 TIMEOUT_S = 10.0  # one socket operation (connect, one read)

@@ -4,6 +4,8 @@ This module is the console script's entry and stays light: a Ctrl-C while the co
 (about a second, more on a busy machine) must give one line and exit 130, not a traceback from deep
 inside an import. So the first thing the console script runs, before any other import, is the guard
 below; the commands and the error mapping live in `root`, and `cli` (the click group) loads on first use.
+
+May import: every package (the CLI is the top: nothing imports it).
 """
 
 from __future__ import annotations

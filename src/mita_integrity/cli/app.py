@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from .. import target
-from ..connection import Database
-from ..errors import MitaIntegrityError, UsageError
+from ..database import target
+from ..database.connection import Database
+from ..database.errors import MitaIntegrityError, UsageError
 
 if TYPE_CHECKING:
-    from ..project import Project
+    from ..check.project import Project
 
 console = Console(highlight=False, soft_wrap=True)
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -52,7 +52,7 @@ class App:
         `config` is a command's own --config (check and schedule had one for alerts before the global
         option existed); it names the same project file, so two different files are an error.
         """
-        from .. import project_file
+        from . import project_file
 
         if config is not None and self.config_option is not None and config != self.config_option:
             raise UsageError(f"--config is given twice: {self.config_option} and {config}", "give one project file")
@@ -75,7 +75,7 @@ def database_failure(exc: BaseException, command: str = "the command") -> MitaIn
     """
     import psycopg
 
-    from ..errors import DatabaseStateError, connection_lost, is_connection_lost
+    from ..database.errors import DatabaseStateError, connection_lost, is_connection_lost
 
     exc = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
     first = (str(exc).strip().splitlines() or [""])[0]

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import UsageError
+from ..database.errors import UsageError
 from ..findings import Report
 from .app import App, console, err, note
 
 if TYPE_CHECKING:
-    from ..history import Delta, Trend
+    from ..runs.findings_history import Delta, Trend
 
 FORMATS = ("text", "json", "html", "junit", "prometheus")
 TREND_RUNS = 30  # the recorded check runs the HTML report charts (this run included)
@@ -26,7 +26,7 @@ PG_TIMEOUT_MAX_MS = 2_147_483_647  # statement_timeout / lock_timeout are int mi
 
 
 def _duration_ms(text: str, option: str) -> int:
-    from ..check import parse_duration
+    from ..check.run import parse_duration
 
     text = text.strip()
     if text.isdigit():
@@ -174,7 +174,7 @@ def check_command(app: App, formats: tuple[str, ...], output: str | None, select
                   record: bool, incremental: bool, max_base_age: str, alert: bool,
                   config_path: Path | None) -> int:
     """Run the rule catalogue read-only and report; the exit code follows --fail-on (3 when a rule errs)."""
-    from ..check import CheckRequest, exit_code, options_for, parse_duration, run_check
+    from ..check.run import CheckRequest, exit_code, options_for, parse_duration, run_check
     from .config import settled
 
     request = CheckRequest(
@@ -231,7 +231,7 @@ def _alert(app: App, config: Any, delta: Any, report: Report) -> None:
     """Delivers what is due to each channel (outbox: at least once); a failed channel is a warning, never the
     exit code."""
     from ..alerts import deliver_due
-    from ..schedule import note_deliveries
+    from ..schedule.runner import note_deliveries
 
     deliveries = deliver_due(app.database(), config, report, database=app.database().display)
     note_deliveries(app.database(), report.run_id, deliveries)
@@ -246,8 +246,8 @@ def _alert(app: App, config: Any, delta: Any, report: Report) -> None:
 
 def _may_record(app: App) -> None:
     """Refuses --record up front, in one line, when the role could not store the run."""
-    from .. import store
-    from ..connection import connect, transaction
+    from ..database.connection import connect, transaction
+    from ..runs import store
 
     with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
         store.check_record_privileges(cur)
@@ -260,8 +260,8 @@ def _history(app: App) -> Trend | None:
     """
     import psycopg
 
-    from ..connection import connect, transaction
-    from ..history import trend
+    from ..database.connection import connect, transaction
+    from ..runs.findings_history import trend
 
     try:
         with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
@@ -275,9 +275,9 @@ def _record(app: App, report: Report) -> Delta:
     """Stores the finished run (its own short transaction, after the read-only check); gives what changed."""
     import psycopg
 
-    from ..connection import connect
-    from ..errors import DatabaseStateError
-    from ..history import record
+    from ..database.connection import connect
+    from ..database.errors import DatabaseStateError
+    from ..runs.findings_history import record
 
     try:
         with connect(app.database()) as conn:
@@ -294,7 +294,7 @@ def _record(app: App, report: Report) -> Delta:
 @click.pass_obj
 def rules_command(app: App, code: str | None, fmt: str) -> int:
     """List the rule catalogue, or explain one rule (what it finds, why, example, repair)."""
-    from ..custom_rules import explain, listing, rule_json
+    from ..check.custom_rules import explain, listing, rule_json
 
     project = app.project()  # the team's own rules are listed and explained with the built-ins
     if code is None:
@@ -320,12 +320,12 @@ def rules_command(app: App, code: str | None, fmt: str) -> int:
 def sql_command(app: App, conninfo: bool) -> int:
     """Print the psql diagnostics script generated from the catalogue (and the project file's rules)."""
     if conninfo:
-        from ..urls import conninfo as libpq_conninfo
+        from ..database.urls import conninfo as libpq_conninfo
 
         params = app.database().parsed.params
         sys.stdout.write(libpq_conninfo(params, mask_password=sys.stdout.isatty()) + "\n")
         return 0
-    from ..sqlscript import generate
+    from ..check.sqlscript import generate
 
     sys.stdout.write(generate(app.project().custom))
     return 0

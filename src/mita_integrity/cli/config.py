@@ -20,7 +20,7 @@ from click.core import ParameterSource
 from .app import App, console
 
 if TYPE_CHECKING:
-    from ..project import Project
+    from ..check.project import Project
 
 R = TypeVar("R")
 SELECTION = ("select", "ignore")
@@ -45,7 +45,7 @@ def settled(app: App, request: R, config: Path | None = None) -> R:
 
     Raises UsageError, before anything runs, for a bad project file or a bad combination.
     """
-    from ..project import CHECK_DEFAULTS
+    from ..check.project import CHECK_DEFAULTS
 
     project = app.project(config)
     flags = typed_flags([k for k in CHECK_DEFAULTS if hasattr(request, k)])
@@ -94,21 +94,21 @@ def _alert_settings(project: Project, env: Mapping[str, str]) -> dict[str, dict[
 
 
 def _database(app: App) -> dict[str, str]:
-    from ..connection import Database
+    from ..database.connection import Database
 
     if app.db_option is not None:
         return {"value": Database.from_url(app.db_option).display, "source": "--db"}
     if os.environ.get("DATABASE_URL"):
         return {"value": Database.from_url(os.environ["DATABASE_URL"], origin="DATABASE_URL").display,
                 "source": "DATABASE_URL"}
-    from .. import embedded
+    from ..database import embedded
 
     return {"value": f"the embedded PostgreSQL (data in {embedded.home()})", "source": "default"}
 
 
 def effective(app: App) -> dict[str, Any]:
     """Gives every effective setting with where it came from, as `config --format json` prints it."""
-    from ..rules.catalogue import BY_CODE
+    from ..check.rule_registry import BY_CODE
 
     project = app.project()
     rules = {}

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..connection import connect
-from ..errors import UsageError
-from ..urls import build_url
+from ..database.connection import connect
+from ..database.errors import UsageError
+from ..database.urls import build_url
 from .app import App, console, note
 
 
@@ -88,7 +88,7 @@ def seed_command(app: App, users: int, days: int, seed_value: int, corrupt: bool
 @click.pass_obj
 def demo_command(app: App, users: int, days: int, seed_value: int) -> int:
     """Walk through the system on a demo database of its own (embedded PostgreSQL unless --db is given)."""
-    from ..demo import DEMO_DATABASE, run_demo
+    from .demo import DEMO_DATABASE, run_demo
 
     server = app.database(DEMO_DATABASE)
     console.print(f"mita-integrity demo on {server.with_dbname(DEMO_DATABASE).display}")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from .. import migrate
+from ..migration import adopt as migration_adopt
+from ..migration import command as migrate
 from .app import App, console, note
 
 _REVISION_HELP = ("a revision id, its file name (0022_add_missing_fk_constraints), or -1; never below the baseline "
@@ -149,7 +150,7 @@ def show_revisions(state: migrate.CurrentState) -> None:
 @click.pass_obj
 def export_command(app: App, directory: Path, down_revision: str | None) -> int:
     """Write the chain after the baseline as revision files of the application's chain (DIR: its versions/)."""
-    from .. import migration_export
+    from ..migration import export as migration_export
 
     if down_revision is None and not migration_export.exported_in(directory):
         down_revision = migrate.current(app.database()).application
@@ -167,9 +168,8 @@ def export_command(app: App, directory: Path, down_revision: str | None) -> int:
 @click.pass_obj
 def adopt_command(app: App) -> int:
     """Move our revision out of the application's alembic_version into the tool's own version table."""
-    from .. import migration_state
 
-    moved = migration_state.adopt(app.database())
+    moved = migration_adopt.adopt(app.database())
     if moved is None:
         console.print("nothing to move: the application's alembic_version holds no revision of this chain",
                       markup=False)

@@ -120,8 +120,8 @@ def fix_command(app: App, do_apply: bool, unsafe: bool, select: tuple[str, ...],
                 batch_size: int, max_rows: int | None, budget_days: int, day_boundary: str, lock_timeout: str,
                 fmt: str, no_sql: bool) -> int:
     """Plan repairs of the failing rules (dry run), or --apply them with archive, in batches."""
-    from ..fix import FixRequest, plan_fix, validate
-    from ..fix_apply import apply_fix
+    from ..repair.apply import apply_fix
+    from ..repair.plan import FixRequest, plan_fix, validate
 
     request = FixRequest(select=select, ignore=ignore, unsafe=unsafe, batch_size=batch_size, max_rows=max_rows,
                          budget_days=budget_days, day_boundary=day_boundary,
@@ -157,8 +157,8 @@ def fix_command(app: App, do_apply: bool, unsafe: bool, select: tuple[str, ...],
 def _refuse_read_only(app: App, what: str) -> None:
     """Refuses a write on a server that only reads before anything else runs: on a standby, replay may cancel
     any longer query (a recovery conflict), so the one-line refusal must come first."""
-    from .. import store
-    from ..connection import connect, transaction
+    from ..database.connection import connect, transaction
+    from ..runs import store
 
     with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
         store.refuse_read_only(cur, what)
@@ -174,7 +174,7 @@ def _refuse_read_only(app: App, what: str) -> None:
 @click.pass_obj
 def undo_command(app: App, run_id: str, do_apply: bool, partial: bool, batch_size: int, fmt: str) -> int:
     """Show what undoing fix run RUN_ID would restore and every conflict (dry run), or --apply it: all or nothing."""
-    from ..undo import UndoMode, undo_run
+    from ..repair.undo import UndoMode, undo_run
 
     mode = UndoMode.PARTIAL if partial else UndoMode.ALL if do_apply else UndoMode.DRY_RUN
     db = app.database()

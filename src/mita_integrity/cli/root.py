@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import MitaIntegrityError
-from ..urls import mask_secrets
+from ..database.errors import MitaIntegrityError
+from ..database.urls import mask_secrets
 from .app import App, command_words, database_failure, err
 from .checks import check_command, rules_command, sql_command
 from .config import config_command
@@ -93,7 +93,7 @@ def _secrets_in(args: list[str]) -> list[str]:
     """Gives the passwords of URLs on the command line and in DATABASE_URL, to mask in any message."""
     import os
 
-    from ..urls import parse_url
+    from ..database.urls import parse_url
 
     found = []
     candidates = [a for a in args if "://" in a]

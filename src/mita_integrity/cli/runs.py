@@ -10,8 +10,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from .. import run_history, store
-from ..errors import UsageError
+from ..database.errors import UsageError
+from ..runs import run_history, store
 from .app import App, console, note
 
 
@@ -27,7 +27,7 @@ from .app import App, console, note
 @click.pass_obj
 def runs_command(app: App, limit: int, kind: str | None, show: str | None, html: Path | None, fmt: str) -> int:
     """The history of recorded runs: id, time, kind, status, summary; --show RUN_ID prints one."""
-    from ..connection import connect, transaction
+    from ..database.connection import connect, transaction
 
     if html is not None and show is None:
         raise UsageError("--html needs --show RUN_ID (the check run whose report to write)",
@@ -96,10 +96,10 @@ TREND_RUNS = 30  # the recorded check runs `runs --show RUN_ID --html` charts, t
 
 def _show_run(app: App, run_id: str, html: Path | None, fmt: str) -> int:
     """Prints one run; for a check run with `html`, also writes its report with the trends up to it."""
-    from .. import history
-    from ..connection import connect, transaction
+    from ..database.connection import connect, transaction
     from ..report import render
     from ..report.stored import load_report
+    from ..runs import findings_history as history
 
     if html is not None:
         html = html.expanduser()
@@ -147,9 +147,10 @@ def _run_detail(cur: Any, run: Any) -> dict[str, Any]:
 
 def _check_detail(cur: Any, run: Any) -> dict[str, Any]:
     """Gives a check run's failing results (integrity.run_results, else the stored report) and what changed."""
-    from .. import history, store
+    from ..check.rule_registry import BY_CODE
     from ..findings import Severity
-    from ..rules.catalogue import BY_CODE
+    from ..runs import findings_history as history
+    from ..runs import store
 
     cur.execute(f"SELECT report FROM {store.SCHEMA}.runs WHERE id = %s::uuid", (run.id,))
     row = cur.fetchone()

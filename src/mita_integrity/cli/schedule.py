@@ -41,10 +41,10 @@ def schedule_command(app: App, cron: str, once: bool, timezone: str, config_path
                      metrics_file: Path | None, html_dir: Path | None, retention_days: int,
                      incremental: bool, full_every: str, runs: int | None) -> int:
     """Run the check on a schedule (default 02:00 daily): record it, alert on what changed, export metrics."""
-    from ..check import CheckRequest, exit_code, options_for, parse_duration
-    from ..custom_rules import validate_in_database
-    from ..errors import UsageError
-    from ..schedule import (
+    from ..check.custom_rules import validate_in_database
+    from ..check.run import CheckRequest, exit_code, options_for, parse_duration
+    from ..database.errors import UsageError
+    from ..schedule.runner import (
         MetricsExporter,
         ScheduleRequest,
         Stopper,

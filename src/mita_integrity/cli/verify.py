@@ -8,7 +8,7 @@ import sys
 import click
 from rich.text import Text
 
-from ..verify import Scorecard
+from ..verify.scorecard import Scorecard
 from .app import App, console
 
 
@@ -22,7 +22,7 @@ def verify_command(app: App, fmt: str, max_age: str) -> int:
 
     Probes write inside transactions that are always rolled back: nothing is left behind.
     """
-    from ..verify import parse_max_age, run_verify
+    from ..verify.scorecard import parse_max_age, run_verify
 
     seconds = parse_max_age(max_age)
     card = run_verify(app.database(), seconds)

@@ -8,12 +8,12 @@ from typing import Any
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from mita_integrity.errors import MitaIntegrityError
-from mita_integrity.migrate_guards import one_migration_at_a_time, require_above_floor
-from mita_integrity.migration_host import install
-from mita_integrity.migration_state import prepare_own_table, version_table_options
+from mita_integrity.database.chain_state import prepare_own_table, version_table_options
+from mita_integrity.database.errors import MitaIntegrityError
+from mita_integrity.database.models import metadata
+from mita_integrity.migration.guards import one_migration_at_a_time, require_above_floor
+from mita_integrity.migration.host import install
 from mita_integrity.migrations.frozen.online_v1 import MigrationRefused
-from mita_integrity.models import metadata
 
 config = context.config
 
@@ -27,7 +27,7 @@ def _run(connection: Connection) -> None:
     # The chain's state lives in integrity.alembic_version: the application's alembic_version is never written.
     # A caller's open transaction (an atomic stamp) takes the table with it; otherwise it is committed first.
     callers = connection.in_transaction()
-    # What the frozen migrations connect and record their clean-up through (migration_host.py).
+    # What the frozen migrations connect and record their clean-up through (migration/host.py).
     install(config.attributes, lambda: _database(connection))
     prepare_own_table(connection)
     if not callers:
@@ -46,8 +46,8 @@ def _run(connection: Connection) -> None:
 
 def _database(connection: Connection) -> Any:
     """Gives the database being migrated: handed over by mita-integrity or set below, else the connection's URL."""
-    from mita_integrity.connection import Database
-    from mita_integrity.migration_api import database_of_bind
+    from mita_integrity.database.connection import Database
+    from mita_integrity.migration.api import database_of_bind
 
     db = config.attributes.get("database")
     return db if isinstance(db, Database) else database_of_bind(connection)
@@ -58,8 +58,8 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from mita_integrity.connection import Database
-    from mita_integrity.migrate import engine_for
+    from mita_integrity.database.connection import Database
+    from mita_integrity.migration.command import engine_for
 
     url = context.get_x_argument(as_dictionary=True).get("db") or os.environ.get("DATABASE_URL")
     if not url:

@@ -1,13 +1,15 @@
 """The reports of `mita-integrity check`: one `Report` value rendered as text, JSON, HTML, JUnit or Prometheus.
 
 Every renderer first masks e-mail addresses (`masking.masked_report`), so no format can leak one.
+
+May import: repair, check, runs, database, findings, wording.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
+from ..database.errors import UsageError
 from ..findings import Report
 from .html_page import render_html
 from .json_report import render_json
@@ -19,7 +21,7 @@ from .prometheus_metrics import render_prometheus
 from .text import render_text
 
 if TYPE_CHECKING:
-    from ..history import Trend
+    from ..runs.findings_history import Trend
 
 FORMATS: tuple[str, ...] = ("text", "json", "html", "junit", "prometheus")
 

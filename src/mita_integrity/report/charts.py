@@ -15,7 +15,7 @@ from ..wording import counted
 from . import layout
 
 if TYPE_CHECKING:
-    from .trends import RunPoint, _Fact
+    from .run_points import RunPoint, _Fact
 
 # The total chart's drawing box (viewBox units; the page scales it to the panel's width).
 CHART_W, CHART_H = 1000, 320

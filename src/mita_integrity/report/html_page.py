@@ -15,7 +15,7 @@ from ..findings import SECTIONS, Report, Result, Severity, Status
 from . import layout, trends
 
 if TYPE_CHECKING:
-    from ..history import Trend
+    from ..runs.findings_history import Trend
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..findings import Report, Result, Status
 
 if TYPE_CHECKING:
-    from ..fix import FixPlan, PlanItem
+    from ..repair.plan import FixPlan, PlanItem
 
 # The migration that makes each schema rule pass (SCH001: 0022 for these two tables, 0026 for the others).
 _MIGRATION = {"SCH001": 26, "SCH003": 23, "SCH004": 24, "SCH005": 25, "SCH006": 26, "SCH008": 26}

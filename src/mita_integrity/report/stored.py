@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from ..errors import DatabaseStateError
+from ..database.errors import DatabaseStateError
 from ..findings import SCHEMA_VERSION, DatabaseInfo, FixSafety, Report, Result, Severity, Status, TableStats
 
 
@@ -22,7 +22,7 @@ def _moment(text: Any) -> datetime | None:
 
 def result_from_json(doc: Mapping[str, Any]) -> Result:
     """Gives the Result a `Result.to_json()` wrote (hint and unit from the catalogue)."""
-    from ..rules.catalogue import BY_CODE
+    from ..check.rule_registry import BY_CODE
 
     rule = BY_CODE.get(str(doc["code"]))
     fix = doc.get("fix") or {}
@@ -68,7 +68,7 @@ def report_from_json(doc: Mapping[str, Any], *, options: Mapping[str, Any] | Non
 
 def load_report(cur: psycopg.Cursor[Any], run_id: str) -> Report:
     """Gives the report of the recorded check run `run_id` (a full id) from integrity.runs."""
-    from .. import store
+    from ..runs import store
 
     cur.execute(f"SELECT kind, report, options FROM {store.SCHEMA}.runs WHERE id = %s::uuid", (run_id,))
     row = cur.fetchone()

@@ -9,37 +9,17 @@ runs, oldest first); the report being rendered is its last run — appended when
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from markupsafe import Markup
 
 from ..findings import Report, Severity
-from ..history import Trend, fingerprint
+from ..runs.findings_history import Trend, fingerprint
 from . import layout
 from .charts import nice_ticks, rows_text, sparkline, total_chart
+from .run_points import RunPoint, _Fact
 
 CHANGE_LABELS = {"new": "new", "worse": "worse", "better": "better", "same": "unchanged", "resolved": "resolved",
                  "": "—"}
-
-
-@dataclass(frozen=True)
-class RunPoint:
-    """One recorded check run on the time axis."""
-
-    id: str
-    started_at: datetime
-    total: int  # failing results
-    rows: int  # violating rows (the sum of the failing counts)
-    by_severity: tuple[tuple[Severity | None, int], ...]  # failing results per severity; None: not known
-    current: bool
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:8]
-
-    @property
-    def when(self) -> str:
-        return layout.utc_text(self.started_at)
 
 
 @dataclass(frozen=True)
@@ -153,19 +133,9 @@ def build(trend: Trend, report: Report) -> TrendView | None:
 # --- facts about each finding --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Fact:
-    code: str
-    table: str
-    name: str
-    message: str
-    severity: Severity
-    unit: str
-
-
 def _facts(report: Report, counts: dict[str, tuple[int | None, ...]]) -> dict[str, _Fact]:
     """Gives each fingerprint its rule's name, severity and unit: from the report, else from the catalogue."""
-    from ..rules.catalogue import BY_CODE
+    from ..check.rule_registry import BY_CODE
 
     out = {fingerprint(r.code, r.table): _Fact(r.code, r.table, r.name, r.message, r.severity, r.unit)
            for r in report.results}

@@ -4,6 +4,8 @@
     result.rows            # rows inserted per table
     result.truth           # {rule code: expected count} (and "DUP00x.groups"), with corrupt=True
     result.truth_by_table  # {code: {table: count}} for REF010, REF011, SDL001
+
+May import: database, findings, wording.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from ..errors import DatabaseStateError
+from ..database.errors import DatabaseStateError
 
 
 @dataclass(frozen=True)

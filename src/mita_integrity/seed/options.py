@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..errors import UsageError
+from ..database.errors import UsageError
 from .plan import MAX_DAYS, MAX_TRANSACTIONS, MAX_USERS, MIN_CORRUPT_USERS, SEED_RANGE, TRANSACTIONS_PER_USER_DAY
 
 

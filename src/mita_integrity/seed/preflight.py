@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from ..errors import DatabaseStateError
+from ..database.errors import DatabaseStateError
 from .plan import MITA_TABLES
 
 BASELINE = "0021_add_habit_completions"  # the seed writes data of the pre-0022 schema

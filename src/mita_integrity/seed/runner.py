@@ -8,7 +8,7 @@ from datetime import datetime
 
 import psycopg
 
-from ..errors import DatabaseStateError, MitaIntegrityError
+from ..database.errors import DatabaseStateError, MitaIntegrityError
 from . import (
     accounts,
     activity,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import UsageError
+from ..database.errors import UsageError
 from .context import SeedRun
 from .plan import LANES, VICTIM_DEFECTS
 

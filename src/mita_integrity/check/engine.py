@@ -1,0 +1,341 @@
+"""Runs chosen rules inside one snapshot: one scan per table for row rules, one pass per family for the rest.
+
+Each pass runs in a savepoint, so a rule that fails becomes an `error` result and the others still run.
+Rules whose table or column is absent are `skipped`; rules a validated constraint rules out are
+`guaranteed` and cost no scan.
+
+On a hot standby, replay may cancel a pass (a recovery conflict: SQLSTATE 40001, or 57P04 when the
+database is dropped). Inside a savepoint the server ends the whole session, so a retry needs a new
+connection and a new snapshot: `reopen` gives one, the pass runs again (up to RETRIES more times), and the
+passes that follow use the new snapshot. A pass still cancelled after that becomes `error` for its rules.
+A session lost for any other reason (restart, shutdown, terminated backend) is not a rule's failure: it
+propagates.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from ..database.errors import is_connection_lost
+from ..findings import PassTiming, Result, Status
+from .rule_registry import BY_CODE, FAMILY_OF
+from .rules.base import Family, RowRule, Rule, each_rule, rel
+from .rules.context import CheckContext, Outcome
+
+RETRIES = 2  # a pass cancelled by a recovery conflict runs up to 1 + RETRIES times, each in a new snapshot
+# serialization_failure (a read-only snapshot gets it only from replay), database_dropped
+CONFLICT_STATES = ("40001", "57P04")
+Reopen = Callable[[], psycopg.Cursor[Any]]
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One unit of work of a check: a table's row rules in one scan, or a family's rules (or one of them)."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    tables: tuple[str, ...]
+    cost: float  # rows it is expected to read: the biggest passes start first when two connections share them
+    family: Family | None = None  # the family that evaluates a non-row pass
+
+    def run(self, ctx: CheckContext, reopen: Reopen | None) -> list[Result]:
+        if self.family is None:
+            return _row_pass(ctx, self.tables[0], [r for r in self.rules if isinstance(r, RowRule)], reopen)
+        return _family_pass(ctx, self.family, list(self.rules), reopen)
+
+
+def families_of(extra: Sequence[Family] = ()) -> dict[str, Family]:
+    """Gives each code's family: the catalogue's, then `extra` on top (the project file's rules, and built-in
+    families whose expansion leaves its excluded tables out)."""
+    return {**FAMILY_OF, **{r.code: f for f in extra for r in f.rules}}
+
+
+def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | None = None,
+         extra: Sequence[Family] = ()) -> tuple[list[Result], list[Pass]]:
+    """Gives the results decided without reading a table (skipped, guaranteed) and the passes that remain.
+
+    Row rules of one table share one scan; a family's rules are one pass, except where the family says its
+    rules share no work (then each is a pass of its own, so that two connections can run them at once).
+    `extra`: families beyond the catalogue (see families_of).
+    """
+    sizes = sizes or {}
+    families = families_of(extra)
+    results: list[Result] = []
+    row_rules: dict[str, list[RowRule]] = {}
+    family_rules: dict[str, list[Rule]] = {}
+    for rule in expanded(ctx, rules, families):
+        early = _precheck(ctx, rule)
+        if early is not None:
+            results.append(early)
+        elif isinstance(rule, RowRule) and rule.table:
+            row_rules.setdefault(rule.table, []).append(rule)
+        else:
+            family_rules.setdefault(families[rule.code].name, []).append(rule)
+    passes = [Pass(f"rows:{table}", tuple(members), (table,), sizes.get(table, 0.0))
+              for table, members in row_rules.items()]
+    for family_name, members in family_rules.items():
+        family = families[members[0].code]
+        alone = [m for m in members if family.separable or m.code in family.apart]
+        rest = [m for m in members if m not in alone]
+        groups = [[m] for m in alone] + ([rest] if rest else [])
+        for group in groups:
+            needed = (n if ctx.schema.has(n) and n in ctx.schema.columns else n.rpartition(".")[0] or n
+                      for r in group for n in (r.table, *r.requires) if n)
+            tables = tuple(dict.fromkeys(needed))
+            name = f"{family_name}:{group[0].code}" if len(groups) > 1 and len(group) == 1 else family_name
+            passes.append(Pass(name, tuple(group), tables, sum(sizes.get(t, 0.0) for t in tables), family))
+    return results, passes
+
+
+def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
+        helpers: Sequence[CheckContext] = (), sizes: dict[str, float] | None = None,
+        extra: Sequence[Family] = ()) -> list[Result]:
+    """Gives one Result per rule and table, in catalogue order.
+
+    `reopen` gives a cursor in a new snapshot (a new connection) after a recovery conflict; ctx.cur is
+    replaced by it. Without it a conflict is an `error` at once. `helpers` are contexts on other
+    connections in the very same snapshot (imported with SET TRANSACTION SNAPSHOT): the passes are shared
+    between ctx and them, the biggest first. Each pass's time is appended to ctx.passes. `extra`: families
+    beyond the catalogue (the project file's rules and exclusions, see families_of).
+    """
+    results, passes = plan(ctx, rules, sizes, extra)
+    if not helpers:
+        for p in passes:
+            results.extend(_recorded(ctx, p, reopen))
+        return sorted(results, key=lambda r: (r.section, r.code, r.table))
+    queue = sorted(passes, key=lambda p: -p.cost)
+    lock = threading.Lock()
+
+    def worker(wctx: CheckContext, wreopen: Reopen | None) -> list[Result]:
+        out: list[Result] = []
+        while True:
+            with lock:
+                if not queue:
+                    return out
+                p = queue.pop(0)
+            out.extend(_recorded(wctx, p, wreopen))
+
+    with ThreadPoolExecutor(max_workers=1 + len(helpers)) as pool:
+        futures = [pool.submit(worker, ctx, reopen), *(pool.submit(worker, h, None) for h in helpers)]
+        try:
+            for future in futures:
+                results.extend(future.result())
+        except BaseException:
+            # Ctrl-C, or a pass that lost its session: leaving the pool waits for its threads, so no pass may
+            # start and the running statements are cancelled until the threads are done (a cancelled pass
+            # retries its rules one by one; each is cancelled in turn) — else a Ctrl-C waits for all of them.
+            with lock:
+                queue.clear()
+            while not all(f.done() for f in futures):
+                for c in (ctx, *helpers):
+                    c.cur.connection.cancel_safe(timeout=5)
+                wait(futures, timeout=0.1)
+            raise
+    for h in helpers:
+        ctx.passes.extend(h.passes)
+    return sorted(results, key=lambda r: (r.section, r.code, r.table))
+
+
+def _recorded(ctx: CheckContext, p: Pass, reopen: Reopen | None) -> list[Result]:
+    started = time.perf_counter()
+    out = p.run(ctx, reopen)
+    ctx.passes.append(PassTiming(p.name, tuple(dict.fromkeys(r.code for r in p.rules)), p.tables,
+                                 int((time.perf_counter() - started) * 1000), ctx.connection))
+    return out
+
+
+def expanded(ctx: CheckContext, rules: Sequence[Rule], families: Mapping[str, Family] = FAMILY_OF) -> list[Rule]:
+    """Gives the rules with every per-table template replaced by its concrete rules of the live schema."""
+    out: list[Rule] = []
+    for rule in rules:
+        family = families.get(rule.code)
+        if isinstance(rule, RowRule) and rule.table is None and family and family.expand is not None:
+            out.extend(r for r in family.expand(ctx.schema) if r.code == rule.code)
+        else:
+            out.append(rule)
+    return out
+
+
+def result(rule: Rule, outcome: Outcome, duration_ms: int = 0) -> Result:
+    """Gives the Result of a rule from what its evaluation found."""
+    status = outcome.status or (Status.FAIL if outcome.count > 0 else Status.PASS)
+    return Result(
+        code=rule.code, name=rule.name, section=rule.section, severity=rule.severity, status=status,
+        table=outcome.table, column=outcome.column or rule.column, count=outcome.count,
+        groups=outcome.groups, message=outcome.message or rule.message, sample=outcome.sample,
+        fix_available=rule.fix_available, fix_safety=rule.repair_safety, reason=outcome.reason,
+        duration_ms=duration_ms, hint=rule.hint, unit=rule.unit,
+    )
+
+
+def _absent(rule: Rule, table: str, status: Status, reason: str) -> Result:
+    return result(rule, Outcome(rule.code, table, status=status, reason=reason))
+
+
+def _precheck(ctx: CheckContext, rule: Rule) -> Result | None:
+    table = rule.table or "(schema)"
+    if rule.physical and not ctx.options.physical:
+        return _absent(rule, table, Status.SKIPPED, "runs only with --physical")
+    missing = ctx.schema.missing(rule)
+    if missing:
+        return _absent(rule, table, Status.SKIPPED, f"{ctx.schema.missing_kind(missing)} {missing} is absent")
+    if isinstance(rule, RowRule) and rule.table and ctx.since_filter(rule.table) == "false":
+        return _absent(rule, table, Status.SKIPPED, f"--since: {rule.table} has no creation time")
+    if ctx.options.no_guarantees:
+        return None
+    if isinstance(rule, RowRule) and rule.table:
+        if rule.fk and (con := ctx.schema.validated_fk(rule.table, *rule.fk)):
+            return _absent(rule, table, Status.GUARANTEED, f"guaranteed by foreign key {con.name}")
+        if rule.not_null_guarantees and rule.column and ctx.schema.not_null(rule.table, rule.column):
+            return _absent(rule, table, Status.GUARANTEED, f"guaranteed by NOT NULL on {rule.table}.{rule.column}")
+    if rule.table:
+        for spec in rule.guaranteed_by_check:
+            if check := ctx.schema.validated_check(rule.table, (spec.definition,), spec.not_null):
+                return _absent(rule, table, Status.GUARANTEED, f"guaranteed by check constraint {check.name}")
+    return None
+
+
+def _condition(ctx: CheckContext, rule: RowRule) -> str:
+    live = rule.live_only and rule.table is not None and ctx.schema.has(f"{rule.table}.deleted_at")
+    return f"({rule.predicate})" + (" AND t.deleted_at IS NULL" if live else "")
+
+
+_QUALIFIER = re.compile(r"(?<![\w\".])([A-Za-z_]\w*)\.(?=[A-Za-z_\"])")
+_STRING = re.compile(r"'(?:[^']|'')*'")
+_OWN = frozenset({"t", "public", "pg_catalog"})  # the row alias, and schemas
+# An alias the fragment binds itself, in a subquery of its own (FROM public."transactions" amt006_x): it is
+# resolved inside that subquery, so no other rule's join can be mistaken for it.
+_BOUND = re.compile(r"\b(?:FROM|JOIN)\s+(?:[\w.\"]+)\s+(?:AS\s+)?([A-Za-z_]\w*)", re.IGNORECASE)
+
+
+def fragment_aliases(rule: RowRule) -> set[str]:
+    """Gives the aliases a rule's predicate and joins name, string literals aside (t, schemas and the aliases
+    of the fragment's own subqueries excluded)."""
+    text = _STRING.sub("''", " ".join([rule.predicate, *(j.on for j in rule.joins)]))
+    return set(_QUALIFIER.findall(text)) - _OWN - set(_BOUND.findall(text))
+
+
+def pass_joins(rules: Sequence[RowRule]) -> list[str]:
+    """Gives the LEFT JOINs of a combined pass; asserts that no two rules' fragments can be mistaken.
+
+    Each rule's predicate may name only the row alias t and its own joins; an alias two rules declare must
+    be the very same join. Otherwise one rule would silently test another's join (issue 13.1: REF008 read
+    REF001's `users` join and passed over a real orphan).
+    """
+    joins: dict[str, str] = {}
+    for rule in rules:
+        own = {j.alias for j in rule.joins} | set(rule.scoped)
+        stray = fragment_aliases(rule) - own
+        assert not stray, f"{rule.code}: its SQL names {sorted(stray)}, which are not its own joins"
+        for join in rule.joins:
+            assert joins.setdefault(join.alias, join.sql) == join.sql, (
+                f"{rule.code}: alias {join.alias} collides with another rule's join in the same pass")
+    return list(joins.values())
+
+
+def row_pass_sql(ctx: CheckContext, table: str, rules: Sequence[RowRule]) -> str:
+    """Gives the one statement that counts every row rule of a table in a single scan (samples come later).
+
+    Counts only: no array aggregate, so the planner may run the scan in parallel.
+    """
+    joins = pass_joins(rules)
+    columns = [f"count(*) FILTER (WHERE {_condition(ctx, rule)})" for rule in rules]
+    since = ctx.since_filter(table)
+    return (f'SELECT {", ".join(columns)} FROM {rel(table)} t {" ".join(joins)}'
+            + (f" WHERE {since}" if since else ""))
+
+
+def sample_sql(ctx: CheckContext, rule: RowRule) -> str:
+    """Gives a bounded query of up to --sample keys of a failing row rule (memory does not grow with violations)."""
+    assert rule.table is not None
+    extra = [c for c in (ctx.since_filter(rule.table),) if c]
+    if rule.live_only and ctx.schema.has(f"{rule.table}.deleted_at"):
+        extra.append("t.deleted_at IS NULL")
+    source, where = rule.selection(" AND ".join(extra))
+    return f"SELECT {ctx.schema.row_key(rule.table)} FROM {source} WHERE {where} LIMIT {int(ctx.options.sample)}"
+
+
+def recovery_conflict(exc: BaseException) -> bool:
+    """Tells whether exc is a query (or session) cancelled by a standby's replay."""
+    return isinstance(exc, psycopg.Error) and exc.sqlstate in CONFLICT_STATES
+
+
+def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]], reopen: Reopen | None) -> tuple[list[Outcome], int]:
+    """Runs work in a savepoint; after a recovery conflict, again in a new snapshot (see the module's doc)."""
+    for attempt in range(RETRIES + 1):
+        started = time.perf_counter()
+        try:
+            with ctx.cur.connection.transaction():  # a savepoint: a failure here does not abort the snapshot
+                outcomes = work()
+            return outcomes, int((time.perf_counter() - started) * 1000)
+        except psycopg.Error as exc:
+            if reopen is None or not recovery_conflict(exc):
+                raise
+            # The old snapshot is the one replay conflicts with, and the session may be gone: always reopen,
+            # also after the last attempt, so that the passes that follow have a snapshot to run in.
+            ctx.cur = reopen()
+            if attempt == RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _reraise_if_lost(ctx: CheckContext, exc: psycopg.Error) -> None:
+    """Re-raises exc when the session is gone for another reason than replay: that is no rule's failure."""
+    if not recovery_conflict(exc) and is_connection_lost(exc, ctx.cur.connection):
+        raise exc
+
+
+def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule], reopen: Reopen | None) -> list[Result]:
+    def work() -> list[Outcome]:
+        ctx.cur.execute(row_pass_sql(ctx, table, rules))
+        row = ctx.cur.fetchone()
+        assert row is not None
+        out = []
+        for rule, count in zip(rules, row, strict=True):
+            sample: tuple[str, ...] = ()
+            if count and ctx.options.sample > 0:
+                ctx.cur.execute(sample_sql(ctx, rule))
+                sample = tuple(r[0] for r in ctx.cur.fetchall())
+            out.append(Outcome(rule.code, table, int(count), sample=sample))
+        return out
+
+    try:
+        outcomes, ms = _timed(ctx, work, reopen)
+    except psycopg.Error as exc:
+        _reraise_if_lost(ctx, exc)
+        if len(rules) == 1 or recovery_conflict(exc):
+            return [_error(r, table, exc) for r in rules]
+        # Find the failing rule(s): evaluate each alone; the others keep their results.
+        return [res for r in rules for res in _row_pass(ctx, table, [r], reopen)]
+    return [result(r, o, ms) for r, o in zip(rules, outcomes, strict=True)]
+
+
+def _family_pass(ctx: CheckContext, family: Family, rules: list[Rule], reopen: Reopen | None) -> list[Result]:
+    evaluate = family.evaluate or each_rule
+    try:
+        outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)), reopen)
+    except psycopg.Error as exc:
+        _reraise_if_lost(ctx, exc)
+        if len(rules) > 1 and not recovery_conflict(exc):
+            return [res for r in rules for res in _family_pass(ctx, family, [r], reopen)]
+        return [_error(r, r.table or "(schema)", exc) for r in rules]
+    chosen = {r.code: r for r in rules}
+    return [result(chosen.get(o.code) or BY_CODE[o.code], o, ms) for o in outcomes]
+
+
+def _error(rule: Rule, table: str, exc: psycopg.Error) -> Result:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        text = f"cancelled: {text} (raise --statement-timeout, or run it on a replica)"
+    elif recovery_conflict(exc):
+        text = (f"cancelled by a recovery conflict on the standby, also when retried in a new snapshot: {text} "
+                "(raise max_standby_streaming_delay or set hot_standby_feedback = on; see docs/replicas.md)")
+    return _absent(rule, table, Status.ERROR, text)

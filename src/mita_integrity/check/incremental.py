@@ -1,0 +1,567 @@
+"""`check --incremental`: re-examine only what changed since the last recorded check, or say why not.
+
+How a change is found (no trigger, no replication slot): a row version whose `xmin` is at or above the base
+snapshot's xmin was written since the base (or by a transaction that was still running then). The test is
+`age(xmin) <= age(base xmin)`, both counted modulo 2^32 from one stable point of the transaction, so every
+row written since the base passes it; a very old frozen row (its raw xmin is kept) may pass it too, which
+costs work and never hides a change. Per table, one scan counts `changed` (in that range) and `unchanged`;
+`lost = rows at the base - unchanged` is exactly how many base rows were updated or deleted since (more
+when the base snapshot had transactions in flight, which only makes the check do more).
+
+Rule by rule (anything else runs in full, with the reason in the report):
+- a rule whose tables did not change at all (no changed row, nothing lost, same relfilenode) and that does
+  not read the clock keeps the base result (BUD001/BUD002 read the date: only on the base's UTC day);
+- a row rule of the catalogue (its own row's values, maybe a LEFT JOIN to a parent) re-evaluates its
+  base violators and the changed rows: an unchanged row keeps its verdict. A joined table must be unchanged,
+  or, for an orphan rule, have only gained rows (a parent deleted or re-keyed orphans unchanged children);
+- grouping rules (duplicates, BUD001/BUD002, USR003, REF011), schema rules, team rules: in full whenever a
+  table they read changed (an old version's key is invisible, so a group a change left cannot be found).
+Whole-run fallbacks: no base, another catalogue or options, a base older than --max-base-age, a statistics
+reset, a table rewritten or truncated (new relfilenode), a base more than 2^31 - margin xids old,
+transaction ids lower than the base's (a restore elsewhere), `--since` (its window moves with the clock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from .. import __version__
+from ..findings import PassTiming, Result, Severity, Status
+from ..runs.check_bases import Base, Kept, TableState, load
+from . import engine
+from .rule_registry import BY_CODE
+from .rules.base import Family, QueryRule, RowRule, Rule, SchemaRule, rel
+from .rules.context import CheckContext, Outcome
+from .rules.quoting import ident
+
+MAX_BASE_AGE_S = 7 * 86400
+XID_MARGIN = 2**31 - 50_000_000  # a base older than this in xids is refused (wraparound distance)
+_MASK = 2**32 - 1
+_TABLE_REF = re.compile(r'\bpublic\.(?:"((?:[^"]|"")+)"|(\w+))')
+_CLOCK = re.compile(r"\b(now|current_date|current_timestamp|localtimestamp|localtime|clock_timestamp|"
+                    r"statement_timestamp|transaction_timestamp|timeofday|random)\b", re.IGNORECASE)
+# What each grouping rule of the catalogue reads (their SQL is their family's own): checked by a test
+# against the tables their statements name.
+QUERY_READS: dict[str, tuple[str, ...]] = {
+    "DUP001": ("users",), "DUP002": ("daily_plan",), "DUP003": ("transactions",),
+    "BUD001": ("daily_plan", "transactions", "users"), "BUD002": ("daily_plan", "transactions", "users"),
+    "USR003": ("users", "transactions"),
+}
+DATE_BOUND = frozenset({"BUD001", "BUD002"})  # their window starts at the current UTC date
+# Row rules that read the clock, but whose violations can only end as it moves (spent_at > now() + 1 day): an
+# unchanged row that does not violate now did not at the base either, so re-reading the base's violators and
+# the changed rows is exact. A rule is listed here only when that holds.
+SHRINKING_WITH_TIME = frozenset({"TIM003"})
+
+RunRules = Callable[[Sequence[Rule]], list[Result]]
+
+
+@dataclass
+class Outcome_:
+    """How the incremental check went: which base, and per (code, table) how each result was evaluated."""
+
+    mode: str = "full"
+    base_run: str | None = None
+    reason: str | None = None  # why the whole run is full
+    evaluated: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
+
+
+
+
+def catalogue_fingerprint() -> str:
+    """Gives a digest of the tool's version and the rule modules' source: another catalogue, another digest."""
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted((Path(__file__).parent / "rules").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def option_key(options: dict[str, Any]) -> dict[str, Any]:
+    """Gives the options that decide the results (not the output's): a base must have been run with these."""
+    keys = ("since", "budget_days", "day_boundary", "select", "ignore", "no_guarantees", "physical",
+            "exclude_tables")
+    return {k: options.get(k) for k in keys}
+
+
+def _severity(code: str) -> Severity:
+    """Gives a stored result's severity: the catalogue's (a team rule's base result is never reused: its SQL
+    runs in full every time, so any severity serves)."""
+    return BY_CODE[code].severity if code in BY_CODE else next(iter(BY_CODE.values())).severity
+
+
+def reads(rule: Rule) -> tuple[str, ...] | None:
+    """Gives the tables a catalogue rule reads, or None when that is not known (a team rule, a schema rule)."""
+    if rule.code not in BY_CODE or isinstance(rule, SchemaRule):
+        return None
+    if isinstance(rule, RowRule):
+        return tuple(dict.fromkeys([str(rule.table), *(n for _, n in _named(rule))]))
+    if isinstance(rule, QueryRule) and rule.code in QUERY_READS and rule.table:
+        own = (rule.table,) if rule.table else ()
+        return tuple(dict.fromkeys([*own, *QUERY_READS[rule.code]]))
+    return None
+
+
+def _named(rule: RowRule) -> list[tuple[str, str]]:
+    text = " ".join([rule.predicate, *(j.source for j in rule.joins)])
+    return [("", quoted.replace('""', '"') or plain) for quoted, plain in _TABLE_REF.findall(text)]
+
+
+def _now(cur: psycopg.Cursor[Any]) -> tuple[str, int, int, int, datetime | None, date]:
+    cur.execute("""SELECT pg_current_snapshot()::text, pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+                          pg_snapshot_xmax(pg_current_snapshot())::text::bigint, d.oid::bigint, s.stats_reset,
+                          (now() AT TIME ZONE 'UTC')::date
+                     FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid
+                    WHERE d.datname = current_database()""")
+    row = cur.fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1]), int(row[2]), int(row[3]), row[4], row[5]
+
+
+State = tuple[int, int, str, tuple[int, int, int], str]
+
+
+def _states(cur: psycopg.Cursor[Any], tables: Sequence[str]) -> dict[str, State]:
+    """Gives per table (oid, relfilenode, relkind, counters, shape); a table with children is marked 'c'."""
+    cur.execute("""SELECT c.relname, c.oid::bigint, c.relfilenode::bigint,
+                          CASE WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) THEN 'c'
+                               ELSE c.relkind::text END,
+                          coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_del, 0),
+                          (SELECT md5(string_agg(concat_ws(':', a.attnum, a.attname, a.atttypid, a.atttypmod,
+                                                           a.attnotnull, a.attisdropped, a.atthasmissing,
+                                                           a.attmissingval::text, a.attcollation), ','
+                                                 ORDER BY a.attnum))
+                             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0)
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+                    WHERE n.nspname = 'public' AND c.relname = ANY(%s)""", (list(tables),))
+    return {name: (int(oid), int(node), kind, (int(i), int(u), int(d)), str(shape))
+            for name, oid, node, kind, i, u, d, shape in cur.fetchall()}
+
+
+def changed_sql(window: int, alias: str = "t") -> str:
+    """Gives SQL telling whether a row version was written since the base: its xmin is at most `window`
+    transactions old (age() counts modulo 2^32 from one stable point of this transaction; see _window)."""
+    return f"(age({alias}.xmin) <= {int(window)})"
+
+
+def _window(cur: psycopg.Cursor[Any], base_xmin: int) -> int:
+    """Gives the age, in this transaction, of the base snapshot's xmin: every row version written since the
+    base is at most that old (a transaction id at or above the base's xmin and below now).
+
+    age() reads the raw 32-bit xmin and counts from the same stable point in every call of this transaction;
+    a frozen row from more than 2^31 transactions ago may come out as young, which costs work, never a miss.
+    """
+    cur.execute("SELECT age(%s::text::xid)", (str(base_xmin & _MASK),))
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@dataclass(frozen=True)
+class Change:
+    changed: int  # row versions written since the base (inserted or the new side of an update)
+    lost: int  # base rows updated or deleted since (exact when the base had no transaction in flight)
+    rows: int
+
+    @property
+    def none(self) -> bool:
+        return self.changed == 0 and self.lost == 0
+
+
+def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: dict[str, Any], *,
+        incremental: bool, keep: bool, max_base_age_s: int = MAX_BASE_AGE_S, extra: Sequence[Family] = (),
+        since: bool = False, full_reason: str | None = None, helpers: Sequence[CheckContext] = (),
+        sizes: dict[str, float] | None = None) -> tuple[list[Result], Outcome_, Kept | None]:
+    """Gives the results (before the project settles them), how they were evaluated, and what to keep.
+
+    `run_rules` evaluates rules in full (the engine, with the check's connections). `keep`: collect what a
+    recorded run keeps for the next incremental check (every violating key of the row rules, the tables' row
+    counts); that costs one more scan per table.
+    """
+    cur = ctx.cur
+    families = engine.families_of(extra)
+    concrete = engine.expanded(ctx, rules, families)
+    fingerprint = catalogue_fingerprint()
+    opts = option_key(options)
+    snap, xmin, xmax, datoid, reset, today = _now(cur)
+    out = Outcome_(mode="incremental" if incremental else "full")
+    base: Base | None = None
+    if incremental and full_reason:
+        out.mode, out.reason = "full", full_reason
+    elif incremental:
+        loaded = load(cur, opts, _severity)
+        reason = loaded if isinstance(loaded, str) else _whole_run_reason(loaded, fingerprint, xmin, xmax, datoid,
+                                                                          reset, max_base_age_s, since)
+        if reason is None:
+            assert isinstance(loaded, Base)
+            base = loaded
+            out.base_run = base.run_id
+        else:
+            out.mode, out.reason = "full", reason
+    data_tables = sorted({t for r in concrete if (ts := reads(r) or _spread(ctx, r, with_parents=True))
+                          for t in ts if ctx.schema.has(t)})
+    states = _states(cur, data_tables)
+    changes: dict[str, Change | str] = {}
+    if base is not None:
+        changes = _changes(ctx, helpers, data_tables, base, states, _window(cur, base.kept.xmin), sizes or {})
+    full: list[Rule] = []
+    restricted: list[RowRule] = []
+    reused: list[Result] = []
+    for rule in concrete:
+        key = (rule.code, str(rule.table or "(schema)"))
+        if base is None:
+            full.append(rule)
+            out.evaluated[key] = ("full", out.reason)
+            continue
+        if engine._precheck(ctx, rule) is not None:  # skipped or guaranteed: decided without reading a row
+            full.append(rule)
+            out.evaluated[key] = ("full", None)
+            continue
+        spread = _spread(ctx, rule)
+        if spread is not None:  # one result per table of a kind: kept only when none of them changed
+            verdict = _spread_verdict(rule, spread, base, changes)
+            if verdict == "reuse":
+                for table in spread:
+                    prior = base.kept.results[(rule.code, table)][0]
+                    reused.append(engine.result(rule, Outcome(rule.code, table, prior.count, prior.groups,
+                                                              prior.sample, message=prior.message,
+                                                              column=prior.column)))
+                    out.evaluated[(rule.code, table)] = ("incremental", None)
+            else:
+                full.append(rule)
+                out.evaluated[key] = ("full", verdict)
+            continue
+        verdict = _verdict(rule, key, base, changes, today)
+        if verdict == "reuse":
+            prior = base.kept.results[key][0]
+            reused.append(engine.result(rule, Outcome(rule.code, key[1], prior.count, prior.groups, prior.sample,
+                                                      message=prior.message, column=prior.column)))
+            out.evaluated[key] = ("incremental", None)
+        elif verdict == "restrict":
+            assert isinstance(rule, RowRule)
+            restricted.append(rule)
+            out.evaluated[key] = ("incremental", None)
+        else:
+            full.append(rule)
+            out.evaluated[key] = ("full", verdict)
+    keys: dict[tuple[str, str], list[str]] = {}
+    results = list(reused)
+    if restricted and base is not None:
+        window = _window(cur, base.kept.xmin)
+        by_table: dict[str, list[RowRule]] = {}
+        for rule in restricted:
+            by_table.setdefault(str(rule.table), []).append(rule)
+        for table, members in by_table.items():
+            started = time.perf_counter()
+            try:
+                with cur.connection.transaction():
+                    change = changes[table]
+                    assert isinstance(change, Change)
+                    found = _restricted(ctx, table, members, base, window, change.changed)
+                _timing(ctx, f"incremental:{table}", tuple(r.code for r in members), (table,), started)
+            except psycopg.Error as exc:
+                if engine.recovery_conflict(exc) or cur.connection.closed:
+                    raise
+                for rule in members:
+                    full.append(rule)
+                    out.evaluated[(rule.code, table)] = ("full", f"incremental query failed: {exc}".splitlines()[0])
+                continue
+            for rule in members:
+                violators = found[rule.code]
+                keys[(rule.code, table)] = violators
+                sample = tuple(violators[: ctx.options.sample])
+                results.append(engine.result(rule, Outcome(rule.code, table, len(violators), sample=sample)))
+    if full:
+        results.extend(run_rules(full))
+    for res in results:  # a reused result keeps its base keys
+        if (key := (res.code, res.table)) not in keys and out.evaluated.get(key, ("",))[0] == "incremental":
+            kept_prior = base.kept.results.get(key) if base else None
+            if kept_prior and kept_prior[1] is not None:
+                keys[key] = kept_prior[1]
+    results.sort(key=lambda r: (r.section, r.code, r.table))
+    kept = _keep(ctx, concrete, results, keys, changes, states, fingerprint, opts, snap, xmin, xmax, datoid, reset,
+                 today) if keep else None
+    return results, out, kept
+
+
+def _timing(ctx: CheckContext, name: str, codes: tuple[str, ...], tables: tuple[str, ...], started: float) -> None:
+    ctx.passes.append(PassTiming(name, codes, tables, int((time.perf_counter() - started) * 1000), ctx.connection))
+
+
+SPREAD_PARENTS = {"REF011": ("users",)}  # what a per-table rule of the catalogue reads besides each table
+
+
+def _spread(ctx: CheckContext, rule: Rule, with_parents: bool = False) -> tuple[str, ...] | None:
+    """Gives the tables a per-table rule of the catalogue reads one by one (REF011: every text user_id table of
+    the live schema), with what it reads besides them when asked; None for any other rule."""
+    if rule.code not in SPREAD_PARENTS or rule.table is not None or BY_CODE.get(rule.code) is not rule:
+        return None
+    from .rules.references import user_id_tables
+
+    tables = tuple(user_id_tables(ctx.schema, uuid=False))
+    return (*tables, *SPREAD_PARENTS[rule.code]) if with_parents else tables
+
+
+def _spread_verdict(rule: Rule, tables: tuple[str, ...], base: Base, changes: dict[str, Change | str]) -> str:
+    """Gives 'reuse' when the base evaluated the same tables and none of them, nor what they join, changed."""
+    before = {t for (code, t) in base.kept.results if code == rule.code}
+    if before != set(tables):
+        return "the tables it reads are not the base run's"
+    if any(base.kept.results[(rule.code, t)][0].status not in (Status.PASS, Status.FAIL) for t in tables):
+        return "no evaluated result in the base run"
+    for table in (*tables, *SPREAD_PARENTS[rule.code]):
+        state = changes.get(table, f"{table} was not read")
+        if isinstance(state, str):
+            return state
+        if not state.none:
+            return f"a rule over every table of a kind: {_said(table, state)}"
+    return "reuse"
+
+
+def _changes(ctx: CheckContext, helpers: Sequence[CheckContext], tables: Sequence[str], base: Base,
+             states: dict[str, State], window: int, sizes: dict[str, float]) -> dict[str, Change | str]:
+    """Gives what changed in each table, read on the check's connections at once (all in the same snapshot:
+    the helpers imported it), the biggest tables first."""
+    queue = sorted(tables, key=lambda t: -sizes.get(t, 0.0))
+    lock = threading.Lock()
+    out: dict[str, Change | str] = {}
+
+    def worker(wctx: CheckContext) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                table = queue.pop(0)
+            started = time.perf_counter()
+            out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), window)
+            _timing(wctx, f"changes:{table}", (), (table,), started)
+
+    if not helpers:
+        worker(ctx)
+        return out
+    with ThreadPoolExecutor(max_workers=1 + len(helpers)) as pool:
+        for future in [pool.submit(worker, c) for c in (ctx, *helpers)]:
+            future.result()
+    return out
+
+
+def _whole_run_reason(base: Base, fingerprint: str, xmin: int, xmax: int, datoid: int, reset: datetime | None,
+                      max_age_s: int, since: bool) -> str | None:
+    kept = base.kept
+    if since:
+        return "--since: its window moves with the clock"
+    if kept.catalogue != fingerprint:
+        return f"the base run {base.run_id} used another rule catalogue (tool version or rules changed)"
+    if kept.datoid != datoid or xmax < kept.xmax:
+        return f"the base run {base.run_id} read another database (transaction ids went back: a restore?)"
+    if xmax - kept.xmin > XID_MARGIN:
+        return f"wraparound: the base run {base.run_id} is {xmax - kept.xmin} transaction ids old"
+    if kept.stats_reset != reset:
+        return "statistics reset since the base run"
+    age = (datetime.now(base.started_at.tzinfo) - base.started_at).total_seconds()
+    if age > max_age_s:
+        return f"the base run {base.run_id} is older than --max-base-age ({int(age // 3600)} h)"
+    return None
+
+
+def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
+            now: State | None, window: int) -> Change | str:
+    """Gives what changed in a table since the base, or why that cannot be told (then its rules run in full)."""
+    if before is None or now is None:
+        return f"{table} was not read by the base run"
+    oid, node, kind, counters, shape = now
+    if kind != "r":
+        return f"{table} is partitioned or has children (changes are not tracked there)"
+    if oid != before.oid or node != before.relfilenode:
+        return f"{table} was truncated or rewritten since the base (new relfilenode)"
+    if shape != before.shape:
+        return f"the columns of {table} changed since the base (an added column's value is in no row version)"
+    if any(a < b for a, b in zip(counters, before.counters, strict=True)):
+        return f"{table}: statistics reset since the base"
+    try:
+        with cur.connection.transaction():
+            cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(window)}), count(*) FROM {rel(table)} t")
+            row = cur.fetchone()
+    except psycopg.Error as exc:
+        if engine.recovery_conflict(exc) or cur.connection.closed:
+            raise
+        return f"{table}: its changes could not be read ({str(exc).strip().splitlines()[0] if str(exc) else exc})"
+    assert row is not None
+    changed, rows = int(row[0]), int(row[1])
+    return Change(changed, before.rows - (rows - changed), rows)
+
+
+def _verdict(rule: Rule, key: tuple[str, str], base: Base, changes: dict[str, Change | str], today: date) -> str:
+    """Gives 'reuse', 'restrict', or the reason the rule runs in full."""
+    tables = reads(rule)
+    if tables is None:
+        if isinstance(rule, SchemaRule):
+            return "a schema rule: always in full"
+        if rule.code in BY_CODE:
+            return "a rule over every table of a kind: always in full"
+        return "a team rule: the tables it reads are not known"
+    prior = base.kept.results.get(key)
+    if prior is None or prior[0].status not in (Status.PASS, Status.FAIL):
+        return "no evaluated result in the base run"
+    states = [changes.get(t, f"{t} was not read") for t in tables]
+    unknown = next((s for s in states if isinstance(s, str)), None)
+    if unknown is not None:
+        return unknown
+    clock = isinstance(rule, RowRule) and bool(_CLOCK.search(rule.predicate))
+    if clock and rule.code in SHRINKING_WITH_TIME and rule.predicate == BY_CODE[rule.code].predicate:  # type: ignore[attr-defined]
+        clock, shrinking = False, True
+    else:
+        shrinking = False
+    date_bound = rule.code in DATE_BOUND
+    if all(isinstance(s, Change) and s.none for s in states) and not clock and not shrinking:
+        if date_bound and base.kept.utc_date != today:
+            return "its window starts at today's date, and the base ran on another day"
+        return "reuse"
+    touched = ", ".join(_said(t, s) for t, s in zip(tables, states, strict=True) if isinstance(s, Change)
+                        and not s.none)
+    if not isinstance(rule, RowRule):
+        return f"a grouping rule: {touched}"
+    if clock:
+        return "its predicate reads the clock"
+    if prior[1] is None:
+        return "the base run kept no keys for it"
+    own = states[0]
+    assert isinstance(own, Change)
+    if len(prior[1]) > max(1000, own.rows // 20):  # looking each one up by its key would cost more than a scan
+        return f"{len(prior[1]):,} violating rows at the base: a full read is cheaper than looking them up"
+    if str(rule.table) in [n for _, n in _named(rule)]:
+        return f"it reads other rows of {rule.table}"
+    for table, state in zip(tables[1:], states[1:], strict=True):
+        assert isinstance(state, Change)
+        if state.none:
+            continue
+        if rule.fk is not None and table == rule.fk[1] and state.lost == 0:
+            continue  # a parent table that only gained rows cannot orphan an unchanged child
+        return f"{_said(table, state)} (a joined table)"
+    return "restrict"
+
+
+def _said(table: str, change: Change) -> str:
+    return f"{table}: {change.changed} rows written, {change.lost} base rows updated or deleted since the base"
+
+
+def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base, window: int,
+                changed_rows: int) -> dict[str, list[str]]:
+    """Gives each row rule's violating keys, reading only the changed rows and the base's violators.
+
+    Two branches: the changed rows (a scan, skipped when the table has none) and the unchanged base violators,
+    found by their primary key (typed, so the key's index or a hash join serves them).
+    """
+    prior = {r.code: set(base.kept.results[(r.code, table)][1] or ()) for r in rules}
+    union = sorted(set().union(*prior.values()))
+    key = ctx.schema.row_key(table)
+    joins = " ".join(engine.pass_joins(rules))
+    columns = ", ".join(f"coalesce({engine._condition(ctx, r)}, false)" for r in rules)
+    pk = ctx.schema.keys.get(table) or ()
+    if len(pk) == 1:
+        typ = ctx.schema.columns[table][pk[0]][0]
+        known = f"t.{ident(pk[0])} IN (SELECT CAST(k AS {typ}) FROM unnest(%(keys)s::text[]) AS u(k))"
+    else:
+        known = f"{key} IN (SELECT unnest(%(keys)s::text[]))"
+    branches = []
+    if changed_rows:
+        branches.append(f"SELECT {key}, true, {columns} FROM {rel(table)} t {joins} WHERE {changed_sql(window)}")
+    if union:
+        branches.append(f"SELECT {key}, false, {columns} FROM {rel(table)} t {joins} "
+                        f"WHERE {known} AND NOT {changed_sql(window)}")
+    found: dict[str, list[str]] = {r.code: [] for r in rules}
+    if not branches:
+        return found
+    ctx.cur.execute(" UNION ALL ".join(branches), {"keys": union})
+    for row in ctx.cur.fetchall():
+        k, changed = row[0], row[1]
+        for rule, hit in zip(rules, row[2:], strict=True):
+            if hit and (changed or k in prior[rule.code]):
+                found[rule.code].append(k)
+    return found
+
+
+def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result],
+          keys: dict[tuple[str, str], list[str]], changes: dict[str, Change | str],
+          states: dict[str, State], fingerprint: str, opts: dict[str, Any],
+          snap: str, xmin: int, xmax: int, datoid: int, reset: datetime | None, today: date) -> Kept:
+    """Gives what this run keeps: its snapshot, the tables' rows and every violating key of its row rules.
+
+    The keys of a table's failing row rules are read in one scan (the rules' own conditions and joins, as
+    the engine counts them). A rule with more violators than an incremental check would look up (see
+    _verdict) keeps none: the next check reads it in full anyway. A read that fails keeps nothing for those
+    rules (the next check reads them in full), and the check goes on.
+    """
+    tables: dict[str, TableState] = {}
+    for table, (oid, node, kind, counters, shape) in states.items():
+        if kind != "r":
+            continue
+        change = changes.get(table)
+        if isinstance(change, Change):
+            rows = change.rows
+        else:
+            row = _guarded(ctx, f"SELECT count(*) FROM {rel(table)}")
+            if row is None:
+                continue
+            rows = int(row[0][0])
+        tables[table] = TableState(oid, node, rows, counters, shape)
+    by_key = {(r.code, str(r.table or "(schema)")): r for r in concrete}
+    kept_results: dict[tuple[str, str], tuple[Result, list[str] | None]] = {}
+    wanted: dict[str, list[RowRule]] = {}
+    for res in results:
+        rule = by_key.get((res.code, res.table))
+        violators: list[str] | None = None
+        if (isinstance(rule, RowRule) and res.status in (Status.PASS, Status.FAIL) and rule.table
+                and (ctx.schema.keys.get(rule.table) or rule.table in ctx.schema.primary_keys)):
+            if res.count == 0:
+                violators = []
+            elif (res.code, res.table) in keys:
+                violators = keys[(res.code, res.table)]
+            elif rule.table in tables and res.count <= max(1000, tables[rule.table].rows // 20):
+                wanted.setdefault(rule.table, []).append(rule)
+        kept_results[(res.code, res.table)] = (res, violators)
+    for table, members in wanted.items():
+        conditions = [f"coalesce({engine._condition(ctx, r)}, false)" for r in members]
+        started = time.perf_counter()
+        rows_read = _guarded(ctx, f"SELECT {ctx.schema.row_key(table)}, {', '.join(conditions)} FROM {rel(table)} t "
+                                  f"{' '.join(engine.pass_joins(members))} WHERE {' OR '.join(conditions)}")
+        _timing(ctx, f"keep:{table}", tuple(r.code for r in members), (table,), started)
+        if rows_read is None:
+            continue
+        for i, rule in enumerate(members, start=1):
+            res = kept_results[(rule.code, table)][0]
+            kept_results[(rule.code, table)] = (res, [row[0] for row in rows_read if row[i]])
+    return Kept(fingerprint, opts, snap, xmin, xmax, datoid, reset, today, tables, kept_results)
+
+
+def _guarded(ctx: CheckContext, statement: str) -> list[tuple[Any, ...]] | None:
+    """Gives the rows of a statement run in a savepoint, or None when it failed (the snapshot goes on)."""
+    try:
+        with ctx.cur.connection.transaction():
+            ctx.cur.execute(statement)
+            return ctx.cur.fetchall()
+    except psycopg.Error as exc:
+        if engine.recovery_conflict(exc) or ctx.cur.connection.closed:
+            raise
+        return None
+
+
+def annotate(results: Sequence[Result], out: Outcome_) -> list[Result]:
+    """Gives the results with how each was evaluated (full or incremental, and the fallback's reason)."""
+    annotated = []
+    for res in results:
+        how, why = out.evaluated.get((res.code, res.table)) or out.evaluated.get((res.code, "(schema)"),
+                                                                                   ("full", out.reason))
+        annotated.append(replace(res, evaluated=how, evaluated_reason=why))
+    return annotated

@@ -1,0 +1,188 @@
+"""Repairs of single rows: archive then delete them, or archive then set some columns.
+
+Deleting a row that other rows reference would let the foreign key's ON DELETE act unseen (a cascade
+removes children, SET NULL changes them) and those rows would be lost to `undo`. So dependents are
+handled first, explicitly and archived: CASCADE children are archived and deleted (recursively), SET
+NULL children are archived and updated. A parent whose dependents cannot be archived (no single-column
+primary key) or would block the delete (NO ACTION/RESTRICT/SET DEFAULT) is left alone and reported.
+
+A repair that sets columns verifies its own effect before its batch commits: a table's own triggers may
+overwrite what it set (transactions' updated_at trigger stamps now()), and a row that still violates the
+rule afterwards is put back as it was (a savepoint) and reported as needing a person — never archived
+and changed again on every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from ...check.rules.quoting import ident
+from ...findings import FixSafety
+from .base import BatchOutcome, RepairContext, archive_insert
+
+if TYPE_CHECKING:
+    from ...check.rules.base import Rule
+    from ...check.rules.context import Constraint
+
+MAX_DEPTH = 4
+
+
+def dependents(ctx: RepairContext, table: str) -> list[Constraint]:
+    """Gives the single-column foreign keys that reference `table`'s primary key."""
+    pk = ctx.schema.primary_keys.get(table)
+    return [c for c in ctx.schema.constraints
+            if c.kind == "f" and c.ref_table == table and len(c.columns) == 1 and pk is not None
+            and f"REFERENCES {table}({pk})" in c.definition.replace('"', "").replace("public.", "")]
+
+
+def _blockers(ctx: RepairContext, table: str, alias: str = "t", depth: int = 0) -> list[str]:
+    """Gives NOT EXISTS conditions excluding rows whose dependents the repair could not archive."""
+    pk = ctx.pk(table)
+    out = []
+    for con in dependents(ctx, table):
+        child, column = con.table, con.columns[0]
+        archivable = child in ctx.schema.primary_keys and depth < MAX_DEPTH
+        if con.on_delete in ("c", "n") and archivable:
+            if con.on_delete == "c":
+                nested = _blockers(ctx, child, f"d{depth}", depth + 1)
+                if nested:
+                    out.append(f"NOT EXISTS (SELECT 1 FROM {child} d{depth} WHERE d{depth}.{column} = {alias}.{pk} "
+                               f"AND NOT ({' AND '.join(nested)}))")
+            continue
+        out.append(f"NOT EXISTS (SELECT 1 FROM {child} x{depth} WHERE x{depth}.{column} = {alias}.{pk})")
+    return out
+
+
+def _remove_dependents(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, table: str,
+                       ids: list[Any], depth: int = 0) -> BatchOutcome:
+    """Archives and deletes (CASCADE) or archives and nulls (SET NULL) the rows referencing `ids`."""
+    done = BatchOutcome()
+    for con in dependents(ctx, table):
+        child, column = con.table, con.columns[0]
+        child_pk = ctx.schema.primary_keys.get(child)
+        if con.on_delete not in ("c", "n") or child_pk is None:
+            continue
+        cur.execute(f"SELECT {ident(child_pk)} FROM {ident(child)} WHERE {ident(column)} = ANY(%s) ORDER BY 1 "
+                    "FOR UPDATE", (ids,))
+        child_ids = [r[0] for r in cur.fetchall()]
+        if not child_ids:
+            continue
+        if con.on_delete == "c":
+            done.add(_remove_dependents(cur, ctx, code, child, child_ids, depth + 1))
+            done.add(_delete(cur, ctx, code, child, child_pk, child_ids))
+        else:
+            done.add(_update(cur, ctx, code, child, child_pk, child_ids, f"{ident(column)} = NULL"))
+        done.notes.append(f"{len(child_ids)} {child} rows referencing them archived too (ON DELETE)")
+    return done
+
+
+def _delete(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, table: str, pk: str,
+            ids: list[Any]) -> BatchOutcome:
+    cur.execute(delete_sql(ctx, code, table, pk), {"ids": ids})
+    return BatchOutcome(changed=cur.rowcount, archived=cur.rowcount)
+
+
+def _update(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, table: str, pk: str, ids: list[Any],
+            assignments: str) -> BatchOutcome:
+    cur.execute(update_sql(ctx, code, table, pk, assignments), {"ids": ids})
+    return BatchOutcome(changed=cur.rowcount, archived=cur.rowcount)
+
+
+def delete_sql(ctx: RepairContext, code: str, table: str, pk: str) -> str:
+    tq, pq = ident(table), ident(pk)
+    return (f"WITH gone AS (DELETE FROM {tq} t WHERE t.{pq} = ANY(%(ids)s) "
+            f"RETURNING t.{pq} AS pk_value, to_jsonb(t) AS before, NULL::jsonb AS after) "
+            + archive_insert(ctx, code, table, "delete", "gone", pk))
+
+
+def update_sql(ctx: RepairContext, code: str, table: str, pk: str, assignments: str) -> str:
+    # All CTEs read one snapshot: `old` is the row before the UPDATE, RETURNING gives it after (triggers included).
+    tq, pq = ident(table), ident(pk)
+    return (f"WITH old AS (SELECT t.{pq} AS pk_value, to_jsonb(t) AS before FROM {tq} t "
+            f"WHERE t.{pq} = ANY(%(ids)s)), "
+            f"changed AS (UPDATE {tq} t SET {assignments} WHERE t.{pq} = ANY(%(ids)s) "
+            f"RETURNING t.{pq} AS pk_value, to_jsonb(t) AS after), "
+            f"pair AS (SELECT c.pk_value, o.before, c.after FROM changed c JOIN old o USING (pk_value)) "
+            + archive_insert(ctx, code, table, "update", "pair", pk))
+
+
+@dataclass(frozen=True)
+class RowRepair:
+    """Archive then delete the violating rows (assignments empty), or archive then SET assignments."""
+
+    safety: FixSafety
+    assignments: str = ""  # SQL SET list with the row alias t, e.g. "goal_id = NULL"
+    guard: str = ""  # rows the repair can mend (e.g. only when the user's own currency is valid)
+    leaves: str = ""  # the rows the guard leaves to a person, in words (for the plan)
+
+    @property
+    def action(self) -> str:
+        action = f"archive, then set {self.assignments}" if self.assignments else "archive, then delete"
+        return f"{action}; {self.leaves} need a person" if self.leaves else action
+
+    def _selection(self, ctx: RepairContext, rule: Rule) -> tuple[str, str]:
+        extra = [c for c in (ctx.live(rule), self.guard) if c]
+        if not self.assignments:
+            extra += _blockers(ctx, str(rule.table))
+        return rule.selection(" AND ".join(extra))  # type: ignore[attr-defined]
+
+    def _lock_sql(self, ctx: RepairContext, rule: Rule) -> str:
+        source, where = self._selection(ctx, rule)
+        pk = ctx.pk(str(rule.table))
+        return (f"SELECT t.{pk} FROM {source} WHERE t.{pk} = ANY(%(ids)s) AND {where} "
+                "ORDER BY 1 FOR UPDATE OF t SKIP LOCKED")
+
+    def candidates_sql(self, ctx: RepairContext, rule: Rule) -> str:
+        source, where = self._selection(ctx, rule)
+        return f"SELECT t.{ctx.pk(str(rule.table))} FROM {source} WHERE {where} ORDER BY 1"
+
+    def batch_sql(self, ctx: RepairContext, rule: Rule) -> list[str]:
+        table = str(rule.table)
+        pk = ctx.pk(table)
+        change = (update_sql(ctx, rule.code, table, pk, self.assignments) if self.assignments
+                  else delete_sql(ctx, rule.code, table, pk))
+        return [self._lock_sql(ctx, rule), change.replace("%(ids)s", "%(locked)s")]
+
+    def apply(self, cur: psycopg.Cursor[Any], ctx: RepairContext, rule: Rule,
+              units: Sequence[tuple[Any, ...]]) -> BatchOutcome:
+        table = str(rule.table)
+        cur.execute(self._lock_sql(ctx, rule), {"ids": [u[0] for u in units]})
+        locked = [r[0] for r in cur.fetchall()]
+        done = BatchOutcome(skipped=len(units) - len(locked))
+        if not locked:
+            return done
+        if self.assignments:
+            done.add(self._mend(cur, ctx, rule, locked))
+        else:
+            done.add(_remove_dependents(cur, ctx, rule.code, table, locked))
+            done.add(_delete(cur, ctx, rule.code, table, ctx.pk(table), locked))
+        return done
+
+    def _mend(self, cur: psycopg.Cursor[Any], ctx: RepairContext, rule: Rule, ids: list[Any]) -> BatchOutcome:
+        """Sets the columns of the locked rows; rows the change did not mend are put back and reported."""
+        table = str(rule.table)
+        pk = ctx.pk(table)
+        source, where = self._selection(ctx, rule)
+        still = f"SELECT t.{pk} FROM {source} WHERE t.{pk} = ANY(%(ids)s) AND {where}"
+        stuck: list[Any] = []
+        while ids:
+            with cur.connection.transaction() as savepoint:
+                done = _update(cur, ctx, rule.code, table, pk, ids, self.assignments)
+                cur.execute(still, {"ids": ids})
+                stuck_now = [r[0] for r in cur.fetchall()]
+                if not stuck_now:
+                    break
+                stuck += stuck_now
+                put_back = set(stuck)
+                ids = [i for i in ids if i not in put_back]  # the others again, without the rows put back
+                raise psycopg.Rollback(savepoint)
+        else:
+            done = BatchOutcome()
+        if stuck:
+            done.notes.append(f"rows this repair does not mend (e.g. {stuck[0]}: the row still violates {rule.code} "
+                              "after the change, which was undone) need a person")
+        return done
