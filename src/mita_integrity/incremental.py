@@ -415,13 +415,16 @@ def _changes(ctx: CheckContext, helpers: Sequence[CheckContext], tables: Sequenc
     out: dict[str, Change | str] = {}
 
     def worker(wctx: CheckContext) -> None:
+        # age() counts from a point each transaction fixes at its first call: a helper's point is later than
+        # the check's when other sessions took transaction ids meanwhile, so each connection measures its own.
+        own = window if wctx is ctx else _window(wctx.cur, base.kept.xmin)
         while True:
             with lock:
                 if not queue:
                     return
                 table = queue.pop(0)
             started = time.perf_counter()
-            out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), window)
+            out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), own)
             _timing(wctx, f"changes:{table}", (), (table,), started)
 
     if not helpers:
