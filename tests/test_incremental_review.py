@@ -53,3 +53,70 @@ def test_the_second_connection_counts_ages_from_its_own_point_and_must_not_miss_
     assert {p.connection for p in inc.passes if p.name.startswith("changes:")} == {1, 2}
     assert outcome(inc) == outcome(full), {k: (v, outcome(full).get(k)) for k, v in outcome(inc).items()
                                            if outcome(full).get(k) != v}
+
+
+def test_a_primary_key_moved_to_other_columns_runs_that_tables_rules_in_full(dirty: Database) -> None:
+    """The base keeps its violators by the text of the primary key: once the key is other columns (no rewrite,
+    no column changed), that text names no row, and the base's unchanged violators were silently dropped."""
+    sql(dirty, "ALTER TABLE transactions ALTER COLUMN created_at SET NOT NULL")  # before the base: same columns
+    recorded(dirty)
+    before = next(r for r in recorded(dirty).results if r.code == "AMT003")
+    assert before.count > 0
+    [(pkey,)] = sql(dirty, "SELECT conname FROM pg_constraint WHERE conrelid = 'transactions'::regclass "
+                           "AND contype = 'p'")
+    sql(dirty, f'ALTER TABLE transactions DROP CONSTRAINT "{pkey}" CASCADE, ADD PRIMARY KEY (id, created_at)')
+    sql(dirty, "UPDATE transactions SET category = category WHERE id IN (SELECT id FROM transactions "
+               "WHERE amount > 0 ORDER BY id LIMIT 1)")  # one changed row: the rule is re-read, not kept
+    inc = same_as_full(dirty)
+    assert inc.mode == "incremental"
+    assert how(inc)["AMT003:transactions"][0] == "full"
+
+
+def test_rows_written_under_a_savepoint_of_a_transaction_in_flight_at_the_base(dirty: Database) -> None:
+    with psycopg.connect(**dirty.connect_kwargs()) as conn:
+        conn.execute("SELECT txid_current()")  # it has its id before the base is taken
+        conn.execute("SAVEPOINT s1")
+        conn.execute("UPDATE transactions SET amount = -5 WHERE id IN (SELECT id FROM transactions "
+                     "WHERE amount > 0 ORDER BY id LIMIT 3)")
+        conn.execute("SAVEPOINT s2")
+        conn.execute("DELETE FROM users WHERE id IN (SELECT u.id FROM users u WHERE NOT EXISTS "
+                     "(SELECT 1 FROM goals g WHERE g.user_id = u.id) AND NOT EXISTS (SELECT 1 FROM daily_plan p "
+                     "WHERE p.user_id = u.id) ORDER BY id LIMIT 1)")
+        conn.execute("RELEASE SAVEPOINT s2")
+        base = recorded(dirty)  # the writes are in flight: the base does not see them
+        conn.commit()
+    inc = same_as_full(dirty)
+    assert inc.mode == "incremental" and inc.base_run == base.run_id
+    inc2 = run_check(dirty, CheckRequest(incremental=True))  # and on two connections
+    assert outcome(inc2) == outcome(inc)
+
+
+def test_a_change_frozen_by_vacuum_freeze_is_still_seen(dirty: Database) -> None:
+    recorded(dirty)
+    sql(dirty, "UPDATE transactions SET amount = -9 WHERE id IN (SELECT id FROM transactions "
+               "WHERE amount > 0 ORDER BY id LIMIT 4)")
+    sql(dirty, "VACUUM (FREEZE) transactions")
+    inc = same_as_full(dirty)
+    assert inc.mode == "incremental" and how(inc)["AMT003:transactions"] == ("incremental", None)
+
+
+def test_a_table_dropped_and_created_again_under_its_name(dirty: Database) -> None:
+    recorded(dirty)
+    sql(dirty, "CREATE TABLE goals_copy AS SELECT * FROM goals")
+    sql(dirty, "DROP TABLE goals CASCADE")
+    sql(dirty, "ALTER TABLE goals_copy RENAME TO goals")
+    sql(dirty, "ALTER TABLE goals ADD PRIMARY KEY (id)")
+    sql(dirty, "UPDATE goals SET saved_amount = -1 WHERE id IN (SELECT id FROM goals ORDER BY id LIMIT 2)")
+    inc = same_as_full(dirty)
+    assert how(inc)["GOL004:goals"][0] == "full"
+
+
+def test_truncate_and_the_same_rows_again_in_one_transaction(dirty: Database) -> None:
+    recorded(dirty)
+    with psycopg.connect(**dirty.connect_kwargs()) as conn:
+        conn.execute("CREATE TEMP TABLE keep AS SELECT * FROM goals")
+        conn.execute("UPDATE keep SET saved_amount = -3 WHERE id IN (SELECT id FROM keep ORDER BY id LIMIT 2)")
+        conn.execute("TRUNCATE goals CASCADE")
+        conn.execute("INSERT INTO goals SELECT * FROM keep")
+    inc = same_as_full(dirty)
+    assert how(inc)["GOL004:goals"][0] == "full"

@@ -219,6 +219,9 @@ def _states(cur: psycopg.Cursor[Any], tables: Sequence[str]) -> dict[str, State]
                                                            a.attmissingval::text, a.attcollation), ','
                                                  ORDER BY a.attnum))
                              FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0)
+                          -- the primary key's columns: the base names its violators by the key's text
+                          || coalesce('/' || (SELECT i.indkey::text FROM pg_index i
+                                               WHERE i.indrelid = c.oid AND i.indisprimary), '')
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                      LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
                     WHERE n.nspname = 'public' AND c.relname = ANY(%s)""", (list(tables),))
@@ -465,6 +468,8 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
         return f"{table} is partitioned or has children (changes are not tracked there)"
     if oid != before.oid or node != before.relfilenode:
         return f"{table} was truncated or rewritten since the base (new relfilenode)"
+    if shape != before.shape and shape.split("/")[0] == before.shape.split("/")[0]:
+        return f"the primary key of {table} changed since the base (its violators are kept by their key)"
     if shape != before.shape:
         return f"the columns of {table} changed since the base (an added column's value is in no row version)"
     if any(a < b for a, b in zip(counters, before.counters, strict=True)):
