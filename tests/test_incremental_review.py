@@ -120,3 +120,19 @@ def test_truncate_and_the_same_rows_again_in_one_transaction(dirty: Database) ->
         conn.execute("INSERT INTO goals SELECT * FROM keep")
     inc = same_as_full(dirty)
     assert how(inc)["GOL004:goals"][0] == "full"
+
+
+def test_a_kept_result_shows_no_more_sample_rows_than_sample_asks(dirty: Database) -> None:
+    recorded(dirty)  # --sample 10
+    inc = run_check(dirty, CheckRequest(incremental=True, parallel=False, sample=2))
+    full = run_check(dirty, CheckRequest(parallel=False, sample=2))
+    assert {(r.code, r.table): len(r.sample) for r in inc.results} == \
+        {(r.code, r.table): len(r.sample) for r in full.results}
+
+
+def test_a_base_with_a_smaller_sample_is_not_kept_for_a_larger_one(dirty: Database) -> None:
+    recorded(dirty, sample=1)
+    inc = run_check(dirty, CheckRequest(incremental=True, parallel=False, sample=5))
+    full = run_check(dirty, CheckRequest(parallel=False, sample=5))
+    assert {(r.code, r.table): len(r.sample) for r in inc.results} == \
+        {(r.code, r.table): len(r.sample) for r in full.results}

@@ -121,8 +121,9 @@ def catalogue_fingerprint() -> str:
 
 def option_key(options: dict[str, Any]) -> dict[str, Any]:
     """Gives the options that decide the results (not the output's): a base must have been run with these."""
+    # sample too: a kept result shows the base's sample rows, as many as the base's --sample asked for
     keys = ("since", "budget_days", "day_boundary", "select", "ignore", "no_guarantees", "physical",
-            "exclude_tables")
+            "exclude_tables", "sample")
     return {k: options.get(k) for k in keys}
 
 
