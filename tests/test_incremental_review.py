@@ -74,7 +74,8 @@ def test_a_primary_key_moved_to_other_columns_runs_that_tables_rules_in_full(dir
 
 def test_rows_written_under_a_savepoint_of_a_transaction_in_flight_at_the_base(dirty: Database) -> None:
     with psycopg.connect(**dirty.connect_kwargs()) as conn:
-        conn.execute("SELECT txid_current()")  # it has its id before the base is taken
+        conn.execute("SELECT txid_current()")  # it has its id before the base is taken: the base's xmin
+        conn.execute("UPDATE goals SET saved_amount = -2 WHERE id IN (SELECT id FROM goals ORDER BY id LIMIT 2)")
         conn.execute("SAVEPOINT s1")
         conn.execute("UPDATE transactions SET amount = -5 WHERE id IN (SELECT id FROM transactions "
                      "WHERE amount > 0 ORDER BY id LIMIT 3)")
@@ -83,7 +84,10 @@ def test_rows_written_under_a_savepoint_of_a_transaction_in_flight_at_the_base(d
                      "(SELECT 1 FROM goals g WHERE g.user_id = u.id) AND NOT EXISTS (SELECT 1 FROM daily_plan p "
                      "WHERE p.user_id = u.id) ORDER BY id LIMIT 1)")
         conn.execute("RELEASE SAVEPOINT s2")
+        [(xid,)] = conn.execute("SELECT txid_current()").fetchall()
         base = recorded(dirty)  # the writes are in flight: the base does not see them
+        [(base_xmin,)] = sql(dirty, "SELECT snap_xmin FROM integrity.check_bases WHERE run_id = %s", (base.run_id,))
+        assert base_xmin == xid  # the boundary: a row version whose xmin is the base's xmin itself
         conn.commit()
     inc = same_as_full(dirty)
     assert inc.mode == "incremental" and inc.base_run == base.run_id
@@ -136,3 +140,16 @@ def test_a_base_with_a_smaller_sample_is_not_kept_for_a_larger_one(dirty: Databa
     full = run_check(dirty, CheckRequest(parallel=False, sample=5))
     assert {(r.code, r.table): len(r.sample) for r in inc.results} == \
         {(r.code, r.table): len(r.sample) for r in full.results}
+
+
+def test_a_prepared_transaction_committed_after_the_base(dirty: Database) -> None:
+    [(allowed,)] = sql(dirty, "SELECT current_setting('max_prepared_transactions')::int")
+    if not allowed:
+        pytest.skip("max_prepared_transactions = 0 on this server")
+    with psycopg.connect(autocommit=True, **dirty.connect_kwargs()) as conn:
+        conn.execute("BEGIN")
+        conn.execute("UPDATE goals SET saved_amount = -4 WHERE id IN (SELECT id FROM goals ORDER BY id LIMIT 2)")
+        conn.execute("PREPARE TRANSACTION 'r19'")
+    recorded(dirty)
+    sql(dirty, "COMMIT PREPARED 'r19'")
+    same_as_full(dirty)
