@@ -153,3 +153,91 @@ def test_a_prepared_transaction_committed_after_the_base(dirty: Database) -> Non
     recorded(dirty)
     sql(dirty, "COMMIT PREPARED 'r19'")
     same_as_full(dirty)
+
+
+def test_the_clock_past_midnight_utc_runs_the_budget_rules_in_full(dirty: Database) -> None:
+    base = recorded(dirty)
+    sql(dirty, "UPDATE integrity.check_base_results SET count = count + 1000 WHERE run_id = %s "
+               "AND code IN ('BUD001', 'BUD002')", (base.run_id,))  # what the window gave on the base's day
+    sql(dirty, "UPDATE integrity.check_bases SET utc_date = utc_date - 1 WHERE run_id = %s", (base.run_id,))
+    inc = same_as_full(dirty)
+    assert inc.mode == "incremental"
+    assert how(inc)["BUD001:daily_plan"][0] == "full" and "another day" in str(how(inc)["BUD001:daily_plan"][1])
+
+
+def test_a_future_transaction_that_time_overtook_is_no_longer_counted(dirty: Database) -> None:
+    import time
+
+    sql(dirty, "INSERT INTO transactions (id, user_id, category, amount, spent_at, currency, created_at, updated_at) "
+               "SELECT gen_random_uuid(), id, 'food', 5, now() + interval '1 day 3 seconds', 'USD', now(), now() "
+               "FROM users ORDER BY id LIMIT 2")
+    before = next(r for r in recorded(dirty).results if r.code == "TIM003")
+    time.sleep(4)
+    inc = same_as_full(dirty)
+    after = next(r for r in inc.results if r.code == "TIM003")
+    assert after.evaluated == "incremental" and after.count == before.count - 2
+
+
+def test_transaction_ids_lower_than_the_bases_mean_a_full_run(dirty: Database) -> None:
+    base = recorded(dirty)
+    sql(dirty, "UPDATE integrity.check_bases SET snap_xmin = snap_xmin + 1000000, snap_xmax = snap_xmax + 1000000 "
+               "WHERE run_id = %s", (base.run_id,))  # a dump restored where ids are lower
+    inc = same_as_full(dirty)
+    assert inc.mode == "full" and "transaction ids went back" in str(how(inc)["DUP003:transactions"][1])
+
+
+def test_a_per_table_statistics_reset_and_a_reinsert_that_evens_the_count(dirty: Database) -> None:
+    recorded(dirty)
+    sql(dirty, "DELETE FROM goals WHERE id IN (SELECT id FROM goals WHERE saved_amount >= 0 ORDER BY id LIMIT 1)")
+    sql(dirty, "INSERT INTO goals SELECT (jsonb_populate_record(g, jsonb_build_object('id', gen_random_uuid(), "
+               "'saved_amount', -1))).* FROM goals g ORDER BY id LIMIT 1")  # the same number of rows, one new defect
+    sql(dirty, "SELECT pg_stat_reset_single_table_counters('goals'::regclass)")
+    inc = same_as_full(dirty)  # the server marks the database's statistics reset too: a full run
+    assert how(inc)["GOL004:goals"][0] == "full"
+
+
+def test_a_parent_soft_deleted_and_undeleted(dirty: Database) -> None:
+    recorded(dirty)
+    sql(dirty, "UPDATE goals SET deleted_at = now() WHERE id IN (SELECT goal_id FROM transactions "
+               "WHERE goal_id IS NOT NULL ORDER BY id LIMIT 2)")
+    inc = same_as_full(dirty)
+    assert how(inc)["SDL002:transactions"][0] == "full"
+    recorded(dirty, incremental=True)
+    sql(dirty, "UPDATE goals SET deleted_at = NULL WHERE deleted_at IS NOT NULL")
+    same_as_full(dirty)
+
+
+def test_two_recorded_incremental_checks_at_once(dirty: Database) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    recorded(dirty)
+    sql(dirty, "UPDATE transactions SET amount = -1 WHERE id IN (SELECT id FROM transactions ORDER BY id LIMIT 2)")
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: recorded(dirty, incremental=True), range(2)))
+    assert {r.mode for r in runs} == {"incremental"}
+    assert sql(dirty, "SELECT count(*) FROM integrity.check_bases") == [(3,)]
+    same_as_full(dirty)
+
+
+def test_a_role_that_may_not_write_the_base_still_records_the_run(dirty: Database) -> None:
+    from mita_integrity.history import record
+
+    recorded(dirty)  # the tables exist
+    sql(dirty, "DROP ROLE IF EXISTS r19_writer")
+    sql(dirty, "CREATE ROLE r19_writer LOGIN")
+    try:
+        sql(dirty, "GRANT USAGE ON SCHEMA integrity TO r19_writer")
+        sql(dirty, "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA integrity TO r19_writer")
+        sql(dirty, "REVOKE INSERT ON integrity.check_bases, integrity.check_base_results FROM r19_writer")
+        sql(dirty, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO r19_writer")
+        report = run_check(dirty, CheckRequest(keep_base=True, parallel=False))
+        with psycopg.connect(**dirty.connect_kwargs()) as conn:
+            conn.execute("SET ROLE r19_writer")
+            record(conn, report)
+        assert sql(dirty, "SELECT count(*) FROM integrity.runs WHERE id = %s", (report.run_id,)) == [(1,)]
+        assert sql(dirty, "SELECT count(*) FROM integrity.check_bases WHERE run_id = %s", (report.run_id,)) == [(0,)]
+        inc = same_as_full(dirty)
+        assert inc.mode == "incremental" and inc.base_run != report.run_id  # the older base
+    finally:
+        sql(dirty, "DROP OWNED BY r19_writer")
+        sql(dirty, "DROP ROLE r19_writer")
