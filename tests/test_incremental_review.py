@@ -241,3 +241,14 @@ def test_a_role_that_may_not_write_the_base_still_records_the_run(dirty: Databas
     finally:
         sql(dirty, "DROP OWNED BY r19_writer")
         sql(dirty, "DROP ROLE r19_writer")
+
+
+def test_the_catalogue_fingerprint_covers_the_currency_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AMT001 tests currencies against iso4217.py, outside the rules' modules: another list, another catalogue."""
+    from pathlib import Path
+
+    before = incremental.catalogue_fingerprint()
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes",
+                        lambda self: real(self) + (b"\n# XTS added" if self.name == "iso4217.py" else b""))
+    assert incremental.catalogue_fingerprint() != before
