@@ -252,3 +252,29 @@ def test_the_catalogue_fingerprint_covers_the_currency_list(monkeypatch: pytest.
     monkeypatch.setattr(Path, "read_bytes",
                         lambda self: real(self) + (b"\n# XTS added" if self.name == "iso4217.py" else b""))
     assert incremental.catalogue_fingerprint() != before
+
+
+def test_a_table_without_a_primary_key_and_one_with_a_composite_key(dirty: Database) -> None:
+    [(pkey,)] = sql(dirty, "SELECT conname FROM pg_constraint WHERE conrelid = 'goals'::regclass AND contype = 'p'")
+    sql(dirty, f'ALTER TABLE goals DROP CONSTRAINT "{pkey}" CASCADE')
+    sql(dirty, "ALTER TABLE transactions ALTER COLUMN created_at SET NOT NULL")
+    [(pkey,)] = sql(dirty, "SELECT conname FROM pg_constraint WHERE conrelid = 'transactions'::regclass "
+                           "AND contype = 'p'")
+    sql(dirty, f'ALTER TABLE transactions DROP CONSTRAINT "{pkey}" CASCADE, ADD PRIMARY KEY (created_at, id)')
+    recorded(dirty)
+    sql(dirty, "UPDATE goals SET saved_amount = -6 WHERE id IN (SELECT id FROM goals ORDER BY id LIMIT 2)")
+    sql(dirty, "UPDATE transactions SET amount = -6, category = 'x\"y, (z)' WHERE id IN "
+               "(SELECT id FROM transactions ORDER BY id LIMIT 2)")
+    inc = same_as_full(dirty)
+    assert how(inc)["GOL004:goals"] == ("full", "the base run kept no keys for it")
+    assert how(inc)["AMT003:transactions"] == ("incremental", None)
+
+
+def test_more_base_violators_than_a_lookup_is_worth(dirty: Database) -> None:
+    sql(dirty, "INSERT INTO transactions SELECT (jsonb_populate_record(t, jsonb_build_object('id', "
+               "gen_random_uuid(), 'amount', -1, 'category', 'food'))).* FROM transactions t "
+               "CROSS JOIN generate_series(1, 1100) WHERE t.id = (SELECT min(id::text)::uuid FROM transactions)")
+    recorded(dirty)
+    sql(dirty, "UPDATE transactions SET amount = 3 WHERE id IN (SELECT id FROM transactions ORDER BY id LIMIT 3)")
+    inc = same_as_full(dirty)
+    assert how(inc)["AMT003:transactions"][0] == "full"
