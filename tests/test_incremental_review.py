@@ -278,3 +278,37 @@ def test_more_base_violators_than_a_lookup_is_worth(dirty: Database) -> None:
     sql(dirty, "UPDATE transactions SET amount = 3 WHERE id IN (SELECT id FROM transactions ORDER BY id LIMIT 3)")
     inc = same_as_full(dirty)
     assert how(inc)["AMT003:transactions"][0] == "full"
+
+
+def test_a_row_level_security_policy_loosened_after_the_base(dirty: Database) -> None:
+    """A role under row-level security reads the rows a policy lets it: a policy changed since the base shows
+    unchanged rows that no xmin marks as new (nor a count as lost)."""
+    from mita_integrity.history import record
+
+    sql(dirty, "UPDATE goals SET saved_amount = -1 WHERE id IN (SELECT id FROM goals ORDER BY id LIMIT 3)")
+    recorded(dirty)  # the integrity tables exist
+    sql(dirty, "DROP ROLE IF EXISTS r19_rls")
+    sql(dirty, "CREATE ROLE r19_rls")
+    try:
+        for grant in ("USAGE ON SCHEMA public, integrity", "SELECT ON ALL TABLES IN SCHEMA public",
+                      "SELECT ON ALL TABLES IN SCHEMA integrity"):
+            sql(dirty, f"GRANT {grant} TO r19_rls")
+        sql(dirty, "ALTER TABLE goals ENABLE ROW LEVEL SECURITY")
+        sql(dirty, "CREATE POLICY r19_some ON goals FOR SELECT TO r19_rls USING (saved_amount >= 0)")
+        reader = Database(dirty.parsed.__class__(params={**dirty.parsed.params, "options": "-c role=r19_rls"},
+                                                 dropped=dirty.parsed.dropped), dirty.origin)
+        base = run_check(reader, CheckRequest(keep_base=True, parallel=False))
+        with psycopg.connect(**dirty.connect_kwargs()) as conn:
+            record(conn, base)
+        assert next(r for r in base.results if r.code == "GOL004").count == 0
+        sql(dirty, "ALTER POLICY r19_some ON goals USING (true)")
+        inc = run_check(reader, CheckRequest(incremental=True, parallel=False))
+        full = run_check(reader, CheckRequest(parallel=False))
+        assert inc.base_run == base.run_id and "row-level security" in str(how(inc)["GOL004:goals"][1])
+        assert outcome(inc) == outcome(full), {k: (v, outcome(full).get(k)) for k, v in outcome(inc).items()
+                                               if outcome(full).get(k) != v}
+    finally:
+        sql(dirty, "DROP POLICY IF EXISTS r19_some ON goals")
+        sql(dirty, "ALTER TABLE goals DISABLE ROW LEVEL SECURITY")
+        sql(dirty, "DROP OWNED BY r19_rls")
+        sql(dirty, "DROP ROLE r19_rls")

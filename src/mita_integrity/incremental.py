@@ -211,9 +211,12 @@ State = tuple[int, int, str, tuple[int, int, int], str]
 
 
 def _states(cur: psycopg.Cursor[Any], tables: Sequence[str]) -> dict[str, State]:
-    """Gives per table (oid, relfilenode, relkind, counters, shape); a table with children is marked 'c'."""
+    """Gives per table (oid, relfilenode, relkind, counters, shape); a table with children is marked 'c', one
+    under row-level security for this role 's'."""
     cur.execute("""SELECT c.relname, c.oid::bigint, c.relfilenode::bigint,
                           CASE WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) THEN 'c'
+                               -- a policy decides which rows this role reads, and can change without a row
+                               WHEN c.relkind = 'r' AND row_security_active(c.oid) THEN 's'
                                ELSE c.relkind::text END,
                           coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_del, 0),
                           (SELECT md5(string_agg(concat_ws(':', a.attnum, a.attname, a.atttypid, a.atttypmod,
@@ -466,6 +469,8 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
     if before is None or now is None:
         return f"{table} was not read by the base run"
     oid, node, kind, counters, shape = now
+    if kind == "s":
+        return f"{table}: row-level security decides which rows are read (a policy changes without a row)"
     if kind != "r":
         return f"{table} is partitioned or has children (changes are not tracked there)"
     if oid != before.oid or node != before.relfilenode:
