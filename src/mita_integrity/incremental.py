@@ -466,11 +466,11 @@ def _whole_run_reason(base: Base, fingerprint: str, xmin: int, xmax: int, datoid
 def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
             now: State | None, window: int) -> Change | str:
     """Gives what changed in a table since the base, or why that cannot be told (then its rules run in full)."""
+    if now is not None and now[2] == "s":
+        return f"{table}: row-level security decides which rows are read (a policy changes without a row)"
     if before is None or now is None:
         return f"{table} was not read by the base run"
     oid, node, kind, counters, shape = now
-    if kind == "s":
-        return f"{table}: row-level security decides which rows are read (a policy changes without a row)"
     if kind != "r":
         return f"{table} is partitioned or has children (changes are not tracked there)"
     if oid != before.oid or node != before.relfilenode:
