@@ -82,15 +82,17 @@ class Outcome_:
 def catalogue_fingerprint() -> str:
     """Gives a digest of the tool's version and the rule modules' source: another catalogue, another digest."""
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted((Path(__file__).parent / "rules").glob("*.py")):
+    # iso4217.py too: AMT001's list of currencies lives outside the rules' modules
+    for path in [*sorted((Path(__file__).parent / "rules").glob("*.py")), Path(__file__).parent / "iso4217.py"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:32]
 
 
 def option_key(options: dict[str, Any]) -> dict[str, Any]:
     """Gives the options that decide the results (not the output's): a base must have been run with these."""
+    # sample too: a kept result shows the base's sample rows, as many as the base's --sample asked for
     keys = ("since", "budget_days", "day_boundary", "select", "ignore", "no_guarantees", "physical",
-            "exclude_tables")
+            "exclude_tables", "sample")
     return {k: options.get(k) for k in keys}
 
 
@@ -132,9 +134,12 @@ State = tuple[int, int, str, tuple[int, int, int], str]
 
 
 def _states(cur: psycopg.Cursor[Any], tables: Sequence[str]) -> dict[str, State]:
-    """Gives per table (oid, relfilenode, relkind, counters, shape); a table with children is marked 'c'."""
+    """Gives per table (oid, relfilenode, relkind, counters, shape); a table with children is marked 'c', one
+    under row-level security for this role 's'."""
     cur.execute("""SELECT c.relname, c.oid::bigint, c.relfilenode::bigint,
                           CASE WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) THEN 'c'
+                               -- a policy decides which rows this role reads, and can change without a row
+                               WHEN c.relkind = 'r' AND row_security_active(c.oid) THEN 's'
                                ELSE c.relkind::text END,
                           coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_del, 0),
                           (SELECT md5(string_agg(concat_ws(':', a.attnum, a.attname, a.atttypid, a.atttypmod,
@@ -142,6 +147,9 @@ def _states(cur: psycopg.Cursor[Any], tables: Sequence[str]) -> dict[str, State]
                                                            a.attmissingval::text, a.attcollation), ','
                                                  ORDER BY a.attnum))
                              FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0)
+                          -- the primary key's columns: the base names its violators by the key's text
+                          || coalesce('/' || (SELECT i.indkey::text FROM pg_index i
+                                               WHERE i.indrelid = c.oid AND i.indisprimary), '')
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                      LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
                     WHERE n.nspname = 'public' AND c.relname = ANY(%s)""", (list(tables),))
@@ -338,13 +346,16 @@ def _changes(ctx: CheckContext, helpers: Sequence[CheckContext], tables: Sequenc
     out: dict[str, Change | str] = {}
 
     def worker(wctx: CheckContext) -> None:
+        # age() counts from a point each transaction fixes at its first call: a helper's point is later than
+        # the check's when other sessions took transaction ids meanwhile, so each connection measures its own.
+        own = window if wctx is ctx else _window(wctx.cur, base.kept.xmin)
         while True:
             with lock:
                 if not queue:
                     return
                 table = queue.pop(0)
             started = time.perf_counter()
-            out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), window)
+            out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), own)
             _timing(wctx, f"changes:{table}", (), (table,), started)
 
     if not helpers:
@@ -378,6 +389,8 @@ def _whole_run_reason(base: Base, fingerprint: str, xmin: int, xmax: int, datoid
 def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
             now: State | None, window: int) -> Change | str:
     """Gives what changed in a table since the base, or why that cannot be told (then its rules run in full)."""
+    if now is not None and now[2] == "s":
+        return f"{table}: row-level security decides which rows are read (a policy changes without a row)"
     if before is None or now is None:
         return f"{table} was not read by the base run"
     oid, node, kind, counters, shape = now
@@ -385,6 +398,8 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
         return f"{table} is partitioned or has children (changes are not tracked there)"
     if oid != before.oid or node != before.relfilenode:
         return f"{table} was truncated or rewritten since the base (new relfilenode)"
+    if shape != before.shape and shape.split("/")[0] == before.shape.split("/")[0]:
+        return f"the primary key of {table} changed since the base (its violators are kept by their key)"
     if shape != before.shape:
         return f"the columns of {table} changed since the base (an added column's value is in no row version)"
     if any(a < b for a, b in zip(counters, before.counters, strict=True)):
