@@ -7,9 +7,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from mita_integrity import incremental
-from mita_integrity.check import CheckRequest, run_check
-from mita_integrity.connection import Database
+from mita_integrity.check import incremental
+from mita_integrity.check.run import CheckRequest, run_check
+from mita_integrity.database.connection import Database
 
 from .test_incremental import how, outcome, recorded, same_as_full, seed, sql
 
@@ -220,7 +220,7 @@ def test_two_recorded_incremental_checks_at_once(dirty: Database) -> None:
 
 
 def test_a_role_that_may_not_write_the_base_still_records_the_run(dirty: Database) -> None:
-    from mita_integrity.history import record
+    from mita_integrity.runs.findings_history import record
 
     recorded(dirty)  # the tables exist
     sql(dirty, "DROP ROLE IF EXISTS r19_writer")
@@ -244,7 +244,7 @@ def test_a_role_that_may_not_write_the_base_still_records_the_run(dirty: Databas
 
 
 def test_the_catalogue_fingerprint_covers_the_currency_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    """AMT001 tests currencies against iso4217.py, outside the rules' modules: another list, another catalogue."""
+    """AMT001 tests currencies against iso4217.py (AMT001's list, in check/rules/): another list, another catalogue."""
     from pathlib import Path
 
     before = incremental.catalogue_fingerprint()
@@ -283,7 +283,7 @@ def test_more_base_violators_than_a_lookup_is_worth(dirty: Database) -> None:
 def test_a_row_level_security_policy_loosened_after_the_base(dirty: Database) -> None:
     """A role under row-level security reads the rows a policy lets it: a policy changed since the base shows
     unchanged rows that no xmin marks as new (nor a count as lost)."""
-    from mita_integrity.history import record
+    from mita_integrity.runs.findings_history import record
 
     sql(dirty, "UPDATE goals SET saved_amount = -1 WHERE id IN (SELECT id FROM goals ORDER BY id LIMIT 3)")
     recorded(dirty)  # the integrity tables exist
