@@ -89,8 +89,8 @@ def describe(run: RunRow) -> str:
     if run.kind == "check" and "rules_run" in s:
         failing = ", ".join(f"{s[sev]:,} {sev}" for sev in ("critical", "high", "medium", "low", "info") if s.get(sev))
         text = f"{failing + ' failing' if failing else 'nothing failing'}; {s.get('rules_run', 0):,} rules run"
-        if s.get("mode"):  # check --incremental: incremental, or full where it had to fall back
-            text += f"; {s['mode']}"
+        if s.get("mode"):  # check --incremental: incremental, or full where it had to fall back. First, so that
+            text = f"{s['mode']}: {text}"  # a narrow terminal, which cuts the summary, still shows it
         alerts = describe_deliveries(s.get("deliveries"))
         return f"{text}; alerts: {alerts}" if alerts else text
     return json.dumps(s, sort_keys=True, default=str)[:80]
