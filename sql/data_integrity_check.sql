@@ -8,6 +8,9 @@ SET statement_timeout = '5min';
 SET lock_timeout = '5s';
 SET application_name = 'mita-integrity-psql';
 SET TimeZone = 'UTC';
+-- The system catalog alone (tables are named public."…"): a function or operator in public with a
+-- better-matching signature (public.lower(varchar)) would otherwise stand in for the built-in.
+SET search_path = pg_catalog, pg_temp;
 BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;
 
 \echo '== 1. Overview'
