@@ -66,14 +66,20 @@ SELECT format($q$SELECT 'REF010' AS code, %L AS "table", count(*) AS count FROM 
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND a.atttypid = 'uuid'::regtype AND c.relname NOT IN ('daily_plan', 'goals', 'habit_completions', 'habits', 'subscriptions', 'transactions')
-   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+                    JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                    JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attname = a.attname AND NOT pa.attisdropped
+                   WHERE i.inhrelid = c.oid AND pn.nspname = 'public' AND pc.relkind IN ('r', 'p'))
  ORDER BY c.relname \gexec
 \echo 'REF011 [medium] varchar user_id values (expenses, user_answers, user_profiles) that are not a UUID or name no user.'
 SELECT format($q$SELECT 'REF011' AS code, %L AS "table", count(*) AS count FROM public.%I t WHERE t.user_id IS NOT NULL AND CASE WHEN t.user_id ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN NOT EXISTS (SELECT 1 FROM public."users" u WHERE u.id = t.user_id::uuid) ELSE true END$q$, c.relname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND a.atttypid IN ('character varying'::regtype, 'text'::regtype)
-   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+                    JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                    JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attname = a.attname AND NOT pa.attisdropped
+                   WHERE i.inhrelid = c.oid AND pn.nspname = 'public' AND pc.relkind IN ('r', 'p'))
  ORDER BY c.relname \gexec
 \echo '== 5. Duplicates'
 \echo 'DUP001 [critical] users whose e-mails are equal ignoring case and surrounding spaces (blank ones are NUL001''s).'
@@ -186,7 +192,10 @@ SELECT format($q$SELECT 'SDL001' AS code, %L AS "table", count(*) AS count FROM 
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'deleted_at' AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND true
-   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+                    JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                    JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attname = a.attname AND NOT pa.attisdropped
+                   WHERE i.inhrelid = c.oid AND pn.nspname = 'public' AND pc.relkind IN ('r', 'p'))
  ORDER BY c.relname \gexec
 \echo 'SDL002 [low] live transactions linked to a soft-deleted goal.'
 SELECT 'SDL002' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t LEFT JOIN public."goals" sdl002_g ON sdl002_g.id = t.goal_id WHERE (sdl002_g.deleted_at IS NOT NULL) AND t.deleted_at IS NULL;
