@@ -230,11 +230,17 @@ SELECT 'SCH003' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ',
                   ARRAY(SELECT i.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
                     WHERE x.indrelid = to_regclass('public.daily_plan') AND x.indisunique AND x.indnatts = 3)
             WHERE to_regclass('public.daily_plan') IS NOT NULL) AS q(tbl, count, sample);
-\echo 'SCH004 [medium] the CHECK constraints of migration 0024 that are missing or not validated.'
+\echo 'SCH004 [medium] the CHECK constraints of migration 0024 that are missing, not validated, or say something else under their name.'
 SELECT 'SCH004' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
-  FROM (SELECT e.tbl, count(*) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated),
-                  array_agg(e.name ORDER BY e.name) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated)
-             FROM (VALUES ('ck_daily_plan_planned_nonnegative', 'daily_plan'), ('ck_goals_progress_le_100', 'goals'), ('ck_goals_saved_le_target', 'goals'), ('ck_goals_target_positive', 'goals'), ('ck_transactions_amount_nonnegative', 'transactions')) AS e(name, tbl)
+  FROM (SELECT e.tbl, count(*) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated OR regexp_replace(regexp_replace(regexp_replace(lower(pg_get_constraintdef(con.oid)),
+                      '::(numeric|text|character varying)(\[\])?(?![\w(])', '', 'g'), '[()[:space:]]', '', 'g'),
+                      '^check', '') <> e.def),
+                  array_agg(e.name || CASE WHEN con.oid IS NULL OR NOT con.convalidated THEN ''
+                                      ELSE ' (another definition)' END ORDER BY e.name) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated OR regexp_replace(regexp_replace(regexp_replace(lower(pg_get_constraintdef(con.oid)),
+                      '::(numeric|text|character varying)(\[\])?(?![\w(])', '', 'g'), '[()[:space:]]', '', 'g'),
+                      '^check', '') <> e.def)
+             FROM (VALUES ('ck_daily_plan_planned_nonnegative', 'daily_plan', 'planned_amount>=0'), ('ck_goals_progress_le_100', 'goals', 'progress<=100'), ('ck_goals_saved_le_target', 'goals', 'saved_amount<=target_amount'), ('ck_goals_target_positive', 'goals', 'target_amount>0'), ('ck_transactions_amount_nonnegative', 'transactions', 'amount>=0orcategory=anyarray[''refund'',''income'']'))
+                  AS e(name, tbl, def)
              LEFT JOIN pg_constraint con ON con.conname = e.name AND con.contype = 'c'
                   AND con.conrelid = to_regclass('public.' || e.tbl)
             WHERE to_regclass('public.' || e.tbl) IS NOT NULL GROUP BY 1 ORDER BY 1) AS q(tbl, count, sample);

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.database.connection import Database, connect
+from mita_integrity.findings import Status
+from mita_integrity.migration import command as migrate
 
 from .conftest import PgServer
 from .test_sql_script import SEEDED_DEFECTS, psql_counts
@@ -57,3 +59,39 @@ def test_functions_and_operators_in_public_do_not_hide_violations(pg: PgServer, 
     assert shadowed.keys() == from_check.keys()
     shadowed_psql = psql_counts(pg, baseline_db)
     assert {k: (v, shadowed_psql.get(k)) for k, v in from_psql.items() if shadowed_psql.get(k) != v} == {}
+
+
+# 0024's CHECKs replaced by same-named ones that say something else (or nothing), and one left NOT VALID.
+IMPOSTOR_CHECKS = """
+ALTER TABLE transactions DROP CONSTRAINT ck_transactions_amount_nonnegative,
+  ADD CONSTRAINT ck_transactions_amount_nonnegative CHECK (true);
+ALTER TABLE goals DROP CONSTRAINT ck_goals_progress_le_100,
+  ADD CONSTRAINT ck_goals_progress_le_100 CHECK (progress <= 100000);
+ALTER TABLE daily_plan DROP CONSTRAINT ck_daily_plan_planned_nonnegative,
+  ADD CONSTRAINT ck_daily_plan_planned_nonnegative CHECK (planned_amount >= 0) NOT VALID;
+INSERT INTO users (id, email, password_hash, has_onboarded, monthly_income) VALUES
+  ('00000000-0000-0000-0000-000000000001', 'ann@x.org', 'h', true, 0);
+INSERT INTO transactions (id, user_id, category, amount, currency, spent_at, created_at) VALUES
+  ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-000000000001', 'food', -3, 'EUR', now(), now());
+"""
+
+
+def test_a_same_named_check_that_says_otherwise_is_not_0024s(pg: PgServer, baseline_db: Database) -> None:
+    migrate.upgrade(baseline_db, "head")
+    before = run_check(baseline_db, CheckRequest(select=("SCH004", "AMT003")))
+    assert {(r.code, r.table): r.count for r in before.results if r.code == "SCH004"} == \
+           {("SCH004", "daily_plan"): 0, ("SCH004", "goals"): 0, ("SCH004", "transactions"): 0}
+    with connect(baseline_db) as conn:
+        conn.execute(IMPOSTOR_CHECKS)
+        conn.commit()
+    report = run_check(baseline_db, CheckRequest(select=("SCH004", "AMT003")))
+    found = {(r.code, r.table): (r.count, r.sample) for r in report.results}
+    assert found[("SCH004", "transactions")] == (1, ("ck_transactions_amount_nonnegative (another definition)",))
+    assert found[("SCH004", "goals")] == (1, ("ck_goals_progress_le_100 (another definition)",))
+    assert found[("SCH004", "daily_plan")] == (1, ("ck_daily_plan_planned_nonnegative",))
+    # CHECK (true) under 0024's name rules nothing out: AMT003 scans and finds the negative amount.
+    amt003 = next(r for r in report.results if r.code == "AMT003")
+    assert (amt003.status, amt003.count) == (Status.FAIL, 1)
+    from_psql = psql_counts(pg, baseline_db)
+    assert {k: v for k, v in from_psql.items() if k[0] == "SCH004"} == \
+           {("SCH004", "daily_plan"): 1, ("SCH004", "goals"): 1, ("SCH004", "transactions"): 1}
