@@ -6,12 +6,14 @@ import uuid
 
 import pytest
 
+from mita_integrity.check.rules.context import load_schema
 from mita_integrity.check.run import CheckRequest, run_check
-from mita_integrity.database.connection import Database, connect
+from mita_integrity.database.connection import Database, connect, transaction
 from mita_integrity.findings import Status
 from mita_integrity.migration import command as migrate
 from mita_integrity.repair.apply import apply_fix
 from mita_integrity.repair.plan import FixRequest, plan_fix
+from mita_integrity.verify.reads import checks as verify_checks
 
 from .conftest import PgServer, template_at
 from .dbstate import archived
@@ -150,3 +152,6 @@ def test_a_check_bound_to_an_operator_of_public_guarantees_nothing(pg: PgServer,
     assert {k: v for k, v in psql_counts(pg, baseline_db).items() if k[0] in ("SCH004", "AMT003")} == \
            {("SCH004", "daily_plan"): 0, ("SCH004", "goals"): 0, ("SCH004", "transactions"): 1,
             ("AMT003", "transactions"): 1}
+    with connect(baseline_db) as conn, transaction(conn, read_only=True) as cur:  # verify's reading of 0024
+        ok, said = verify_checks(cur, load_schema(cur))
+    assert not ok and "ck_transactions_amount_nonnegative on transactions is CHECK (" in said, said
