@@ -155,3 +155,21 @@ def test_a_check_bound_to_an_operator_of_public_guarantees_nothing(pg: PgServer,
     with connect(baseline_db) as conn, transaction(conn, read_only=True) as cur:  # verify's reading of 0024
         ok, said = verify_checks(cur, load_schema(cur))
     assert not ok and "ck_transactions_amount_nonnegative on transactions is CHECK (" in said, said
+
+
+def test_an_incremental_check_is_not_fooled_by_public_either(baseline_db: Database) -> None:
+    """check --incremental evaluates the row rules on the changed rows and the base's violators itself."""
+    from .test_incremental import recorded, same_as_full
+
+    with connect(baseline_db) as conn:
+        conn.execute(SEEDED_DEFECTS)
+        conn.commit()
+    recorded(baseline_db)
+    with connect(baseline_db) as conn:
+        conn.execute(SHADOWS + """
+            INSERT INTO transactions (id, user_id, category, amount, currency, spent_at, created_at) VALUES
+              ('00000000-0000-0000-0000-0000000000a9', '00000000-0000-0000-0000-000000000001', 'food', -7, 'EU',
+               now() + interval '4 days', now());""")
+        conn.commit()
+    inc = same_as_full(baseline_db)
+    assert inc.mode == "incremental"

@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,14 @@ def search_path_for(rules: Sequence[Rule]) -> str:
     public with a better-matching signature cannot stand in for a built-in, see CATALOG_SEARCH_PATH); a team
     rule names its tables unqualified, so its pass (never shared with a built-in rule) sees public."""
     return "public" if any(team_rule(r) for r in rules) else CATALOG_SEARCH_PATH
+
+
+@contextmanager
+def rules_search_path(cur: psycopg.Cursor[Any], rules: Sequence[Rule]) -> Iterator[None]:
+    """Runs the rules' own statements under their search_path (search_path_for), then gives public back."""
+    cur.execute(f"SET LOCAL search_path = {search_path_for(rules)}")  # a constant
+    yield
+    cur.execute("SET LOCAL search_path = public")  # what the rest of the snapshot's statements expect
 
 
 @dataclass(frozen=True)
@@ -286,14 +295,13 @@ def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]], reopen: Reopen 
            rules: Sequence[Rule]) -> tuple[list[Outcome], int]:
     """Runs work in a savepoint under the rules' search_path; after a recovery conflict, again in a new snapshot
     (see the module's doc)."""
-    path = search_path_for(rules)
     for attempt in range(RETRIES + 1):
         started = time.perf_counter()
         try:
-            with ctx.cur.connection.transaction():  # a savepoint: a failure here does not abort the snapshot
-                ctx.cur.execute(f"SET LOCAL search_path = {path}")  # a constant; a new snapshot needs it again
+            # A savepoint (a failure here does not abort the snapshot), and the rules' search_path (a new snapshot
+            # needs it again).
+            with ctx.cur.connection.transaction(), rules_search_path(ctx.cur, rules):
                 outcomes = work()
-                ctx.cur.execute("SET LOCAL search_path = public")  # what the rest of the snapshot's statements expect
             return outcomes, int((time.perf_counter() - started) * 1000)
         except psycopg.Error as exc:
             if reopen is None or not recovery_conflict(exc):
