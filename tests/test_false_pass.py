@@ -14,6 +14,7 @@ from mita_integrity.migration import command as migrate
 from mita_integrity.repair.apply import apply_fix
 from mita_integrity.repair.plan import FixRequest, plan_fix
 from mita_integrity.verify.reads import checks as verify_checks
+from mita_integrity.verify.scorecard import run_verify
 
 from .conftest import PgServer, template_at
 from .dbstate import archived
@@ -173,3 +174,20 @@ def test_an_incremental_check_is_not_fooled_by_public_either(baseline_db: Databa
         conn.commit()
     inc = same_as_full(baseline_db)
     assert inc.mode == "incremental"
+
+
+def test_verify_reads_the_same_whatever_public_holds(baseline_db: Database) -> None:
+    migrate.upgrade(baseline_db, "head")
+    with connect(baseline_db) as conn:
+        conn.execute("""
+            INSERT INTO users (id, email, password_hash) VALUES
+              ('00000000-0000-0000-0000-000000000001', 'Ann@x.org', 'h'),
+              ('00000000-0000-0000-0000-000000000002', 'ann@x.org', 'h');""")
+        conn.commit()
+    before = run_verify(baseline_db)
+    with connect(baseline_db) as conn:
+        conn.execute(SHADOWS)
+        conn.commit()
+    after = run_verify(baseline_db)
+    assert [(line.name, line.passed, line.evidence) for line in after.lines] == \
+           [(line.name, line.passed, line.evidence) for line in before.lines]
