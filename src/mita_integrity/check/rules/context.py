@@ -140,16 +140,16 @@ def load_schema(cur: psycopg.Cursor[Any]) -> Schema:
     Read under the catalog's search_path alone: pg_get_constraintdef names an operator or function of public
     plainly where public is on the path, and a CHECK bound to `public.>=(numeric, integer)` would read as 0024's
     `amount >= 0` (and guarantee AMT003); under pg_catalog alone it reads `OPERATOR(public.>=)`. Set for the
-    session and put back (within the caller's transaction, if any, which a failure rolls back with it).
+    caller's transaction only (a pooled server connection never keeps it) and put back.
     """
     cur.execute("SELECT current_setting('search_path')")
     row = cur.fetchone()
-    cur.execute(f"SET search_path = {CATALOG_SEARCH_PATH}")
+    cur.execute("SELECT set_config('search_path', %s, true)", (CATALOG_SEARCH_PATH,))
     try:
         return _read_schema(cur)
     finally:
         if cur.connection.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
-            cur.execute("SELECT set_config('search_path', %s, false)", (row[0] if row else "public",))
+            cur.execute("SELECT set_config('search_path', %s, true)", (row[0] if row else "public",))
 
 
 def _read_schema(cur: psycopg.Cursor[Any]) -> Schema:
