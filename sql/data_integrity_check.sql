@@ -8,6 +8,9 @@ SET statement_timeout = '5min';
 SET lock_timeout = '5s';
 SET application_name = 'mita-integrity-psql';
 SET TimeZone = 'UTC';
+-- The system catalog alone (tables are named public."…"): a function or operator in public with a
+-- better-matching signature (public.lower(varchar)) would otherwise stand in for the built-in.
+SET search_path = pg_catalog, pg_temp;
 BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;
 
 \echo '== 1. Overview'
@@ -63,14 +66,20 @@ SELECT format($q$SELECT 'REF010' AS code, %L AS "table", count(*) AS count FROM 
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND a.atttypid = 'uuid'::regtype AND c.relname NOT IN ('daily_plan', 'goals', 'habit_completions', 'habits', 'subscriptions', 'transactions')
-   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+                    JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                    JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attname = a.attname AND NOT pa.attisdropped
+                   WHERE i.inhrelid = c.oid AND pn.nspname = 'public' AND pc.relkind IN ('r', 'p'))
  ORDER BY c.relname \gexec
 \echo 'REF011 [medium] varchar user_id values (expenses, user_answers, user_profiles) that are not a UUID or name no user.'
 SELECT format($q$SELECT 'REF011' AS code, %L AS "table", count(*) AS count FROM public.%I t WHERE t.user_id IS NOT NULL AND CASE WHEN t.user_id ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN NOT EXISTS (SELECT 1 FROM public."users" u WHERE u.id = t.user_id::uuid) ELSE true END$q$, c.relname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND a.atttypid IN ('character varying'::regtype, 'text'::regtype)
-   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+                    JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                    JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attname = a.attname AND NOT pa.attisdropped
+                   WHERE i.inhrelid = c.oid AND pn.nspname = 'public' AND pc.relkind IN ('r', 'p'))
  ORDER BY c.relname \gexec
 \echo '== 5. Duplicates'
 \echo 'DUP001 [critical] users whose e-mails are equal ignoring case and surrounding spaces (blank ones are NUL001''s).'
@@ -183,7 +192,10 @@ SELECT format($q$SELECT 'SDL001' AS code, %L AS "table", count(*) AS count FROM 
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'deleted_at' AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND true
-   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+                    JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                    JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attname = a.attname AND NOT pa.attisdropped
+                   WHERE i.inhrelid = c.oid AND pn.nspname = 'public' AND pc.relkind IN ('r', 'p'))
  ORDER BY c.relname \gexec
 \echo 'SDL002 [low] live transactions linked to a soft-deleted goal.'
 SELECT 'SDL002' AS code, 'transactions' AS "table", count(*) AS count FROM public."transactions" t LEFT JOIN public."goals" sdl002_g ON sdl002_g.id = t.goal_id WHERE (sdl002_g.deleted_at IS NOT NULL) AND t.deleted_at IS NULL;
@@ -218,11 +230,17 @@ SELECT 'SCH003' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ',
                   ARRAY(SELECT i.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
                     WHERE x.indrelid = to_regclass('public.daily_plan') AND x.indisunique AND x.indnatts = 3)
             WHERE to_regclass('public.daily_plan') IS NOT NULL) AS q(tbl, count, sample);
-\echo 'SCH004 [medium] the CHECK constraints of migration 0024 that are missing or not validated.'
+\echo 'SCH004 [medium] the CHECK constraints of migration 0024 that are missing, not validated, or say something else under their name.'
 SELECT 'SCH004' AS code, q.tbl AS "table", q.count, array_to_string(q.sample, ', ') AS detail
-  FROM (SELECT e.tbl, count(*) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated),
-                  array_agg(e.name ORDER BY e.name) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated)
-             FROM (VALUES ('ck_daily_plan_planned_nonnegative', 'daily_plan'), ('ck_goals_progress_le_100', 'goals'), ('ck_goals_saved_le_target', 'goals'), ('ck_goals_target_positive', 'goals'), ('ck_transactions_amount_nonnegative', 'transactions')) AS e(name, tbl)
+  FROM (SELECT e.tbl, count(*) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated OR regexp_replace(regexp_replace(regexp_replace(lower(pg_get_constraintdef(con.oid)),
+                      '::(numeric|text|character varying)(\[\])?(?![\w(])', '', 'g'), '[()[:space:]]', '', 'g'),
+                      '^check', '') <> e.def),
+                  array_agg(e.name || CASE WHEN con.oid IS NULL OR NOT con.convalidated THEN ''
+                                      ELSE ' (another definition)' END ORDER BY e.name) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated OR regexp_replace(regexp_replace(regexp_replace(lower(pg_get_constraintdef(con.oid)),
+                      '::(numeric|text|character varying)(\[\])?(?![\w(])', '', 'g'), '[()[:space:]]', '', 'g'),
+                      '^check', '') <> e.def)
+             FROM (VALUES ('ck_daily_plan_planned_nonnegative', 'daily_plan', 'planned_amount>=0'), ('ck_goals_progress_le_100', 'goals', 'progress<=100'), ('ck_goals_saved_le_target', 'goals', 'saved_amount<=target_amount'), ('ck_goals_target_positive', 'goals', 'target_amount>0'), ('ck_transactions_amount_nonnegative', 'transactions', 'amount>=0orcategory=anyarray[''refund'',''income'']'))
+                  AS e(name, tbl, def)
              LEFT JOIN pg_constraint con ON con.conname = e.name AND con.contype = 'c'
                   AND con.conrelid = to_regclass('public.' || e.tbl)
             WHERE to_regclass('public.' || e.tbl) IS NOT NULL GROUP BY 1 ORDER BY 1) AS q(tbl, count, sample);

@@ -17,13 +17,15 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from ..database.connection import CATALOG_SEARCH_PATH
 from ..database.errors import is_connection_lost
 from ..findings import PassTiming, Result, Status
 from .rule_registry import BY_CODE, FAMILY_OF
@@ -34,6 +36,26 @@ RETRIES = 2  # a pass cancelled by a recovery conflict runs up to 1 + RETRIES ti
 # serialization_failure (a read-only snapshot gets it only from replay), database_dropped
 CONFLICT_STATES = ("40001", "57P04")
 Reopen = Callable[[], psycopg.Cursor[Any]]
+
+
+def team_rule(rule: Rule) -> bool:
+    """Tells whether a rule is the team's (the project file's): not one of the catalogue's codes."""
+    return rule.code not in BY_CODE
+
+
+def search_path_for(rules: Sequence[Rule]) -> str:
+    """Gives the search_path a pass runs under: the catalogue's statements see pg_catalog alone (an object in
+    public with a better-matching signature cannot stand in for a built-in, see CATALOG_SEARCH_PATH); a team
+    rule names its tables unqualified, so its pass (never shared with a built-in rule) sees public."""
+    return "public" if any(team_rule(r) for r in rules) else CATALOG_SEARCH_PATH
+
+
+@contextmanager
+def rules_search_path(cur: psycopg.Cursor[Any], rules: Sequence[Rule]) -> Iterator[None]:
+    """Runs the rules' own statements under their search_path (search_path_for), then gives public back."""
+    cur.execute(f"SET LOCAL search_path = {search_path_for(rules)}")  # a constant
+    yield
+    cur.execute("SET LOCAL search_path = public")  # what the rest of the snapshot's statements expect
 
 
 @dataclass(frozen=True)
@@ -69,18 +91,19 @@ def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | Non
     sizes = sizes or {}
     families = families_of(extra)
     results: list[Result] = []
-    row_rules: dict[str, list[RowRule]] = {}
+    row_rules: dict[tuple[str, bool], list[RowRule]] = {}
     family_rules: dict[str, list[Rule]] = {}
     for rule in expanded(ctx, rules, families):
         early = _precheck(ctx, rule)
         if early is not None:
             results.append(early)
         elif isinstance(rule, RowRule) and rule.table:
-            row_rules.setdefault(rule.table, []).append(rule)
+            # A team predicate scans apart: its pass sees public, where a built-in's must not look.
+            row_rules.setdefault((rule.table, team_rule(rule)), []).append(rule)
         else:
             family_rules.setdefault(families[rule.code].name, []).append(rule)
-    passes = [Pass(f"rows:{table}", tuple(members), (table,), sizes.get(table, 0.0))
-              for table, members in row_rules.items()]
+    passes = [Pass(f"rows:{table}" + (":team" if team else ""), tuple(members), (table,), sizes.get(table, 0.0))
+              for (table, team), members in row_rules.items()]
     for family_name, members in family_rules.items():
         family = families[members[0].code]
         alone = [m for m in members if family.separable or m.code in family.apart]
@@ -268,12 +291,16 @@ def recovery_conflict(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error) and exc.sqlstate in CONFLICT_STATES
 
 
-def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]], reopen: Reopen | None) -> tuple[list[Outcome], int]:
-    """Runs work in a savepoint; after a recovery conflict, again in a new snapshot (see the module's doc)."""
+def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]], reopen: Reopen | None,
+           rules: Sequence[Rule]) -> tuple[list[Outcome], int]:
+    """Runs work in a savepoint under the rules' search_path; after a recovery conflict, again in a new snapshot
+    (see the module's doc)."""
     for attempt in range(RETRIES + 1):
         started = time.perf_counter()
         try:
-            with ctx.cur.connection.transaction():  # a savepoint: a failure here does not abort the snapshot
+            # A savepoint (a failure here does not abort the snapshot), and the rules' search_path (a new snapshot
+            # needs it again).
+            with ctx.cur.connection.transaction(), rules_search_path(ctx.cur, rules):
                 outcomes = work()
             return outcomes, int((time.perf_counter() - started) * 1000)
         except psycopg.Error as exc:
@@ -308,7 +335,7 @@ def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule], reopen: Reope
         return out
 
     try:
-        outcomes, ms = _timed(ctx, work, reopen)
+        outcomes, ms = _timed(ctx, work, reopen, rules)
     except psycopg.Error as exc:
         _reraise_if_lost(ctx, exc)
         if len(rules) == 1 or recovery_conflict(exc):
@@ -321,7 +348,7 @@ def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule], reopen: Reope
 def _family_pass(ctx: CheckContext, family: Family, rules: list[Rule], reopen: Reopen | None) -> list[Result]:
     evaluate = family.evaluate or each_rule
     try:
-        outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)), reopen)
+        outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)), reopen, rules)
     except psycopg.Error as exc:
         _reraise_if_lost(ctx, exc)
         if len(rules) > 1 and not recovery_conflict(exc):

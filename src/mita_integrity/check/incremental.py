@@ -498,8 +498,10 @@ def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base,
     found: dict[str, list[str]] = {r.code: [] for r in rules}
     if not branches:
         return found
-    ctx.cur.execute(" UNION ALL ".join(branches), {"keys": union})
-    for row in ctx.cur.fetchall():
+    with engine.rules_search_path(ctx.cur, rules):
+        ctx.cur.execute(" UNION ALL ".join(branches), {"keys": union})
+        rows = ctx.cur.fetchall()
+    for row in rows:
         k, changed = row[0], row[1]
         for rule, hit in zip(rules, row[2:], strict=True):
             if hit and (changed or k in prior[rule.code]):
@@ -526,7 +528,7 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
         if isinstance(change, Change):
             rows = change.rows
         else:
-            row = _guarded(ctx, f"SELECT count(*) FROM {rel(table)}")
+            row = _guarded(ctx, f"SELECT count(*) FROM {rel(table)}", ())
             if row is None:
                 continue
             rows = int(row[0][0])
@@ -550,7 +552,7 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
         conditions = [f"coalesce({engine._condition(ctx, r)}, false)" for r in members]
         started = time.perf_counter()
         rows_read = _guarded(ctx, f"SELECT {ctx.schema.row_key(table)}, {', '.join(conditions)} FROM {rel(table)} t "
-                                  f"{' '.join(engine.pass_joins(members))} WHERE {' OR '.join(conditions)}")
+                                  f"{' '.join(engine.pass_joins(members))} WHERE {' OR '.join(conditions)}", members)
         _timing(ctx, f"keep:{table}", tuple(r.code for r in members), (table,), started)
         if rows_read is None:
             continue
@@ -560,10 +562,10 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
     return Kept(fingerprint, opts, snap, xmin, xmax, datoid, reset, today, tables, kept_results)
 
 
-def _guarded(ctx: CheckContext, statement: str) -> list[tuple[Any, ...]] | None:
-    """Gives the rows of a statement run in a savepoint, or None when it failed (the snapshot goes on)."""
+def _guarded(ctx: CheckContext, statement: str, rules: Sequence[Rule]) -> list[tuple[Any, ...]] | None:
+    """Gives the rows of the rules' statement run in a savepoint, or None when it failed (the snapshot goes on)."""
     try:
-        with ctx.cur.connection.transaction():
+        with ctx.cur.connection.transaction(), engine.rules_search_path(ctx.cur, rules):
             ctx.cur.execute(statement)
             return ctx.cur.fetchall()
     except psycopg.Error as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import __version__
+from ..database.connection import CATALOG_SEARCH_PATH
 from ..database.models import metadata
 from ..findings import SECTIONS
 from . import rule_registry as catalogue
@@ -27,6 +28,9 @@ SET statement_timeout = '5min';
 SET lock_timeout = '5s';
 SET application_name = 'mita-integrity-psql';
 SET TimeZone = 'UTC';
+-- The system catalog alone (tables are named public."…"): a function or operator in public with a
+-- better-matching signature (public.lower(varchar)) would otherwise stand in for the built-in.
+SET search_path = {CATALOG_SEARCH_PATH};
 BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;
 """
 
@@ -37,6 +41,9 @@ _OVERVIEW = """SELECT current_database() AS database, current_setting('server_ve
 _ROW_COUNTS = """SELECT relname AS "table", n_live_tup AS live_rows, n_dead_tup AS dead_rows, last_vacuum,
        last_autovacuum
   FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY relname;"""
+
+_CATALOG_ONLY = f"SET search_path = {CATALOG_SEARCH_PATH};"
+
 
 def _echo(text: str) -> str:
     return "\\echo " + literal(text.replace("\\", "/"))
@@ -64,6 +71,9 @@ def generate(extra: Sequence[Rule] = ()) -> str:
                 parts.append(_echo(f"{rule.code} {rule.name}: needs amcheck; run mita-integrity check --physical"))
                 continue
             parts.append(_echo(f"{rule.code} [{rule.severity.value}] {rule.finds}"))
+            if rule in extra:  # a team rule names its tables unqualified: it alone sees public
+                parts += ["SET search_path = public;", rule.script_sql(ctx), _CATALOG_ONLY]
+                continue
             parts.append(rule.script_sql(ctx))
     parts.append("COMMIT;")
     return "\n".join(parts) + "\n"

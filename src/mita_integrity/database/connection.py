@@ -34,6 +34,12 @@ SESSION_SETTINGS: tuple[tuple[str, str], ...] = (
     ("bytea_output", "hex"),
     ("TimeZone", "UTC"),
 )
+# What the check's own statements run under: the system catalog alone. Naming pg_catalog first is not enough:
+# PostgreSQL resolves a function or operator among every schema on the path and picks the best-matching
+# signature, so `public.lower(varchar)` or `public.<(numeric, integer)` beats pg_catalog's lower(text) and
+# <(numeric, numeric) wherever it is visible. The statements name their tables public."…"; pg_temp last keeps a
+# temporary table from standing in for a catalog (temporary functions are never found unqualified).
+CATALOG_SEARCH_PATH = "pg_catalog, pg_temp"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .connection import CATALOG_SEARCH_PATH
+
 Run = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
 
 # 0024's CHECK constraints: name -> (table, expression).
@@ -43,6 +45,18 @@ def _plan(run: Run, table: str, expression: str) -> str:
 def check_mismatch(run: Run, name: str) -> str | None:
     """Gives how an existing 0024 CHECK differs from the migration's ("CHECK (…), not CHECK (…)"), or None when it
     is absent or says the same."""
+    # Under the catalog's path alone (for this transaction, then put back): with public on the path a
+    # constraint bound to an operator of public (`public.>=(numeric, integer)`) reads as plain `amount >= 0`, and
+    # the expected expression would be planned with that same operator: the two would look alike.
+    previous = run("SELECT current_setting('search_path')", ())
+    run("SELECT set_config('search_path', %s, true)", (CATALOG_SEARCH_PATH,))
+    try:
+        return _check_mismatch(run, name)
+    finally:
+        run("SELECT set_config('search_path', %s, true)", (previous[0][0] if previous else "public",))
+
+
+def _check_mismatch(run: Run, name: str) -> str | None:
     table, expected = CHECKS_0024[name]
     rows = run("SELECT contype::text, pg_get_expr(conbin, conrelid) FROM pg_constraint "
                "WHERE conname = %s AND conrelid = to_regclass(%s)", (name, f"public.{table}"))

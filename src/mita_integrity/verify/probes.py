@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from ..check.rules.context import Schema
+from ..database.connection import CATALOG_SEARCH_PATH
 from .probe_rows import PROBE_TEXT, UTC_DAY, Column, ProbeError, Prober, reason, require, savepoint
 
 
@@ -133,9 +134,13 @@ def spent_trigger(conn: psycopg.Connection[Any], schema: Schema, columns: dict[s
                     cur.execute("DELETE FROM public.transactions WHERE id = %s", (row["id"],))
                 elif change:
                     cur.execute(f"UPDATE public.transactions {change} WHERE id = %s", (row["id"],))
+                # The write above fires the application's triggers under public; the reading is the tool's own,
+                # under the catalog alone (`public.=(varchar, varchar)` must not choose the plan row).
+                cur.execute(f"SET LOCAL search_path = {CATALOG_SEARCH_PATH}")
                 cur.execute(f"SELECT coalesce(sum(spent_amount), 0) FROM public.daily_plan WHERE user_id = %s "
                             f"AND category = %s AND date = {UTC_DAY}", (user, PROBE_TEXT))
                 got = (cur.fetchone() or (0,))[0]
+                cur.execute("SET LOCAL search_path = public")
         except psycopg.Error as exc:
             return ProbeResult(False, f"{label} of a transaction failed: {reason(exc)}")
         seen.append(f"{label} {_number(got)}")

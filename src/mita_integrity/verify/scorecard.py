@@ -19,7 +19,7 @@ from ..check.rules.expected import USER_FK_TABLES_0026
 from ..check.rules.references import user_id_tables
 from ..check.run import CheckRequest, parse_duration, run_check
 from ..database.chain_state import readable_own_revision
-from ..database.connection import Database, connect, pin_settings, transaction
+from ..database.connection import CATALOG_SEARCH_PATH, Database, connect, pin_settings, transaction
 from ..database.errors import UsageError
 from ..findings import Report, Status
 from ..wording import counted
@@ -99,6 +99,8 @@ def _read(conn: psycopg.Connection[Any], name: str, compute: Callable[[Any], tup
     """
     try:
         with transaction(conn, read_only=True, statement_timeout_ms=READ_MS, lock_timeout_ms=5_000) as cur:
+            # The tool's own reads (tables named public."…"): no function or operator of public may answer them.
+            cur.execute(f"SET LOCAL search_path = {CATALOG_SEARCH_PATH}")
             passed, evidence = compute(cur)
     except psycopg.Error as exc:
         conn.rollback()

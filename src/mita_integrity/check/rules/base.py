@@ -228,14 +228,19 @@ class SchemaRule(Rule):
 USER_TABLES = """FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = {column} AND NOT a.attisdropped
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'users' AND {type_test}
-   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+                    JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                    JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attname = a.attname AND NOT pa.attisdropped
+                   WHERE i.inhrelid = c.oid AND pn.nspname = 'public' AND pc.relkind IN ('r', 'p'))
  ORDER BY c.relname"""
 
 
 def per_table_script(code: str, where: str, column: str, type_test: str) -> str:
     """Gives a psql \\gexec query running `where` on every table of the live catalog with that column.
 
-    Partitions and inheritance children are left out: their parent's scan reads their rows (as in check).
+    A partition or inheritance child is left out where a parent in public has the column: that parent's scan
+    reads its rows (as in check, Schema.read_with_parent). A child whose column is its own, or whose parent is
+    in another schema, is read itself.
     """
     assert "%" not in where and "$q$" not in where
     select = f"SELECT {literal(code)} AS code, %L AS \"table\", count(*) AS count FROM public.%I t WHERE {where}"

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from ...database.connection import CATALOG_SEARCH_PATH
 from ...findings import PassTiming, Status
 from .quoting import ident
 
@@ -134,7 +135,24 @@ class Schema:
 
 
 def load_schema(cur: psycopg.Cursor[Any]) -> Schema:
-    """Gives the live schema of `public`, read from the system catalogs in three small queries."""
+    """Gives the live schema of `public`, read from the system catalogs in three small queries.
+
+    Read under the catalog's search_path alone: pg_get_constraintdef names an operator or function of public
+    plainly where public is on the path, and a CHECK bound to `public.>=(numeric, integer)` would read as 0024's
+    `amount >= 0` (and guarantee AMT003); under pg_catalog alone it reads `OPERATOR(public.>=)`. Set for the
+    caller's transaction only (a pooled server connection never keeps it) and put back.
+    """
+    cur.execute("SELECT current_setting('search_path')")
+    row = cur.fetchone()
+    cur.execute("SELECT set_config('search_path', %s, true)", (CATALOG_SEARCH_PATH,))
+    try:
+        return _read_schema(cur)
+    finally:
+        if cur.connection.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            cur.execute("SELECT set_config('search_path', %s, true)", (row[0] if row else "public",))
+
+
+def _read_schema(cur: psycopg.Cursor[Any]) -> Schema:
     cur.execute(
         """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

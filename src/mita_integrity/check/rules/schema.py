@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ...database.definitions import check_mismatch, on_cursor
 from ...findings import FixSafety, Severity
 from .base import Evaluate, Family, Rule, SchemaRule, Script, each_rule
-from .context import CheckContext, Outcome
+from .context import CheckContext, Outcome, normalised_check
 from .expected import CHAIN, CHECKS_0024, EXPECTED_BY_REVISION, SPENT_TRIGGER_FUNCTION
 
 NONE = FixSafety.NONE
@@ -28,6 +29,22 @@ _FKS = """FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
 
 def _values(pairs: list[tuple[str, ...]]) -> str:
     return ", ".join("(" + ", ".join("'" + v.replace("'", "''") + "'" for v in pair) + ")" for pair in pairs)
+
+
+# 0024's CHECKs as pg_get_constraintdef renders them (what Schema.validated_check and the rules' CheckSpecs compare).
+CANONICAL_0024: dict[str, str] = {
+    "ck_goals_saved_le_target": "saved_amount <= target_amount",
+    "ck_goals_progress_le_100": "progress <= 100",
+    "ck_goals_target_positive": "target_amount > 0",
+    "ck_transactions_amount_nonnegative": "amount >= 0 OR category = ANY (ARRAY['refund', 'income'])",
+    "ck_daily_plan_planned_nonnegative": "planned_amount >= 0",
+}
+# normalised_check in SQL (PostgreSQL's regular expressions: the same casts dropped, then parentheses and spaces).
+_NORMALISED_DEF = r"""regexp_replace(regexp_replace(regexp_replace(lower(pg_get_constraintdef(con.oid)),
+                      '::(numeric|text|character varying)(\[\])?(?![\w(])', '', 'g'), '[()[:space:]]', '', 'g'),
+                      '^check', '')"""
+_EXPECTED_0024 = _values(sorted((n, t, normalised_check(CANONICAL_0024[n])) for n, t in CHECKS_0024.items()))
+_SCH004_BAD = f"con.oid IS NULL OR NOT con.convalidated OR {_NORMALISED_DEF} <> e.def"
 
 
 # Each rule's statement (SchemaRule.sql) yields (table, count, sample text[]): one row per table it looked at.
@@ -55,9 +72,14 @@ _SQL: dict[str, str] = {
                   ARRAY(SELECT i.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
                     WHERE x.indrelid = to_regclass('public.daily_plan') AND x.indisunique AND x.indnatts = 3)
             WHERE to_regclass('public.daily_plan') IS NOT NULL""",
-    "SCH004": f"""SELECT e.tbl, count(*) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated),
-                  array_agg(e.name ORDER BY e.name) FILTER (WHERE con.oid IS NULL OR NOT con.convalidated)
-             FROM (VALUES {_values(sorted((n, t) for n, t in CHECKS_0024.items()))}) AS e(name, tbl)
+    # By definition, not by name: a same-named CHECK (true) rules nothing out. The definition is compared as
+    # Schema.validated_check compares it (casts, parentheses, spaces and case aside); the engine's evaluation
+    # asks the planner again for any it finds different (database.definitions), as verify does.
+    "SCH004": f"""SELECT e.tbl, count(*) FILTER (WHERE {_SCH004_BAD}),
+                  array_agg(e.name || CASE WHEN con.oid IS NULL OR NOT con.convalidated THEN ''
+                                      ELSE ' (another definition)' END ORDER BY e.name) FILTER (WHERE {_SCH004_BAD})
+             FROM (VALUES {_EXPECTED_0024})
+                  AS e(name, tbl, def)
              LEFT JOIN pg_constraint con ON con.conname = e.name AND con.contype = 'c'
                   AND con.conrelid = to_regclass('public.' || e.tbl)
             WHERE to_regclass('public.' || e.tbl) IS NOT NULL GROUP BY 1 ORDER BY 1""",
@@ -133,6 +155,23 @@ def _evaluate(ctx: CheckContext, rule: Rule, statement: str | None = None) -> li
             for table, count, sample in rows]
 
 
+_OTHER = " (another definition)"
+
+
+def _evaluate_checks(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+    """SCH004: a definition that reads differently as text is asked of the planner again (EXPLAIN, as verify
+    does): `0 <= amount` is the migration's constraint, CHECK (true) is not."""
+    assert isinstance(rule, SchemaRule)
+    ctx.cur.execute(rule.sql)
+    rows = ctx.cur.fetchall()
+    out = []
+    for table, _count, sample in rows:
+        found = [s for s in sample or ()
+                 if not s.endswith(_OTHER) or check_mismatch(on_cursor(ctx.cur), s.removesuffix(_OTHER)) is not None]
+        out.append(Outcome(rule.code, table, len(found), sample=tuple(found)[: max(ctx.options.sample, 0)]))
+    return out or [Outcome(rule.code, "(schema)")]
+
+
 def _evaluate_versions(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     """SCH009: names the readable version tables in its statement, then evaluates it."""
     assert isinstance(rule, SchemaRule)
@@ -162,10 +201,11 @@ RULES: tuple[Rule, ...] = (
           "no uq_daily_plan_user_date_category", "no unique key on (user_id, date, category)",
           "`mita-integrity migrate upgrade head` (0023) adds it", table="daily_plan"),
     _rule("SCH004", "missing-check-constraint", Severity.MEDIUM,
-          "the CHECK constraints of migration 0024 that are missing or not validated.",
+          "the CHECK constraints of migration 0024 that are missing, not validated, or say something else "
+          "under their name.",
           "Without them impossible amounts and goals can be written again at any time.",
-          "ck_goals_saved_le_target absent", "expected CHECK constraint missing or NOT VALID",
-          "`mita-integrity migrate upgrade head` (0024), then `migrate validate`"),
+          "ck_goals_saved_le_target absent", "expected CHECK constraint missing, NOT VALID or redefined",
+          "`mita-integrity migrate upgrade head` (0024), then `migrate validate`", evaluate=_evaluate_checks),
     _rule("SCH005", "spent-trigger-missing", Severity.MEDIUM,
           "the transactions trigger that keeps daily_plan.spent_amount (0025) missing or disabled.",
           "spent_amount then depends on application code remembering every update: it drifts (BUD001).",
