@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
@@ -46,7 +47,14 @@ def test_the_second_connection_counts_ages_from_its_own_point_and_must_not_miss_
         burn_xids(dirty, 40)
         return out
 
+    change = incremental._change
+
+    def slow(*args: Any) -> Any:  # each table's scan takes a while, so the helper (burning ids above) gets tables
+        time.sleep(0.3)
+        return change(*args)
+
     monkeypatch.setattr(incremental, "_window", busy)
+    monkeypatch.setattr(incremental, "_change", slow)
     inc = run_check(dirty, CheckRequest(incremental=True))  # two connections
     full = run_check(dirty, CheckRequest(parallel=False))
     assert inc.mode == "incremental"
