@@ -13,6 +13,7 @@ from mita_integrity.findings import Status
 from mita_integrity.migration import command as migrate
 from mita_integrity.repair.apply import apply_fix
 from mita_integrity.repair.plan import FixRequest, plan_fix
+from mita_integrity.report import next_steps
 from mita_integrity.verify.reads import checks as verify_checks
 from mita_integrity.verify.scorecard import run_verify
 
@@ -99,6 +100,10 @@ def test_a_same_named_check_that_says_otherwise_is_not_0024s(pg: PgServer, basel
     assert found[("SCH004", "transactions")] == (1, ("ck_transactions_amount_nonnegative (another definition)",))
     assert found[("SCH004", "goals")] == (1, ("ck_goals_progress_le_100 (another definition)",))
     assert found[("SCH004", "daily_plan")] == (1, ("ck_daily_plan_planned_nonnegative",))
+    # the hint says what a person does: replace an impostor, or resolve the rows of a NOT VALID one
+    hints = {r.table: " ".join(r.hint.split()) for r in next_steps.revised(report).results if r.code == "SCH004"}
+    assert "enforces something else" in hints["transactions"] and "NOT VALID" not in hints["transactions"]
+    assert "0024 ran and left it NOT VALID" in hints["daily_plan"]
     # CHECK (true) under 0024's name rules nothing out: AMT003 scans and finds the negative amount.
     amt003 = next(r for r in report.results if r.code == "AMT003")
     assert (amt003.status, amt003.count) == (Status.FAIL, 1)

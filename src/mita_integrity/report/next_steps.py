@@ -12,6 +12,7 @@ from dataclasses import replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from ..check.rules.schema import OTHER_DEFINITION
 from ..findings import Report, Result, Status
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ def hint(result: Result, revision: str | None) -> str:
     found = step(result, revision)
     migration = _migration_of(result)
     if found is Step.VALIDATE and result.code == "SCH004":
+        if any(str(name).endswith(OTHER_DEFINITION) for name in result.sample):
+            return ("0024 ran, yet a constraint of its name enforces something else: a person drops it and adds "
+                    "0024's definition (`mita-integrity rules SCH004` shows it), then `mita-integrity verify`")
         return (f"0024 ran and left it NOT VALID: resolve the rows it names (`mita-integrity verify` lists them), "
                 f"then {VALIDATE}")
     if found is Step.PERSON and migration is not None:

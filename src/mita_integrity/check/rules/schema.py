@@ -155,7 +155,8 @@ def _evaluate(ctx: CheckContext, rule: Rule, statement: str | None = None) -> li
             for table, count, sample in rows]
 
 
-_OTHER = " (another definition)"
+# The suffix of a sample whose constraint says something else (report/next_steps.py words its hint by it).
+OTHER_DEFINITION = " (another definition)"
 
 
 def _evaluate_checks(ctx: CheckContext, rule: Rule) -> list[Outcome]:
@@ -167,7 +168,8 @@ def _evaluate_checks(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     out = []
     for table, _count, sample in rows:
         found = [s for s in sample or ()
-                 if not s.endswith(_OTHER) or check_mismatch(on_cursor(ctx.cur), s.removesuffix(_OTHER)) is not None]
+                 if not s.endswith(OTHER_DEFINITION)
+                 or check_mismatch(on_cursor(ctx.cur), s.removesuffix(OTHER_DEFINITION)) is not None]
         out.append(Outcome(rule.code, table, len(found), sample=tuple(found)[: max(ctx.options.sample, 0)]))
     return out or [Outcome(rule.code, "(schema)")]
 
