@@ -31,10 +31,21 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float = 30.0,
 
 
 def one(db: Database, query: str, *params: Any) -> Any:
-    """Gives the first column of the first row of query (autocommit)."""
-    with psycopg.connect(autocommit=True, **db.connect_kwargs()) as conn:
-        row = conn.execute(query.encode() if not params else query, params or None).fetchone()
-    return row[0] if row else None
+    """Gives the first column of the first row of query (autocommit).
+
+    On a standby, replay may end a session while it is still starting (FATAL: canceling statement due to
+    conflict with recovery, with no SQLSTATE: libpq has none before the session exists); the helper tries
+    again, as a person would, rather than fail the test that only wanted to read a value."""
+    for attempt in range(20):
+        try:
+            with psycopg.connect(autocommit=True, **db.connect_kwargs()) as conn:
+                row = conn.execute(query.encode() if not params else query, params or None).fetchone()
+            return row[0] if row else None
+        except psycopg.OperationalError as exc:
+            if "conflict with recovery" not in str(exc) or attempt == 19:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
 
 
 def flush_wal(primary: Database) -> str:
