@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 from ...findings import FixSafety, Severity, Status
 from .base import Family, QueryRule, Rule
@@ -25,10 +26,13 @@ RULES: tuple[Rule, ...] = (PHY001,)
 
 def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
     """Gives one outcome per checked table: the number of corrupt B-tree indexes on it."""
-    ctx.cur.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck'), "
+    # The rules run under search_path pg_catalog, pg_temp: amcheck's functions are called in the schema the
+    # extension was created in (public by default), qualified, never found by the path.
+    ctx.cur.execute("SELECT (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                    "         WHERE e.extname = 'amcheck'), "
                     "EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck')")
-    installed, available = ctx.cur.fetchone() or (False, False)
-    if not installed:  # CREATE EXTENSION only helps where the server ships amcheck (the embedded one does not)
+    found, available = ctx.cur.fetchone() or (None, False)
+    if found is None:  # CREATE EXTENSION only helps where the server ships amcheck (the embedded one does not)
         return [Outcome("PHY001", "(schema)", status=Status.SKIPPED, reason=(
             "the amcheck extension is not installed (CREATE EXTENSION amcheck as a superuser)" if available else
             "amcheck is not available on this server (its contrib files are not installed): run --physical "
@@ -41,6 +45,7 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
               AND i.relkind = 'i' -- a partitioned table's index has no storage: its partitions' indexes are checked
             ORDER BY 1, 2"""
     )
+    check = sql.SQL("SELECT {}.bt_index_check(%s::pg_catalog.regclass)").format(sql.Identifier(str(found)))
     bad: dict[str, list[str]] = {}
     tables: list[str] = []
     for table, index, oid in ctx.cur.fetchall():
@@ -48,7 +53,7 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
             tables.append(table)
         ctx.cur.execute("SAVEPOINT phy001")
         try:
-            ctx.cur.execute("SELECT bt_index_check(%s::regclass)", (oid,))
+            ctx.cur.execute(check, (oid,))
             ctx.cur.execute("RELEASE SAVEPOINT phy001")
         except psycopg.errors.IndexCorrupted:
             ctx.cur.execute("ROLLBACK TO SAVEPOINT phy001")
