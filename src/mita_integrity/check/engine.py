@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -67,11 +67,13 @@ class Pass:
     tables: tuple[str, ...]
     cost: float  # rows it is expected to read: the biggest passes start first when two connections share them
     family: Family | None = None  # the family that evaluates a non-row pass
+    part: Any = None  # one part of a split family pass (Family.split): its results are merged with the others'
+    part_index: int = 0  # its place among the parts (their keys' order)
 
     def run(self, ctx: CheckContext, reopen: Reopen | None) -> list[Result]:
         if self.family is None:
             return _row_pass(ctx, self.tables[0], [r for r in self.rules if isinstance(r, RowRule)], reopen)
-        return _family_pass(ctx, self.family, list(self.rules), reopen)
+        return _family_pass(ctx, self.family, list(self.rules), reopen, self.part)
 
 
 def families_of(extra: Sequence[Family] = ()) -> dict[str, Family]:
@@ -81,12 +83,13 @@ def families_of(extra: Sequence[Family] = ()) -> dict[str, Family]:
 
 
 def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | None = None,
-         extra: Sequence[Family] = ()) -> tuple[list[Result], list[Pass]]:
+         extra: Sequence[Family] = (), connections: int = 1) -> tuple[list[Result], list[Pass]]:
     """Gives the results decided without reading a table (skipped, guaranteed) and the passes that remain.
 
     Row rules of one table share one scan; a family's rules are one pass, except where the family says its
     rules share no work (then each is a pass of its own, so that two connections can run them at once).
-    `extra`: families beyond the catalogue (see families_of).
+    `extra`: families beyond the catalogue (see families_of). With more than one connection, a family that
+    can split its shared pass (Family.split) gives one pass per connection, each a part of its keys.
     """
     sizes = sizes or {}
     families = families_of(extra)
@@ -102,6 +105,7 @@ def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | Non
             row_rules.setdefault((rule.table, team_rule(rule)), []).append(rule)
         else:
             family_rules.setdefault(families[rule.code].name, []).append(rule)
+    _borrow(family_rules, families)
     passes = [Pass(f"rows:{table}" + (":team" if team else ""), tuple(members), (table,), sizes.get(table, 0.0))
               for (table, team), members in row_rules.items()]
     for family_name, members in family_rules.items():
@@ -114,8 +118,33 @@ def plan(ctx: CheckContext, rules: Sequence[Rule], sizes: dict[str, float] | Non
                       for r in group for n in (r.table, *r.requires) if n)
             tables = tuple(dict.fromkeys(needed))
             name = f"{family_name}:{group[0].code}" if len(groups) > 1 and len(group) == 1 else family_name
-            passes.append(Pass(name, tuple(group), tables, sum(sizes.get(t, 0.0) for t in tables), family))
+            cost = sum(sizes.get(t, 0.0) for t in tables)
+            parts = (family.split(ctx, tuple(group), connections)
+                     if family.split and family.evaluate_part and group is rest else [])
+            if parts:
+                passes.extend(Pass(f"{name}[{i + 1}/{len(parts)}]", tuple(group), tables, cost / len(parts), family,
+                                   part, i) for i, part in enumerate(parts))
+            else:
+                passes.append(Pass(name, tuple(group), tables, cost, family))
     return results, passes
+
+
+def _borrow(family_rules: dict[str, list[Rule]], families: Mapping[str, Family]) -> None:
+    """Moves each borrowed rule into the pass of the family that borrows it, when a rule of that family runs in
+    its shared pass too (not apart): one statement then answers both (DUP002 in the budget rules' grouping)."""
+    for name, members in list(family_rules.items()):
+        family = families[members[0].code]
+        if not family.borrows or not any(m.code not in family.apart for m in members):
+            continue
+        for lender, lent in family_rules.items():
+            if lender == name:
+                continue
+            moved = [r for r in lent if r.code in family.borrows]
+            if moved:
+                lent[:] = [r for r in lent if r not in moved]
+                members.extend(moved)
+    for name in [n for n, members in family_rules.items() if not members]:
+        del family_rules[name]
 
 
 def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
@@ -129,22 +158,24 @@ def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
     between ctx and them, the biggest first. Each pass's time is appended to ctx.passes. `extra`: families
     beyond the catalogue (the project file's rules and exclusions, see families_of).
     """
-    results, passes = plan(ctx, rules, sizes, extra)
+    results, passes = plan(ctx, rules, sizes, extra, connections=1 + len(helpers))
     if not helpers:
         for p in passes:
             results.extend(_recorded(ctx, p, reopen))
         return sorted(results, key=lambda r: (r.section, r.code, r.table))
     queue = sorted(passes, key=lambda p: -p.cost)
     lock = threading.Lock()
+    done: list[tuple[Pass, list[Result]]] = []
 
     def worker(wctx: CheckContext, wreopen: Reopen | None) -> list[Result]:
-        out: list[Result] = []
         while True:
             with lock:
                 if not queue:
-                    return out
+                    return []
                 p = queue.pop(0)
-            out.extend(_recorded(wctx, p, wreopen))
+            found = _recorded(wctx, p, wreopen)
+            with lock:
+                done.append((p, found))
 
     with ThreadPoolExecutor(max_workers=1 + len(helpers)) as pool:
         futures = [pool.submit(worker, ctx, reopen), *(pool.submit(worker, h, None) for h in helpers)]
@@ -164,7 +195,42 @@ def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
             raise
     for h in helpers:
         ctx.passes.extend(h.passes)
-    return sorted(results, key=lambda r: (r.section, r.code, r.table))
+    return sorted(results + _merged(ctx, done), key=lambda r: (r.section, r.code, r.table))
+
+
+def _merged(ctx: CheckContext, done: list[tuple[Pass, list[Result]]]) -> list[Result]:
+    """Gives the passes' results with those of a split pass's parts made one per rule and table: counts added,
+    an error in any part an error, samples merged (the smallest ids, or the parts' in key order) and cut to
+    --sample."""
+    out: list[Result] = []
+    parts: dict[tuple[str, str], list[tuple[int, Result]]] = {}
+    by_id: set[str] = set()
+    for p, results in done:
+        if p.part is None or p.family is None:
+            out.extend(results)
+            continue
+        by_id.update(p.family.sample_by_id)
+        for r in results:
+            parts.setdefault((r.code, r.table), []).append((p.part_index, r))
+    for (code, _), found in parts.items():
+        out.append(_merge([r for _, r in sorted(found, key=lambda f: f[0])], code in by_id, ctx.options.sample))
+    return out
+
+
+def _merge(found: list[Result], by_id: bool, sample: int) -> Result:
+    first = found[0]
+    duration = sum(r.duration_ms for r in found)
+    error = next((r for r in found if r.status is Status.ERROR), None)
+    if error is not None:
+        return replace(error, duration_ms=duration)
+    if all(r.status in (Status.GUARANTEED, Status.SKIPPED) for r in found):
+        return replace(first, duration_ms=duration)
+    count = sum(r.count for r in found)
+    groups = None if all(r.groups is None for r in found) else sum(r.groups or 0 for r in found)
+    keys = [k for r in found for k in r.sample]
+    keys = sorted(keys)[:sample] if by_id else keys[:sample]
+    return replace(first, status=Status.FAIL if count > 0 else Status.PASS, count=count, groups=groups,
+                   sample=tuple(keys) if count else (), duration_ms=duration)
 
 
 def _recorded(ctx: CheckContext, p: Pass, reopen: Reopen | None) -> list[Result]:
@@ -345,14 +411,21 @@ def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule], reopen: Reope
     return [result(r, o, ms) for r, o in zip(rules, outcomes, strict=True)]
 
 
-def _family_pass(ctx: CheckContext, family: Family, rules: list[Rule], reopen: Reopen | None) -> list[Result]:
+def _family_pass(ctx: CheckContext, family: Family, rules: list[Rule], reopen: Reopen | None,
+                 part: Any = None) -> list[Result]:
     evaluate = family.evaluate or each_rule
+    if part is not None:
+        assert family.evaluate_part is not None
+        evaluate_part = family.evaluate_part
+
+        def evaluate(c: CheckContext, chosen: tuple[Rule, ...]) -> list[Outcome]:
+            return evaluate_part(c, chosen, part)
     try:
         outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)), reopen, rules)
     except psycopg.Error as exc:
         _reraise_if_lost(ctx, exc)
         if len(rules) > 1 and not recovery_conflict(exc):
-            return [res for r in rules for res in _family_pass(ctx, family, [r], reopen)]
+            return [res for r in rules for res in _family_pass(ctx, family, [r], reopen, part)]
         return [_error(r, r.table or "(schema)", exc) for r in rules]
     chosen = {r.code: r for r in rules}
     return [result(chosen.get(o.code) or BY_CODE[o.code], o, ms) for o in outcomes]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...findings import FixSafety, Severity
 from .quoting import ident
@@ -259,6 +259,8 @@ def each_rule(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
         out.extend(rule.evaluate(ctx, rule))
     return out
 Expander = Callable[["Schema"], "tuple[Rule, ...]"]
+Splitter = Callable[["CheckContext", "tuple[Rule, ...]", int], "list[Any]"]
+PartEvaluator = Callable[["CheckContext", "tuple[Rule, ...]", Any], "list[Outcome]"]
 
 
 @dataclass(frozen=True)
@@ -275,3 +277,12 @@ class Family:
     expand: Expander | None = None
     separable: bool = False  # its rules share no statement: each may run as a pass of its own
     apart: tuple[str, ...] = ()  # codes that share no statement with the others: each runs as a pass of its own
+    # Codes of other families it evaluates with its own rules when both are chosen (its statement answers them
+    # too): the engine moves them into this family's pass; alone they run in their own family's pass.
+    borrows: tuple[str, ...] = ()
+    # A family whose shared pass can be split into parts (ranges of a key) run on the check's connections at
+    # once: `split` gives the parts (none when it cannot tell), `evaluate_part` evaluates one; the engine adds
+    # the parts' counts and merges their samples (by id for the codes in sample_by_id, else in part order).
+    split: Splitter | None = None
+    evaluate_part: PartEvaluator | None = None
+    sample_by_id: tuple[str, ...] = ()

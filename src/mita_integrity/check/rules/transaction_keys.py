@@ -38,29 +38,48 @@ proves this unit gives exactly what those statements give, rule by rule, in ever
 
 from __future__ import annotations
 
-from .base import Family, Rule, rel
+from ...findings import Status
+from .base import Family, Rule, literal, rel
 from .context import CheckContext, Outcome, ident
 from .dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
-from .plan_limits import BUD002, fits_plan_sql
+from .duplicates import DUP002, guaranteed_unique
+from .plan_limits import BUD002, fits_plan_sql, total_fits_sql
 from .spending import BUD001, DUP003
 
 RULES: tuple[Rule, ...] = (DUP003, BUD001, BUD002)
-CENTS_LIMIT = "1000000000000"  # 10^10 in cents: numeric(12,2) holds |x| < 10^10
+BORROWED: tuple[Rule, ...] = (DUP002,)  # declared in duplicates.py; grouped here when a budget rule runs too
 
 
-def _whole_cents(value: str) -> str:
-    """Gives SQL true when `value` is a finite number of whole cents a bigint holds (false for NULL)."""
-    return f"coalesce({value} <> 'NaN' AND abs({value}) < 1000000000000000 AND {value} = round({value}, 2), false)"
+def _once(expression: str) -> str:
+    """Gives a scalar subquery of `expression`: an InitPlan the server computes once, not once per row."""
+    return f"(SELECT {expression})"
 
 
-def shared_sql(ctx: CheckContext, codes: frozenset[str]) -> str:
-    """Gives the one statement evaluating the chosen ones of BUD001, BUD002 and DUP003.
+Part = tuple[str | None, str | None]  # user_id bounds [low, high) of one part; high None: NULL user ids too
+
+
+def _user_ranges(part: Part | None) -> list[str]:
+    """Gives the conditions on t.user_id of a part's reads, each one an index can serve (the NULL user ids,
+    which no range holds, are read by one more branch of the last part)."""
+    if part is None:
+        return ["true"]
+    low, high = part
+    bounds = ([f"t.user_id >= {literal(low)}"] if low is not None else []) + \
+        ([f"t.user_id < {literal(high)}"] if high is not None else [])
+    return [" AND ".join(bounds) or "t.user_id IS NOT NULL"] + (["t.user_id IS NULL"] if high is None else [])
+
+
+def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = None) -> str:
+    """Gives the one statement evaluating the chosen ones of BUD001, BUD002, DUP002 and DUP003.
 
     It yields (BUD001 keys, BUD001 sample, BUD002 rows, BUD002 sample, DUP003 surplus, DUP003 groups, DUP003
-    sample); a rule not chosen reads as NULL. Samples are bounded (LIMIT) and taken only when the rule fails.
+    sample, DUP002 surplus, DUP002 groups, DUP002 sample); a rule not chosen reads as NULL. Samples are
+    bounded (LIMIT) and taken only when the rule fails. With `part`, only the keys of the users in that range
+    (see split).
     """
     schema, options = ctx.schema, ctx.options
-    bud001, bud002, dup003 = "BUD001" in codes, "BUD002" in codes, "DUP003" in codes
+    bud001, bud002, dup003, dup002 = ("BUD001" in codes, "BUD002" in codes, "DUP003" in codes,
+                                      "DUP002" in codes)
     live = "t.deleted_at IS NULL AND " if schema.has("transactions.deleted_at") else ""
     by_zone = options.day_boundary == "user-timezone"
     zone_join = f" LEFT JOIN ({user_zones_sql()}) z ON z.user_id = t.user_id" if by_zone else ""
@@ -70,82 +89,88 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str]) -> str:
     if options.since_seconds is not None:
         bud001_start = (f"greatest({start}, ((now() - make_interval(secs => {int(options.since_seconds)})) "
                         "AT TIME ZONE 'UTC')::date)")
-    since = f"(({bud001_start})::timestamp AT TIME ZONE 'UTC')"  # as bud001_keyed_sql: an index can serve it
+    # The windows' bounds are computed once (InitPlans), not for each of millions of rows.
+    b1, b2 = _once(bud001_start), _once(start)
+    since = _once(f"(({bud001_start})::timestamp AT TIME ZONE 'UTC')")  # a bound an index can serve
     since_differs = options.since_seconds is not None and bud002
     tx_bound = f"t.spent_at >= {since} - interval '1 day'" if by_zone else f"t.spent_at >= {since}"
-    fits = fits_plan_sql()
-    dated = "t.user_id IS NOT NULL AND t.amount IS NOT NULL"
-    # Each row's tests are computed once, in a subquery ordered by user_id (an index serves that order, so the
-    # grouping above it sorts only each user's few rows); the aggregates read them as columns.
-    inner_where = f"{live}t.spent_at IS NOT NULL"
-    outer_where = "true"
-    if not (bud002 or dup003):  # BUD001 alone reads its window's fitting rows (the bound an index can serve)
-        inner_where += f" AND {tx_bound}"
-        outer_where = "r.fits AND r.bud001_window"
-    elif not dup003:  # BUD002: the rows that do not fit (all time), and the fitting rows of its window
-        outer_where = "(NOT r.fits OR r.bud002_window)"
-    rows = (f"SELECT t.user_id, {tx_day} AS day, t.category IS NULL AS cat_null, coalesce(t.category, '') AS cat, "
-            f"t.spent_at, t.amount,\n"
-            f"                   {fits} AS fits, {dated} AS dated,\n"
-            f"                   {tx_bound} AND {tx_day} >= {bud001_start} AS bud001_window,\n"
-            f"                   {tx_day} >= {start} AS bud002_window\n"
-            f"              FROM {rel('transactions')} t{zone_join} WHERE {inner_where} AND {{user}} "
-            "ORDER BY t.user_id")
-    cents = "(r.amount * 100)::bigint"
-    over_rows = "r.dated AND r.fits AND r.bud002_window"
-    tx_columns = [
-        f"sum({cents}) FILTER (WHERE r.fits AND r.bud001_window) AS total",
-        "count(*) FILTER (WHERE r.dated AND NOT r.fits) AS unfit" if bud002 else "0 AS unfit",
-        f"count(*) FILTER (WHERE {over_rows}) AS over_n" if bud002 else "0 AS over_n",
-        # BUD002's window differs from BUD001's only under --since: then its own sum.
-        f"sum({cents}) FILTER (WHERE {over_rows}) AS over_total" if since_differs
-        else "NULL::numeric AS over_total",
-        "count(*) AS n, min(r.spent_at) AS first, max(r.spent_at) AS last" if dup003
-        else "0 AS n, NULL::timestamptz AS first, NULL::timestamptz AS last",
+    plan_side = bud001 or dup002
+    tx_side = bud001 or bud002 or dup003
+    budget_only = bud001 and not (bud002 or dup003 or dup002)
+    created = schema.creation_column("daily_plan") if dup002 else None
+    # Each side's rows, with every test a rule makes of a row computed once: (name, transactions, plan).
+    columns = [
+        ("user_id", "t.user_id", "t.user_id"),
+        ("day", tx_day, plan_day_sql("t.date")),
+        ("category", "t.category::text", "t.category::text"),
+        ("is_tx", "true", "false"),
+        ("fits", fits_plan_sql(), "false"),
+        ("dated", "t.user_id IS NOT NULL AND t.amount IS NOT NULL", "false"),
+        ("amount", "t.amount::numeric", "NULL::numeric"),
+        ("spent", "NULL::numeric", "coalesce(t.spent_amount, 0)::numeric"),
     ]
-    # A key's category as two columns a merge join can match, NULL included: (is it NULL, its text or '').
-    key = "t.category IS NULL AS cat_null, coalesce(t.category, '') AS cat"
-    tx = (f"SELECT r.user_id, r.day, r.cat_null, r.cat, {', '.join(tx_columns)}\n"
-          f"              FROM ({rows}) r WHERE {outer_where} GROUP BY 1, 2, 3, 4")
-    tx_out = "x.n, x.first, x.last, x.total, x.unfit, x.over_n, x.over_total"
-    if bud001:
-        spent = "coalesce(t.spent_amount, 0)"
-        plan_day = plan_day_sql("t.date")
-        plan = (f"SELECT t.user_id, {plan_day} AS day, {key}, "
-                f"sum(({spent} * 100)::bigint) FILTER (WHERE {_whole_cents(spent)}) AS spent, "
-                f"sum({spent}) FILTER (WHERE NOT {_whole_cents(spent)}) AS odd\n"
-                f"              FROM {rel('daily_plan')} t WHERE t.date >= {since} AND {plan_day} >= {bud001_start} "
-                "AND {user} GROUP BY 1, 2, 3, 4")
-        on = "x.day = p.day AND x.cat_null = p.cat_null AND x.cat = p.cat"
-
-        def joined(user: str, same_user: str) -> str:
-            return (f"SELECT coalesce(x.user_id, p.user_id) AS user_id, coalesce(x.day, p.day) AS day,\n"
-                    "                   coalesce(x.cat_null, p.cat_null) AS cat_null, coalesce(x.cat, p.cat) AS cat,\n"
-                    f"                   {tx_out}, p.spent, p.odd, p.day IS NOT NULL AS planned\n"
-                    f"              FROM ({tx.format(user=user)}) x\n"
-                    f"              FULL JOIN ({plan.format(user=user)}) p ON {same_user}{on}")
-
-        keyed = (joined("t.user_id IS NOT NULL", "x.user_id = p.user_id AND ")
-                 + "\n            UNION ALL  -- a NULL user_id is a key value (the merge above cannot match it)\n"
-                 + f"            {joined('t.user_id IS NULL', '')}")
-    else:
-        keyed = (f"SELECT x.user_id, x.day, x.cat_null, x.cat, {tx_out}, NULL::numeric AS spent, "
-                 f"NULL::numeric AS odd, false AS planned FROM ({tx.format(user='true')}) x")
-    drift = (f"((total IS NOT NULL OR planned) AND (NOT planned OR coalesce(total, 0) <> coalesce(spent, 0) "
-             f"+ coalesce(odd * 100, 0)) AND abs(coalesce(total, 0)) < {CENTS_LIMIT})") if bud001 else "false"
+    if bud002:
+        columns.append(("id", "t.id", "NULL"))
+    if dup003:
+        columns.append(("spent_at", "t.spent_at", "NULL::timestamptz"))
+    if dup002 and options.since_seconds is not None and created:
+        columns.append(("created", "NULL::timestamptz", f"t.{ident(created)}::timestamptz"))
+    tx_where = f"{live}t.spent_at IS NOT NULL"
+    plan_where = "true"
+    if budget_only:  # BUD001 alone reads only its window's fitting rows (a bound an index can serve)
+        tx_where = f"{live}{tx_bound} AND {fits_plan_sql()} AND {tx_day} >= {b1}"
+    if bud001 and not dup002:  # the plan rows of BUD001's window; DUP002 needs every plan row
+        plan_where = f"t.date >= {since} AND {plan_day_sql('t.date')} >= {b1}"
+    named = ", ".join(f"{tx} AS {name}" for name, tx, _ in columns)
+    leaves = [f"(SELECT {named}\n               FROM {rel('transactions')} t{zone_join} WHERE {tx_where} AND {users} "
+              "ORDER BY t.user_id)" for users in _user_ranges(part)] if tx_side else []
+    if plan_side:
+        leaves += [f"(SELECT {', '.join(f'{plan} AS {name}' for name, _, plan in columns)}\n"
+                   f"               FROM {rel('daily_plan')} t WHERE {plan_where} AND {users} ORDER BY t.user_id)"
+                   for users in _user_ranges(part)]
+    stacked = "\n             UNION ALL\n             ".join(leaves)
+    window = "r.day >= " + b1
+    aggregates = [
+        f"sum(r.amount) FILTER (WHERE r.fits AND {window}) AS total" if bud001 or bud002 else "NULL::numeric AS total",
+        f"sum(r.spent) FILTER (WHERE NOT r.is_tx AND {window}) AS spent" if bud001 else "NULL::numeric AS spent",
+        f"count(*) FILTER (WHERE NOT r.is_tx AND {window}) > 0 AS planned" if bud001 else "false AS planned",
+        "count(*) FILTER (WHERE r.dated AND NOT r.fits) AS unfit" if bud002 else "0 AS unfit",
+        "array_agg(r.id) FILTER (WHERE r.dated AND NOT r.fits) AS unfit_ids" if bud002 else "NULL::uuid[] AS unfit_ids",
+        f"count(*) FILTER (WHERE r.dated AND r.fits AND r.day >= {b2}) AS over_n" if bud002 else "0 AS over_n",
+        # BUD002's window differs from BUD001's only under --since: then its own sum.
+        f"sum(r.amount) FILTER (WHERE r.dated AND r.fits AND r.day >= {b2}) AS over_total" if since_differs
+        else "NULL::numeric AS over_total",
+        "count(*) FILTER (WHERE r.is_tx) AS n, min(r.spent_at) AS first, max(r.spent_at) AS last" if dup003
+        else "0 AS n, NULL::timestamptz AS first, NULL::timestamptz AS last",
+        "count(*) FILTER (WHERE NOT r.is_tx) AS plan_n" if dup002 else "0 AS plan_n",
+        "max(r.created) AS plan_created" if any(c[0] == "created" for c in columns)
+        else "NULL::timestamptz AS plan_created",
+    ]
+    # The rows of both tables arrive merged in user_id order (each side read in that order by its user_id
+    # index: the Merge Append of the two ordered subqueries); each user's few rows are sorted in memory (an
+    # incremental sort) and grouped as a stream. GROUP BY matches NULL user ids and categories as equal.
+    keyed = (f"SELECT r.user_id, r.day, r.category, {', '.join(aggregates)}\n"
+             f"          FROM ({stacked}) r\n         GROUP BY r.user_id, r.day, r.category")
+    drift = (f"((total IS NOT NULL OR planned) AND (NOT planned OR coalesce(total, 0) <> coalesce(spent, 0)) "
+             f"AND {total_fits_sql('coalesce(total, 0)')})") if bud001 else "false"
     over_total = "over_total" if since_differs else "total"
-    over = f"(user_id IS NOT NULL AND abs({over_total}) >= {CENTS_LIMIT})" if bud002 else "false"
+    over = f"(user_id IS NOT NULL AND NOT {total_fits_sql(over_total)})" if bud002 else "false"
     candidate = ("(n > 2 OR (n = 2 AND date_trunc('second', first) = date_trunc('second', last)))"
                  if dup003 else "false")
+    duplicated = "plan_n > 1" if dup002 else "false"
+    if dup002 and options.since_seconds is not None:
+        duplicated += (f" AND plan_created >= now() - make_interval(secs => {int(options.since_seconds)})"
+                       if created else " AND false")
     flagged = f"""
 WITH flagged AS MATERIALIZED (
-    SELECT user_id, day, CASE WHEN NOT cat_null THEN cat END AS category, first, last, {drift} AS drift,
-           planned, {over} AS over, over_n, unfit, {candidate} AS candidate
+    SELECT user_id, day, category, first, last, {drift} AS drift, planned, {over} AS over, over_n, unfit,
+           unfit_ids, {candidate} AS candidate, {duplicated} AS duplicated, plan_n
       FROM ({keyed}) keyed
-     WHERE {drift} OR {over} OR unfit > 0 OR {candidate})"""
+     WHERE {drift} OR {over} OR unfit > 0 OR {candidate} OR ({duplicated}))"""
     parts = [_bud001_part() if bud001 else "NULL, NULL",
-             _bud002_part(ctx, live, dated, fits, zone_join, tx_day, start) if bud002 else "NULL, NULL",
-             _dup003_part(ctx, live) if dup003 else "NULL, NULL, NULL"]
+             _bud002_part(ctx, live, zone_join, tx_day) if bud002 else "NULL, NULL",
+             _dup003_part(ctx, live) if dup003 else "NULL, NULL, NULL",
+             _dup002_part(ctx) if dup002 else "NULL, NULL, NULL"]
     ctes = f"{flagged},\n{_dup003_ctes(ctx, live)}" if dup003 else flagged
     return f"{ctes}\nSELECT {', '.join(parts)}"
 
@@ -163,22 +188,20 @@ def _bud001_part() -> str:
                FROM (SELECT * FROM flagged WHERE drift ORDER BY user_id, day, category LIMIT %(n)s) b)"""
 
 
-def _bud002_part(ctx: CheckContext, live: str, dated: str, fits: str, zone_join: str, tx_day: str,
-                 start: str) -> str:
-    # The sample as bud002_sql's: the smallest ids of the named rows, read only when some are named. The
-    # overflowing keys are matched as one hashed list (category as NULL-or-text, so a NULL one matches), and
-    # the named ids are collected before they are ordered: ordering by the primary key while filtering would
-    # walk the whole table in index order.
+def _bud002_part(ctx: CheckContext, live: str, zone_join: str, tx_day: str) -> str:
+    # As bud002_sql's sample: the smallest ids of the named rows. The rows that do not fit were collected by
+    # the grouping itself (few: they are the violations); the fitting rows of an overflowing key (fewer
+    # still) are read through the user_id index. No second scan of the table.
+    fits = fits_plan_sql()
     return f"""(SELECT coalesce(sum(unfit), 0) + coalesce(sum(over_n) FILTER (WHERE over), 0) FROM flagged),
        CASE WHEN EXISTS (SELECT 1 FROM flagged WHERE unfit > 0 OR over) THEN ARRAY(
            SELECT n.id::text FROM (
-               SELECT t.id FROM {rel('transactions')} t{zone_join}
-                WHERE {live}t.spent_at IS NOT NULL AND {dated}
-                  AND (NOT {fits} OR ({fits} AND {tx_day} >= {start}
-                       AND (t.user_id, {tx_day}, t.category IS NULL, coalesce(t.category, '')) IN (
-                           SELECT o.user_id, o.day, o.category IS NULL, coalesce(o.category, '')
-                             FROM flagged o WHERE o.over)))
-                OFFSET 0) n
+               SELECT unnest(f.unfit_ids) AS id FROM flagged f WHERE f.unfit > 0
+               UNION ALL
+               SELECT t.id FROM flagged o
+                 JOIN {rel('transactions')} t ON t.user_id = o.user_id{zone_join}
+                WHERE o.over AND {live}t.spent_at IS NOT NULL AND t.amount IS NOT NULL AND {fits}
+                  AND {tx_day} = o.day AND t.category::text IS NOT DISTINCT FROM o.category) n
             ORDER BY n.id LIMIT %(n)s) END"""
 
 
@@ -213,31 +236,57 @@ def _dup003_part(ctx: CheckContext, live: str) -> str:
        ARRAY(SELECT last_id FROM duplicated ORDER BY last_id LIMIT %(n)s)"""
 
 
-def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
-    """Gives the outcomes of the chosen rules of this unit, from one statement."""
-    if [r.code for r in rules] == ["DUP003"]:  # apart (see FAMILY): its own statement, streaming the index
-        return _dup003_alone(ctx, rules[0])
+def _dup002_part(ctx: CheckContext) -> str:
+    # As dup002_sql's: the surplus ids (all but the keeper: earliest created, then smallest id) of at most
+    # --sample duplicated keys, each read by its user and day.
+    created = "p.created_at NULLS LAST, " if ctx.schema.has("daily_plan.created_at") else ""
+    return f"""(SELECT coalesce(sum(plan_n - 1), 0) FROM flagged WHERE duplicated),
+       (SELECT count(*) FROM flagged WHERE duplicated),
+       ARRAY(SELECT x.id FROM (SELECT * FROM flagged WHERE duplicated ORDER BY user_id, day, category
+                                LIMIT %(n)s) k
+              CROSS JOIN LATERAL (
+                 SELECT p.id::text AS id FROM {rel('daily_plan')} p
+                  WHERE (p.user_id = k.user_id OR (k.user_id IS NULL AND p.user_id IS NULL))
+                    AND p.date >= (k.day::timestamp AT TIME ZONE 'UTC')
+                    AND p.date < ((k.day + 1)::timestamp AT TIME ZONE 'UTC')
+                    AND p.category::text IS NOT DISTINCT FROM k.category
+                  ORDER BY {created}p.id OFFSET 1) x
+              LIMIT %(n)s)"""
+
+
+def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = None) -> list[Outcome]:
+    """Gives the outcomes of the chosen rules of this unit (and DUP002, when the engine lends it), from one
+    statement; with `part`, those of the keys of that range of users (see split)."""
+    out: list[Outcome] = []
+    if any(r.code == "DUP002" for r in rules) and (constraint := guaranteed_unique(ctx)):
+        out.append(Outcome("DUP002", "daily_plan", reason=f"guaranteed by {constraint}", status=Status.GUARANTEED))
+        rules = tuple(r for r in rules if r.code != "DUP002")
+    if part is None and [r.code for r in rules] in (["DUP003"], ["DUP002"]):  # alone: its own statement
+        return out + _alone(ctx, rules[0])
+    if not rules:
+        return out
     codes = frozenset(r.code for r in rules)
     # Its keys are about as many as its rows, so a hash grouping outgrows work_mem and spills (and a parallel
     # partial one doubles that). Both tables are read in user_id order instead (their user_id indexes), each
-    # user's few rows sorted in memory (an incremental sort), grouped as a stream and merged by key: memory
-    # stays small whatever the size. The planner underestimates the keys, so it is told; the second core runs
-    # the other passes meanwhile. The settings are put back for the passes that follow on this connection.
+    # user's few rows sorted in memory (an incremental sort) and grouped as a stream: memory stays small
+    # whatever the size. The planner underestimates the keys, so it is told; the second core runs the other
+    # passes (or the other part) meanwhile. The settings are put back for the passes that follow.
     ctx.cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('enable_hashagg'), "
                     "set_config('max_parallel_workers_per_gather', '0', true), "
                     "set_config('enable_hashagg', 'off', true)")
     before = ctx.cur.fetchone()
     assert before is not None
-    ctx.cur.execute(shared_sql(ctx, codes), {"n": ctx.options.sample})
+    ctx.cur.execute(shared_sql(ctx, codes, part), {"n": ctx.options.sample})
     row = ctx.cur.fetchone()
     ctx.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true), "
                     "set_config('enable_hashagg', %s, true)", (before[0], before[1]))
     assert row is not None
-    b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample = row
-    out: list[Outcome] = []
+    b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample, d2, d2_groups, d2_sample = row
     for rule in rules:
         if rule.code == "DUP003":
             out.append(Outcome("DUP003", "transactions", int(d3), int(d3_groups), _sample(d3, d3_sample)))
+        elif rule.code == "DUP002":
+            out.append(Outcome("DUP002", "daily_plan", int(d2), int(d2_groups), _sample(d2, d2_sample)))
         elif rule.code == "BUD001":
             out.append(Outcome("BUD001", "daily_plan", int(b1), sample=_sample(b1, b1_sample),
                                column="spent_amount"))
@@ -246,7 +295,29 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
     return out
 
 
-def _dup003_alone(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+def split(ctx: CheckContext, rules: tuple[Rule, ...], parts: int) -> list[Part]:
+    """Gives `parts` ranges of user ids of about as many transactions each, or [] when they cannot be told.
+
+    Every key belongs to one user, so each range's keys are grouped apart, on its own connection in the same
+    snapshot, and the counts add up (the samples are merged: see FAMILY). The bounds come from the planner's
+    histogram of transactions.user_id: any bounds give the same results, good ones only balance the work.
+    Both tables must hold the user id in the same type, so that a bound orders them alike.
+    """
+    columns = ctx.schema.columns
+    kind = columns.get("transactions", {}).get("user_id", ("", False))[0]
+    if parts < 2 or not kind or columns.get("daily_plan", {}).get("user_id", (kind, False))[0] != kind:
+        return []
+    ctx.cur.execute("SELECT s.histogram_bounds::text::text[] FROM pg_catalog.pg_stats s WHERE s.schemaname = "
+                    "'public' AND s.tablename = 'transactions' AND s.attname = 'user_id'")
+    row = ctx.cur.fetchone()
+    bounds: list[str] = list(row[0]) if row and row[0] else []
+    if len(bounds) < 2 * parts:
+        return []
+    pivots = [bounds[len(bounds) * i // parts] for i in range(1, parts)]
+    return list(zip([None, *pivots], [*pivots, None], strict=True))
+
+
+def _alone(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     assert rule.evaluate is not None
     return rule.evaluate(ctx, rule)
 
@@ -255,5 +326,9 @@ def _sample(count: int, sample: list[str] | None) -> tuple[str, ...]:
     return tuple(sample or ()) if count else ()
 
 
-# DUP003 runs apart, its own keys-first statement on the other connection (see the module's docstring).
-FAMILY = Family("transaction_keys", RULES, evaluate, apart=("DUP003",))
+# DUP003 runs apart, its own keys-first statement on the other connection (see the module's docstring);
+# DUP002 (the duplicates family's) joins the budget rules' grouping when one of them runs (engine.plan).
+# With two connections, the shared grouping is split into ranges of users (split), one pass each; BUD002's
+# sample is the smallest ids of the parts' samples, the others' the first keys in key order (the parts' in turn).
+FAMILY = Family("transaction_keys", RULES, evaluate, apart=("DUP003",), borrows=tuple(r.code for r in BORROWED),
+                split=split, evaluate_part=evaluate, sample_by_id=("BUD002",))
