@@ -133,6 +133,8 @@ def _borrow(family_rules: dict[str, list[Rule]], families: Mapping[str, Family])
     """Moves each borrowed rule into the pass of the family that borrows it, when a rule of that family runs in
     its shared pass too (not apart): one statement then answers both (DUP002 in the budget rules' grouping)."""
     for name, members in list(family_rules.items()):
+        if not members:  # all lent to a family before it
+            continue
         family = families[members[0].code]
         if not family.borrows or not any(m.code not in family.apart for m in members):
             continue

@@ -43,11 +43,24 @@ from .base import Family, Rule, literal, rel
 from .context import CheckContext, Outcome, ident
 from .dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
 from .duplicates import DUP002, guaranteed_unique
-from .plan_limits import BUD002, fits_plan_sql, total_fits_sql
+from .plan_limits import AMOUNT_LIMIT, BUD002, CATEGORY_MAX, fits_plan_sql, total_fits_sql
 from .spending import BUD001, DUP003
 
 RULES: tuple[Rule, ...] = (DUP003, BUD001, BUD002)
 BORROWED: tuple[Rule, ...] = (DUP002,)  # declared in duplicates.py; grouped here when a budget rule runs too
+
+
+def fits_sql() -> str:
+    """Gives plan_limits.fits_plan_sql's test of t, cheaper per row: the same answer for every value.
+
+    Bounds compared without abs(); an amount of at most two decimals (its scale) is whole cents without
+    round(); a category of at most 100 bytes has at most 100 characters without counting them (multibyte).
+    Each cheap test comes first, and AND / OR stop at the first answer.
+    """
+    return (f"coalesce(t.amount <> 'NaN' AND t.amount < {AMOUNT_LIMIT} AND t.amount > -{AMOUNT_LIMIT} "
+            "AND (scale(t.amount) <= 2 OR t.amount = round(t.amount, 2)) "
+            f"AND (t.category IS NULL OR octet_length(t.category) <= {CATEGORY_MAX} "
+            f"OR char_length(t.category) <= {CATEGORY_MAX}), false)")
 
 
 def _once(expression: str) -> str:
@@ -104,7 +117,7 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
         ("day", tx_day, plan_day_sql("t.date")),
         ("category", "t.category::text", "t.category::text"),
         ("is_tx", "true", "false"),
-        ("fits", fits_plan_sql(), "false"),
+        ("fits", fits_sql(), "false"),
         ("dated", "t.user_id IS NOT NULL AND t.amount IS NOT NULL", "false"),
         ("amount", "t.amount::numeric", "NULL::numeric"),
         ("spent", "NULL::numeric", "coalesce(t.spent_amount, 0)::numeric"),
@@ -118,7 +131,7 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
     tx_where = f"{live}t.spent_at IS NOT NULL"
     plan_where = "true"
     if budget_only:  # BUD001 alone reads only its window's fitting rows (a bound an index can serve)
-        tx_where = f"{live}{tx_bound} AND {fits_plan_sql()} AND {tx_day} >= {b1}"
+        tx_where = f"{live}{tx_bound} AND {fits_sql()} AND {tx_day} >= {b1}"
     if bud001 and not dup002:  # the plan rows of BUD001's window; DUP002 needs every plan row
         plan_where = f"t.date >= {since} AND {plan_day_sql('t.date')} >= {b1}"
     named = ", ".join(f"{tx} AS {name}" for name, tx, _ in columns)
@@ -133,10 +146,8 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
     aggregates = [
         f"sum(r.amount) FILTER (WHERE r.fits AND {window}) AS total" if bud001 or bud002 else "NULL::numeric AS total",
         f"sum(r.spent) FILTER (WHERE NOT r.is_tx AND {window}) AS spent" if bud001 else "NULL::numeric AS spent",
-        f"count(*) FILTER (WHERE NOT r.is_tx AND {window}) > 0 AS planned" if bud001 else "false AS planned",
-        "count(*) FILTER (WHERE r.dated AND NOT r.fits) AS unfit" if bud002 else "0 AS unfit",
+        # The rows that do not fit are few (they are the violations): their ids, whose number is their count.
         "array_agg(r.id) FILTER (WHERE r.dated AND NOT r.fits) AS unfit_ids" if bud002 else "NULL::uuid[] AS unfit_ids",
-        f"count(*) FILTER (WHERE r.dated AND r.fits AND r.day >= {b2}) AS over_n" if bud002 else "0 AS over_n",
         # BUD002's window differs from BUD001's only under --since: then its own sum.
         f"sum(r.amount) FILTER (WHERE r.dated AND r.fits AND r.day >= {b2}) AS over_total" if since_differs
         else "NULL::numeric AS over_total",
@@ -149,9 +160,14 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
     # The rows of both tables arrive merged in user_id order (each side read in that order by its user_id
     # index: the Merge Append of the two ordered subqueries); each user's few rows are sorted in memory (an
     # incremental sort) and grouped as a stream. GROUP BY matches NULL user ids and categories as equal.
+    # Each aggregate costs a call per row, so the grouping keeps as few as the rules need: a key is planned
+    # when a plan row of the window gave it a (non-NULL) spent sum; an overflowing key's rows (rarer still)
+    # are counted afterwards through the user_id index (_bud002_part).
     keyed = (f"SELECT r.user_id, r.day, r.category, {', '.join(aggregates)}\n"
              f"          FROM ({stacked}) r\n         GROUP BY r.user_id, r.day, r.category")
-    drift = (f"((total IS NOT NULL OR planned) AND (NOT planned OR coalesce(total, 0) <> coalesce(spent, 0)) "
+    planned = "spent IS NOT NULL" if bud001 else "false"
+    unfit = "coalesce(cardinality(unfit_ids), 0)"
+    drift = (f"((total IS NOT NULL OR {planned}) AND (spent IS NULL OR coalesce(total, 0) <> spent) "
              f"AND {total_fits_sql('coalesce(total, 0)')})") if bud001 else "false"
     over_total = "over_total" if since_differs else "total"
     over = f"(user_id IS NOT NULL AND NOT {total_fits_sql(over_total)})" if bud002 else "false"
@@ -163,15 +179,19 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
                        if created else " AND false")
     flagged = f"""
 WITH flagged AS MATERIALIZED (
-    SELECT user_id, day, category, first, last, {drift} AS drift, planned, {over} AS over, over_n, unfit,
-           unfit_ids, {candidate} AS candidate, {duplicated} AS duplicated, plan_n
+    SELECT user_id, day, category, first, last, {drift} AS drift, {planned} AS planned, {over} AS over,
+           {unfit} AS unfit, unfit_ids, {candidate} AS candidate, {duplicated} AS duplicated, plan_n
       FROM ({keyed}) keyed
-     WHERE {drift} OR {over} OR unfit > 0 OR {candidate} OR ({duplicated}))"""
+     WHERE {drift} OR {over} OR unfit_ids IS NOT NULL OR {candidate} OR ({duplicated}))"""
     parts = [_bud001_part() if bud001 else "NULL, NULL",
-             _bud002_part(ctx, live, zone_join, tx_day) if bud002 else "NULL, NULL",
+             _bud002_part() if bud002 else "NULL, NULL",
              _dup003_part(ctx, live) if dup003 else "NULL, NULL, NULL",
              _dup002_part(ctx) if dup002 else "NULL, NULL, NULL"]
-    ctes = f"{flagged},\n{_dup003_ctes(ctx, live)}" if dup003 else flagged
+    ctes = flagged
+    if bud002:
+        ctes += f",\n{_over_rows(live, zone_join, tx_day)}"
+    if dup003:
+        ctes += f",\n{_dup003_ctes(ctx, live)}"
     return f"{ctes}\nSELECT {', '.join(parts)}"
 
 
@@ -188,21 +208,25 @@ def _bud001_part() -> str:
                FROM (SELECT * FROM flagged WHERE drift ORDER BY user_id, day, category LIMIT %(n)s) b)"""
 
 
-def _bud002_part(ctx: CheckContext, live: str, zone_join: str, tx_day: str) -> str:
-    # As bud002_sql's sample: the smallest ids of the named rows. The rows that do not fit were collected by
-    # the grouping itself (few: they are the violations); the fitting rows of an overflowing key (fewer
-    # still) are read through the user_id index. No second scan of the table.
-    fits = fits_plan_sql()
-    return f"""(SELECT coalesce(sum(unfit), 0) + coalesce(sum(over_n) FILTER (WHERE over), 0) FROM flagged),
-       CASE WHEN EXISTS (SELECT 1 FROM flagged WHERE unfit > 0 OR over) THEN ARRAY(
-           SELECT n.id::text FROM (
-               SELECT unnest(f.unfit_ids) AS id FROM flagged f WHERE f.unfit > 0
-               UNION ALL
-               SELECT t.id FROM flagged o
-                 JOIN {rel('transactions')} t ON t.user_id = o.user_id{zone_join}
-                WHERE o.over AND {live}t.spent_at IS NOT NULL AND t.amount IS NOT NULL AND {fits}
-                  AND {tx_day} = o.day AND t.category::text IS NOT DISTINCT FROM o.category) n
-            ORDER BY n.id LIMIT %(n)s) END"""
+def _over_rows(live: str, zone_join: str, tx_day: str) -> str:
+    """Gives BUD002's CTE `over_rows`: the fitting rows of the keys whose total the plan cannot hold (rare),
+    read through the user_id index."""
+    return f"""over_rows AS MATERIALIZED (
+    SELECT t.id FROM flagged o
+      JOIN {rel('transactions')} t ON t.user_id = o.user_id{zone_join}
+     WHERE o.over AND {live}t.spent_at IS NOT NULL AND t.amount IS NOT NULL AND {fits_plan_sql()}
+       AND {tx_day} = o.day AND t.category::text IS NOT DISTINCT FROM o.category)"""
+
+
+def _bud002_part() -> str:
+    # As bud002_sql: the rows that do not fit, and the fitting rows of the keys that overflow; its sample the
+    # smallest ids of both. The rows that do not fit were collected by the grouping itself: no second scan.
+    return """(SELECT coalesce(sum(unfit), 0) FROM flagged) + (SELECT count(*) FROM over_rows),
+       ARRAY(SELECT n.id::text FROM (
+                 SELECT unnest(f.unfit_ids) AS id FROM flagged f WHERE f.unfit_ids IS NOT NULL
+                 UNION ALL
+                 SELECT o.id FROM over_rows o) n
+              ORDER BY n.id LIMIT %(n)s)"""
 
 
 def _dup003_ctes(ctx: CheckContext, live: str) -> str:

@@ -1,0 +1,144 @@
+"""Issue 13's speed goals: DUP002 answered by the budget rules' grouping of daily_plan, and that grouping split
+into ranges of users run on the check's two connections. Each must give exactly what the rules' own statements
+give (the psql script's), alone and in every combination, with NULL keys, plan rows outside BUD001's window and
+--since."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from mita_integrity.check import engine
+from mita_integrity.check.engine import plan
+from mita_integrity.check.rules import transaction_keys
+from mita_integrity.check.rules.context import CheckContext, CheckOptions, Outcome, load_schema
+from mita_integrity.check.rules.duplicates import DUP002
+from mita_integrity.check.run import CheckRequest, run_check
+from mita_integrity.database.connection import Database, connect
+
+from .test_transaction_keys import EDGES, OPTIONS, U1, U2, D, _key
+
+# DUP002's edges beside the budget rules' (EDGES already holds one: U2's two 'food ' rows of one day).
+PLAN_DUPLICATES = f"""
+INSERT INTO daily_plan (id, user_id, date, category, planned_amount, spent_amount, created_at) VALUES
+  -- a NULL user and a NULL category are key values: the twin of EDGES' plan row 08
+  ('21000000-0000-0000-0000-000000000001', NULL, {D} - interval '3 days', NULL, 5, 0, now()),
+  -- outside BUD001's window (50 and 400 days ago): DUP002 reads all time
+  ('21000000-0000-0000-0000-000000000002', '{U2}', {D} - interval '50 days' + interval '14:30', 'old', 5, 3, now()),
+  ('21000000-0000-0000-0000-000000000003', '{U1}', {D} - interval '400 days', 'rent', 5, 3, now()),
+  ('21000000-0000-0000-0000-000000000004', '{U1}', {D} - interval '400 days' + interval '1 hour', 'rent', 5, 3,
+   now()),
+  ('21000000-0000-0000-0000-000000000005', '{U1}', {D} - interval '400 days' + interval '2 hours', 'rent', 5, 3,
+   now() - interval '100 days'),
+  -- created long ago: --since leaves this key out
+  ('21000000-0000-0000-0000-000000000006', '{U1}', {D} - interval '20 days', 'gym', 5, 0,
+   now() - interval '100 days'),
+  ('21000000-0000-0000-0000-000000000007', '{U1}', {D} - interval '20 days' + interval '09:00', 'gym', 5, 0,
+   now() - interval '100 days'),
+  -- the next day is another key; an empty category is not a NULL one
+  ('21000000-0000-0000-0000-000000000008', '{U1}', {D} - interval '19 days', 'gym', 5, 0, now()),
+  ('21000000-0000-0000-0000-000000000009', '{U1}', {D} - interval '9 days', '', 5, 0, now());
+"""
+UNIT = (*transaction_keys.RULES, DUP002)
+
+
+def _merged(parts: list[list[Outcome]], options: CheckOptions) -> dict[str, tuple[object, ...]]:
+    """Gives the outcomes of the parts made one, as the engine merges a split pass's results."""
+    rules = {r.code: r for r in UNIT}
+    by_code: dict[str, list[object]] = {}
+    for outcomes in parts:
+        for o in outcomes:
+            by_code.setdefault(o.code, []).append(engine.result(rules[o.code], o))
+    out = {}
+    for code, found in by_code.items():
+        merged = engine._merge(found, code in transaction_keys.FAMILY.sample_by_id, options.sample)  # type: ignore[arg-type]
+        out[code] = _key(Outcome(code, merged.table, merged.count, merged.groups, merged.sample,
+                                 column=merged.column), options)
+    return out
+
+
+@pytest.mark.parametrize("options", OPTIONS,
+                         ids=lambda o: f"{o.day_boundary}-{o.since_seconds}-{o.budget_days}-{o.sample}")
+def test_dup002_in_the_shared_grouping_and_its_parts_give_each_rule_its_own_result(
+        baseline_db: Database, options: CheckOptions) -> None:
+    with connect(baseline_db) as conn:
+        conn.execute(EDGES.encode())
+        conn.execute(PLAN_DUPLICATES.encode())
+    with connect(baseline_db) as conn:
+        cur = conn.cursor()
+        ctx = CheckContext(cur=cur, schema=load_schema(cur), options=options)
+        reference = {}
+        for rule in UNIT:
+            assert rule.evaluate is not None
+            (own,) = rule.evaluate(ctx, rule)
+            reference[rule.code] = _key(own, options)
+        if options == CheckOptions():
+            assert reference["DUP002"][2:4] == (6, 5), reference  # food, NULL/NULL, old, rent (3 rows), gym
+        # U1 < U2: the first part holds U1, the last U2 and the NULL user ids; or no bound at all.
+        ranges = [[(None, U2), (U2, None)], [(None, None)], [(None, U1), (U1, U2), (U2, None)]]
+        for size in (1, 2, 3, 4):
+            for chosen in itertools.combinations(UNIT, size):
+                if "DUP002" not in {r.code for r in chosen} and size != 4:
+                    continue  # the budget rules' own combinations are test_transaction_keys'
+                expected = {r.code: reference[r.code] for r in chosen}
+                shared = transaction_keys.evaluate(ctx, chosen)
+                assert {o.code: _key(o, options) for o in shared} == expected, [r.code for r in chosen]
+                if "DUP003" in {r.code for r in chosen}:
+                    continue  # apart: never in a split pass
+                for parts in ranges:
+                    found = [transaction_keys.evaluate(ctx, chosen, part) for part in parts]
+                    assert _merged(found, options) == expected, ([r.code for r in chosen], parts)
+
+
+def test_dup002_joins_the_budget_pass_and_stays_apart_alone(baseline_db: Database) -> None:
+    with connect(baseline_db) as conn:
+        cur = conn.cursor()
+        ctx = CheckContext(cur=cur, schema=load_schema(cur), options=CheckOptions(no_guarantees=True))
+        _, passes = plan(ctx, [*transaction_keys.RULES, DUP002])
+        _, alone = plan(ctx, [DUP002, *transaction_keys.RULES[:1]])
+    assert sorted(tuple(sorted(r.code for r in p.rules)) for p in passes) == [("BUD001", "BUD002", "DUP002"),
+                                                                              ("DUP003",)]
+    assert [(p.name, [r.code for r in p.rules]) for p in alone] == [("duplicates", ["DUP002"]),
+                                                                    ("transaction_keys", ["DUP003"])]
+
+
+MANY_USERS = f"""
+INSERT INTO users (id, email, password_hash)
+  SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid, 'u' || i || '@example.com', 'h'
+    FROM generate_series(1, 400) i;
+INSERT INTO transactions (id, user_id, category, amount, spent_at)
+  SELECT gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid,
+         CASE WHEN i % 7 = 0 THEN repeat('y', 101) ELSE 'food' END, CASE WHEN i % 11 = 0 THEN 0.001 ELSE i END,
+         {D} - interval '1 day' * (i % 40) + interval '1 second' * (i % 3)
+    FROM generate_series(1, 400) i, generate_series(1, 3) k;
+INSERT INTO daily_plan (id, user_id, date, category, planned_amount, spent_amount)
+  SELECT gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid,
+         {D} - interval '1 day' * (i % 40), 'food', 50, CASE WHEN i % 5 = 0 THEN 1 ELSE 3 * i END
+    FROM generate_series(1, 400) i, generate_series(1, CASE WHEN i % 13 = 0 THEN 2 ELSE 1 END) k;
+ANALYZE transactions;
+ANALYZE daily_plan;
+"""
+
+
+def test_a_check_on_two_connections_splits_the_grouping_and_finds_the_same(baseline_db: Database) -> None:
+    """The split pass's parts (one per connection) add up to the one-connection check, samples included."""
+    with connect(baseline_db) as conn:
+        conn.execute(EDGES.encode())
+        conn.execute(PLAN_DUPLICATES.encode())
+        conn.execute(MANY_USERS.encode())
+    select = ["BUD001", "BUD002", "DUP002", "DUP003"]
+    results = {}
+    for parallel in (False, True):
+        for sample in (3, 1000):
+            report = run_check(baseline_db, CheckRequest(select=select, parallel=parallel, sample=sample))
+            whole = {r.code: sample == 1000 or r.code == "BUD002" for r in report.results}
+            results[parallel, sample] = {r.code: (r.status.value, r.count, r.groups,
+                                                  tuple(sorted(r.sample)) if whole[r.code] else len(r.sample))
+                                         for r in report.results}
+            names = [p.name for p in report.passes]
+            if parallel:
+                assert "transaction_keys[1/2]" in names and "transaction_keys[2/2]" in names, names
+    for sample in (3, 1000):
+        assert results[True, sample] == results[False, sample]
+    assert all(results[False, 1000][code][1] > 0 for code in select), results
