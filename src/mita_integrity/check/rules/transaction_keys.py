@@ -1,39 +1,50 @@
-"""The rules keyed by (user, day, category) of the live transactions: BUD001, BUD002 and DUP003, one unit.
+"""The rules keyed by (user, day, category): BUD001, BUD002 and DUP003, one unit; DUP002 joins it when it runs.
 
 Each needs a key of the transactions that is, or refines, (user_id, day, category): BUD001 compares a key's
 spending with its plan rows, BUD002 names the rows of keys whose total the plan cannot hold, and DUP003's
-key (user, category, amount, second) refines it (one user's second lies in one day). Alone, BUD001 and
-BUD002 each grouped the transactions themselves; here one statement groups them once and both read their
-answer from it:
+key (user, category, amount, second) refines it (one user's second lies in one day). DUP002 (declared in
+duplicates.py) groups the plan rows by the very same key, all time. Alone, each grouped its table itself;
+here one statement groups them once and each reads its answer from it:
 
-- the live transactions are read in user_id order (ix_transactions_user_id; the seed's and production's
-  rows lie nearly in that order), each user's few rows sorted in memory (an incremental sort) and grouped
-  as a stream by (user_id, day, category), every rule's per-row test computed once;
-- the plan rows of BUD001's window are grouped the same way (duplicate plan rows of a key summed), and the
-  two streams meet in a merge full join: a key on either side without a partner counts, as in spending.py;
+- the live transactions and the plan rows are read in user_id order (their user_id indexes; the seed's and
+  production's rows lie nearly in that order: pg_stats.correlation of user_id 0.999 on transactions and 0.89
+  on daily_plan in the seed), the two ordered reads merged (a Merge Append: each side is a subquery with
+  its own ORDER BY, which is what lets the planner merge them), each user's few rows sorted in memory (an
+  incremental sort) and grouped as ONE stream by (user_id, day, category). GROUP BY matches NULL user ids
+  and categories as equal, so no key needs a branch of its own;
+- every rule's per-row test is computed once per row (fits_sql), the windows' bounds once per statement
+  (InitPlans), and the grouping keeps only the aggregates the rules need;
 - BUD001: a key of its window whose spending differs from its plan (as `keyed` in spending.py);
-- BUD002: the rows that do not fit the plan (all time), and the fitting rows of the window's keys whose
-  total the plan cannot hold (as bud002_sql).
+- BUD002: the rows that do not fit the plan (all time; their ids collected by the grouping, they are the
+  violations), and the fitting rows of the window's keys whose total the plan cannot hold (as bud002_sql;
+  read afterwards through the user_id index, for those rare keys only);
+- DUP002: a key with more than one plan row (all time), as dup002_sql; with a `guaranteed` DUP002 (0023's key
+  and midnight check) the plan rows of BUD001's window alone are read, as before.
 
-A hash grouping of as many keys as rows outgrew work_mem and spilled (the old BUD001: 21 batches at scale
-0.25); the streams keep memory at a few kilobytes per user whatever the size. NULL is a key value: the
-category is matched as (is it NULL, its text or ''), and transactions without a user are a second, small
-branch (a merge join cannot match NULL user ids).
+Measured at scale 0.25 (BENCHMARKS.md, issue 13): the old shape (two groupings, of each table, met in a merge
+full join, and DUP002's own grouping of daily_plan on the other connection) cost about 5 s of one connection
+plus 1-1.7 s of the other; one stream costs less than the two groupings alone, and DUP002 no longer reads
+daily_plan a second time. A hash grouping of as many keys as rows outgrew work_mem and spilled (the old
+BUD001: 21 batches at scale 0.25), and a full sort of 2.3 million rows spilled to disk at 64 MB; the stream
+keeps memory at a few kilobytes per user whatever the size.
+
+With two connections the grouping is split (split) into ranges of user ids, one pass per connection in the
+same snapshot: a key belongs to one user, so the parts' counts add up, and the engine merges their samples.
+The other passes (DUP003, the row passes) are shared out between the connections as each becomes free.
 
 DUP003 can be answered from the same grouping (`shared_sql` with DUP003: only keys with more than two rows,
 or two rows in the same second, can hold a duplicate; their rows are read between the key's first and last
 spent_at and grouped by DUP003's own key), and tests prove that form exact too. But it must then group every
-live row of all time with three more aggregates, and measured on the seed (with the earlier hash grouping;
-not measured again since the streams) it took longer than DUP003's own keys-first statement (spending.py:
-it streams ix_transactions_user_id_spent_at for the seconds that repeat) running on the other connection
-at the same time; so the unit runs DUP003 apart (FAMILY.apart).
+live row of all time with three more aggregates, and measured on the seed it took longer than DUP003's own
+keys-first statement (spending.py: it streams ix_transactions_user_id_spent_at for the seconds that repeat);
+so the unit runs DUP003 apart (FAMILY.apart).
 
-Amounts are summed in cents (bigint): an amount that fits the plan has at most two decimals and is below
-10^10, so its cents are exact. A plan value that is not a whole number of cents (NaN, a wider column) is
-summed as numeric beside them, so the comparison stays exact.
+Amounts are summed as numeric, exactly as the rules' own statements sum them (an earlier form summed cents as
+bigint; `(amount * 100)::bigint` cost more per row than the numeric sum it replaced).
 
-The psql script keeps each rule's own statement (spending.py, plan_limits.py); tests/test_transaction_keys.py
-proves this unit gives exactly what those statements give, rule by rule, in every combination.
+The psql script keeps each rule's own statement (spending.py, plan_limits.py, duplicates.py);
+tests/test_transaction_keys.py and tests/test_transaction_keys_split.py prove this unit, whole and in parts,
+gives exactly what those statements give, rule by rule, in every combination.
 """
 
 from __future__ import annotations
@@ -104,7 +115,9 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
                         "AT TIME ZONE 'UTC')::date)")
     # The windows' bounds are computed once (InitPlans), not for each of millions of rows.
     b1, b2 = _once(bud001_start), _once(start)
-    since = _once(f"(({bud001_start})::timestamp AT TIME ZONE 'UTC')")  # a bound an index can serve
+    # A bound on the raw column an index can serve: written out (not an InitPlan), so that the planner, which
+    # folds now() when it estimates, knows how many rows it keeps and reads an index in user_id order.
+    since = f"(({bud001_start})::timestamp AT TIME ZONE 'UTC')"
     since_differs = options.since_seconds is not None and bud002
     tx_bound = f"t.spent_at >= {since} - interval '1 day'" if by_zone else f"t.spent_at >= {since}"
     plan_side = bud001 or dup002
