@@ -223,12 +223,15 @@ def _bud001_part() -> str:
 
 def _over_rows(live: str, zone_join: str, tx_day: str) -> str:
     """Gives BUD002's CTE `over_rows`: the fitting rows of the keys whose total the plan cannot hold (rare),
-    read through the user_id index."""
+    read through the user_id index for each such key (OFFSET 0 keeps the lookup a nested loop: the planner,
+    which cannot tell how few keys overflow, would otherwise sort the whole table for a merge join)."""
     return f"""over_rows AS MATERIALIZED (
-    SELECT t.id FROM flagged o
-      JOIN {rel('transactions')} t ON t.user_id = o.user_id{zone_join}
-     WHERE o.over AND {live}t.spent_at IS NOT NULL AND t.amount IS NOT NULL AND {fits_plan_sql()}
-       AND {tx_day} = o.day AND t.category::text IS NOT DISTINCT FROM o.category)"""
+    SELECT x.id FROM flagged o CROSS JOIN LATERAL (
+        SELECT t.id FROM {rel('transactions')} t{zone_join}
+         WHERE t.user_id = o.user_id AND {live}t.spent_at IS NOT NULL AND t.amount IS NOT NULL
+           AND {fits_plan_sql()} AND {tx_day} = o.day AND t.category::text IS NOT DISTINCT FROM o.category
+        OFFSET 0) x
+     WHERE o.over)"""
 
 
 def _bud002_part() -> str:
