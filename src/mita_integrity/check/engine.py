@@ -1,5 +1,9 @@
 """Runs chosen rules inside one snapshot: one scan per table for row rules, one pass per family for the rest.
 
+A family may borrow another family's rule when both run (Family.borrows: DUP002 is answered by the budget
+rules' grouping of daily_plan), and may split its shared pass into parts, one per connection (Family.split:
+ranges of user ids); the parts' results are merged into one per rule and table (counts added, samples merged).
+
 Each pass runs in a savepoint, so a rule that fails becomes an `error` result and the others still run.
 Rules whose table or column is absent are `skipped`; rules a validated constraint rules out are
 `guaranteed` and cost no scan.
