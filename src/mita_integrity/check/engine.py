@@ -172,9 +172,12 @@ def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
     # Each connection keeps a core busy, so a parallel plan's workers would only compete with the other
     # connection's pass for the same cores, and a parallel plan costs more CPU than a serial one (the
     # transactions row pass at scale 0.25: 0.54 s on three processes, 1.0 s on one). Serial plans for this
-    # snapshot's transactions; the server's setting is its own again when they end.
+    # snapshot's passes; the setting is put back after them.
+    settings = []
     for c in (ctx, *helpers):
-        c.cur.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
+        c.cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), "
+                      "set_config('max_parallel_workers_per_gather', '0', true)")
+        settings.append((c, (c.cur.fetchone() or ("2",))[0]))
     queue = sorted(passes, key=lambda p: -p.cost)
     lock = threading.Lock()
     done: list[tuple[Pass, list[Result]]] = []
@@ -205,6 +208,8 @@ def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
                     c.cur.connection.cancel_safe(timeout=5)
                 wait(futures, timeout=0.1)
             raise
+    for c, setting in settings:  # c.cur: a context whose snapshot was renewed keeps the setting of its new one
+        c.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)", (setting,))
     for h in helpers:
         ctx.passes.extend(h.passes)
     return sorted(results + _merged(ctx, done), key=lambda r: (r.section, r.code, r.table))
