@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 
 from .. import __version__
 from ..findings import PassTiming, Result, Severity, Status
@@ -43,7 +44,10 @@ from . import engine
 from .rule_registry import BY_CODE
 from .rules.base import Family, QueryRule, RowRule, Rule, SchemaRule, rel
 from .rules.context import CheckContext, Outcome
+from .rules.dayboundary import plan_day_sql
+from .rules.duplicates import dup001_grouped_sql, dup001_key_sql, dup002_grouped_sql, dup002_sql
 from .rules.quoting import ident
+from .rules.spending import dup003_sql
 
 MAX_BASE_AGE_S = 7 * 86400
 XID_MARGIN = 2**31 - 50_000_000  # a base older than this in xids is refused (wraparound distance)
@@ -225,6 +229,7 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
         changes = _changes(ctx, helpers, data_tables, base, states, _window(cur, base.kept.xmin), sizes or {})
     full: list[Rule] = []
     restricted: list[RowRule] = []
+    grouped: list[Rule] = []
     reused: list[Result] = []
     for rule in concrete:
         key = (rule.code, str(rule.table or "(schema)"))
@@ -255,6 +260,9 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
             prior = base.kept.results[key][0]
             reused.append(engine.result(rule, Outcome(rule.code, key[1], prior.count, prior.groups, prior.sample,
                                                       message=prior.message, column=prior.column)))
+            out.evaluated[key] = ("incremental", None)
+        elif verdict == "groups":
+            grouped.append(rule)
             out.evaluated[key] = ("incremental", None)
         elif verdict == "restrict":
             assert isinstance(rule, RowRule)
@@ -290,6 +298,21 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
                 keys[(rule.code, table)] = violators
                 sample = tuple(violators[: ctx.options.sample])
                 results.append(engine.result(rule, Outcome(rule.code, table, len(violators), sample=sample)))
+    for rule in grouped:
+        assert base is not None
+        started = time.perf_counter()
+        try:
+            with cur.connection.transaction(), engine.rules_search_path(cur, [rule]):
+                outcome, group_members = _groups(ctx, rule, base, _window(cur, base.kept.xmin))
+            _timing(ctx, f"incremental:{rule.code}", (rule.code,), (str(rule.table),), started)
+        except psycopg.Error as exc:
+            if engine.recovery_conflict(exc) or cur.connection.closed:
+                raise
+            full.append(rule)
+            out.evaluated[(rule.code, str(rule.table))] = ("full", f"incremental query failed: {exc}".splitlines()[0])
+            continue
+        keys[(rule.code, str(rule.table))] = group_members
+        results.append(engine.result(rule, outcome))
     if full:
         results.extend(run_rules(full))
     for res in results:  # a reused result keeps its base keys
@@ -445,6 +468,10 @@ def _verdict(rule: Rule, key: tuple[str, str], base: Base, changes: dict[str, Ch
         return "reuse"
     touched = ", ".join(_said(t, s) for t, s in zip(tables, states, strict=True) if isinstance(s, Change)
                         and not s.none)
+    if rule.code in GROUPED and BY_CODE.get(rule.code) is rule:
+        if prior[1] is None:
+            return "the base run kept no members of its groups"
+        return "groups"
     if not isinstance(rule, RowRule):
         return f"a grouping rule: {touched}"
     if clock:
@@ -509,6 +536,98 @@ def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base,
     return found
 
 
+@dataclass(frozen=True)
+class Grouping:
+    """How check --incremental restricts a duplicate rule to whole groups: the table, and SQL for the key a
+    row is grouped by (a NULL-safe text; DUP003's is its candidate pair (user_id, second), which a group's
+    key refines). The rule's own statement takes `key IN (affected keys)` as its `within` hook."""
+
+    table: str
+    key: str  # on the row alias t
+    bare: bool = False  # the rule's statement reads the table without an alias (DUP003's candidate scan)
+
+
+GROUPED: dict[str, Grouping] = {
+    "DUP001": Grouping("users", dup001_key_sql("t")),
+    "DUP002": Grouping("daily_plan", f"ROW(t.user_id, {plan_day_sql('t.date')}, t.category)::text"),
+    "DUP003": Grouping("transactions", "ROW(t.user_id, date_trunc('second', t.spent_at))::text", bare=True),
+}
+
+
+def _groups(ctx: CheckContext, rule: Rule, base: Base, window: int) -> tuple[Outcome, list[str]]:
+    """Gives a duplicate rule's outcome and the members of its violating groups, re-evaluating whole only the
+    groups of (the base's violating groups) UNION (the keys of the rows written since the base).
+
+    Exact, because a group in neither set now has only rows the base saw unchanged (no row written since
+    carries its key), and those rows were in it at the base too: if they are two or more now, they were at
+    the base, so the group was a base violator and its members (kept by primary key) give its key. A group
+    can only have lost rows since (updated away, deleted, soft-deleted), and losing rows never makes a
+    duplicate. Rule by rule against the statements:
+    - DUP001 groups users with email ~ NOT_BLANK by lower(trimmed(email)): a row's blankness is part of the
+      row, so an unchanged row is in or out as at the base; a NULL e-mail gives a NULL key, in no group.
+    - DUP002 groups every daily_plan row (no deleted_at filter) by (user_id, UTC day, category), NULLs equal:
+      the key is the row's text, where NULL and '' differ, so NULL keys are matched as values.
+    - DUP003 finds candidate (user_id, second) pairs among all dated rows (soft-deleted too) then groups the
+      live rows of those pairs by (user_id, category, amount, second): a group lies in one pair, and the
+      restriction keeps pairs whole, so a pair's rows stay adjacent in spent_at order and the candidate
+      test (two rows of the pair side by side) is the full statement's. deleted_at is part of the row.
+    The keeper (earliest created_at, then id) and each group's ids are the full statement's, groups being
+    whole; which groups fill the --sample is the server's order in both cases (the full statement names no
+    order either), so the sample is equal whenever the failing groups fit in it.
+    """
+    grouping = GROUPED[rule.code]
+    table = grouping.table
+    prior = base.kept.results[(rule.code, table)][1] or []
+    pk = ctx.schema.keys.get(table) or ("id",)
+    typ = ctx.schema.columns[table][pk[0]][0]
+    ctx.cur.execute(f"SELECT DISTINCT {grouping.key} FROM {rel(table)} t WHERE {changed_sql(window)} "
+                    f"UNION SELECT {grouping.key} FROM {rel(table)} t "
+                    f"WHERE t.{ident(pk[0])} IN (SELECT CAST(k AS {typ}) FROM unnest(%s::text[]) AS u(k))", (prior,))
+    affected = [row[0] for row in ctx.cur.fetchall() if row[0] is not None]
+    if not affected:
+        return Outcome(rule.code, table, 0, 0, ()), []
+    # a literal (the rules' own statements take their own parameters); '%' doubled for the driver
+    keys = psycopg.sql.Literal(affected).as_string(ctx.cur.connection).replace("%", "%%")
+    key = grouping.key.replace("t.", "") if grouping.bare else grouping.key
+    within = f"{key} IN (SELECT unnest({keys}::text[]))"
+    sample_n = ctx.options.sample
+    if rule.code == "DUP001":
+        grouped_sql = dup001_grouped_sql(ctx, within)
+        ctx.cur.execute(f"WITH d AS MATERIALIZED ({grouped_sql}) SELECT coalesce(sum(n - 1), 0), count(*), "
+                        "ARRAY(SELECT x FROM d, unnest(d.ids[2:]) AS x LIMIT %s), "
+                        "ARRAY(SELECT x FROM d, unnest(d.ids) AS x) FROM d", (sample_n,))
+        row = ctx.cur.fetchone()
+        assert row is not None
+        return Outcome(rule.code, table, int(row[0]), int(row[1]), tuple(row[2] or ())), list(row[3] or ())
+    if rule.code == "DUP002":
+        ctx.cur.execute(dup002_sql(ctx, within), {"n": sample_n})
+        row = ctx.cur.fetchone() or (0, 0, None)
+        ctx.cur.execute(f"SELECT t.id::text FROM {rel(table)} t WHERE {within} AND {grouping.key} IN ("
+                        f"SELECT ROW(d.user_id, d.day, d.category)::text FROM ({dup002_grouped_sql(ctx, within)}) d)")
+        members = [r[0] for r in ctx.cur.fetchall()]
+        return Outcome(rule.code, table, int(row[0]), int(row[1]), tuple(row[2] or ())), members
+    ctx.cur.execute(dup003_sql(ctx, within), {"n": sample_n})
+    row = ctx.cur.fetchone() or (0, 0, None)
+    ctx.cur.execute(dup003_sql(ctx, within, members=True))
+    members = [r[0] for r in ctx.cur.fetchall()]
+    return Outcome(rule.code, table, int(row[0]), int(row[1]), tuple(row[2] or ())), members
+
+
+def _members(ctx: CheckContext, code: str) -> list[str] | None:
+    """Gives the members (primary keys) of every violating group of a duplicate rule, read in full (what a
+    recorded run keeps when it did not evaluate the rule incrementally), or None when the read failed."""
+    if code == "DUP001":
+        statement = f"SELECT unnest(d.ids) FROM ({dup001_grouped_sql(ctx)}) d"
+    elif code == "DUP002":
+        grouping = GROUPED[code]
+        statement = (f"SELECT t.id::text FROM {rel('daily_plan')} t WHERE {grouping.key} IN ("
+                     f"SELECT ROW(d.user_id, d.day, d.category)::text FROM ({dup002_grouped_sql(ctx)}) d)")
+    else:
+        statement = dup003_sql(ctx, members=True)
+    rows = _guarded(ctx, statement, [BY_CODE[code]])
+    return None if rows is None else [r[0] for r in rows]
+
+
 def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result],
           keys: dict[tuple[str, str], list[str]], changes: dict[str, Change | str],
           states: dict[str, State], fingerprint: str, opts: dict[str, Any],
@@ -547,6 +666,16 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
                 violators = keys[(res.code, res.table)]
             elif rule.table in tables and res.count <= max(1000, tables[rule.table].rows // 20):
                 wanted.setdefault(rule.table, []).append(rule)
+        elif (res.code in GROUPED and rule is BY_CODE.get(res.code) and res.status in (Status.PASS, Status.FAIL)
+              and ctx.schema.keys.get(res.table)):
+            if res.count == 0:
+                violators = []
+            elif (res.code, res.table) in keys:
+                violators = keys[(res.code, res.table)]
+            else:
+                started = time.perf_counter()
+                violators = _members(ctx, res.code)
+                _timing(ctx, f"keep:{res.code}", (res.code,), (res.table,), started)
         kept_results[(res.code, res.table)] = (res, violators)
     for table, members in wanted.items():
         conditions = [f"coalesce({engine._condition(ctx, r)}, false)" for r in members]

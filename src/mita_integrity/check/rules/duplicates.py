@@ -108,29 +108,38 @@ def _ids(ctx: CheckContext, table: str) -> str:
     return f"array_agg(t.id::text ORDER BY {created}t.id) AS ids"
 
 
-def dup001_grouped_sql(ctx: CheckContext) -> str:
-    """Gives DUP001's duplicated keys (n rows, ids keeper first).
+def dup001_key_sql(alias: str = "t") -> str:
+    """Gives DUP001's grouping key of the users row `alias` (check/incremental.py restricts groups by it)."""
+    return f"lower({trimmed(f'{alias}.email')})"
+
+
+def dup001_grouped_sql(ctx: CheckContext, within: str = "") -> str:
+    """Gives DUP001's duplicated keys (n rows, ids keeper first); `within`: SQL on users t keeping whole groups
+    only (check --incremental's restriction to the groups a change touched).
 
     Blank (whitespace of any kind, tabs too) is NUL001's; surrounding whitespace of any kind is ignored.
     """
-    return (f"SELECT count(*) AS n, {_ids(ctx, 'users')} FROM {rel('users')} t WHERE t.email ~ {NOT_BLANK} "
-            f"GROUP BY lower({trimmed('t.email')}) HAVING count(*) > 1{_since_having(ctx, 'users')}")
+    within = f" AND {within}" if within else ""
+    return (f"SELECT count(*) AS n, {_ids(ctx, 'users')} FROM {rel('users')} t WHERE t.email ~ {NOT_BLANK}{within} "
+            f"GROUP BY {dup001_key_sql()} HAVING count(*) > 1{_since_having(ctx, 'users')}")
 
 
-def dup002_grouped_sql(ctx: CheckContext) -> str:
-    """Gives DUP002's duplicated keys (user_id, day, category, n rows): counts only, no array per key."""
+def dup002_grouped_sql(ctx: CheckContext, within: str = "") -> str:
+    """Gives DUP002's duplicated keys (user_id, day, category, n rows): counts only, no array per key.
+    `within`: SQL on daily_plan t keeping whole groups only (check --incremental's restriction)."""
+    where = f" WHERE {within}" if within else ""
     return (f"SELECT t.user_id, {plan_day_sql('t.date')} AS day, t.category, count(*) AS n "
-            f"FROM {rel('daily_plan')} t GROUP BY 1, 2, 3 HAVING count(*) > 1{_since_having(ctx, 'daily_plan')}")
+            f"FROM {rel('daily_plan')} t{where} GROUP BY 1, 2, 3 HAVING count(*) > 1{_since_having(ctx, 'daily_plan')}")
 
 
-def dup002_sql(ctx: CheckContext) -> str:
+def dup002_sql(ctx: CheckContext, within: str = "") -> str:
     """Gives DUP002's statement: (surplus rows, duplicated keys, sample of surplus ids).
 
     The keys with more than one row are found first (a count per key); the surplus ids (all but the keeper:
     earliest created, then smallest id) are then read for at most --sample keys, each by its user and day.
     """
     created = "t.created_at NULLS LAST, " if ctx.schema.has("daily_plan.created_at") else ""
-    return f"""WITH d AS MATERIALIZED ({dup002_grouped_sql(ctx)})
+    return f"""WITH d AS MATERIALIZED ({dup002_grouped_sql(ctx, within)})
 SELECT coalesce(sum(n - 1), 0), count(*), ARRAY(
     SELECT x.id FROM (SELECT * FROM d LIMIT %(n)s) k
      CROSS JOIN LATERAL (
