@@ -101,6 +101,10 @@ def measure(db: Database, args: argparse.Namespace) -> list[Figure]:
         print(f"{label} change: incremental {t['incremental']:.2f} s, full {t['full']:.2f} s, "
               f"identical: {'yes' if same else 'NO'}; mode {inc.mode}; data rules in full: {', '.join(in_full)}",
               flush=True)
+        for name, report in (("incremental", inc), ("full", full)):
+            slowest = sorted(report.passes, key=lambda p: -p.duration_ms)[:6]
+            print(f"  {name}'s slowest passes: " + ", ".join(f"{p.name} {p.duration_ms / 1000:.2f} s (c{p.connection})"
+                                                          for p in slowest), flush=True)
         if not same:
             for key, value in outcome(inc).items():
                 if outcome(full).get(key) != value:

@@ -45,7 +45,7 @@ from .rule_registry import BY_CODE
 from .rules.base import Family, QueryRule, RowRule, Rule, SchemaRule, rel
 from .rules.context import CheckContext, Outcome
 from .rules.dayboundary import plan_day_sql
-from .rules.duplicates import dup001_grouped_sql, dup001_key_sql, dup002_grouped_sql, dup002_sql
+from .rules.duplicates import dup001_grouped_sql, dup001_key_sql, dup002_grouped_sql
 from .rules.quoting import ident
 from .rules.spending import dup003_sql
 
@@ -536,22 +536,44 @@ def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base,
     return found
 
 
-@dataclass(frozen=True)
-class Grouping:
-    """How check --incremental restricts a duplicate rule to whole groups: the table, and SQL for the key a
-    row is grouped by (a NULL-safe text; DUP003's is its candidate pair (user_id, second), which a group's
-    key refines). The rule's own statement takes `key IN (affected keys)` as its `within` hook."""
-
-    table: str
-    key: str  # on the row alias t
-    bare: bool = False  # the rule's statement reads the table without an alias (DUP003's candidate scan)
-
-
-GROUPED: dict[str, Grouping] = {
-    "DUP001": Grouping("users", dup001_key_sql("t")),
-    "DUP002": Grouping("daily_plan", f"ROW(t.user_id, {plan_day_sql('t.date')}, t.category)::text"),
-    "DUP003": Grouping("transactions", "ROW(t.user_id, date_trunc('second', t.spent_at))::text", bare=True),
+GROUPED: dict[str, str] = {"DUP001": "users", "DUP002": "daily_plan", "DUP003": "transactions"}
+# Per duplicate rule, the columns of the key its groups are restricted by (DUP003's is its candidate pair
+# (user_id, second), which a group's key refines: a group lies in one pair).
+GROUP_KEYS = {
+    "DUP001": (dup001_key_sql("t"),),
+    "DUP002": ("t.user_id", plan_day_sql("t.date"), "t.category"),
+    "DUP003": ("t.user_id", "date_trunc('second', t.spent_at)"),
 }
+
+
+def _array(ctx: CheckContext, values: Sequence[Any], typ: str) -> str:
+    """Gives a typed array literal of values (the rules' statements take their own parameters; '%' doubled)."""
+    text = [None if v is None else str(v) for v in values]
+    return psycopg.sql.Literal(text).as_string(ctx.cur.connection).replace("%", "%%") + f"::{typ}[]"
+
+
+def _within(ctx: CheckContext, code: str, keys: list[tuple[Any, ...]], null_user: bool) -> str:
+    """Gives SQL true for the rows of the given groups, each whole: the user's rows by the (user_id, time)
+    index and a range of the day or second (a NULL user_id, which no index equality finds, apart)."""
+    if code == "DUP001":
+        return f"{dup001_key_sql('t')} IN (SELECT unnest({_array(ctx, [k[0] for k in keys], 'text')}))"
+    table = GROUPED[code]
+    typ = ctx.schema.columns[table]["user_id"][0]
+    if code == "DUP002":
+        days, cats = _array(ctx, [k[1] for k in keys], "date"), _array(ctx, [k[2] for k in keys], "text")
+        match = ("t.date >= (a.d::timestamp AT TIME ZONE 'UTC') AND t.date < ((a.d + 1)::timestamp AT TIME ZONE "
+                 "'UTC') AND t.category IS NOT DISTINCT FROM a.c")
+        if null_user:
+            return f"t.user_id IS NULL AND EXISTS (SELECT 1 FROM unnest({days}, {cats}) a(d, c) WHERE {match})"
+        users = _array(ctx, [k[0] for k in keys], typ)
+        return f"EXISTS (SELECT 1 FROM unnest({users}, {days}, {cats}) a(u, d, c) WHERE t.user_id = a.u AND {match})"
+    seconds = _array(ctx, [k[1] for k in keys], "timestamptz")
+    row = rel("transactions")
+    match = f"{row}.spent_at >= a.s AND {row}.spent_at < a.s + interval '1 second'"
+    if null_user:
+        return f"{row}.user_id IS NULL AND EXISTS (SELECT 1 FROM unnest({seconds}) a(s) WHERE {match})"
+    users = _array(ctx, [k[0] for k in keys], typ)
+    return f"EXISTS (SELECT 1 FROM unnest({users}, {seconds}) a(u, s) WHERE {row}.user_id = a.u AND {match})"
 
 
 def _groups(ctx: CheckContext, rule: Rule, base: Base, window: int) -> tuple[Outcome, list[str]]:
@@ -566,7 +588,7 @@ def _groups(ctx: CheckContext, rule: Rule, base: Base, window: int) -> tuple[Out
     - DUP001 groups users with email ~ NOT_BLANK by lower(trimmed(email)): a row's blankness is part of the
       row, so an unchanged row is in or out as at the base; a NULL e-mail gives a NULL key, in no group.
     - DUP002 groups every daily_plan row (no deleted_at filter) by (user_id, UTC day, category), NULLs equal:
-      the key is the row's text, where NULL and '' differ, so NULL keys are matched as values.
+      a NULL user_id is restricted in a pass of its own, a NULL category matched IS NOT DISTINCT.
     - DUP003 finds candidate (user_id, second) pairs among all dated rows (soft-deleted too) then groups the
       live rows of those pairs by (user_id, category, amount, second): a group lies in one pair, and the
       restriction keeps pairs whole, so a pair's rows stay adjacent in spent_at order and the candidate
@@ -575,42 +597,50 @@ def _groups(ctx: CheckContext, rule: Rule, base: Base, window: int) -> tuple[Out
     whole; which groups fill the --sample is the server's order in both cases (the full statement names no
     order either), so the sample is equal whenever the failing groups fit in it.
     """
-    grouping = GROUPED[rule.code]
-    table = grouping.table
+    table = GROUPED[rule.code]
     prior = base.kept.results[(rule.code, table)][1] or []
     pk = ctx.schema.keys.get(table) or ("id",)
     typ = ctx.schema.columns[table][pk[0]][0]
-    ctx.cur.execute(f"SELECT DISTINCT {grouping.key} FROM {rel(table)} t WHERE {changed_sql(window)} "
-                    f"UNION SELECT {grouping.key} FROM {rel(table)} t "
+    columns = ", ".join(GROUP_KEYS[rule.code])
+    ctx.cur.execute(f"SELECT DISTINCT {columns} FROM {rel(table)} t WHERE {changed_sql(window)} "
+                    f"UNION SELECT {columns} FROM {rel(table)} t "
                     f"WHERE t.{ident(pk[0])} IN (SELECT CAST(k AS {typ}) FROM unnest(%s::text[]) AS u(k))", (prior,))
-    affected = [row[0] for row in ctx.cur.fetchall() if row[0] is not None]
-    if not affected:
-        return Outcome(rule.code, table, 0, 0, ()), []
-    # a literal (the rules' own statements take their own parameters); '%' doubled for the driver
-    keys = psycopg.sql.Literal(affected).as_string(ctx.cur.connection).replace("%", "%%")
-    key = grouping.key.replace("t.", "") if grouping.bare else grouping.key
-    within = f"{key} IN (SELECT unnest({keys}::text[]))"
-    sample_n = ctx.options.sample
+    affected = ctx.cur.fetchall()
     if rule.code == "DUP001":
-        grouped_sql = dup001_grouped_sql(ctx, within)
-        ctx.cur.execute(f"WITH d AS MATERIALIZED ({grouped_sql}) SELECT coalesce(sum(n - 1), 0), count(*), "
-                        "ARRAY(SELECT x FROM d, unnest(d.ids[2:]) AS x LIMIT %s), "
-                        "ARRAY(SELECT x FROM d, unnest(d.ids) AS x) FROM d", (sample_n,))
-        row = ctx.cur.fetchone()
-        assert row is not None
-        return Outcome(rule.code, table, int(row[0]), int(row[1]), tuple(row[2] or ())), list(row[3] or ())
-    if rule.code == "DUP002":
-        ctx.cur.execute(dup002_sql(ctx, within), {"n": sample_n})
-        row = ctx.cur.fetchone() or (0, 0, None)
-        ctx.cur.execute(f"SELECT t.id::text FROM {rel(table)} t WHERE {within} AND {grouping.key} IN ("
-                        f"SELECT ROW(d.user_id, d.day, d.category)::text FROM ({dup002_grouped_sql(ctx, within)}) d)")
-        members = [r[0] for r in ctx.cur.fetchall()]
-        return Outcome(rule.code, table, int(row[0]), int(row[1]), tuple(row[2] or ())), members
-    ctx.cur.execute(dup003_sql(ctx, within), {"n": sample_n})
-    row = ctx.cur.fetchone() or (0, 0, None)
-    ctx.cur.execute(dup003_sql(ctx, within, members=True))
-    members = [r[0] for r in ctx.cur.fetchall()]
-    return Outcome(rule.code, table, int(row[0]), int(row[1]), tuple(row[2] or ())), members
+        passes = [(r, False) for r in [[k for k in affected if k[0] is not None]] if r]
+    else:
+        passes = [(r, null) for null in (False, True) if (r := [k for k in affected if (k[0] is None) == null])]
+    count = groups = 0
+    sample: list[str] = []
+    members: list[str] = []
+    n = ctx.options.sample
+    for keys, null_user in passes:
+        within = _within(ctx, rule.code, keys, null_user)
+        if rule.code == "DUP001":
+            ctx.cur.execute(f"SELECT n, ids FROM ({dup001_grouped_sql(ctx, within)}) d")
+            found = [(int(m), list(ids)) for m, ids in ctx.cur.fetchall()]
+            cut = [x for _, ids in found for x in ids[1:]]  # as DUP001's statement: every group's ids after the keeper
+        elif rule.code == "DUP002":
+            created = "t.created_at NULLS LAST, " if ctx.schema.has("daily_plan.created_at") else ""
+            ctx.cur.execute(f"""SELECT d.n, ARRAY(
+                SELECT t.id::text FROM {rel('daily_plan')} t
+                 WHERE (t.user_id = d.user_id OR (d.user_id IS NULL AND t.user_id IS NULL))
+                   AND t.date >= (d.day::timestamp AT TIME ZONE 'UTC')
+                   AND t.date < ((d.day + 1)::timestamp AT TIME ZONE 'UTC')
+                   AND t.category IS NOT DISTINCT FROM d.category ORDER BY {created}t.id)
+                FROM ({dup002_grouped_sql(ctx, within)}) d""")
+            found = [(int(m), list(ids)) for m, ids in ctx.cur.fetchall()]
+            cut = [x for _, ids in found[:n] for x in ids[1:]]  # as dup002_sql: the first keys' surplus ids
+        else:
+            ctx.cur.execute(dup003_sql(ctx, within, members=True))
+            rows = ctx.cur.fetchall()
+            found = [(int(m), list(ids)) for m, _, ids in rows]
+            cut = [last for _, last, _ in rows]  # as dup003_sql: each group's greatest id
+        count += sum(m - 1 for m, _ in found)
+        groups += len(found)
+        sample += cut
+        members += [x for _, ids in found for x in ids]
+    return Outcome(rule.code, table, count, groups, tuple(sample[:n])), members
 
 
 def _members(ctx: CheckContext, code: str) -> list[str] | None:
@@ -619,11 +649,11 @@ def _members(ctx: CheckContext, code: str) -> list[str] | None:
     if code == "DUP001":
         statement = f"SELECT unnest(d.ids) FROM ({dup001_grouped_sql(ctx)}) d"
     elif code == "DUP002":
-        grouping = GROUPED[code]
-        statement = (f"SELECT t.id::text FROM {rel('daily_plan')} t WHERE {grouping.key} IN ("
+        key = ", ".join(GROUP_KEYS[code])
+        statement = (f"SELECT t.id::text FROM {rel('daily_plan')} t WHERE ROW({key})::text IN ("
                      f"SELECT ROW(d.user_id, d.day, d.category)::text FROM ({dup002_grouped_sql(ctx)}) d)")
     else:
-        statement = dup003_sql(ctx, members=True)
+        statement = f"SELECT unnest(ids) FROM ({dup003_sql(ctx, members=True)}) m"
     rows = _guarded(ctx, statement, [BY_CODE[code]])
     return None if rows is None else [r[0] for r in rows]
 

@@ -76,8 +76,8 @@ def dup003_sql(ctx: CheckContext, within: str = "", members: bool = False) -> st
     """Gives DUP003's statement: (surplus rows, duplicated keys, sample of surplus ids).
 
     For check --incremental: `within` (SQL on the unaliased transactions row, true for whole (user_id,
-    second) pairs) restricts the candidates to the pairs a change touched; `members` gives instead the id of
-    every row of every duplicated group (what a recorded run keeps).
+    second) pairs) restricts the candidates to the pairs a change touched; `members` gives instead one row per
+    duplicated group: (n, last_id, the ids of all its rows).
 
     Duplicates share a user and a second, so they lie next to each other in (user_id, spent_at) order —
     the order of ix_transactions_user_id_spent_at. One streaming pass finds the (user, second) pairs that
@@ -112,7 +112,7 @@ duplicated AS (
       FROM matched t
      GROUP BY t.user_id, t.category, t.amount, t.second
     HAVING count(*) > 1{recent})
-{"SELECT unnest(ids) FROM duplicated" if members else
+{"SELECT n, last_id, ids FROM duplicated" if members else
  "SELECT coalesce(sum(n - 1), 0), count(*), (array_agg(last_id))[1:%(n)s] FROM duplicated"}"""
 
 
