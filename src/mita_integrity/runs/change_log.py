@@ -144,7 +144,7 @@ def install(conn: psycopg.Connection[Any]) -> list[str]:
                                     f"not {' or '.join(COLUMN_TYPES[column])}")
         if problems:
             raise DatabaseStateError(f"the change log cannot be installed: {problems[0]}; nothing was changed",
-                                     "it copies these columns as they are; a failing trigger would fail the app's writes")
+                                     "it copies those columns as they are (a failing trigger fails the app's writes)")
         before = status(cur)
     done = []
     for table in LOGGED:
