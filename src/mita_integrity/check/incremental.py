@@ -24,6 +24,7 @@ transaction ids lower than the base's (a restore elsewhere), `--since` (its wind
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 import time
@@ -227,9 +228,11 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
     changes: dict[str, Change | str] = {}
     if base is not None:
         changes = _changes(ctx, helpers, data_tables, base, states, _window(cur, base.kept.xmin), sizes or {})
+    log_reason = _log_proof(cur, base, _window(cur, base.kept.xmin), changes) if base is not None else None
     full: list[Rule] = []
     restricted: list[RowRule] = []
     grouped: list[Rule] = []
+    logged: list[Rule] = []
     reused: list[Result] = []
     for rule in concrete:
         key = (rule.code, str(rule.table or "(schema)"))
@@ -255,7 +258,7 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
                 full.append(rule)
                 out.evaluated[key] = ("full", verdict)
             continue
-        verdict = _verdict(rule, key, base, changes, today)
+        verdict = _verdict(rule, key, base, changes, today, log_reason, ctx.options.day_boundary == "user-timezone")
         if verdict == "reuse":
             prior = base.kept.results[key][0]
             reused.append(engine.result(rule, Outcome(rule.code, key[1], prior.count, prior.groups, prior.sample,
@@ -263,6 +266,9 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
             out.evaluated[key] = ("incremental", None)
         elif verdict == "groups":
             grouped.append(rule)
+            out.evaluated[key] = ("incremental", None)
+        elif verdict == "log":
+            logged.append(rule)
             out.evaluated[key] = ("incremental", None)
         elif verdict == "restrict":
             assert isinstance(rule, RowRule)
@@ -313,6 +319,27 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
             continue
         keys[(rule.code, str(rule.table))] = group_members
         results.append(engine.result(rule, outcome))
+    if logged:
+        assert base is not None
+        started = time.perf_counter()
+        try:
+            with cur.connection.transaction(), engine.rules_search_path(cur, logged):
+                found_logged = _old_key_rules(ctx, logged, base, _window(cur, base.kept.xmin))
+            _timing(ctx, "incremental:change_log", tuple(r.code for r in logged), ("transactions", "daily_plan"),
+                    started)
+        except psycopg.Error as exc:
+            if engine.recovery_conflict(exc) or cur.connection.closed:
+                raise
+            found_logged = {}
+            for rule in logged:
+                full.append(rule)
+                out.evaluated[(rule.code, str(rule.table))] = ("full",
+                                                               f"incremental query failed: {exc}".splitlines()[0])
+        for rule in logged:
+            if rule.code in found_logged:
+                outcome, violators = found_logged[rule.code]
+                keys[(rule.code, str(rule.table))] = violators
+                results.append(engine.result(rule, outcome))
     if full:
         results.extend(run_rules(full))
     for res in results:  # a reused result keeps its base keys
@@ -440,8 +467,10 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
     return Change(changed, before.rows - (rows - changed), rows)
 
 
-def _verdict(rule: Rule, key: tuple[str, str], base: Base, changes: dict[str, Change | str], today: date) -> str:
-    """Gives 'reuse', 'restrict', or the reason the rule runs in full."""
+def _verdict(rule: Rule, key: tuple[str, str], base: Base, changes: dict[str, Change | str], today: date,
+             log: str | None = None, by_zone: bool = False) -> str:
+    """Gives 'reuse', 'restrict', 'groups', 'log', or the reason the rule runs in full. `log`: why the change
+    log cannot serve this base (None: it can)."""
     tables = reads(rule)
     if tables is None:
         if isinstance(rule, SchemaRule):
@@ -472,6 +501,17 @@ def _verdict(rule: Rule, key: tuple[str, str], base: Base, changes: dict[str, Ch
         if prior[1] is None:
             return "the base run kept no members of its groups"
         return "groups"
+    if rule.code in OLD_KEYS and BY_CODE.get(rule.code) is rule:
+        if log is not None:
+            return f"a grouping rule: {touched}; the change log cannot say which groups they left ({log})"
+        if prior[1] is None:
+            return "the base run kept no keys for it"
+        if date_bound and base.kept.utc_date != today:
+            return "its window starts at today's date, and the base ran on another day"
+        users = changes.get("users")
+        if by_zone and rule.code != "USR003" and not (isinstance(users, Change) and users.none):
+            return "--day-boundary user-timezone: users changed, and a zone moves transactions between days"
+        return "log"
     if not isinstance(rule, RowRule):
         return f"a grouping rule: {touched}"
     if clock:
@@ -643,6 +683,174 @@ def _groups(ctx: CheckContext, rule: Rule, base: Base, window: int) -> tuple[Out
     return Outcome(rule.code, table, count, groups, tuple(sample[:n])), members
 
 
+OLD_KEYS = frozenset({"BUD001", "BUD002", "USR003"})  # the rules that need the change log (runs/change_log.py)
+
+
+def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[str, Change | str]) -> str | None:
+    """Gives why the change log cannot be trusted to hold every old key since the base, or None when it can.
+
+    It can when its triggers (both events, both tables) exist, are enabled ALWAYS, call the log's functions,
+    and their pg_trigger rows and the functions' pg_proc rows are older than the base (a DROP, a DISABLE then
+    ENABLE or a CREATE OR REPLACE writes a new catalog row, whose xmin is then younger: a gap is possible);
+    when no pruning went past the base's xmin; and when, per table, the distinct primary keys logged since
+    the base are at least the base rows updated or deleted since (`lost`, counted from the rows themselves):
+    a row the log missed is a row counted lost and not logged.
+    """
+    from ..runs import change_log
+
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+                (change_log.LOG, change_log.PRUNED))
+    row = cur.fetchone()
+    if not row or not row[0]:
+        return "it is not installed (mita-integrity changelog install)"
+    cur.execute("""SELECT c.relname, t.tgname, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
+                          t.tgfoid = to_regprocedure('integrity.change_log_' || c.relname || '()')
+                     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                     JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid
+                    WHERE n.nspname = 'public' AND c.relname = ANY(%(tables)s) AND t.tgname = ANY(%(names)s)""",
+                {"w": window, "tables": list(change_log.LOGGED),
+                 "names": [change_log.trigger_name(e) for e in change_log.EVENTS]})
+    found = {(table, name): (state, old, own) for table, name, state, old, own in cur.fetchall()}
+    for table in change_log.LOGGED:
+        for event in change_log.EVENTS:
+            name = change_log.trigger_name(event)
+            if (table, name) not in found:
+                return f"its trigger {name} on {table} is missing (mita-integrity changelog install)"
+            state, old, own = found[(table, name)]
+            if state != "A" or not own:
+                return f"its trigger {name} on {table} is not enabled ALWAYS on the log's function"
+            if not old:
+                return f"its trigger {name} on {table} (or its function) changed since the base"
+    cur.execute(f"SELECT below::text::bigint FROM {change_log.PRUNED}")
+    pruned = cur.fetchone()
+    if pruned and int(pruned[0]) > base.kept.xmin:
+        return "it was pruned past the base (a base older than the pruning horizon)"
+    cur.execute(f"SELECT tbl::text, count(DISTINCT pk) FROM {change_log.LOG} WHERE txid >= %s::text::xid8 GROUP BY 1",
+                (str(base.kept.xmin),))
+    logged = {tbl: int(n) for tbl, n in cur.fetchall()}
+    for table, (letter, _) in change_log.LOGGED.items():
+        change = changes.get(table)
+        if not isinstance(change, Change):
+            continue  # the rules reading it run in full anyway, with that table's reason
+        if logged.get(letter, 0) < change.lost:
+            return (f"{change.lost} base rows of {table} were updated or deleted since the base, but it holds "
+                    f"{logged.get(letter, 0)} (a write bypassed it)")
+    return None
+
+
+def _log_installed(cur: psycopg.Cursor[Any]) -> bool:
+    """Tells whether the change log's triggers are all there and enabled ALWAYS (a base then keeps the keys of
+    the rules that need it; without the log they would be of no use)."""
+    from ..runs import change_log
+
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (change_log.LOG,))
+    row = cur.fetchone()
+    return bool(row and row[0]) and change_log.status(cur).installed
+
+
+def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base,
+                   window: int) -> dict[str, tuple[Outcome, list[str]]]:
+    """Gives BUD001's, BUD002's and USR003's outcomes and violators, re-reading only the affected keys.
+
+    BUD001 and BUD002 are restricted to whole (user_id, category) sets (a (user, day, category) key lies in
+    one; and a (user, category) does not depend on a user's time zone, see _verdict): the pairs the log says
+    a row left (old keys), the pairs of rows written since the base in transactions and daily_plan (new
+    keys), and the base's violating pairs. A pair in none of them holds the very rows it held at the base,
+    unchanged (a row leaving it is logged, a row entering it is written since), so, the window being the
+    base's (same UTC date), its verdicts are the base's: none, since the base's violators are all re-read.
+    USR003 likewise over users: the users written since, the users of transactions written since, the old
+    user of every logged transaction, and the base's violators. The samples are the full statements' (BUD001's
+    and BUD002's are ordered; USR003's, like the full one, is any --sample of its violators).
+    """
+    from ..runs.change_log import LOG
+    from .rules import transaction_keys
+    from .rules.users import usr003_where
+
+    cur = ctx.cur
+    since = str(base.kept.xmin)
+    codes = {r.code for r in rules}
+    out: dict[str, tuple[Outcome, list[str]]] = {}
+    n = ctx.options.sample
+    bud = frozenset(codes & {"BUD001", "BUD002"})
+    if bud:
+        cur.execute(f"""SELECT user_id::text, category FROM {LOG} WHERE txid >= %(x)s::text::xid8
+                        UNION SELECT t.user_id::text, t.category::text FROM {rel('transactions')} t
+                         WHERE {changed_sql(window)}
+                        UNION SELECT t.user_id::text, t.category::text FROM {rel('daily_plan')} t
+                         WHERE {changed_sql(window)}""", {"x": since})
+        pairs = set(cur.fetchall())
+        for code in bud:
+            table = str(BY_CODE[code].table)
+            pairs |= {tuple(json.loads(k)) for k in base.kept.results[(code, table)][1] or ()}
+        users = _array(ctx, [p[0] for p in pairs if p[0] is not None], "text")
+        cats = _array(ctx, [p[1] for p in pairs if p[0] is not None], "text")
+        null_cats = _array(ctx, [p[1] for p in pairs if p[0] is None], "text")
+        # a category matched as (its text or '', is it NULL): hashable, NULL a value like any other
+        listed = (f"(t.user_id::text, coalesce(t.category, ''), t.category IS NULL) IN ("
+                  f"SELECT a.u, coalesce(a.c, ''), a.c IS NULL FROM unnest({users}, {cats}) a(u, c))")
+        nulls = (f"t.user_id IS NULL AND (coalesce(t.category, ''), t.category IS NULL) IN ("
+                 f"SELECT coalesce(a.c, ''), a.c IS NULL FROM unnest({null_cats}) a(c))")
+
+        def within(branch: str) -> str:
+            if branch == "t.user_id IS NULL":
+                return nulls
+            return f"({listed} OR {nulls})" if branch == "true" else listed
+
+        cur.execute(transaction_keys.shared_sql(ctx, bud, within), {"n": n})
+        row = cur.fetchone()
+        assert row is not None
+        b1, b1_sample, b2, b2_sample, _, _, _, k1, k2 = row
+        if "BUD001" in bud:
+            out["BUD001"] = (Outcome("BUD001", "daily_plan", int(b1), sample=tuple(b1_sample or ()) if b1 else (),
+                                     column="spent_amount"), list(k1 or ()))
+        if "BUD002" in bud:
+            out["BUD002"] = (Outcome("BUD002", "transactions", int(b2), sample=tuple(b2_sample or ()) if b2 else (),
+                                     column="amount"), list(k2 or ()))
+    if "USR003" in codes:
+        typ = ctx.schema.columns["users"]["id"][0]
+        cur.execute(f"""SELECT user_id::text FROM {LOG} WHERE tbl = 't' AND txid >= %(x)s::text::xid8
+                        UNION SELECT t.user_id::text FROM {rel('transactions')} t WHERE {changed_sql(window)}
+                        UNION SELECT t.id::text FROM {rel('users')} t WHERE {changed_sql(window)}""", {"x": since})
+        ids = {r[0] for r in cur.fetchall() if r[0] is not None} | set(base.kept.results[("USR003", "users")][1] or ())
+        listed_ids = _array(ctx, sorted(ids), "text")
+        where = f"{usr003_where(ctx)} AND t.id IN (SELECT CAST(k AS {typ}) FROM unnest({listed_ids}) k)"
+        cur.execute(f"SELECT t.id::text FROM {rel('users')} t WHERE {where}")
+        violators = [r[0] for r in cur.fetchall()]
+        out["USR003"] = (Outcome("USR003", "users", len(violators), sample=tuple(violators[:n])), violators)
+    return out
+
+
+def _old_key_members(ctx: CheckContext, codes: Sequence[str]) -> dict[str, list[str]]:
+    """Gives the violating keys of BUD001/BUD002 (JSON (user_id, category) pairs) and USR003 (user ids), read in
+    full, for a recorded run whose next incremental check may use the change log (a rule whose read failed is
+    left out: the next check runs it in full)."""
+    from .rules import transaction_keys
+    from .rules.users import usr003_where
+
+    out: dict[str, list[str]] = {}
+    if "USR003" in codes:
+        rows = _guarded(ctx, f"SELECT t.id::text FROM {rel('users')} t WHERE {usr003_where(ctx)}", [BY_CODE["USR003"]])
+        if rows is not None:
+            out["USR003"] = [r[0] for r in rows]
+    bud = frozenset(codes) & {"BUD001", "BUD002"}
+    if bud:
+        # As the engine runs the statement (transaction_keys.evaluate): streams, no hash grouping, put back after.
+        ctx.cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('enable_hashagg'), "
+                        "set_config('max_parallel_workers_per_gather', '0', true), "
+                        "set_config('enable_hashagg', 'off', true)")
+        before = ctx.cur.fetchone()
+        assert before is not None
+        statement = transaction_keys.shared_sql(ctx, bud, lambda branch: "true").replace("%(n)s", "0")
+        rows = _guarded(ctx, statement, [BY_CODE[c] for c in sorted(bud)])
+        ctx.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true), "
+                        "set_config('enable_hashagg', %s, true)", (before[0], before[1]))
+        if rows is not None:
+            for code, i in (("BUD001", 7), ("BUD002", 8)):
+                if code in bud:
+                    out[code] = list(rows[0][i] or ())
+    return out
+
+
 def _members(ctx: CheckContext, code: str) -> list[str] | None:
     """Gives the members (primary keys) of every violating group of a duplicate rule, read in full (what a
     recorded run keeps when it did not evaluate the rule incrementally), or None when the read failed."""
@@ -685,6 +893,7 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
     by_key = {(r.code, str(r.table or "(schema)")): r for r in concrete}
     kept_results: dict[tuple[str, str], tuple[Result, list[str] | None]] = {}
     wanted: dict[str, list[RowRule]] = {}
+    old_keys: list[str] = []
     for res in results:
         rule = by_key.get((res.code, res.table))
         violators: list[str] | None = None
@@ -706,7 +915,20 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
                 started = time.perf_counter()
                 violators = _members(ctx, res.code)
                 _timing(ctx, f"keep:{res.code}", (res.code,), (res.table,), started)
+        elif res.code in OLD_KEYS and rule is BY_CODE.get(res.code) and res.status in (Status.PASS, Status.FAIL):
+            if (res.code, res.table) in keys:
+                violators = keys[(res.code, res.table)]
+            elif res.count == 0:
+                violators = []
+            else:
+                old_keys.append(res.code)
         kept_results[(res.code, res.table)] = (res, violators)
+    if old_keys and _log_installed(ctx.cur):
+        started = time.perf_counter()
+        for code, found in _old_key_members(ctx, old_keys).items():
+            table = str(BY_CODE[code].table)
+            kept_results[(code, table)] = (kept_results[(code, table)][0], found)
+        _timing(ctx, "keep:change_log", tuple(old_keys), ("transactions", "daily_plan", "users"), started)
     for table, members in wanted.items():
         conditions = [f"coalesce({engine._condition(ctx, r)}, false)" for r in members]
         started = time.perf_counter()

@@ -39,6 +39,7 @@ LOGGED: dict[str, tuple[str, str]] = {"transactions": ("t", "spent_at"), "daily_
 EVENTS = ("update", "delete")
 LOCK_TIMEOUT_MS = 2_000
 ATTEMPTS = 5
+PRUNE_HORIZON_S = 7 * 86400  # check --incremental's default --max-base-age: older bases fall back, with the reason
 # What the log's columns hold, per source column: the types it copies without a cast that could fail.
 COLUMN_TYPES = {"id": ("uuid",), "user_id": ("uuid",),
                 "spent_at": ("timestamp with time zone",), "date": ("timestamp with time zone",),

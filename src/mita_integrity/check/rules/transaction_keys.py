@@ -38,6 +38,8 @@ proves this unit gives exactly what those statements give, rule by rule, in ever
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .base import Family, Rule, rel
 from .context import CheckContext, Outcome, ident
 from .dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
@@ -53,11 +55,15 @@ def _whole_cents(value: str) -> str:
     return f"coalesce({value} <> 'NaN' AND abs({value}) < 1000000000000000 AND {value} = round({value}, 2), false)"
 
 
-def shared_sql(ctx: CheckContext, codes: frozenset[str]) -> str:
+def shared_sql(ctx: CheckContext, codes: frozenset[str], within: Callable[[str], str] | None = None) -> str:
     """Gives the one statement evaluating the chosen ones of BUD001, BUD002 and DUP003.
 
     It yields (BUD001 keys, BUD001 sample, BUD002 rows, BUD002 sample, DUP003 surplus, DUP003 groups, DUP003
     sample); a rule not chosen reads as NULL. Samples are bounded (LIMIT) and taken only when the rule fails.
+
+    `within` (check --incremental's hook): given the statement's user_id branch predicate, SQL on a row t of
+    transactions or daily_plan keeping whole (user_id, category) sets only; the statement then also yields
+    the violating (user_id, category) pairs of BUD001 and of BUD002 (two arrays of JSON pairs).
     """
     schema, options = ctx.schema, ctx.options
     bud001, bud002, dup003 = "BUD001" in codes, "BUD002" in codes, "DUP003" in codes
@@ -75,6 +81,9 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str]) -> str:
     tx_bound = f"t.spent_at >= {since} - interval '1 day'" if by_zone else f"t.spent_at >= {since}"
     fits = fits_plan_sql()
     dated = "t.user_id IS NOT NULL AND t.amount IS NOT NULL"
+
+    def restrict(user: str) -> str:  # the {user} branch predicate, and check --incremental's within
+        return user if within is None else f"{user} AND {within(user)}"
     # Each row's tests are computed once, in a subquery ordered by user_id (an index serves that order, so the
     # grouping above it sorts only each user's few rows); the aggregates read them as columns.
     inner_where = f"{live}t.spent_at IS NOT NULL"
@@ -122,15 +131,15 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str]) -> str:
             return (f"SELECT coalesce(x.user_id, p.user_id) AS user_id, coalesce(x.day, p.day) AS day,\n"
                     "                   coalesce(x.cat_null, p.cat_null) AS cat_null, coalesce(x.cat, p.cat) AS cat,\n"
                     f"                   {tx_out}, p.spent, p.odd, p.day IS NOT NULL AS planned\n"
-                    f"              FROM ({tx.format(user=user)}) x\n"
-                    f"              FULL JOIN ({plan.format(user=user)}) p ON {same_user}{on}")
+                    f"              FROM ({tx.format(user=restrict(user))}) x\n"
+                    f"              FULL JOIN ({plan.format(user=restrict(user))}) p ON {same_user}{on}")
 
         keyed = (joined("t.user_id IS NOT NULL", "x.user_id = p.user_id AND ")
                  + "\n            UNION ALL  -- a NULL user_id is a key value (the merge above cannot match it)\n"
                  + f"            {joined('t.user_id IS NULL', '')}")
     else:
         keyed = (f"SELECT x.user_id, x.day, x.cat_null, x.cat, {tx_out}, NULL::numeric AS spent, "
-                 f"NULL::numeric AS odd, false AS planned FROM ({tx.format(user='true')}) x")
+                 f"NULL::numeric AS odd, false AS planned FROM ({tx.format(user=restrict('true'))}) x")
     drift = (f"((total IS NOT NULL OR planned) AND (NOT planned OR coalesce(total, 0) <> coalesce(spent, 0) "
              f"+ coalesce(odd * 100, 0)) AND abs(coalesce(total, 0)) < {CENTS_LIMIT})") if bud001 else "false"
     over_total = "over_total" if since_differs else "total"
@@ -144,9 +153,13 @@ WITH flagged AS MATERIALIZED (
       FROM ({keyed}) keyed
      WHERE {drift} OR {over} OR unfit > 0 OR {candidate})"""
     parts = [_bud001_part() if bud001 else "NULL, NULL",
-             _bud002_part(ctx, live, dated, fits, zone_join, tx_day, start) if bud002 else "NULL, NULL",
+             _bud002_part(ctx, live, restrict(dated), fits, zone_join, tx_day, start) if bud002 else "NULL, NULL",
              _dup003_part(ctx, live) if dup003 else "NULL, NULL, NULL"]
     ctes = f"{flagged},\n{_dup003_ctes(ctx, live)}" if dup003 else flagged
+    if within is not None:
+        parts.append("ARRAY(SELECT DISTINCT json_build_array(user_id, category)::text FROM flagged WHERE drift), "
+                     "ARRAY(SELECT DISTINCT json_build_array(user_id, category)::text FROM flagged "
+                     "WHERE over OR unfit > 0)")
     return f"{ctes}\nSELECT {', '.join(parts)}"
 
 
