@@ -279,67 +279,9 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
             out.evaluated[key] = ("full", verdict)
     keys: dict[tuple[str, str], list[str]] = {}
     results = list(reused)
-    if restricted and base is not None:
-        window = _window(cur, base.kept.xmin)
-        by_table: dict[str, list[RowRule]] = {}
-        for rule in restricted:
-            by_table.setdefault(str(rule.table), []).append(rule)
-        for table, members in by_table.items():
-            started = time.perf_counter()
-            try:
-                with cur.connection.transaction():
-                    change = changes[table]
-                    assert isinstance(change, Change)
-                    found = _restricted(ctx, table, members, base, window, change.changed)
-                _timing(ctx, f"incremental:{table}", tuple(r.code for r in members), (table,), started)
-            except psycopg.Error as exc:
-                if engine.recovery_conflict(exc) or cur.connection.closed:
-                    raise
-                for rule in members:
-                    full.append(rule)
-                    out.evaluated[(rule.code, table)] = ("full", f"incremental query failed: {exc}".splitlines()[0])
-                continue
-            for rule in members:
-                violators = found[rule.code]
-                keys[(rule.code, table)] = violators
-                sample = tuple(violators[: ctx.options.sample])
-                results.append(engine.result(rule, Outcome(rule.code, table, len(violators), sample=sample)))
-    for rule in grouped:
-        assert base is not None
-        started = time.perf_counter()
-        try:
-            with cur.connection.transaction(), engine.rules_search_path(cur, [rule]):
-                outcome, group_members = _groups(ctx, rule, base, _window(cur, base.kept.xmin))
-            _timing(ctx, f"incremental:{rule.code}", (rule.code,), (str(rule.table),), started)
-        except psycopg.Error as exc:
-            if engine.recovery_conflict(exc) or cur.connection.closed:
-                raise
-            full.append(rule)
-            out.evaluated[(rule.code, str(rule.table))] = ("full", f"incremental query failed: {exc}".splitlines()[0])
-            continue
-        keys[(rule.code, str(rule.table))] = group_members
-        results.append(engine.result(rule, outcome))
-    if logged:
-        assert base is not None
-        started = time.perf_counter()
-        try:
-            with cur.connection.transaction(), engine.rules_search_path(cur, logged):
-                found_logged = _old_key_rules(ctx, logged, base, _window(cur, base.kept.xmin))
-            _timing(ctx, "incremental:change_log", tuple(r.code for r in logged), ("transactions", "daily_plan"),
-                    started)
-        except psycopg.Error as exc:
-            if engine.recovery_conflict(exc) or cur.connection.closed:
-                raise
-            found_logged = {}
-            for rule in logged:
-                full.append(rule)
-                out.evaluated[(rule.code, str(rule.table))] = ("full",
-                                                               f"incremental query failed: {exc}".splitlines()[0])
-        for rule in logged:
-            if rule.code in found_logged:
-                outcome, violators = found_logged[rule.code]
-                keys[(rule.code, str(rule.table))] = violators
-                results.append(engine.result(rule, outcome))
+    if base is not None and (restricted or grouped or logged):
+        _evaluate_changed(ctx, helpers, base, changes, restricted, grouped, logged, out, keys, results, full,
+                          sizes or {})
     if full:
         results.extend(run_rules(full))
     for res in results:  # a reused result keeps its base keys
@@ -351,6 +293,90 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
     kept = _keep(ctx, concrete, results, keys, changes, states, fingerprint, opts, snap, xmin, xmax, datoid, reset,
                  today) if keep else None
     return results, out, kept
+
+
+def _evaluate_changed(ctx: CheckContext, helpers: Sequence[CheckContext], base: Base, changes: dict[str, Change | str],
+                      restricted: list[RowRule], grouped: list[Rule], logged: list[Rule], out: Outcome_,
+                      keys: dict[tuple[str, str], list[str]], results: list[Result], full: list[Rule],
+                      sizes: dict[str, float]) -> None:
+    """Evaluates the rules an incremental check re-reads in part, on the check's connections at once (the
+    helpers share its snapshot), the costliest first; a part that fails runs its rules in full."""
+    lock = threading.Lock()
+    jobs: list[tuple[float, str, Sequence[Rule], Callable[[CheckContext, int], Any]]] = []
+    by_table: dict[str, list[RowRule]] = {}
+    for rule in restricted:
+        by_table.setdefault(str(rule.table), []).append(rule)
+
+    def done_rows(table: str, members: list[RowRule]) -> Callable[[Any], None]:
+        def finish(found: dict[str, list[str]]) -> None:
+            for rule in members:
+                violators = found[rule.code]
+                keys[(rule.code, table)] = violators
+                results.append(engine.result(rule, Outcome(rule.code, table, len(violators),
+                                                           sample=tuple(violators[: ctx.options.sample]))))
+        return finish
+
+    for table, members in by_table.items():
+        change = changes[table]
+        assert isinstance(change, Change)
+        jobs.append((sizes.get(table, 0.0), f"incremental:{table}", members,
+                     lambda w, win, t=table, m=members, c=change.changed: (  # type: ignore[misc]
+                         done_rows(t, m), _restricted(w, t, m, base, win, c))))
+
+    def done_group(rule: Rule) -> Callable[[Any], None]:
+        def finish(found: tuple[Outcome, list[str]]) -> None:
+            keys[(rule.code, str(rule.table))] = found[1]
+            results.append(engine.result(rule, found[0]))
+        return finish
+
+    for one in grouped:
+        jobs.append((sizes.get(GROUPED[one.code], 0.0) / 2, f"incremental:{one.code}", [one],
+                     lambda w, win, r=one: (done_group(r), _groups(w, r, base, win))))  # type: ignore[misc]
+
+    def done_logged(members: list[Rule]) -> Callable[[Any], None]:
+        def finish(found: dict[str, tuple[Outcome, list[str]]]) -> None:
+            for rule in members:
+                outcome, violators = found[rule.code]
+                keys[(rule.code, str(rule.table))] = violators
+                results.append(engine.result(rule, outcome))
+        return finish
+
+    for part in ([r for r in logged if r.code != "USR003"], [r for r in logged if r.code == "USR003"]):
+        if part:
+            cost = sum(sizes.get(t, 0.0) for t in ("transactions", "daily_plan")) if part[0].code != "USR003" else 0.0
+            jobs.append((cost, f"incremental:change_log:{'+'.join(r.code for r in part)}", part,
+                         lambda w, win, p=part: (done_logged(p), _old_key_rules(w, p, base, win))))  # type: ignore[misc]
+    queue = sorted(jobs, key=lambda j: -j[0])
+
+    def worker(wctx: CheckContext) -> None:
+        own = _window(wctx.cur, base.kept.xmin)
+        while True:
+            with lock:
+                if not queue:
+                    return
+                _, name, members, job = queue.pop(0)
+            started = time.perf_counter()
+            try:
+                with wctx.cur.connection.transaction(), engine.rules_search_path(wctx.cur, members):
+                    finish, found = job(wctx, own)
+                _timing(wctx, name, tuple(r.code for r in members), tuple({str(r.table) for r in members}), started)
+                with lock:
+                    finish(found)
+            except psycopg.Error as exc:
+                if engine.recovery_conflict(exc) or wctx.cur.connection.closed:
+                    raise
+                with lock:
+                    for rule in members:
+                        full.append(rule)
+                        out.evaluated[(rule.code, str(rule.table))] = (
+                            "full", f"incremental query failed: {exc}".splitlines()[0])
+
+    if not helpers:
+        worker(ctx)
+        return
+    with ThreadPoolExecutor(max_workers=1 + len(helpers)) as pool:
+        for future in [pool.submit(worker, c) for c in (ctx, *helpers)]:
+            future.result()
 
 
 def _timing(ctx: CheckContext, name: str, codes: tuple[str, ...], tables: tuple[str, ...], started: float) -> None:
@@ -773,28 +799,36 @@ def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base,
     n = ctx.options.sample
     bud = frozenset(codes & {"BUD001", "BUD002"})
     if bud:
-        cur.execute(f"""SELECT user_id::text, category FROM {LOG} WHERE txid >= %(x)s::text::xid8
-                        UNION SELECT t.user_id::text, t.category::text FROM {rel('transactions')} t
+        # In UTC the key is (user_id, day, category); with user-timezone (users unchanged, see _verdict) the
+        # day depends on the user's zone, so whole (user_id, category) sets are read instead (coarser, as exact).
+        dated = ctx.options.day_boundary != "user-timezone"
+        log_day = "(at AT TIME ZONE 'UTC')::date" if dated else "NULL::date"
+        tx_day = "(t.spent_at AT TIME ZONE 'UTC')::date" if dated else "NULL::date"
+        plan_day = plan_day_sql("t.date") if dated else "NULL::date"
+        cur.execute(f"""SELECT user_id::text, {log_day}, category FROM {LOG} WHERE txid >= %(x)s::text::xid8
+                        UNION SELECT t.user_id::text, {tx_day}, t.category::text FROM {rel('transactions')} t
                          WHERE {changed_sql(window)}
-                        UNION SELECT t.user_id::text, t.category::text FROM {rel('daily_plan')} t
+                        UNION SELECT t.user_id::text, {plan_day}, t.category::text FROM {rel('daily_plan')} t
                          WHERE {changed_sql(window)}""", {"x": since})
-        pairs = set(cur.fetchall())
+        keys = set(cur.fetchall())
         for code in bud:
-            table = str(BY_CODE[code].table)
-            pairs |= {tuple(json.loads(k)) for k in base.kept.results[(code, table)][1] or ()}
-        users = _array(ctx, [p[0] for p in pairs if p[0] is not None], "text")
-        cats = _array(ctx, [p[1] for p in pairs if p[0] is not None], "text")
-        null_cats = _array(ctx, [p[1] for p in pairs if p[0] is None], "text")
-        # a category matched as (its text or '', is it NULL): hashable, NULL a value like any other
-        listed = (f"(t.user_id::text, coalesce(t.category, ''), t.category IS NULL) IN ("
-                  f"SELECT a.u, coalesce(a.c, ''), a.c IS NULL FROM unnest({users}, {cats}) a(u, c))")
-        nulls = (f"t.user_id IS NULL AND (coalesce(t.category, ''), t.category IS NULL) IN ("
-                 f"SELECT coalesce(a.c, ''), a.c IS NULL FROM unnest({null_cats}) a(c))")
+            for kept in base.kept.results[(code, str(BY_CODE[code].table))][1] or ():
+                user, day, category = json.loads(kept)
+                keys.add((user, date.fromisoformat(day) if dated and day else None, category))
 
-        def within(branch: str) -> str:
-            if branch == "t.user_id IS NULL":
-                return nulls
-            return f"({listed} OR {nulls})" if branch == "true" else listed
+        def within(branch: str, table: str) -> str:
+            chosen = [k for k in keys if (k[0] is None) == (branch == "t.user_id IS NULL")] if branch != "true" \
+                else list(keys)
+            users = _array(ctx, [k[0] for k in chosen], "text")
+            days = _array(ctx, [k[1] for k in chosen], "date")
+            cats = _array(ctx, [k[2] for k in chosen], "text")
+            day = (plan_day_sql("t.date") if table == "daily_plan" else "(t.spent_at AT TIME ZONE 'UTC')::date") \
+                if dated else "NULL::date"
+            # (user_id as text, day, category as (its text or '', is it NULL)): hashable, NULL a value like any other
+            return (f"(coalesce(t.user_id::text, ''), t.user_id IS NULL, coalesce({day}, '-infinity'), "
+                    f"coalesce(t.category, ''), t.category IS NULL) IN (SELECT coalesce(a.u, ''), a.u IS NULL, "
+                    f"coalesce(a.d, '-infinity'), coalesce(a.c, ''), a.c IS NULL "
+                    f"FROM unnest({users}, {days}, {cats}) a(u, d, c))")
 
         cur.execute(transaction_keys.shared_sql(ctx, bud, within), {"n": n})
         row = cur.fetchone()
@@ -821,7 +855,7 @@ def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base,
 
 
 def _old_key_members(ctx: CheckContext, codes: Sequence[str]) -> dict[str, list[str]]:
-    """Gives the violating keys of BUD001/BUD002 (JSON (user_id, category) pairs) and USR003 (user ids), read in
+    """Gives the violating keys of BUD001/BUD002 (JSON (user_id, day, category) triples) and USR003 (user ids), read in
     full, for a recorded run whose next incremental check may use the change log (a rule whose read failed is
     left out: the next check runs it in full)."""
     from .rules import transaction_keys
@@ -840,7 +874,7 @@ def _old_key_members(ctx: CheckContext, codes: Sequence[str]) -> dict[str, list[
                         "set_config('enable_hashagg', 'off', true)")
         before = ctx.cur.fetchone()
         assert before is not None
-        statement = transaction_keys.shared_sql(ctx, bud, lambda branch: "true").replace("%(n)s", "0")
+        statement = transaction_keys.shared_sql(ctx, bud, lambda branch, table: "true").replace("%(n)s", "0")
         rows = _guarded(ctx, statement, [BY_CODE[c] for c in sorted(bud)])
         ctx.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true), "
                         "set_config('enable_hashagg', %s, true)", (before[0], before[1]))

@@ -55,15 +55,15 @@ def _whole_cents(value: str) -> str:
     return f"coalesce({value} <> 'NaN' AND abs({value}) < 1000000000000000 AND {value} = round({value}, 2), false)"
 
 
-def shared_sql(ctx: CheckContext, codes: frozenset[str], within: Callable[[str], str] | None = None) -> str:
+def shared_sql(ctx: CheckContext, codes: frozenset[str], within: Callable[[str, str], str] | None = None) -> str:
     """Gives the one statement evaluating the chosen ones of BUD001, BUD002 and DUP003.
 
     It yields (BUD001 keys, BUD001 sample, BUD002 rows, BUD002 sample, DUP003 surplus, DUP003 groups, DUP003
     sample); a rule not chosen reads as NULL. Samples are bounded (LIMIT) and taken only when the rule fails.
 
-    `within` (check --incremental's hook): given the statement's user_id branch predicate, SQL on a row t of
-    transactions or daily_plan keeping whole (user_id, category) sets only; the statement then also yields
-    the violating (user_id, category) pairs of BUD001 and of BUD002 (two arrays of JSON pairs).
+    `within` (check --incremental's hook): given the statement's user_id branch predicate and the table, SQL on
+    its row t keeping whole keys only; the statement then also yields the violating (user_id, day, category)
+    keys of BUD001 and of BUD002 (two arrays of JSON triples).
     """
     schema, options = ctx.schema, ctx.options
     bud001, bud002, dup003 = "BUD001" in codes, "BUD002" in codes, "DUP003" in codes
@@ -82,8 +82,8 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], within: Callable[[str],
     fits = fits_plan_sql()
     dated = "t.user_id IS NOT NULL AND t.amount IS NOT NULL"
 
-    def restrict(user: str) -> str:  # the {user} branch predicate, and check --incremental's within
-        return user if within is None else f"{user} AND {within(user)}"
+    def restrict(user: str, table: str = "transactions") -> str:  # the {user} branch, and --incremental's within
+        return user if within is None else f"{user} AND {within(user, table)}"
     # Each row's tests are computed once, in a subquery ordered by user_id (an index serves that order, so the
     # grouping above it sorts only each user's few rows); the aggregates read them as columns.
     inner_where = f"{live}t.spent_at IS NOT NULL"
@@ -132,7 +132,7 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], within: Callable[[str],
                     "                   coalesce(x.cat_null, p.cat_null) AS cat_null, coalesce(x.cat, p.cat) AS cat,\n"
                     f"                   {tx_out}, p.spent, p.odd, p.day IS NOT NULL AS planned\n"
                     f"              FROM ({tx.format(user=restrict(user))}) x\n"
-                    f"              FULL JOIN ({plan.format(user=restrict(user))}) p ON {same_user}{on}")
+                    f"              FULL JOIN ({plan.format(user=restrict(user, 'daily_plan'))}) p ON {same_user}{on}")
 
         keyed = (joined("t.user_id IS NOT NULL", "x.user_id = p.user_id AND ")
                  + "\n            UNION ALL  -- a NULL user_id is a key value (the merge above cannot match it)\n"
@@ -157,8 +157,8 @@ WITH flagged AS MATERIALIZED (
              _dup003_part(ctx, live) if dup003 else "NULL, NULL, NULL"]
     ctes = f"{flagged},\n{_dup003_ctes(ctx, live)}" if dup003 else flagged
     if within is not None:
-        parts.append("ARRAY(SELECT DISTINCT json_build_array(user_id, category)::text FROM flagged WHERE drift), "
-                     "ARRAY(SELECT DISTINCT json_build_array(user_id, category)::text FROM flagged "
+        parts.append("ARRAY(SELECT json_build_array(user_id, day, category)::text FROM flagged WHERE drift), "
+                     "ARRAY(SELECT json_build_array(user_id, day, category)::text FROM flagged "
                      "WHERE over OR unfit > 0)")
     return f"{ctes}\nSELECT {', '.join(parts)}"
 
