@@ -46,7 +46,7 @@ from .rule_registry import BY_CODE
 from .rules.base import Family, QueryRule, RowRule, Rule, SchemaRule, rel
 from .rules.context import CheckContext, Outcome
 from .rules.dayboundary import plan_day_sql
-from .rules.duplicates import dup001_grouped_sql, dup001_key_sql, dup002_grouped_sql
+from .rules.duplicates import dup001_grouped_sql, dup001_key_sql, dup002_grouped_sql, dup002_members_sql
 from .rules.quoting import ident
 from .rules.spending import dup003_sql
 
@@ -283,7 +283,15 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
         _evaluate_changed(ctx, helpers, base, changes, restricted, grouped, logged, out, keys, results, full,
                           sizes or {})
     if full:
-        results.extend(run_rules(full))
+        if keep:  # the evaluations leave the violating groups' keys where their statement can give them
+            for c in (ctx, *helpers):
+                c.kept = {}
+        try:
+            results.extend(run_rules(full))
+        finally:
+            for c in (ctx, *helpers):
+                keys.update({(code, str(BY_CODE[code].table)): found for code, found in (c.kept or {}).items()})
+                c.kept = None
     for res in results:  # a reused result keeps its base keys
         if (key := (res.code, res.table)) not in keys and out.evaluated.get(key, ("",))[0] == "incremental":
             kept_prior = base.kept.results.get(key) if base else None
@@ -687,14 +695,7 @@ def _groups(ctx: CheckContext, rule: Rule, base: Base, window: int) -> tuple[Out
             found = [(int(m), list(ids)) for m, ids in ctx.cur.fetchall()]
             cut = [x for _, ids in found for x in ids[1:]]  # as DUP001's statement: every group's ids after the keeper
         elif rule.code == "DUP002":
-            created = "t.created_at NULLS LAST, " if ctx.schema.has("daily_plan.created_at") else ""
-            ctx.cur.execute(f"""SELECT d.n, ARRAY(
-                SELECT t.id::text FROM {rel('daily_plan')} t
-                 WHERE (t.user_id = d.user_id OR (d.user_id IS NULL AND t.user_id IS NULL))
-                   AND t.date >= (d.day::timestamp AT TIME ZONE 'UTC')
-                   AND t.date < ((d.day + 1)::timestamp AT TIME ZONE 'UTC')
-                   AND t.category IS NOT DISTINCT FROM d.category ORDER BY {created}t.id)
-                FROM ({dup002_grouped_sql(ctx, within)}) d""")
+            ctx.cur.execute(dup002_members_sql(ctx, within))
             found = [(int(m), list(ids)) for m, ids in ctx.cur.fetchall()]
             cut = [x for _, ids in found[:n] for x in ids[1:]]  # as dup002_sql: the first keys' surplus ids
         else:

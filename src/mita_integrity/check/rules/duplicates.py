@@ -18,6 +18,12 @@ def _surplus_script(rule: Rule, grouped: str) -> str:
 
 def _dup001(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     """Gives DUP001's outcome (one grouping of the users)."""
+    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental.py), in one statement
+        ctx.cur.execute(f"SELECT n, ids FROM ({dup001_grouped_sql(ctx)}) d")
+        found = ctx.cur.fetchall()
+        ctx.kept["DUP001"] = [i for _, ids in found for i in ids]
+        surplus = [i for _, ids in found for i in ids[1:]]
+        return [Outcome(rule.code, "users", len(surplus), len(found), tuple(surplus[: ctx.options.sample]))]
     count, groups, sample = _surplus(ctx, dup001_grouped_sql(ctx))
     return [Outcome(rule.code, "users", count, groups, sample)]
 
@@ -27,6 +33,13 @@ def _dup002(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     constraint = guaranteed_unique(ctx)
     if constraint:
         return [Outcome(rule.code, "daily_plan", reason=f"guaranteed by {constraint}", status=Status.GUARANTEED)]
+    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental.py), in one statement
+        ctx.cur.execute(dup002_members_sql(ctx))
+        found = ctx.cur.fetchall()
+        ctx.kept["DUP002"] = [i for _, ids in found for i in ids]
+        surplus = [i for _, ids in found[: ctx.options.sample] for i in ids[1:]]
+        return [Outcome(rule.code, "daily_plan", sum(int(n) - 1 for n, _ in found), len(found),
+                        tuple(surplus[: ctx.options.sample]))]
     ctx.cur.execute(dup002_sql(ctx), {"n": ctx.options.sample})
     count, groups, sample = ctx.cur.fetchone() or (0, 0, None)
     return [Outcome(rule.code, "daily_plan", int(count), int(groups), tuple(sample or ()))]
@@ -150,6 +163,19 @@ SELECT coalesce(sum(n - 1), 0), count(*), ARRAY(
          ORDER BY {created}t.id OFFSET 1) x
      LIMIT %(n)s)
   FROM d"""
+
+
+def dup002_members_sql(ctx: CheckContext, within: str = "") -> str:
+    """Gives per duplicated key (n rows, its ids keeper first), each key's ids read by its user and day as
+    dup002_sql reads the sample's: what a recorded run keeps for check --incremental."""
+    created = "t.created_at NULLS LAST, " if ctx.schema.has("daily_plan.created_at") else ""
+    return f"""SELECT d.n, ARRAY(
+    SELECT t.id::text FROM {rel('daily_plan')} t
+     WHERE (t.user_id = d.user_id OR (d.user_id IS NULL AND t.user_id IS NULL))
+       AND t.date >= (d.day::timestamp AT TIME ZONE 'UTC') AND t.date < ((d.day + 1)::timestamp AT TIME ZONE 'UTC')
+       AND t.category IS NOT DISTINCT FROM d.category
+     ORDER BY {created}t.id)
+  FROM ({dup002_grouped_sql(ctx, within)}) d"""
 
 
 FAMILY = Family("duplicates", RULES, each_rule, separable=True)

@@ -16,6 +16,12 @@ from .references import ORPHANS
 
 
 def _dup003(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental.py), in one statement
+        ctx.cur.execute(dup003_sql(ctx, members=True))
+        found = ctx.cur.fetchall()
+        ctx.kept["DUP003"] = [i for _, _, ids in found for i in ids]
+        return [Outcome(rule.code, "transactions", sum(int(n) - 1 for n, _, _ in found), len(found),
+                        tuple(last for _, last, _ in found[: ctx.options.sample]))]
     ctx.cur.execute(dup003_sql(ctx), {"n": ctx.options.sample})
     surplus, groups, sample = ctx.cur.fetchone() or (0, 0, None)
     return [Outcome(rule.code, "transactions", int(surplus), int(groups), tuple(sample or ()))]

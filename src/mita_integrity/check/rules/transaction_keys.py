@@ -241,12 +241,17 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...]) -> list[Outcome]:
                     "set_config('enable_hashagg', 'off', true)")
     before = ctx.cur.fetchone()
     assert before is not None
-    ctx.cur.execute(shared_sql(ctx, codes), {"n": ctx.options.sample})
+    keeping = ctx.kept is not None and bool(codes & {"BUD001", "BUD002"})  # the keys too, in the same statement
+    ctx.cur.execute(shared_sql(ctx, codes, (lambda branch, table: "true") if keeping else None),
+                    {"n": ctx.options.sample})
     row = ctx.cur.fetchone()
     ctx.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true), "
                     "set_config('enable_hashagg', %s, true)", (before[0], before[1]))
     assert row is not None
-    b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample = row
+    b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample = row[:7]
+    if keeping and ctx.kept is not None:
+        ctx.kept.update({code: list(found or ()) for code, found in (("BUD001", row[7]), ("BUD002", row[8]))
+                         if code in codes})
     out: list[Outcome] = []
     for rule in rules:
         if rule.code == "DUP003":
