@@ -6,7 +6,8 @@ snapshot's xmin was written since the base (or by a transaction that was still r
 row written since the base passes it; a very old frozen row (its raw xmin is kept) may pass it too, which
 costs work and never hides a change. Per table, one scan counts `changed` (in that range) and `unchanged`;
 `lost = rows at the base - unchanged` is exactly how many base rows were updated or deleted since (more
-when the base snapshot had transactions in flight, which only makes the check do more).
+when the base snapshot had transactions in flight, which only makes the check do more). The partial re-reads
+run on the check's connections at once (_evaluate_changed).
 
 Rule by rule (anything else runs in full, with the reason in the report):
 - a rule whose tables did not change at all (no changed row, nothing lost, same relfilenode) and that does
@@ -14,8 +15,12 @@ Rule by rule (anything else runs in full, with the reason in the report):
 - a row rule of the catalogue (its own row's values, maybe a LEFT JOIN to a parent) re-evaluates its
   base violators and the changed rows: an unchanged row keeps its verdict. A joined table must be unchanged,
   or, for an orphan rule, have only gained rows (a parent deleted or re-keyed orphans unchanged children);
-- grouping rules (duplicates, BUD001/BUD002, USR003, REF011), schema rules, team rules: in full whenever a
-  table they read changed (an old version's key is invisible, so a group a change left cannot be found).
+- the duplicate rules (DUP001-DUP003) re-read whole only the groups of (the base's violating groups, kept by
+  their members' primary keys) UNION (the keys of the rows written since): see _groups for why that is exact;
+- BUD001, BUD002 and USR003 need the key a row left, which no later snapshot shows: they read it from the
+  change log (runs/change_log.py, `changelog install`) when it proves itself complete since the base
+  (_log_proof), and re-read only the affected keys (_old_key_rules); otherwise in full, with the reason;
+- REF011, schema rules, team rules: in full whenever a table they read changed.
 Whole-run fallbacks: no base, another catalogue or options, a base older than --max-base-age, a statistics
 reset, a table rewritten or truncated (new relfilenode), a base more than 2^31 - margin xids old,
 transaction ids lower than the base's (a restore elsewhere), `--since` (its window moves with the clock).
@@ -779,10 +784,10 @@ def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base,
                    window: int) -> dict[str, tuple[Outcome, list[str]]]:
     """Gives BUD001's, BUD002's and USR003's outcomes and violators, re-reading only the affected keys.
 
-    BUD001 and BUD002 are restricted to whole (user_id, category) sets (a (user, day, category) key lies in
-    one; and a (user, category) does not depend on a user's time zone, see _verdict): the pairs the log says
-    a row left (old keys), the pairs of rows written since the base in transactions and daily_plan (new
-    keys), and the base's violating pairs. A pair in none of them holds the very rows it held at the base,
+    BUD001 and BUD002 are restricted to whole (user_id, UTC day, category) keys (with user-timezone, whole
+    (user_id, category) sets: they do not depend on a user's zone, see _verdict): the keys the log says a row
+    left (old keys), the keys of rows written since the base in transactions and daily_plan (new keys), and
+    the base's violating keys. A key in none of them holds the very rows it held at the base,
     unchanged (a row leaving it is logged, a row entering it is written since), so, the window being the
     base's (same UTC date), its verdicts are the base's: none, since the base's violators are all re-read.
     USR003 likewise over users: the users written since, the users of transactions written since, the old
