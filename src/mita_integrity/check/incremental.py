@@ -770,6 +770,42 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
     return None
 
 
+def _key_rows(ctx: CheckContext, table: str, keys: set[tuple[Any, Any, Any]], dated: bool) -> str:
+    """Gives a tid[] literal of the rows of `table` (transactions or daily_plan) whose key is one of `keys`
+    ((user_id as text, UTC day or None, category)), read in this snapshot through the (user_id, time) index: a
+    range of one user and day per key (of one user, without a day), NULL users apart (no equality finds them).
+
+    The planner prices a probe of the index per key above one pass over the table (it cannot know how few rows
+    a key holds); the probes are what make the cost follow the change rather than the table, so it is told
+    so, for these statements only. The rows' tids then restrict the rules' own statement (a TID scan): the
+    same row versions, the snapshot being one.
+    """
+    column = "t.date" if table == "daily_plan" else "t.spent_at"
+    typ = ctx.schema.columns[table]["user_id"][0]
+    day = (f" AND {column} >= (a.d::timestamp AT TIME ZONE 'UTC') AND {column} < ((a.d + 1)::timestamp AT TIME ZONE "
+           "'UTC')") if dated else ""
+    found: list[str] = []
+    ctx.cur.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'), "
+                    "current_setting('enable_seqscan'), set_config('enable_hashjoin', 'off', true), "
+                    "set_config('enable_mergejoin', 'off', true), set_config('enable_seqscan', 'off', true)")
+    before = ctx.cur.fetchone()
+    assert before is not None
+    for null in (False, True):
+        chosen = [k for k in keys if (k[0] is None) == null]
+        if not chosen:
+            continue
+        users = _array(ctx, [k[0] for k in chosen], "text")
+        days = _array(ctx, [k[1] for k in chosen], "date")
+        cats = _array(ctx, [k[2] for k in chosen], "text")
+        user = "t.user_id IS NULL" if null else f"t.user_id = a.u::{typ}"
+        ctx.cur.execute(f"SELECT DISTINCT t.ctid::text FROM unnest({users}, {days}, {cats}) a(u, d, c) "
+                        f"JOIN {rel(table)} t ON {user}{day} AND t.category IS NOT DISTINCT FROM a.c")
+        found += [r[0] for r in ctx.cur.fetchall()]
+    ctx.cur.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true), "
+                    "set_config('enable_seqscan', %s, true)", before[:3])
+    return _array(ctx, found, "tid")
+
+
 def _log_installed(cur: psycopg.Cursor[Any]) -> bool:
     """Tells whether the change log's triggers are all there and enabled ALWAYS (a base then keeps the keys of
     the rules that need it; without the log they would be of no use)."""
@@ -822,23 +858,19 @@ def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base,
                 user, day, category = json.loads(kept)
                 keys.add((user, date.fromisoformat(day) if dated and day else None, category))
 
-        def within(branch: str, table: str) -> str:
-            chosen = [k for k in keys if (k[0] is None) == (branch == "t.user_id IS NULL")] if branch != "true" \
-                else list(keys)
-            users = _array(ctx, [k[0] for k in chosen], "text")
-            days = _array(ctx, [k[1] for k in chosen], "date")
-            cats = _array(ctx, [k[2] for k in chosen], "text")
-            day = (plan_day_sql("t.date") if table == "daily_plan" else "(t.spent_at AT TIME ZONE 'UTC')::date") \
-                if dated else "NULL::date"
-            # (user_id as text, day, category as (its text or '', is it NULL)): hashable, NULL a value like any other
-            return (f"(coalesce(t.user_id::text, ''), t.user_id IS NULL, coalesce({day}, '-infinity'), "
-                    f"coalesce(t.category, ''), t.category IS NULL) IN (SELECT coalesce(a.u, ''), a.u IS NULL, "
-                    f"coalesce(a.d, '-infinity'), coalesce(a.c, ''), a.c IS NULL "
-                    f"FROM unnest({users}, {days}, {cats}) a(u, d, c))")
+        tids = {table: _key_rows(ctx, table, keys, dated) for table in ("transactions", "daily_plan")}
 
+        def within(branch: str, table: str) -> str:
+            return f"t.ctid = ANY({tids[table]})"  # the rows of the chosen keys, found by their key above
+
+        # a TID scan of those rows, not a pass over the table filtering by tid (the planner's guess otherwise)
+        cur.execute("SELECT current_setting('enable_seqscan'), set_config('enable_seqscan', 'off', true)")
+        seqscan = cur.fetchone()
+        assert seqscan is not None
         cur.execute(transaction_keys.shared_sql(ctx, bud, within), {"n": n})
         row = cur.fetchone()
         assert row is not None
+        cur.execute("SELECT set_config('enable_seqscan', %s, true)", (seqscan[0],))
         b1, b1_sample, b2, b2_sample, _, _, _, k1, k2 = row
         if "BUD001" in bud:
             out["BUD001"] = (Outcome("BUD001", "daily_plan", int(b1), sample=tuple(b1_sample or ()) if b1 else (),
