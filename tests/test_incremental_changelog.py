@@ -230,3 +230,35 @@ def test_the_command_installs_reports_and_removes(logged: Database, db_url: str,
     err = capsys.readouterr().err
     assert err.startswith("error: the change log cannot be installed: public.transactions.user_id is text")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_user_timezone_days_read_whole_user_category_sets_and_a_zone_change_falls_back(logged: Database) -> None:
+    sql(logged, "UPDATE users SET timezone = CASE WHEN abs(hashtext(id::text)) % 2 = 0 THEN 'Pacific/Kiritimati' "
+                "ELSE 'America/Los_Angeles' END")
+    recorded(logged, day_boundary="user-timezone")
+    tx, user, _, _ = _one_tx(logged)
+    sql(logged, "UPDATE transactions SET spent_at = spent_at - interval '13 hours' WHERE id = %s", (tx,))
+    assert_incremental(same_as_full(logged, day_boundary="user-timezone"))
+    recorded(logged, day_boundary="user-timezone", incremental=True)
+    sql(logged, "UPDATE users SET timezone = 'Asia/Tokyo' WHERE id = %s", (user,))  # its days move, no row does
+    inc = same_as_full(logged, day_boundary="user-timezone")
+    assert_full(inc, "users changed", BUD)
+
+
+def test_install_waits_briefly_for_its_lock_and_gives_up_in_one_line(baseline_db: Database, db_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    seed(baseline_db, users=5, days=2, seed=5)
+    monkeypatch.setattr(change_log, "LOCK_TIMEOUT_MS", 200)
+    monkeypatch.setattr(change_log, "ATTEMPTS", 2)
+    with psycopg.connect(**baseline_db.connect_kwargs()) as writer:  # an application transaction left open
+        writer.execute("UPDATE transactions SET amount = amount WHERE id = (SELECT min(id::text)::uuid "
+                       "FROM transactions)")
+        assert cli_run(["--db", db_url, "changelog", "install"]) == 3
+        err = capsys.readouterr().err
+        assert "could not get its lock in 2 tries of 200 ms" in err and len(err.strip().splitlines()) == 1
+        writer.rollback()
+    with connect(baseline_db) as conn:  # nothing was left behind on the table it could not lock
+        cur = conn.cursor()
+        state = change_log.status(cur)
+    assert state.triggers["transactions"] == {"update": None, "delete": None}

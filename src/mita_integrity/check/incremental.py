@@ -847,6 +847,7 @@ def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base,
         log_day = "(at AT TIME ZONE 'UTC')::date" if dated else "NULL::date"
         tx_day = "(t.spent_at AT TIME ZONE 'UTC')::date" if dated else "NULL::date"
         plan_day = plan_day_sql("t.date") if dated else "NULL::date"
+        started = time.perf_counter()
         cur.execute(f"""SELECT user_id::text, {log_day}, category FROM {LOG} WHERE txid >= %(x)s::text::xid8
                         UNION SELECT t.user_id::text, {tx_day}, t.category::text FROM {rel('transactions')} t
                          WHERE {changed_sql(window)}
@@ -858,19 +859,26 @@ def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base,
                 user, day, category = json.loads(kept)
                 keys.add((user, date.fromisoformat(day) if dated and day else None, category))
 
+        _timing(ctx, "incremental:change_log:keys", tuple(sorted(bud)), ("transactions", "daily_plan"), started)
+        started = time.perf_counter()
         tids = {table: _key_rows(ctx, table, keys, dated) for table in ("transactions", "daily_plan")}
+        _timing(ctx, f"incremental:change_log:rows of {len(keys):,} keys", tuple(sorted(bud)),
+                ("transactions", "daily_plan"), started)
 
         def within(branch: str, table: str) -> str:
             return f"t.ctid = ANY({tids[table]})"  # the rows of the chosen keys, found by their key above
 
-        # a TID scan of those rows, not a pass over the table filtering by tid (the planner's guess otherwise)
-        cur.execute("SELECT current_setting('enable_seqscan'), set_config('enable_seqscan', 'off', true)")
-        seqscan = cur.fetchone()
-        assert seqscan is not None
+        # a TID scan of those rows, not a pass over the table (or a bitmap of an index) filtering by tid: the
+        # planner's guess otherwise; measured on 2 million rows and 80,000 tids, 8 times faster
+        cur.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan'), "
+                    "set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)")
+        scans = cur.fetchone()
+        assert scans is not None
         cur.execute(transaction_keys.shared_sql(ctx, bud, within), {"n": n})
         row = cur.fetchone()
         assert row is not None
-        cur.execute("SELECT set_config('enable_seqscan', %s, true)", (seqscan[0],))
+        cur.execute("SELECT set_config('enable_seqscan', %s, true), set_config('enable_bitmapscan', %s, true)",
+                    scans[:2])
         b1, b1_sample, b2, b2_sample, _, _, _, k1, k2 = row
         if "BUD001" in bud:
             out["BUD001"] = (Outcome("BUD001", "daily_plan", int(b1), sample=tuple(b1_sample or ()) if b1 else (),

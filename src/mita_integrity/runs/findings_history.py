@@ -82,7 +82,8 @@ def record(conn: psycopg.Connection[Any], report: Report) -> Delta:
             try:
                 with conn.transaction():  # a role that may not keep it still records the run (then: no base)
                     save(cur, report.run_id, report.kept)
-                    prune(cur, PRUNE_HORIZON_S)  # the change log entries every usable base can see
+                with conn.transaction():  # the change log's entries every usable base can see (change_log.py)
+                    prune(cur, PRUNE_HORIZON_S)
             except psycopg.errors.InsufficientPrivilege:
                 pass
         cur.executemany(
