@@ -144,6 +144,18 @@ CREATE TABLE IF NOT EXISTS integrity.check_base_results (
         keys text[],
         PRIMARY KEY (run_id, code, table_name));
 INSERT INTO integrity.schema_version (version, name) VALUES (2, 'the bases of incremental checks: check_bases, check_base_results') ON CONFLICT (version) DO NOTHING;
+CREATE TABLE IF NOT EXISTS integrity.change_log (
+        txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        tbl "char" NOT NULL,
+        pk uuid NOT NULL,
+        user_id uuid,
+        at timestamptz,
+        category text);
+CREATE INDEX IF NOT EXISTS change_log_txid_idx ON integrity.change_log (txid);
+CREATE TABLE IF NOT EXISTS integrity.change_log_pruned (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        below xid8 NOT NULL);
+INSERT INTO integrity.schema_version (version, name) VALUES (3, 'the change log of old keys: change_log, change_log_pruned') ON CONFLICT (version) DO NOTHING;
 
 -- 6. The reader reads the history (runs, verify's recent-check); the writer records runs, archives rows and
 --    keeps the alert outbox (what each channel has been told: rewritten after each delivery).
@@ -154,6 +166,9 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA integrity GRANT SELECT ON TABLES TO :"reader"
 GRANT INSERT, UPDATE ON integrity.runs, integrity.archive, integrity.run_results, integrity.findings,
       integrity.alert_outbox TO :"writer";
 GRANT INSERT ON integrity.check_bases, integrity.check_base_results TO :"writer";
+-- a recorded check prunes the change log (what every usable base can see) and remembers the bound
+GRANT DELETE ON integrity.change_log TO :"writer";
+GRANT INSERT, UPDATE ON integrity.change_log_pruned TO :"writer";
 GRANT DELETE ON integrity.runs, integrity.run_results, integrity.findings, integrity.alert_outbox TO :"writer";
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA integrity TO :"writer";
 

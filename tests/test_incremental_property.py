@@ -2,7 +2,8 @@
 
 Hypothesis applies inserts, updates (amounts, categories, days, users, e-mails, goals), soft and hard
 deletes, new defects (orphans, duplicates, negative amounts, plan drift, writes as a replica bypassing the
-trigger) to a seeded database, with and without the 0025 trigger; before each mixture a check is recorded
+trigger) to a seeded database, with and without the 0025 trigger, with and without the change log of old
+keys (changelog install); before each mixture a check is recorded
 (full or incremental: both are bases), after it the incremental check must agree with a full one on every
 result's status, count and groups.
 """
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from mita_integrity.database.connection import Database
 
-from .test_incremental import delete_user, recorded, same_as_full, seed
+from .test_incremental import delete_user, how, recorded, same_as_full, seed, sql
 
 TX_COLUMNS = "user_id, category, amount, spent_at, currency, created_at, updated_at"
 
@@ -95,23 +96,31 @@ operation = st.tuples(st.sampled_from(KINDS), st.integers(0, 10_000), st.integer
 mixture = st.tuples(st.booleans(), st.lists(operation, min_size=0, max_size=12))
 
 
-@pytest.fixture(params=["no trigger", "trigger"])
+@pytest.fixture(params=["no trigger", "trigger", "no trigger, change log", "trigger, change log"])
 def seeded(baseline_db: Database, request: pytest.FixtureRequest) -> Database:
-    if request.param == "trigger":
+    if request.param.startswith("trigger"):
         from .test_trigger import install
 
         seed(baseline_db, users=40, days=6, seed=11)  # clean: 0025's unique key needs no duplicate plan rows
         install(baseline_db)
     else:
         seed(baseline_db, users=60, days=6, seed=11, corrupt=True)
+    if request.param.endswith("change log"):  # BUD001, BUD002, USR003 then read only the keys a change touched
+        from .test_incremental_changelog import install_log
+
+        install_log(baseline_db)
     return baseline_db
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(mixture, min_size=1, max_size=2))
 def test_incremental_equals_full_after_any_mixture(seeded: Database, steps: list[tuple[bool, list[Any]]]) -> None:
+    logged = bool(sql(seeded, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'mita_integrity_log_%%'")[0][0])
     for incremental_base, ops in steps:
         recorded(seeded, incremental=incremental_base)
         for op in ops:
             apply(seeded, op)
-        same_as_full(seeded)
+        inc = same_as_full(seeded)
+        if logged:  # the log proves itself in every mixture (replica writes too: its triggers fire ALWAYS)
+            for key in ("BUD001:daily_plan", "BUD002:transactions", "USR003:users", "DUP003:transactions"):
+                assert how(inc)[key] == ("incremental", None), how(inc)[key]

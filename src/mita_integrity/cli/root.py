@@ -16,6 +16,7 @@ import click
 from ..database.errors import MitaIntegrityError
 from ..database.urls import mask_secrets
 from .app import App, command_words, database_failure, err
+from .changelog import changelog_group
 from .checks import check_command, rules_command, sql_command
 from .config import config_command
 from .data import demo_command, seed_command
@@ -44,7 +45,7 @@ def cli(ctx: click.Context, db_url: str | None, config_path: Path | None, debug:
 
 
 for command in (check_command, rules_command, sql_command, fix_command, undo_command, runs_command, schedule_command,
-                migrate_group, seed_command, demo_command, verify_command, config_command):
+                migrate_group, seed_command, demo_command, verify_command, config_command, changelog_group):
     cli.add_command(command)
 
 

@@ -76,11 +76,14 @@ def record(conn: psycopg.Connection[Any], report: Report) -> Delta:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('mita-integrity findings'))")  # one recorder at a time
         store.insert_check_run(cur, report)
         if report.kept is not None:  # what the next check --incremental starts from (pruned with the run)
+            from .change_log import PRUNE_HORIZON_S, prune
             from .check_bases import save
 
             try:
                 with conn.transaction():  # a role that may not keep it still records the run (then: no base)
                     save(cur, report.run_id, report.kept)
+                with conn.transaction():  # the change log's entries every usable base can see (change_log.py)
+                    prune(cur, PRUNE_HORIZON_S)
             except psycopg.errors.InsufficientPrivilege:
                 pass
         cur.executemany(

@@ -150,10 +150,29 @@ INCREMENTAL_BASES = (
         PRIMARY KEY (run_id, code, table_name))""",
 )
 
+# Step 3: the change log of old keys (change_log.py): what an update or delete took away from a grouping key of
+# transactions or daily_plan, written by the triggers `changelog install` adds (none are added here), and the
+# bound below which a recorded check pruned it. `txid` is the writing transaction's top-level id (xid8: no
+# wraparound), `tbl` 't' (transactions) or 'p' (daily_plan).
+CHANGE_LOG = (
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.change_log (
+        txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        tbl "char" NOT NULL,
+        pk uuid NOT NULL,
+        user_id uuid,
+        at timestamptz,
+        category text)""",
+    f"CREATE INDEX IF NOT EXISTS change_log_txid_idx ON {SCHEMA}.change_log (txid)",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.change_log_pruned (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        below xid8 NOT NULL)""",
+)
+
 # The ordered upgrade steps. Append; never edit or reorder a shipped one (see the module's docstring).
 STEPS: tuple[Step, ...] = (
     Step(1, "adopt the unversioned tables (runs, archive, run_results, findings, alert_outbox)", ADOPT),
     Step(2, "the bases of incremental checks: check_bases, check_base_results", INCREMENTAL_BASES),
+    Step(3, "the change log of old keys: change_log, change_log_pruned", CHANGE_LOG),
 )
 
 # Not in the steps, and why: integrity.alembic_version is the MITA chain's state, created and widened by

@@ -18,6 +18,12 @@ def _surplus_script(rule: Rule, grouped: str) -> str:
 
 def _dup001(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     """Gives DUP001's outcome (one grouping of the users)."""
+    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental.py), in one statement
+        ctx.cur.execute(f"SELECT n, ids FROM ({dup001_grouped_sql(ctx)}) d")
+        found = ctx.cur.fetchall()
+        ctx.kept["DUP001"] = [i for _, ids in found for i in ids]
+        surplus = [i for _, ids in found for i in ids[1:]]
+        return [Outcome(rule.code, "users", len(surplus), len(found), tuple(surplus[: ctx.options.sample]))]
     count, groups, sample = _surplus(ctx, dup001_grouped_sql(ctx))
     return [Outcome(rule.code, "users", count, groups, sample)]
 
@@ -27,6 +33,13 @@ def _dup002(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     constraint = guaranteed_unique(ctx)
     if constraint:
         return [Outcome(rule.code, "daily_plan", reason=f"guaranteed by {constraint}", status=Status.GUARANTEED)]
+    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental.py), in one statement
+        ctx.cur.execute(dup002_members_sql(ctx))
+        found = ctx.cur.fetchall()
+        ctx.kept["DUP002"] = [i for _, ids in found for i in ids]
+        surplus = [i for _, ids in found[: ctx.options.sample] for i in ids[1:]]
+        return [Outcome(rule.code, "daily_plan", sum(int(n) - 1 for n, _ in found), len(found),
+                        tuple(surplus[: ctx.options.sample]))]
     ctx.cur.execute(dup002_sql(ctx), {"n": ctx.options.sample})
     count, groups, sample = ctx.cur.fetchone() or (0, 0, None)
     return [Outcome(rule.code, "daily_plan", int(count), int(groups), tuple(sample or ()))]
@@ -108,29 +121,38 @@ def _ids(ctx: CheckContext, table: str) -> str:
     return f"array_agg(t.id::text ORDER BY {created}t.id) AS ids"
 
 
-def dup001_grouped_sql(ctx: CheckContext) -> str:
-    """Gives DUP001's duplicated keys (n rows, ids keeper first).
+def dup001_key_sql(alias: str = "t") -> str:
+    """Gives DUP001's grouping key of the users row `alias` (check/incremental.py restricts groups by it)."""
+    return f"lower({trimmed(f'{alias}.email')})"
+
+
+def dup001_grouped_sql(ctx: CheckContext, within: str = "") -> str:
+    """Gives DUP001's duplicated keys (n rows, ids keeper first); `within`: SQL on users t keeping whole groups
+    only (check --incremental's restriction to the groups a change touched).
 
     Blank (whitespace of any kind, tabs too) is NUL001's; surrounding whitespace of any kind is ignored.
     """
-    return (f"SELECT count(*) AS n, {_ids(ctx, 'users')} FROM {rel('users')} t WHERE t.email ~ {NOT_BLANK} "
-            f"GROUP BY lower({trimmed('t.email')}) HAVING count(*) > 1{_since_having(ctx, 'users')}")
+    within = f" AND {within}" if within else ""
+    return (f"SELECT count(*) AS n, {_ids(ctx, 'users')} FROM {rel('users')} t WHERE t.email ~ {NOT_BLANK}{within} "
+            f"GROUP BY {dup001_key_sql()} HAVING count(*) > 1{_since_having(ctx, 'users')}")
 
 
-def dup002_grouped_sql(ctx: CheckContext) -> str:
-    """Gives DUP002's duplicated keys (user_id, day, category, n rows): counts only, no array per key."""
+def dup002_grouped_sql(ctx: CheckContext, within: str = "") -> str:
+    """Gives DUP002's duplicated keys (user_id, day, category, n rows): counts only, no array per key.
+    `within`: SQL on daily_plan t keeping whole groups only (check --incremental's restriction)."""
+    where = f" WHERE {within}" if within else ""
     return (f"SELECT t.user_id, {plan_day_sql('t.date')} AS day, t.category, count(*) AS n "
-            f"FROM {rel('daily_plan')} t GROUP BY 1, 2, 3 HAVING count(*) > 1{_since_having(ctx, 'daily_plan')}")
+            f"FROM {rel('daily_plan')} t{where} GROUP BY 1, 2, 3 HAVING count(*) > 1{_since_having(ctx, 'daily_plan')}")
 
 
-def dup002_sql(ctx: CheckContext) -> str:
+def dup002_sql(ctx: CheckContext, within: str = "") -> str:
     """Gives DUP002's statement: (surplus rows, duplicated keys, sample of surplus ids).
 
     The keys with more than one row are found first (a count per key); the surplus ids (all but the keeper:
     earliest created, then smallest id) are then read for at most --sample keys, each by its user and day.
     """
     created = "t.created_at NULLS LAST, " if ctx.schema.has("daily_plan.created_at") else ""
-    return f"""WITH d AS MATERIALIZED ({dup002_grouped_sql(ctx)})
+    return f"""WITH d AS MATERIALIZED ({dup002_grouped_sql(ctx, within)})
 SELECT coalesce(sum(n - 1), 0), count(*), ARRAY(
     SELECT x.id FROM (SELECT * FROM d LIMIT %(n)s) k
      CROSS JOIN LATERAL (
@@ -141,6 +163,19 @@ SELECT coalesce(sum(n - 1), 0), count(*), ARRAY(
          ORDER BY {created}t.id OFFSET 1) x
      LIMIT %(n)s)
   FROM d"""
+
+
+def dup002_members_sql(ctx: CheckContext, within: str = "") -> str:
+    """Gives per duplicated key (n rows, its ids keeper first), each key's ids read by its user and day as
+    dup002_sql reads the sample's: what a recorded run keeps for check --incremental."""
+    created = "t.created_at NULLS LAST, " if ctx.schema.has("daily_plan.created_at") else ""
+    return f"""SELECT d.n, ARRAY(
+    SELECT t.id::text FROM {rel('daily_plan')} t
+     WHERE (t.user_id = d.user_id OR (d.user_id IS NULL AND t.user_id IS NULL))
+       AND t.date >= (d.day::timestamp AT TIME ZONE 'UTC') AND t.date < ((d.day + 1)::timestamp AT TIME ZONE 'UTC')
+       AND t.category IS NOT DISTINCT FROM d.category
+     ORDER BY {created}t.id)
+  FROM ({dup002_grouped_sql(ctx, within)}) d"""
 
 
 FAMILY = Family("duplicates", RULES, each_rule, separable=True)

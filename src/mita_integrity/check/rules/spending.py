@@ -16,6 +16,12 @@ from .references import ORPHANS
 
 
 def _dup003(ctx: CheckContext, rule: Rule) -> list[Outcome]:
+    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental.py), in one statement
+        ctx.cur.execute(dup003_sql(ctx, members=True))
+        found = ctx.cur.fetchall()
+        ctx.kept["DUP003"] = [i for _, _, ids in found for i in ids]
+        return [Outcome(rule.code, "transactions", sum(int(n) - 1 for n, _, _ in found), len(found),
+                        tuple(last for _, last, _ in found[: ctx.options.sample]))]
     ctx.cur.execute(dup003_sql(ctx), {"n": ctx.options.sample})
     surplus, groups, sample = ctx.cur.fetchone() or (0, 0, None)
     return [Outcome(rule.code, "transactions", int(surplus), int(groups), tuple(sample or ()))]
@@ -72,8 +78,12 @@ BUD001 = QueryRule(
 RULES: tuple[Rule, ...] = (DUP003, BUD001)
 
 
-def dup003_sql(ctx: CheckContext) -> str:
+def dup003_sql(ctx: CheckContext, within: str = "", members: bool = False) -> str:
     """Gives DUP003's statement: (surplus rows, duplicated keys, sample of surplus ids).
+
+    For check --incremental: `within` (SQL on the unaliased transactions row, true for whole (user_id,
+    second) pairs) restricts the candidates to the pairs a change touched; `members` gives instead one row per
+    duplicated group: (n, last_id, the ids of all its rows).
 
     Duplicates share a user and a second, so they lie next to each other in (user_id, spent_at) order —
     the order of ix_transactions_user_id_spent_at. One streaming pass finds the (user, second) pairs that
@@ -92,7 +102,7 @@ WITH candidates AS MATERIALIZED (
     SELECT DISTINCT user_id, second FROM (
         SELECT user_id, date_trunc('second', spent_at) AS second,
                lag(date_trunc('second', spent_at)) OVER (PARTITION BY user_id ORDER BY spent_at) AS previous
-          FROM {rel('transactions')} WHERE spent_at IS NOT NULL) ordered
+          FROM {rel('transactions')} WHERE spent_at IS NOT NULL{" AND " + within if within else ""}) ordered
      WHERE second = previous),
 matched AS (
     SELECT {columns} FROM candidates c
@@ -104,11 +114,12 @@ matched AS (
                                    AND t.spent_at < c.second + interval '1 second'{live}
      WHERE c.user_id IS NULL),
 duplicated AS (
-    SELECT count(*) AS n, max(t.id::text) AS last_id
+    SELECT count(*) AS n, max(t.id::text) AS last_id{", array_agg(t.id::text) AS ids" if members else ""}
       FROM matched t
      GROUP BY t.user_id, t.category, t.amount, t.second
     HAVING count(*) > 1{recent})
-SELECT coalesce(sum(n - 1), 0), count(*), (array_agg(last_id))[1:%(n)s] FROM duplicated"""
+{"SELECT n, last_id, ids FROM duplicated" if members else
+ "SELECT coalesce(sum(n - 1), 0), count(*), (array_agg(last_id))[1:%(n)s] FROM duplicated"}"""
 
 
 # Only spending the plan can hold counts, and a key whose total it cannot hold is BUD002's (plan_limits.py).

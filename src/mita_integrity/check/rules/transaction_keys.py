@@ -49,6 +49,8 @@ gives exactly what those statements give, rule by rule, in every combination.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ...findings import Status
 from .base import Family, Rule, literal, rel
 from .context import CheckContext, Outcome, ident
@@ -93,13 +95,18 @@ def _user_ranges(part: Part | None) -> list[str]:
     return [" AND ".join(bounds) or "t.user_id IS NOT NULL"] + (["t.user_id IS NULL"] if high is None else [])
 
 
-def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = None) -> str:
+def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = None,
+               within: Callable[[str, str], str] | None = None) -> str:
     """Gives the one statement evaluating the chosen ones of BUD001, BUD002, DUP002 and DUP003.
 
     It yields (BUD001 keys, BUD001 sample, BUD002 rows, BUD002 sample, DUP003 surplus, DUP003 groups, DUP003
     sample, DUP002 surplus, DUP002 groups, DUP002 sample); a rule not chosen reads as NULL. Samples are
     bounded (LIMIT) and taken only when the rule fails. With `part`, only the keys of the users in that range
     (see split).
+
+    `within` (check --incremental's hook, and a recorded check's): given a read's user_id condition and its
+    table, SQL on its row t keeping whole keys only; the statement then also yields the violating (user_id,
+    day, category) keys of BUD001 and of BUD002 (two arrays of JSON triples).
     """
     schema, options = ctx.schema, ctx.options
     bud001, bud002, dup003, dup002 = ("BUD001" in codes, "BUD002" in codes, "DUP003" in codes,
@@ -147,12 +154,17 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
         tx_where = f"{live}{tx_bound} AND {fits_sql()} AND {tx_day} >= {b1}"
     if bud001 and not dup002:  # the plan rows of BUD001's window; DUP002 needs every plan row
         plan_where = f"t.date >= {since} AND {plan_day_sql('t.date')} >= {b1}"
+    def restrict(users: str, table: str) -> str:  # a read's user range, and --incremental's `within`
+        return users if within is None else f"{users} AND {within(users, table)}"
+
     named = ", ".join(f"{tx} AS {name}" for name, tx, _ in columns)
-    leaves = [f"(SELECT {named}\n               FROM {rel('transactions')} t{zone_join} WHERE {tx_where} AND {users} "
-              "ORDER BY t.user_id)" for users in _user_ranges(part)] if tx_side else []
+    leaves = [f"(SELECT {named}\n               FROM {rel('transactions')} t{zone_join} WHERE {tx_where} "
+              f"AND {restrict(users, 'transactions')} ORDER BY t.user_id)"
+              for users in _user_ranges(part)] if tx_side else []
     if plan_side:
         leaves += [f"(SELECT {', '.join(f'{plan} AS {name}' for name, _, plan in columns)}\n"
-                   f"               FROM {rel('daily_plan')} t WHERE {plan_where} AND {users} ORDER BY t.user_id)"
+                   f"               FROM {rel('daily_plan')} t WHERE {plan_where} "
+                   f"AND {restrict(users, 'daily_plan')} ORDER BY t.user_id)"
                    for users in _user_ranges(part)]
     stacked = "\n             UNION ALL\n             ".join(leaves)
     window = "r.day >= " + b1
@@ -205,6 +217,10 @@ WITH flagged AS MATERIALIZED (
         ctes += f",\n{_over_rows(live, zone_join, tx_day)}"
     if dup003:
         ctes += f",\n{_dup003_ctes(ctx, live)}"
+    if within is not None:
+        parts.append("ARRAY(SELECT json_build_array(user_id, day, category)::text FROM flagged WHERE drift), "
+                     "ARRAY(SELECT json_build_array(user_id, day, category)::text FROM flagged "
+                     "WHERE over OR unfit > 0)")
     return f"{ctes}\nSELECT {', '.join(parts)}"
 
 
@@ -316,12 +332,18 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = Non
                     "set_config('enable_hashagg', 'off', true)")
     before = ctx.cur.fetchone()
     assert before is not None
-    ctx.cur.execute(shared_sql(ctx, codes, part), {"n": ctx.options.sample})
+    keeping = ctx.kept is not None and bool(codes & {"BUD001", "BUD002"})  # the keys too, in the same statement
+    ctx.cur.execute(shared_sql(ctx, codes, part, (lambda users, table: "true") if keeping else None),
+                    {"n": ctx.options.sample})
     row = ctx.cur.fetchone()
     ctx.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true), "
                     "set_config('enable_hashagg', %s, true)", (before[0], before[1]))
     assert row is not None
-    b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample, d2, d2_groups, d2_sample = row
+    b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample, d2, d2_groups, d2_sample = row[:10]
+    if keeping and ctx.kept is not None:  # a part's keys are added to the other part's (check/incremental.py)
+        for code, found in (("BUD001", row[10]), ("BUD002", row[11])):
+            if code in codes:
+                ctx.kept.setdefault(code, []).extend(found or ())
     for rule in rules:
         if rule.code == "DUP003":
             out.append(Outcome("DUP003", "transactions", int(d3), int(d3_groups), _sample(d3, d3_sample)))
