@@ -984,6 +984,8 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
                 violators = []
             elif (res.code, res.table) in keys:
                 violators = keys[(res.code, res.table)]
+            elif res.count <= len(res.sample):  # the sample (by the same row key, same snapshot) holds them all
+                violators = list(res.sample)
             elif rule.table in tables and res.count <= max(1000, tables[rule.table].rows // 20):
                 wanted.setdefault(rule.table, []).append(rule)
         elif (res.code in GROUPED and rule is BY_CODE.get(res.code) and res.status in (Status.PASS, Status.FAIL)
