@@ -753,6 +753,12 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
                 return f"its trigger {name} on {table} is not enabled ALWAYS on the log's function"
             if not old:
                 return f"its trigger {name} on {table} (or its function) changed since the base"
+    # A TRUNCATE (or a rename, a rewrite) of the log writes its pg_class row anew: entries may be gone, and the
+    # count below cannot see it when rows inserted since were updated too (their keys fill the count).
+    cur.execute("SELECT age(xmin) > %s FROM pg_class WHERE oid = to_regclass(%s)", (window, change_log.LOG))
+    kept = cur.fetchone()
+    if not kept or not kept[0]:
+        return "the log itself was truncated or altered since the base"
     cur.execute(f"SELECT below::text::bigint FROM {change_log.PRUNED}")
     pruned = cur.fetchone()
     if pruned and int(pruned[0]) > base.kept.xmin:

@@ -1,0 +1,98 @@
+"""Hostile review of issue 19 (check --incremental and its change log): cases where an incremental check could
+report less than a full check on the same snapshot. Each compares the incremental check with a full one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from mita_integrity.database.connection import Database
+
+from .test_incremental import recorded, same_as_full, sql
+from .test_incremental_changelog import BUD, assert_full, assert_incremental, logged  # noqa: F401
+
+# A live transaction whose (user, UTC day, category) key has a plan row whose spent_amount is exactly the key's
+# live spending: moving the transaction away makes that key a BUD001 violation (drift) that only its old key shows.
+BALANCED = """
+SELECT t.id FROM transactions t
+  JOIN daily_plan p ON p.user_id = t.user_id AND p.category = t.category
+   AND (p.date AT TIME ZONE 'UTC')::date = (t.spent_at AT TIME ZONE 'UTC')::date
+ WHERE t.deleted_at IS NULL AND t.spent_at > now() - interval '3 days' AND t.spent_at < now()
+   AND p.spent_amount = (SELECT sum(s.amount) FROM transactions s
+                          WHERE s.user_id = t.user_id AND s.category = t.category AND s.deleted_at IS NULL
+                            AND (s.spent_at AT TIME ZONE 'UTC')::date = (t.spent_at AT TIME ZONE 'UTC')::date)
+   AND (SELECT count(*) FROM daily_plan q WHERE q.user_id = p.user_id AND q.category = p.category
+           AND (q.date AT TIME ZONE 'UTC')::date = (p.date AT TIME ZONE 'UTC')::date) = 1
+ ORDER BY t.id LIMIT 1"""
+
+
+def _balanced(db: Database) -> Any:
+    [(tx,)] = sql(db, BALANCED)
+    return tx
+
+
+def _count(report: Any, code: str) -> int:
+    return next(r.count for r in report.results if r.code == code)
+
+
+def _mask(db: Database) -> None:
+    """Inserts a transaction and updates it: one more distinct primary key in the log, of a row the base never had."""
+    [(tx,)] = sql(db, "INSERT INTO transactions (id, user_id, category, amount, spent_at, currency, created_at, "
+                      "updated_at) SELECT gen_random_uuid(), user_id, 'mask', 1, now() - interval '1 hour', currency, "
+                      "now(), now() FROM transactions WHERE user_id IS NOT NULL ORDER BY id LIMIT 1 RETURNING id")
+    sql(db, "UPDATE transactions SET amount = 2 WHERE id = %s", (tx,))
+
+
+def test_a_truncated_log_masked_by_a_new_row_updated_is_no_proof(logged: Database) -> None:  # noqa: F811
+    recorded(logged)
+    tx = _balanced(logged)
+    before = _count(same_as_full(logged), "BUD001")
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    sql(logged, "TRUNCATE integrity.change_log")  # a hand-made cleanup of a 'large' table
+    _mask(logged)
+    inc = same_as_full(logged)
+    assert _count(inc, "BUD001") > before
+    assert_full(inc, "log itself was truncated", BUD)
+
+
+@pytest.mark.xfail(strict=True, reason="the lost-row cross-check counts distinct logged keys of rows the base never "
+                   "had (inserted then updated since): a deleted log entry is masked, BUD001 false pass")
+def test_log_entries_deleted_masked_by_a_new_row_updated_is_no_proof(logged: Database) -> None:  # noqa: F811
+    recorded(logged)
+    tx = _balanced(logged)
+    before = _count(same_as_full(logged), "BUD001")
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    sql(logged, "DELETE FROM integrity.change_log WHERE pk = %s", (tx,))
+    _mask(logged)
+    inc = same_as_full(logged)
+    assert _count(inc, "BUD001") > before
+
+
+def test_a_write_in_flight_while_the_base_is_taken(logged: Database) -> None:  # noqa: F811
+    tx = _balanced(logged)
+    with psycopg.connect(**logged.connect_kwargs()) as conn:
+        conn.execute("UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+        recorded(logged)
+        conn.commit()
+    inc = same_as_full(logged)
+    assert_incremental(inc)
+
+
+def test_a_user_set_null_by_its_foreign_key(logged: Database) -> None:  # noqa: F811
+    # the cascade's UPDATE (SET NULL on the plan) and DELETE (transactions) are statements the triggers see
+    sql(logged, "ALTER TABLE daily_plan ALTER COLUMN user_id DROP NOT NULL")
+    sql(logged, "ALTER TABLE daily_plan ADD FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL NOT VALID")
+    sql(logged, "ALTER TABLE transactions ADD FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE NOT VALID")
+    sql(logged, "UPDATE users SET has_onboarded = true")
+    recorded(logged)
+    [(user,)] = sql(logged, f"SELECT user_id FROM ({BALANCED}) b JOIN transactions t USING (id)")
+    sql(logged, "DELETE FROM goals WHERE user_id = %s", (user,))
+    for table, column in sql(logged, "SELECT c.relname, a.attname FROM pg_constraint k JOIN pg_class c "
+                                     "ON c.oid = k.conrelid JOIN pg_attribute a ON a.attrelid = k.conrelid "
+                                     "AND a.attnum = k.conkey[1] WHERE k.contype = 'f' "
+                                     "AND k.confrelid = 'users'::regclass AND k.confdeltype IN ('a', 'r')"):
+        sql(logged, f"DELETE FROM {table} WHERE {column} = %s", (user,))
+    sql(logged, "DELETE FROM users WHERE id = %s", (user,))
+    assert_incremental(same_as_full(logged))
