@@ -96,3 +96,33 @@ def test_a_user_set_null_by_its_foreign_key(logged: Database) -> None:  # noqa: 
         sql(logged, f"DELETE FROM {table} WHERE {column} = %s", (user,))
     sql(logged, "DELETE FROM users WHERE id = %s", (user,))
     assert_incremental(same_as_full(logged))
+
+
+MOVES = {
+    "update": ["UPDATE transactions SET category = 'moved-away' WHERE id = %(tx)s"],
+    "merge update": ["MERGE INTO transactions t USING (SELECT %(tx)s::uuid AS id) s ON t.id = s.id "
+                     "WHEN MATCHED THEN UPDATE SET category = 'moved-away'"],
+    "merge delete": ["MERGE INTO transactions t USING (SELECT %(tx)s::uuid AS id) s ON t.id = s.id "
+                     "WHEN MATCHED THEN DELETE"],
+    "upsert": ["INSERT INTO transactions SELECT * FROM transactions WHERE id = %(tx)s "
+               "ON CONFLICT (id) DO UPDATE SET category = 'moved-away'"],
+    "through a view": ["CREATE VIEW tx_view AS SELECT * FROM transactions",
+                       "UPDATE tx_view SET category = 'moved-away' WHERE id = %(tx)s"],
+    "deleted and inserted again in one statement": [
+        "WITH gone AS (DELETE FROM transactions WHERE id = %(tx)s RETURNING *) "
+        "INSERT INTO transactions SELECT (jsonb_populate_record(NULL::transactions, "
+        "to_jsonb(g) || '{\"category\": \"moved-away\"}')).* FROM gone g"],
+    "in a released savepoint": ["BEGIN", "SAVEPOINT s", "UPDATE transactions SET category = 'moved-away' "
+                                "WHERE id = %(tx)s", "RELEASE SAVEPOINT s", "COMMIT"],
+}
+
+
+@pytest.mark.parametrize("how_moved", sorted(MOVES))
+def test_a_transaction_moved_away_by_any_statement_is_logged(logged: Database, how_moved: str) -> None:  # noqa: F811
+    recorded(logged)
+    tx = _balanced(logged)
+    with psycopg.connect(autocommit=True, **logged.connect_kwargs()) as conn:
+        for statement in MOVES[how_moved]:
+            conn.execute(statement, {"tx": tx} if "%(tx)s" in statement else None)
+    _mask(logged)  # only the log can name the key the transaction left
+    same_as_full(logged)
