@@ -126,3 +126,45 @@ def test_a_transaction_moved_away_by_any_statement_is_logged(logged: Database, h
             conn.execute(statement, {"tx": tx} if "%(tx)s" in statement else None)
     _mask(logged)  # only the log can name the key the transaction left
     same_as_full(logged)
+
+
+DELETES_ONLY = """CREATE OR REPLACE FUNCTION integrity.change_log_transactions() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+    IF TG_OP = 'DELETE' THEN  -- 'updated rows are in the table anyway': a smaller log, as an operator might think
+        INSERT INTO integrity.change_log (tbl, pk, user_id, at, category)
+        SELECT 't', o.id, o.user_id, o.spent_at, o.category FROM old_rows o;
+    END IF;
+    RETURN NULL;
+END
+$f$"""
+
+
+def test_a_function_replaced_before_the_base_is_no_proof(logged: Database) -> None:  # noqa: F811
+    sql(logged, DELETES_ONLY)
+    recorded(logged)  # the replaced function is older than the base: its pg_proc row proves nothing about its body
+    tx = _balanced(logged)
+    before = _count(same_as_full(logged), "BUD001")
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    [(new,)] = sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at, currency, created_at, "
+                           "updated_at) SELECT gen_random_uuid(), user_id, 'mask', 1, now(), currency, now(), now() "
+                           "FROM transactions WHERE user_id IS NOT NULL ORDER BY id LIMIT 1 RETURNING id")
+    sql(logged, "DELETE FROM transactions WHERE id = %s", (new,))  # logged: one distinct key, as many as lost
+    inc = same_as_full(logged)
+    assert _count(inc, "BUD001") > before
+    assert_full(inc, "log's function", BUD)
+
+
+def test_install_puts_a_replaced_function_back(logged: Database, db_url: str,  # noqa: F811
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from mita_integrity.cli.root import run as cli_run
+
+    sql(logged, DELETES_ONLY)
+    assert cli_run(["--db", db_url, "changelog", "install"]) == 0
+    out = capsys.readouterr().out
+    assert "public.transactions: triggers" in out and "public.daily_plan: already logged" in out
+    tx = _balanced(logged)
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    assert sql(logged, "SELECT count(*) FROM integrity.change_log WHERE pk = %s", (tx,)) == [(1,)]
+    assert cli_run(["--db", db_url, "changelog", "install"]) == 0  # twice: nothing to do
+    assert "installed" not in capsys.readouterr().out.replace("incremental checks", "")

@@ -737,10 +737,12 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
         return "it is not installed (mita-integrity changelog install)"
     cur.execute("""SELECT c.relname, t.tgname, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
                           t.tgfoid = to_regprocedure('integrity.change_log_' || c.relname || '()')
+                          AND p.prosrc = (%(bodies)s::jsonb ->> c.relname::text) AND p.prosecdef
                      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
                      JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid
                     WHERE n.nspname = 'public' AND c.relname = ANY(%(tables)s) AND t.tgname = ANY(%(names)s)""",
-                {"w": window, "tables": list(change_log.LOGGED),
+                {"w": window, "tables": list(change_log.LOGGED),  # a body replaced before the base is no proof
+                 "bodies": json.dumps({t: change_log.function_body(t) for t in change_log.LOGGED}),
                  "names": [change_log.trigger_name(e) for e in change_log.EVENTS]})
     found = {(table, name): (state, old, own) for table, name, state, old, own in cur.fetchall()}
     for table in change_log.LOGGED:

@@ -54,17 +54,22 @@ def function_name(table: str) -> str:
     return f"{SCHEMA}.change_log_{table}"
 
 
-def function_sql(table: str) -> str:
-    """Gives the trigger function copying the old keys of `table`'s transition table into the log."""
+def function_body(table: str) -> str:
+    """Gives the body of the trigger function of `table` (pg_proc.prosrc holds it as written)."""
     letter, day = LOGGED[table]
-    return f"""CREATE OR REPLACE FUNCTION {function_name(table)}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+    return f"""
 BEGIN
     INSERT INTO {LOG} (tbl, pk, user_id, at, category)
     SELECT '{letter}', o.id, o.user_id, o.{day}, o.category FROM old_rows o;
     RETURN NULL;
 END
-$f$"""
+"""
+
+
+def function_sql(table: str) -> str:
+    """Gives the trigger function copying the old keys of `table`'s transition table into the log."""
+    return f"""CREATE OR REPLACE FUNCTION {function_name(table)}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f${function_body(table)}$f$"""
 
 
 @dataclass(frozen=True)
@@ -147,10 +152,21 @@ def install(conn: psycopg.Connection[Any]) -> list[str]:
             raise DatabaseStateError(f"the change log cannot be installed: {problems[0]}; nothing was changed",
                                      "it copies those columns as they are (a failing trigger fails the app's writes)")
         before = status(cur)
+        # A function replaced in place (CREATE OR REPLACE, say a body that logs nothing) leaves the triggers
+        # enabled: it is installed again, not reported as logged.
+        ours = {}
+        for table in LOGGED:
+            cur.execute("SELECT coalesce(bool_and(t.tgfoid = p.oid AND p.prosrc = %s AND p.prosecdef), false) "
+                        "FROM pg_trigger t JOIN pg_proc p ON p.oid = to_regprocedure(%s) "
+                        "WHERE t.tgrelid = to_regclass(%s) AND t.tgname = ANY(%s)",
+                        (function_body(table), f"{function_name(table)}()", f"public.{table}",
+                         [trigger_name(e) for e in EVENTS]))
+            row = cur.fetchone()
+            ours[table] = bool(row and row[0])
     done = []
     for table in LOGGED:
         states = before.triggers[table]
-        if all(states[e] == "A" for e in EVENTS):
+        if all(states[e] == "A" for e in EVENTS) and ours.get(table):
             done.append(f"public.{table}: already logged")
             continue
         statements = [function_sql(table)]
