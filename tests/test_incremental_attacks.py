@@ -11,7 +11,7 @@ import pytest
 from mita_integrity.database.connection import Database
 
 from .test_incremental import recorded, same_as_full, sql
-from .test_incremental_changelog import BUD, assert_full, assert_incremental, logged  # noqa: F401
+from .test_incremental_changelog import BUD, assert_full, assert_incremental, install_log, logged  # noqa: F401
 
 # A live transaction whose (user, UTC day, category) key has a plan row whose spent_amount is exactly the key's
 # live spending: moving the transaction away makes that key a BUD001 violation (drift) that only its old key shows.
@@ -168,3 +168,30 @@ def test_install_puts_a_replaced_function_back(logged: Database, db_url: str,  #
     assert sql(logged, "SELECT count(*) FROM integrity.change_log WHERE pk = %s", (tx,)) == [(1,)]
     assert cli_run(["--db", db_url, "changelog", "install"]) == 0  # twice: nothing to do
     assert "installed" not in capsys.readouterr().out.replace("incremental checks", "")
+
+
+def test_a_trigger_recreated_with_a_condition_before_the_base_is_no_proof(logged: Database) -> None:  # noqa: F811
+    # the same name, function and state, but it fires only when a setting says so (here: never)
+    sql(logged, "DROP TRIGGER mita_integrity_log_update ON transactions")
+    sql(logged, "CREATE TRIGGER mita_integrity_log_update AFTER UPDATE ON transactions REFERENCING OLD TABLE AS "
+                "old_rows FOR EACH STATEMENT WHEN (current_setting('app.log_updates', true) = 'on') "
+                "EXECUTE FUNCTION integrity.change_log_transactions()")
+    sql(logged, "ALTER TABLE transactions ENABLE ALWAYS TRIGGER mita_integrity_log_update")
+    recorded(logged)
+    tx = _balanced(logged)
+    before = _count(same_as_full(logged), "BUD001")
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    with psycopg.connect(autocommit=True, **logged.connect_kwargs()) as conn:
+        conn.execute("SET app.log_updates = 'on'")  # the masking row's update is logged
+        conn.execute("SET search_path = public")
+        [(new,)] = conn.execute(
+            "INSERT INTO transactions (id, user_id, category, amount, spent_at, currency, created_at, updated_at) "
+            "SELECT gen_random_uuid(), user_id, 'mask', 1, now(), currency, now(), now() FROM transactions "
+            "WHERE user_id IS NOT NULL ORDER BY id LIMIT 1 RETURNING id").fetchall()
+        conn.execute("UPDATE transactions SET amount = 2 WHERE id = %s", (new,))
+    inc = same_as_full(logged)
+    assert _count(inc, "BUD001") > before
+    assert_full(inc, "log's function", BUD)
+    install_log(logged)  # not 'already logged': put back in the log's shape
+    assert sql(logged, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'mita_integrity_log_%' "
+                       "AND tgqual IS NULL") == [(4,)]

@@ -737,7 +737,8 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
         return "it is not installed (mita-integrity changelog install)"
     cur.execute("""SELECT c.relname, t.tgname, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
                           t.tgfoid = to_regprocedure('integrity.change_log_' || c.relname || '()')
-                          AND p.prosrc = (%(bodies)s::jsonb ->> c.relname::text) AND p.prosecdef
+                          AND p.prosrc = (%(bodies)s::jsonb ->> c.relname::text) AND p.prosecdef AND """
+                + change_log.SHAPE_SQL + """
                      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
                      JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid
                     WHERE n.nspname = 'public' AND c.relname = ANY(%(tables)s) AND t.tgname = ANY(%(names)s)""",

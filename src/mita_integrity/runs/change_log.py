@@ -46,6 +46,12 @@ COLUMN_TYPES = {"id": ("uuid",), "user_id": ("uuid",),
                 "category": ("text", "character varying")}
 
 
+# A trigger of the log's own shape, on pg_trigger t: AFTER <its event> FOR EACH STATEMENT, no WHEN condition, no
+# column list (a trigger of that name recreated otherwise fires for some statements only).
+SHAPE_SQL = ("t.tgtype = CASE t.tgname WHEN 'mita_integrity_log_update' THEN 16 ELSE 8 END AND t.tgqual IS NULL "
+             "AND coalesce(array_length(t.tgattr::int2[], 1), 0) = 0")
+
+
 def trigger_name(event: str) -> str:
     return f"mita_integrity_log_{event}"
 
@@ -156,7 +162,8 @@ def install(conn: psycopg.Connection[Any]) -> list[str]:
         # enabled: it is installed again, not reported as logged.
         ours = {}
         for table in LOGGED:
-            cur.execute("SELECT coalesce(bool_and(t.tgfoid = p.oid AND p.prosrc = %s AND p.prosecdef), false) "
+            cur.execute("SELECT coalesce(bool_and(t.tgfoid = p.oid AND p.prosrc = %s AND p.prosecdef AND "
+                        f"{SHAPE_SQL}), false) "
                         "FROM pg_trigger t JOIN pg_proc p ON p.oid = to_regprocedure(%s) "
                         "WHERE t.tgrelid = to_regclass(%s) AND t.tgname = ANY(%s)",
                         (function_body(table), f"{function_name(table)}()", f"public.{table}",
