@@ -195,3 +195,53 @@ def test_a_trigger_recreated_with_a_condition_before_the_base_is_no_proof(logged
     install_log(logged)  # not 'already logged': put back in the log's shape
     assert sql(logged, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'mita_integrity_log_%' "
                        "AND tgqual IS NULL") == [(4,)]
+
+
+GAPS = {
+    "disable trigger all": (["ALTER TABLE transactions DISABLE TRIGGER ALL"],
+                            ["ALTER TABLE transactions ENABLE ALWAYS TRIGGER mita_integrity_log_update",
+                             "ALTER TABLE transactions ENABLE ALWAYS TRIGGER mita_integrity_log_delete"]),
+    "disable trigger user": (["ALTER TABLE transactions DISABLE TRIGGER USER"],
+                             ["ALTER TABLE transactions ENABLE ALWAYS TRIGGER mita_integrity_log_update",
+                              "ALTER TABLE transactions ENABLE ALWAYS TRIGGER mita_integrity_log_delete"]),
+    "function replaced then put back": (
+        ["CREATE OR REPLACE FUNCTION integrity.change_log_transactions() RETURNS trigger LANGUAGE plpgsql "
+         "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$ BEGIN RETURN NULL; END $f$"],
+        ["install"]),
+    "changelog removed then installed": (["remove"], ["install"]),
+}
+
+
+@pytest.mark.parametrize("gap", sorted(GAPS))
+def test_a_gap_in_the_logging_closed_again_is_no_proof(logged: Database, gap: str) -> None:  # noqa: F811
+    from mita_integrity.database.connection import connect
+    from mita_integrity.runs import change_log
+
+    recorded(logged)
+    tx = _balanced(logged)
+
+    def run(statements: list[str]) -> None:
+        for statement in statements:
+            if statement in ("install", "remove"):
+                with connect(logged) as conn:
+                    getattr(change_log, statement)(conn)
+            else:
+                sql(logged, statement)
+    run(GAPS[gap][0])
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    run(GAPS[gap][1])
+    _mask(logged)
+    assert_full(same_as_full(logged), "", BUD)
+
+
+def test_installed_after_the_base(baseline_db: Database) -> None:
+    from .test_incremental import seed
+    from .test_incremental_changelog import install_log as install
+
+    seed(baseline_db, users=50, days=8, seed=5, corrupt=True)
+    recorded(baseline_db)
+    install(baseline_db)
+    tx = _balanced(baseline_db)
+    sql(baseline_db, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    _mask(baseline_db)
+    assert_full(same_as_full(baseline_db), "", BUD)
