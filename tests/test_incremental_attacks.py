@@ -245,3 +245,44 @@ def test_installed_after_the_base(baseline_db: Database) -> None:
     sql(baseline_db, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
     _mask(baseline_db)
     assert_full(same_as_full(baseline_db), "", BUD)
+
+
+def test_a_chain_of_bases_through_kept_results_keeps_the_violators(logged: Database) -> None:  # noqa: F811
+    recorded(logged)
+    recorded(logged, incremental=True)  # nothing changed: every result kept from the first base
+    sql(logged, "UPDATE users SET has_onboarded = true")
+    recorded(logged, incremental=True)  # users changed: USR003 re-read, BUD kept
+    tx = _balanced(logged)
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    assert_incremental(same_as_full(logged))
+    recorded(logged, incremental=True)
+    sql(logged, "UPDATE daily_plan SET spent_amount = spent_amount + 1 WHERE id = (SELECT min(id::text)::uuid "
+                "FROM daily_plan)")
+    assert_incremental(same_as_full(logged))
+
+
+def test_null_categories_as_old_and_new_keys(logged: Database) -> None:  # noqa: F811
+    for table in ("transactions", "daily_plan"):
+        sql(logged, f"ALTER TABLE {table} ALTER COLUMN category DROP NOT NULL")
+    recorded(logged)
+    tx = _balanced(logged)
+    [(user, day)] = sql(logged, "SELECT user_id, (spent_at AT TIME ZONE 'UTC')::date FROM transactions WHERE id = %s",
+                        (tx,))
+    sql(logged, "UPDATE transactions SET category = NULL WHERE id = %s", (tx,))
+    sql(logged, "INSERT INTO daily_plan (id, user_id, date, category, planned_amount, spent_amount) "
+                "SELECT gen_random_uuid(), %s, %s::timestamp AT TIME ZONE 'UTC', NULL, 10, 0", (user, day))
+    _mask(logged)
+    assert_incremental(same_as_full(logged))
+    recorded(logged, incremental=True)
+    sql(logged, "UPDATE transactions SET category = 'back' WHERE id = %s", (tx,))  # leaves the NULL key
+    sql(logged, "UPDATE daily_plan SET category = 'x' WHERE user_id = %s AND category IS NULL", (user,))
+    _mask(logged)
+    assert_incremental(same_as_full(logged))
+
+
+def test_another_budget_window_is_another_base(logged: Database) -> None:  # noqa: F811
+    recorded(logged)
+    tx = _balanced(logged)
+    sql(logged, "UPDATE transactions SET spent_at = spent_at - interval '20 days' WHERE id = %s", (tx,))
+    inc = same_as_full(logged, budget_days=3)
+    assert inc.base_run is None and all(r.evaluated == "full" for r in inc.results)
