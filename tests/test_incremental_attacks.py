@@ -286,3 +286,24 @@ def test_another_budget_window_is_another_base(logged: Database) -> None:  # noq
     sql(logged, "UPDATE transactions SET spent_at = spent_at - interval '20 days' WHERE id = %s", (tx,))
     inc = same_as_full(logged, budget_days=3)
     assert inc.base_run is None and all(r.evaluated == "full" for r in inc.results)
+
+
+def test_at_head_with_the_spent_trigger(baseline_db: Database, db_url: str) -> None:
+    from mita_integrity.cli.root import run as cli_run
+
+    from .test_incremental import seed
+    from .test_incremental_changelog import install_log as install
+
+    seed(baseline_db, users=40, days=8, seed=5)
+    assert cli_run(["--db", db_url, "migrate", "upgrade"]) == 0
+    install(baseline_db)
+    recorded(baseline_db)
+    [(tx,)] = sql(baseline_db, "SELECT id FROM transactions WHERE deleted_at IS NULL AND spent_at > now() - "
+                               "interval '3 days' AND spent_at < now() ORDER BY id LIMIT 1")
+    with psycopg.connect(autocommit=True, **baseline_db.connect_kwargs()) as conn:  # the spent trigger bypassed
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    _mask(baseline_db)
+    inc = same_as_full(baseline_db)
+    assert_incremental(inc)
+    assert _count(inc, "BUD001") > 0
