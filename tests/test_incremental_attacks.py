@@ -307,3 +307,19 @@ def test_at_head_with_the_spent_trigger(baseline_db: Database, db_url: str) -> N
     inc = same_as_full(baseline_db)
     assert_incremental(inc)
     assert _count(inc, "BUD001") > 0
+
+
+def test_a_trigger_on_the_log_itself_dropping_entries_is_no_proof(logged: Database) -> None:  # noqa: F811
+    tx = _balanced(logged)
+    [(category,)] = sql(logged, "SELECT category FROM transactions WHERE id = %s", (tx,))
+    sql(logged, "CREATE FUNCTION public.thin_log() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN "
+                f"IF NEW.category = '{category}' THEN RETURN NULL; END IF; RETURN NEW; END $f$")  # 'too many of those'
+    sql(logged, "CREATE TRIGGER thin BEFORE INSERT ON integrity.change_log FOR EACH ROW EXECUTE FUNCTION "
+                "public.thin_log()")
+    recorded(logged)
+    before = _count(same_as_full(logged), "BUD001")
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    _mask(logged)
+    inc = same_as_full(logged)
+    assert _count(inc, "BUD001") > before
+    assert_full(inc, "a trigger or rule of its own", BUD)

@@ -758,10 +758,13 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
                 return f"its trigger {name} on {table} (or its function) changed since the base"
     # A TRUNCATE (or a rename, a rewrite) of the log writes its pg_class row anew: entries may be gone, and the
     # count below cannot see it when rows inserted since were updated too (their keys fill the count).
-    cur.execute("SELECT age(xmin) > %s FROM pg_class WHERE oid = to_regclass(%s)", (window, change_log.LOG))
+    # A trigger or rule of the log's own (one dropping some entries, made before the base) is no proof either.
+    cur.execute("SELECT age(c.xmin) > %s AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid) "
+                "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid) "
+                "FROM pg_class c WHERE c.oid = to_regclass(%s)", (window, change_log.LOG))
     kept = cur.fetchone()
     if not kept or not kept[0]:
-        return "the log itself was truncated or altered since the base"
+        return "the log itself was truncated or altered since the base, or has a trigger or rule of its own"
     cur.execute(f"SELECT below::text::bigint FROM {change_log.PRUNED}")
     pruned = cur.fetchone()
     if pruned and int(pruned[0]) > base.kept.xmin:
