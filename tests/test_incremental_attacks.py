@@ -337,3 +337,16 @@ def test_a_base_taken_while_a_writer_was_in_flight_still_uses_the_log(logged: Da
         recorded(logged)
         writer.rollback()
     assert_incremental(same_as_full(logged))
+
+
+def test_install_refused_on_a_database_without_the_tables_changes_nothing(empty_db: Database,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from mita_integrity.cli.root import run as cli_run
+    from mita_integrity.database.urls import build_url
+
+    db_url = build_url(empty_db.parsed.params, mask_password=False)
+    assert cli_run(["--db", db_url, "changelog", "install"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: the change log cannot be installed: public.transactions is missing")
+    assert len(err.strip().splitlines()) == 1
+    assert sql(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'integrity'") == [(0,)]

@@ -138,6 +138,23 @@ def _locked(conn: psycopg.Connection[Any], label: str, statements: list[str]) ->
             time.sleep(0.5 * (attempt + 1))
 
 
+def refuse_columns(cur: psycopg.Cursor[Any]) -> None:
+    """Raises one clear error when a column the triggers copy is missing or of another type (run before anything
+    is created: the integrity schema too)."""
+    problems = []
+    for table, (_, day) in LOGGED.items():
+        columns = _columns(cur, table)
+        if not columns:
+            problems.append(f"public.{table} is missing")
+        for column in ("id", "user_id", day, "category"):
+            if columns and columns.get(column) not in COLUMN_TYPES[column]:
+                problems.append(f"public.{table}.{column} is {columns.get(column) or 'missing'}, "
+                                f"not {' or '.join(COLUMN_TYPES[column])}")
+    if problems:
+        raise DatabaseStateError(f"the change log cannot be installed: {problems[0]}; nothing was changed",
+                                 "it copies those columns as they are (a failing trigger fails the app's writes)")
+
+
 def install(conn: psycopg.Connection[Any]) -> list[str]:
     """Installs (or re-installs) the triggers; gives what was done. The integrity schema must be at step 3."""
     with transaction(conn, read_only=True) as cur:
@@ -146,18 +163,7 @@ def install(conn: psycopg.Connection[Any]) -> list[str]:
         if not row or not row[0]:
             raise DatabaseStateError(f"{LOG} is missing (the integrity schema is older); nothing was changed",
                                      "run any recording command first (check --record), or as the tables' owner")
-        problems = []
-        for table, (_, day) in LOGGED.items():
-            columns = _columns(cur, table)
-            if not columns:
-                problems.append(f"public.{table} is missing")
-            for column in ("id", "user_id", day, "category"):
-                if columns and columns.get(column) not in COLUMN_TYPES[column]:
-                    problems.append(f"public.{table}.{column} is {columns.get(column) or 'missing'}, "
-                                    f"not {' or '.join(COLUMN_TYPES[column])}")
-        if problems:
-            raise DatabaseStateError(f"the change log cannot be installed: {problems[0]}; nothing was changed",
-                                     "it copies those columns as they are (a failing trigger fails the app's writes)")
+        refuse_columns(cur)
         before = status(cur)
         # A function replaced in place (CREATE OR REPLACE, say a body that logs nothing) leaves the triggers
         # enabled: it is installed again, not reported as logged.
