@@ -738,10 +738,13 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
         return "it is not installed (mita-integrity changelog install)"
     cur.execute("""SELECT c.relname, t.tgname, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
                           t.tgfoid = to_regprocedure('integrity.change_log_' || c.relname || '()')
+                          AND p.prosrc = (%(bodies)s::jsonb ->> c.relname::text) AND p.prosecdef AND """
+                + change_log.SHAPE_SQL + """
                      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
                      JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid
                     WHERE n.nspname = 'public' AND c.relname = ANY(%(tables)s) AND t.tgname = ANY(%(names)s)""",
-                {"w": window, "tables": list(change_log.LOGGED),
+                {"w": window, "tables": list(change_log.LOGGED),  # a body replaced before the base is no proof
+                 "bodies": json.dumps({t: change_log.function_body(t) for t in change_log.LOGGED}),
                  "names": [change_log.trigger_name(e) for e in change_log.EVENTS]})
     found = {(table, name): (state, old, own) for table, name, state, old, own in cur.fetchall()}
     for table in change_log.LOGGED:
@@ -754,6 +757,15 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
                 return f"its trigger {name} on {table} is not enabled ALWAYS on the log's function"
             if not old:
                 return f"its trigger {name} on {table} (or its function) changed since the base"
+    # A TRUNCATE (or a rename, a rewrite) of the log writes its pg_class row anew: entries may be gone, and the
+    # count below cannot see it when rows inserted since were updated too (their keys fill the count).
+    # A trigger or rule of the log's own (one dropping some entries, made before the base) is no proof either.
+    cur.execute("SELECT age(c.xmin) > %s AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid) "
+                "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid) "
+                "FROM pg_class c WHERE c.oid = to_regclass(%s)", (window, change_log.LOG))
+    kept = cur.fetchone()
+    if not kept or not kept[0]:
+        return "the log itself was truncated or altered since the base, or has a trigger or rule of its own"
     cur.execute(f"SELECT below::text::bigint FROM {change_log.PRUNED}")
     pruned = cur.fetchone()
     if pruned and int(pruned[0]) > base.kept.xmin:

@@ -33,11 +33,13 @@ def changelog_group() -> None:
 @click.pass_obj
 def install_command(app: App) -> int:
     """Add the logging triggers on transactions and daily_plan (ENABLE ALWAYS; short locks, tried again)."""
-    from ..database.connection import connect
+    from ..database.connection import connect, transaction
     from ..runs import change_log, store
 
     with connect(app.database()) as conn:
         try:
+            with transaction(conn, read_only=True) as cur:
+                change_log.refuse_columns(cur)  # before the integrity schema is created: an error changes nothing
             store.ensure(conn)
             done = change_log.install(conn)
         except psycopg.errors.InsufficientPrivilege as exc:

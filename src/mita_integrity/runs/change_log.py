@@ -7,8 +7,9 @@ triggers (a trigger with a transition table takes one event) that copy each old 
 integrity.change_log (schema step 3): the writing transaction's top-level id, the table, the primary key,
 user_id, the day-defining timestamp (spent_at, date) and category. Nothing else is kept.
 
-- ENABLE ALWAYS: a session under session_replication_role = replica (a restore, logical replication) is
-  logged too.
+- ENABLE ALWAYS: a session under session_replication_role = replica (a restore) is logged too. Not the apply
+  worker of a logical replication subscription: it fires row triggers only, never a statement trigger (PostgreSQL
+  docs, logical replication architecture), so what it applies is caught only by the lost-row count.
 - The functions are SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp: the application's role
   needs no grant on the integrity schema, and a shadowing object cannot change what they write.
 - Installing and removing take the tables' SHARE ROW EXCLUSIVE lock (CREATE TRIGGER, ALTER TABLE) for a
@@ -46,6 +47,12 @@ COLUMN_TYPES = {"id": ("uuid",), "user_id": ("uuid",),
                 "category": ("text", "character varying")}
 
 
+# A trigger of the log's own shape, on pg_trigger t: AFTER <its event> FOR EACH STATEMENT, no WHEN condition, no
+# column list (a trigger of that name recreated otherwise fires for some statements only).
+SHAPE_SQL = ("t.tgtype = CASE t.tgname WHEN 'mita_integrity_log_update' THEN 16 ELSE 8 END AND t.tgqual IS NULL "
+             "AND coalesce(array_length(t.tgattr::int2[], 1), 0) = 0")
+
+
 def trigger_name(event: str) -> str:
     return f"mita_integrity_log_{event}"
 
@@ -54,17 +61,22 @@ def function_name(table: str) -> str:
     return f"{SCHEMA}.change_log_{table}"
 
 
-def function_sql(table: str) -> str:
-    """Gives the trigger function copying the old keys of `table`'s transition table into the log."""
+def function_body(table: str) -> str:
+    """Gives the body of the trigger function of `table` (pg_proc.prosrc holds it as written)."""
     letter, day = LOGGED[table]
-    return f"""CREATE OR REPLACE FUNCTION {function_name(table)}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+    return f"""
 BEGIN
     INSERT INTO {LOG} (tbl, pk, user_id, at, category)
     SELECT '{letter}', o.id, o.user_id, o.{day}, o.category FROM old_rows o;
     RETURN NULL;
 END
-$f$"""
+"""
+
+
+def function_sql(table: str) -> str:
+    """Gives the trigger function copying the old keys of `table`'s transition table into the log."""
+    return f"""CREATE OR REPLACE FUNCTION {function_name(table)}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f${function_body(table)}$f$"""
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,23 @@ def _locked(conn: psycopg.Connection[Any], label: str, statements: list[str]) ->
             time.sleep(0.5 * (attempt + 1))
 
 
+def refuse_columns(cur: psycopg.Cursor[Any]) -> None:
+    """Raises one clear error when a column the triggers copy is missing or of another type (run before anything
+    is created: the integrity schema too)."""
+    problems = []
+    for table, (_, day) in LOGGED.items():
+        columns = _columns(cur, table)
+        if not columns:
+            problems.append(f"public.{table} is missing")
+        for column in ("id", "user_id", day, "category"):
+            if columns and columns.get(column) not in COLUMN_TYPES[column]:
+                problems.append(f"public.{table}.{column} is {columns.get(column) or 'missing'}, "
+                                f"not {' or '.join(COLUMN_TYPES[column])}")
+    if problems:
+        raise DatabaseStateError(f"the change log cannot be installed: {problems[0]}; nothing was changed",
+                                 "it copies those columns as they are (a failing trigger fails the app's writes)")
+
+
 def install(conn: psycopg.Connection[Any]) -> list[str]:
     """Installs (or re-installs) the triggers; gives what was done. The integrity schema must be at step 3."""
     with transaction(conn, read_only=True) as cur:
@@ -134,23 +163,24 @@ def install(conn: psycopg.Connection[Any]) -> list[str]:
         if not row or not row[0]:
             raise DatabaseStateError(f"{LOG} is missing (the integrity schema is older); nothing was changed",
                                      "run any recording command first (check --record), or as the tables' owner")
-        problems = []
-        for table, (_, day) in LOGGED.items():
-            columns = _columns(cur, table)
-            if not columns:
-                problems.append(f"public.{table} is missing")
-            for column in ("id", "user_id", day, "category"):
-                if columns and columns.get(column) not in COLUMN_TYPES[column]:
-                    problems.append(f"public.{table}.{column} is {columns.get(column) or 'missing'}, "
-                                    f"not {' or '.join(COLUMN_TYPES[column])}")
-        if problems:
-            raise DatabaseStateError(f"the change log cannot be installed: {problems[0]}; nothing was changed",
-                                     "it copies those columns as they are (a failing trigger fails the app's writes)")
+        refuse_columns(cur)
         before = status(cur)
+        # A function replaced in place (CREATE OR REPLACE, say a body that logs nothing) leaves the triggers
+        # enabled: it is installed again, not reported as logged.
+        ours = {}
+        for table in LOGGED:
+            cur.execute("SELECT coalesce(bool_and(t.tgfoid = p.oid AND p.prosrc = %s AND p.prosecdef AND "
+                        f"{SHAPE_SQL}), false) "
+                        "FROM pg_trigger t JOIN pg_proc p ON p.oid = to_regprocedure(%s) "
+                        "WHERE t.tgrelid = to_regclass(%s) AND t.tgname = ANY(%s)",
+                        (function_body(table), f"{function_name(table)}()", f"public.{table}",
+                         [trigger_name(e) for e in EVENTS]))
+            row = cur.fetchone()
+            ours[table] = bool(row and row[0])
     done = []
     for table in LOGGED:
         states = before.triggers[table]
-        if all(states[e] == "A" for e in EVENTS):
+        if all(states[e] == "A" for e in EVENTS) and ours.get(table):
             done.append(f"public.{table}: already logged")
             continue
         statements = [function_sql(table)]
