@@ -350,3 +350,23 @@ def test_install_refused_on_a_database_without_the_tables_changes_nothing(empty_
     assert err.startswith("error: the change log cannot be installed: public.transactions is missing")
     assert len(err.strip().splitlines()) == 1
     assert sql(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'integrity'") == [(0,)]
+
+
+def test_a_logical_replication_subscription_is_no_proof(logged: Database) -> None:  # noqa: F811
+    """Its apply worker fires no statement trigger: a move it applies is not logged, and a masking row hides it
+    from the lost-row count. Simulated here: the trigger's gap made by hand (replica role cannot skip ALWAYS)."""
+    recorded(logged)
+    tx = _balanced(logged)
+    before = _count(same_as_full(logged), "BUD001")
+    sql(logged, "CREATE SUBSCRIPTION mita_attack CONNECTION 'host=/nonexistent dbname=x' PUBLICATION p "
+                "WITH (connect = false, enabled = false)")
+    try:
+        sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+        sql(logged, "DELETE FROM integrity.change_log WHERE pk = %s", (tx,))  # as if the apply worker had moved it
+        _mask(logged)
+        inc = same_as_full(logged)
+        assert _count(inc, "BUD001") > before
+        assert_full(inc, "logical replication subscription", BUD)
+    finally:
+        sql(logged, "ALTER SUBSCRIPTION mita_attack SET (slot_name = NONE)")
+        sql(logged, "DROP SUBSCRIPTION mita_attack")

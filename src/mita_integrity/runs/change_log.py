@@ -9,7 +9,8 @@ user_id, the day-defining timestamp (spent_at, date) and category. Nothing else 
 
 - ENABLE ALWAYS: a session under session_replication_role = replica (a restore) is logged too. Not the apply
   worker of a logical replication subscription: it fires row triggers only, never a statement trigger (PostgreSQL
-  docs, logical replication architecture), so what it applies is caught only by the lost-row count.
+  docs, logical replication architecture), so a database with a subscription never trusts the log
+  (check/incremental.py).
 - The functions are SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp: the application's role
   needs no grant on the integrity schema, and a shadowing object cannot change what they write.
 - Installing and removing take the tables' SHARE ROW EXCLUSIVE lock (CREATE TRIGGER, ALTER TABLE) for a
