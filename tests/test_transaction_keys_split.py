@@ -16,6 +16,7 @@ from mita_integrity.check.rules.context import CheckContext, CheckOptions, Outco
 from mita_integrity.check.rules.duplicates import DUP002
 from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.database.connection import Database, connect
+from mita_integrity.runs.findings_history import record
 
 from .test_transaction_keys import EDGES, OPTIONS, U1, U2, D, _key
 
@@ -142,3 +143,28 @@ def test_a_check_on_two_connections_splits_the_grouping_and_finds_the_same(basel
     for sample in (3, 1000):
         assert results[True, sample] == results[False, sample]
     assert all(results[False, 1000][code][1] > 0 for code in select), results
+
+
+def test_a_recorded_check_keeps_the_same_keys_whoever_evaluates_them(baseline_db: Database) -> None:
+    """What a base keeps of DUP002 (every row of its duplicated keys) and of BUD001/BUD002 (their violating keys)
+    is the same from DUP002's own statement, the budget grouping on one connection, and its parts on two."""
+    with connect(baseline_db) as conn:
+        conn.execute(EDGES.encode())
+        conn.execute(PLAN_DUPLICATES.encode())
+        conn.execute(MANY_USERS.encode())
+    kept = {}
+    for name, select, parallel in (("alone", ["DUP002"], False), ("budget", ["BUD001", "BUD002"], False),
+                                   ("shared", ["BUD001", "BUD002", "DUP002"], False),
+                                   ("split", ["BUD001", "BUD002", "DUP002"], True)):
+        report = run_check(baseline_db, CheckRequest(select=select, parallel=parallel, keep_base=True))
+        if name == "split":
+            assert "transaction_keys[2/2]" in [p.name for p in report.passes]
+        with connect(baseline_db) as conn:
+            record(conn, report)
+            rows = conn.execute("SELECT code, keys FROM integrity.check_base_results WHERE run_id = %s",
+                                (report.run_id,)).fetchall()
+        kept[name] = {code: sorted(keys) if keys is not None else None for code, keys in rows}
+    assert kept["alone"]["DUP002"] and kept["budget"]["BUD001"] and kept["budget"]["BUD002"], kept
+    assert kept["shared"]["DUP002"] == kept["split"]["DUP002"] == kept["alone"]["DUP002"]
+    for code in ("BUD001", "BUD002"):
+        assert kept["shared"][code] == kept["split"][code] == kept["budget"][code]

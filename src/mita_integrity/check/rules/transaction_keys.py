@@ -106,7 +106,8 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
 
     `within` (check --incremental's hook, and a recorded check's): given a read's user_id condition and its
     table, SQL on its row t keeping whole keys only; the statement then also yields the violating (user_id,
-    day, category) keys of BUD001 and of BUD002 (two arrays of JSON triples).
+    day, category) keys of BUD001 and of BUD002 (two arrays of JSON triples), and the ids of every plan row of
+    DUP002's duplicated keys (what a recorded run keeps of DUP002; NULL when DUP002 is not chosen).
     """
     schema, options = ctx.schema, ctx.options
     bud001, bud002, dup003, dup002 = ("BUD001" in codes, "BUD002" in codes, "DUP003" in codes,
@@ -220,7 +221,7 @@ WITH flagged AS MATERIALIZED (
     if within is not None:
         parts.append("ARRAY(SELECT json_build_array(user_id, day, category)::text FROM flagged WHERE drift), "
                      "ARRAY(SELECT json_build_array(user_id, day, category)::text FROM flagged "
-                     "WHERE over OR unfit > 0)")
+                     "WHERE over OR unfit > 0), " + (_dup002_members() if dup002 else "NULL::text[]"))
     return f"{ctes}\nSELECT {', '.join(parts)}"
 
 
@@ -310,6 +311,20 @@ def _dup002_part(ctx: CheckContext) -> str:
               LIMIT %(n)s)"""
 
 
+def _dup002_members() -> str:
+    # Every plan row of each duplicated key (as duplicates.dup002_members_sql reads them): read by its user and
+    # day, only for the duplicated keys (few), so a recorded run does not group daily_plan a second time.
+    return f"""ARRAY(SELECT p.id::text FROM flagged k
+              CROSS JOIN LATERAL (
+                 SELECT p.id FROM {rel('daily_plan')} p
+                  WHERE (p.user_id = k.user_id OR (k.user_id IS NULL AND p.user_id IS NULL))
+                    AND p.date >= (k.day::timestamp AT TIME ZONE 'UTC')
+                    AND p.date < ((k.day + 1)::timestamp AT TIME ZONE 'UTC')
+                    AND p.category::text IS NOT DISTINCT FROM k.category
+                  OFFSET 0) p
+             WHERE k.duplicated)"""
+
+
 def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = None) -> list[Outcome]:
     """Gives the outcomes of the chosen rules of this unit (and DUP002, when the engine lends it), from one
     statement; with `part`, those of the keys of that range of users (see split)."""
@@ -332,7 +347,7 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = Non
                     "set_config('enable_hashagg', 'off', true)")
     before = ctx.cur.fetchone()
     assert before is not None
-    keeping = ctx.kept is not None and bool(codes & {"BUD001", "BUD002"})  # the keys too, in the same statement
+    keeping = ctx.kept is not None and bool(codes & {"BUD001", "BUD002", "DUP002"})  # the keys too, at once
     ctx.cur.execute(shared_sql(ctx, codes, part, (lambda users, table: "true") if keeping else None),
                     {"n": ctx.options.sample})
     row = ctx.cur.fetchone()
@@ -341,7 +356,7 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = Non
     assert row is not None
     b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample, d2, d2_groups, d2_sample = row[:10]
     if keeping and ctx.kept is not None:  # a part's keys are added to the other part's (check/incremental.py)
-        for code, found in (("BUD001", row[10]), ("BUD002", row[11])):
+        for code, found in (("BUD001", row[10]), ("BUD002", row[11]), ("DUP002", row[12])):
             if code in codes:
                 ctx.kept.setdefault(code, []).extend(found or ())
     for rule in rules:
