@@ -5,8 +5,10 @@ snapshot's xmin was written since the base (or by a transaction that was still r
 `age(xmin) <= age(base xmin)`, both counted modulo 2^32 from one stable point of the transaction, so every
 row written since the base passes it; a very old frozen row (its raw xmin is kept) may pass it too, which
 costs work and never hides a change. Per table, one scan counts `changed` (in that range) and `unchanged`;
-`lost = rows at the base - unchanged` is exactly how many base rows were updated or deleted since (more
-when the base snapshot had transactions in flight, which only makes the check do more). The partial re-reads
+`lost = rows at the base - unchanged` is exactly how many base rows were updated or deleted since (a row whose
+xmin is one the base kept as young, written by a transaction that committed while another was in flight at
+the base, is the base's, unchanged; a base that kept none counts such rows as changed, which only makes the
+check do more). The partial re-reads
 run on the check's connections at once (_evaluate_changed).
 
 Rule by rule (anything else runs in full, with the reason in the report):
@@ -189,8 +191,9 @@ def _window(cur: psycopg.Cursor[Any], base_xmin: int) -> int:
 @dataclass(frozen=True)
 class Change:
     changed: int  # row versions written since the base (inserted or the new side of an update)
-    lost: int  # base rows updated or deleted since (exact when the base had no transaction in flight)
+    lost: int  # base rows updated or deleted since (exact when the base kept its young xmins, see TableState)
     rows: int
+    young: tuple[int, ...] | None = None  # this snapshot's young xmins (TableState.young), for the next base
 
     @property
     def none(self) -> bool:
@@ -232,7 +235,8 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
     states = _states(cur, data_tables)
     changes: dict[str, Change | str] = {}
     if base is not None:
-        changes = _changes(ctx, helpers, data_tables, base, states, _window(cur, base.kept.xmin), sizes or {})
+        changes = _changes(ctx, helpers, data_tables, base, states, _window(cur, base.kept.xmin), sizes or {},
+                           xmin)
     log_reason = _log_proof(cur, base, _window(cur, base.kept.xmin), changes) if base is not None else None
     full: list[Rule] = []
     restricted: list[RowRule] = []
@@ -428,7 +432,7 @@ def _spread_verdict(rule: Rule, tables: tuple[str, ...], base: Base, changes: di
 
 
 def _changes(ctx: CheckContext, helpers: Sequence[CheckContext], tables: Sequence[str], base: Base,
-             states: dict[str, State], window: int, sizes: dict[str, float]) -> dict[str, Change | str]:
+             states: dict[str, State], window: int, sizes: dict[str, float], xmin: int) -> dict[str, Change | str]:
     """Gives what changed in each table, read on the check's connections at once (all in the same snapshot:
     the helpers imported it), the biggest tables first."""
     queue = sorted(tables, key=lambda t: -sizes.get(t, 0.0))
@@ -439,13 +443,14 @@ def _changes(ctx: CheckContext, helpers: Sequence[CheckContext], tables: Sequenc
         # age() counts from a point each transaction fixes at its first call: a helper's point is later than
         # the check's when other sessions took transaction ids meanwhile, so each connection measures its own.
         own = window if wctx is ctx else _window(wctx.cur, base.kept.xmin)
+        young = _window(wctx.cur, xmin)  # this snapshot's xmin: the young xmins the next base keeps
         while True:
             with lock:
                 if not queue:
                     return
                 table = queue.pop(0)
             started = time.perf_counter()
-            out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), own)
+            out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), own, young)
             _timing(wctx, f"changes:{table}", (), (table,), started)
 
     if not helpers:
@@ -477,8 +482,13 @@ def _whole_run_reason(base: Base, fingerprint: str, xmin: int, xmax: int, datoid
 
 
 def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
-            now: State | None, window: int) -> Change | str:
-    """Gives what changed in a table since the base, or why that cannot be told (then its rules run in full)."""
+            now: State | None, window: int, young_window: int) -> Change | str:
+    """Gives what changed in a table since the base, or why that cannot be told (then its rules run in full).
+
+    A row version whose xmin is one of the base's young xmins (TableState.young) is one the base saw: not a
+    change, so `lost` is exact even when the base snapshot had a transaction in flight. The scan also gives
+    this snapshot's own young xmins (young_window: the age of this snapshot's xmin), for the next base.
+    """
     if now is not None and now[2] == "s":
         return f"{table}: row-level security decides which rows are read (a policy changes without a row)"
     if before is None or now is None:
@@ -496,7 +506,10 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
         return f"{table}: statistics reset since the base"
     try:
         with cur.connection.transaction():
-            cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(window)}), count(*) FROM {rel(table)} t")
+            seen = "" if before.young is None else " AND NOT t.xmin::text = ANY(%(young)s::text[])"
+            cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(window)}{seen}), count(*), "
+                        f"{_young_sql(young_window)} FROM {rel(table)} t",
+                        {"young": [str(x) for x in before.young or ()]})
             row = cur.fetchone()
     except psycopg.Error as exc:
         if engine.recovery_conflict(exc) or cur.connection.closed:
@@ -504,7 +517,20 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
         return f"{table}: its changes could not be read ({str(exc).strip().splitlines()[0] if str(exc) else exc})"
     assert row is not None
     changed, rows = int(row[0]), int(row[1])
-    return Change(changed, before.rows - (rows - changed), rows)
+    return Change(changed, before.rows - (rows - changed), rows, _young(row[2]))
+
+
+YOUNG_LIMIT = 10_000  # more distinct young xmins than this are not kept (a long transaction held xmin back)
+
+
+def _young_sql(window: int) -> str:
+    """Gives SQL aggregating the distinct xmins of the rows not older than a snapshot's xmin (`window`: its age)."""
+    return f"(array_agg(DISTINCT t.xmin::text) FILTER (WHERE {changed_sql(window)}))[1:{YOUNG_LIMIT + 1}]"
+
+
+def _young(found: list[str] | None) -> tuple[int, ...] | None:
+    found = found or []
+    return None if len(found) > YOUNG_LIMIT else tuple(sorted(int(x) for x in found))
 
 
 def _verdict(rule: Rule, key: tuple[str, str], base: Base, changes: dict[str, Change | str], today: date,
@@ -986,13 +1012,13 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
             continue
         change = changes.get(table)
         if isinstance(change, Change):
-            rows = change.rows
+            rows, young = change.rows, change.young
         else:
-            row = _guarded(ctx, f"SELECT count(*) FROM {rel(table)}", ())
+            row = _guarded(ctx, f"SELECT count(*), {_young_sql(_window(ctx.cur, xmin))} FROM {rel(table)} t", ())
             if row is None:
                 continue
-            rows = int(row[0][0])
-        tables[table] = TableState(oid, node, rows, counters, shape)
+            rows, young = int(row[0][0]), _young(row[0][1])
+        tables[table] = TableState(oid, node, rows, counters, shape, young)
     by_key = {(r.code, str(r.table or "(schema)")): r for r in concrete}
     kept_results: dict[tuple[str, str], tuple[Result, list[str] | None]] = {}
     wanted: dict[str, list[RowRule]] = {}

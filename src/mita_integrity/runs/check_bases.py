@@ -28,6 +28,10 @@ class TableState:
     rows: int
     counters: tuple[int, int, int]  # n_tup_ins, n_tup_upd, n_tup_del: hints only, a decrease is a reset
     shape: str = ""  # a digest of its columns: an added column's default is in no row version's xmin
+    # The distinct xmins (raw 32-bit) of the rows this snapshot saw that are not older than its xmin: written by
+    # transactions that committed while another was still in flight. A row version with one of these xmins now
+    # is one the base saw, unchanged. None: not kept (too many, or an older base).
+    young: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ class Base:
 def save(cur: psycopg.Cursor[Any], run_id: str, kept: Kept) -> None:
     """Writes what the run keeps for the next incremental check (inside the run's recording transaction)."""
     tables = {name: {"oid": s.oid, "relfilenode": s.relfilenode, "rows": s.rows, "counters": list(s.counters),
-                     "shape": s.shape} for name, s in kept.tables.items()}
+                     "shape": s.shape, "young": None if s.young is None else list(s.young)}
+              for name, s in kept.tables.items()}
     cur.execute(f"INSERT INTO {SCHEMA}.check_bases (run_id, catalogue, options, snapshot, snap_xmin, snap_xmax, "
                 "datoid, stats_reset, utc_date, tables) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (run_id, kept.catalogue, Jsonb(kept.options), kept.snapshot, kept.xmin, kept.xmax, kept.datoid,
@@ -99,6 +104,8 @@ def load(cur: psycopg.Cursor[Any], options: dict[str, Any], severity_of: Callabl
         return f"the recorded checks cannot be read ({exc.diag.message_primary})"
     run_id, started, catalogue, opts, snap, xmin, xmax, datoid, reset, day, tables = chosen
     states = {name: TableState(int(s["oid"]), int(s["relfilenode"]), int(s["rows"]), tuple(s["counters"]),
-                               str(s.get("shape", ""))) for name, s in tables.items()}
+                               str(s.get("shape", "")),
+                               None if s.get("young") is None else tuple(int(x) for x in s["young"]))
+              for name, s in tables.items()}
     return Base(run_id, started, Kept(catalogue, opts, snap, int(xmin), int(xmax), int(datoid), reset, day, states,
                                       results))
