@@ -236,7 +236,7 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
     changes: dict[str, Change | str] = {}
     if base is not None:
         changes = _changes(ctx, helpers, data_tables, base, states, _window(cur, base.kept.xmin), sizes or {},
-                           xmin)
+                           xmin, xmax)
     log_reason = _log_proof(cur, base, _window(cur, base.kept.xmin), changes) if base is not None else None
     full: list[Rule] = []
     restricted: list[RowRule] = []
@@ -432,7 +432,8 @@ def _spread_verdict(rule: Rule, tables: tuple[str, ...], base: Base, changes: di
 
 
 def _changes(ctx: CheckContext, helpers: Sequence[CheckContext], tables: Sequence[str], base: Base,
-             states: dict[str, State], window: int, sizes: dict[str, float], xmin: int) -> dict[str, Change | str]:
+             states: dict[str, State], window: int, sizes: dict[str, float], xmin: int,
+             xmax: int) -> dict[str, Change | str]:
     """Gives what changed in each table, read on the check's connections at once (all in the same snapshot:
     the helpers imported it), the biggest tables first."""
     queue = sorted(tables, key=lambda t: -sizes.get(t, 0.0))
@@ -443,7 +444,7 @@ def _changes(ctx: CheckContext, helpers: Sequence[CheckContext], tables: Sequenc
         # age() counts from a point each transaction fixes at its first call: a helper's point is later than
         # the check's when other sessions took transaction ids meanwhile, so each connection measures its own.
         own = window if wctx is ctx else _window(wctx.cur, base.kept.xmin)
-        young = _window(wctx.cur, xmin)  # this snapshot's xmin: the young xmins the next base keeps
+        young = _young_window(wctx.cur, xmin, xmax)  # what the next base keeps of this snapshot
         while True:
             with lock:
                 if not queue:
@@ -482,7 +483,7 @@ def _whole_run_reason(base: Base, fingerprint: str, xmin: int, xmax: int, datoid
 
 
 def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
-            now: State | None, window: int, young_window: int) -> Change | str:
+            now: State | None, window: int, young_window: int | None) -> Change | str:
     """Gives what changed in a table since the base, or why that cannot be told (then its rules run in full).
 
     A row version whose xmin is one of the base's young xmins (TableState.young) is one the base saw: not a
@@ -506,7 +507,7 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
         return f"{table}: statistics reset since the base"
     try:
         with cur.connection.transaction():
-            seen = "" if before.young is None else " AND NOT t.xmin::text = ANY(%(young)s::text[])"
+            seen = "" if not before.young else " AND NOT t.xmin::text = ANY(%(young)s::text[])"
             cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(window)}{seen}), count(*), "
                         f"{_young_sql(young_window)} FROM {rel(table)} t",
                         {"young": [str(x) for x in before.young or ()]})
@@ -523,8 +524,17 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
 YOUNG_LIMIT = 10_000  # more distinct young xmins than this are not kept (a long transaction held xmin back)
 
 
-def _young_sql(window: int) -> str:
-    """Gives SQL aggregating the distinct xmins of the rows not older than a snapshot's xmin (`window`: its age)."""
+def _young_window(cur: psycopg.Cursor[Any], xmin: int, xmax: int) -> int | None:
+    """Gives the age of this snapshot's xmin, or None when the snapshot had no transaction in flight (xmin = xmax:
+    no row it saw can be as young as its xmin, so there is nothing to keep and no aggregate to pay for)."""
+    return _window(cur, xmin) if xmax > xmin else None
+
+
+def _young_sql(window: int | None) -> str:
+    """Gives SQL aggregating the distinct xmins of the rows not older than a snapshot's xmin (`window`: its age;
+    None: none can be). A DISTINCT aggregate keeps the scan serial, so it is asked for only when needed."""
+    if window is None:
+        return "ARRAY[]::text[]"
     return f"(array_agg(DISTINCT t.xmin::text) FILTER (WHERE {changed_sql(window)}))[1:{YOUNG_LIMIT + 1}]"
 
 
@@ -1014,7 +1024,8 @@ def _keep(ctx: CheckContext, concrete: Sequence[Rule], results: Sequence[Result]
         if isinstance(change, Change):
             rows, young = change.rows, change.young
         else:
-            row = _guarded(ctx, f"SELECT count(*), {_young_sql(_window(ctx.cur, xmin))} FROM {rel(table)} t", ())
+            row = _guarded(ctx, f"SELECT count(*), {_young_sql(_young_window(ctx.cur, xmin, xmax))} "
+                                f"FROM {rel(table)} t", ())
             if row is None:
                 continue
             rows, young = int(row[0][0]), _young(row[0][1])
