@@ -293,6 +293,15 @@ def _dup003_part(ctx: CheckContext, live: str) -> str:
        ARRAY(SELECT last_id FROM duplicated ORDER BY last_id LIMIT %(n)s)"""
 
 
+# The plan rows of a flagged key k (user, UTC day, category; NULL user and category as values), read by the
+# user_id and date of the plan's index: DUP002's sample and the members a recorded run keeps.
+_PLAN_ROWS_OF_KEY = f"""{rel('daily_plan')} p
+                  WHERE (p.user_id = k.user_id OR (k.user_id IS NULL AND p.user_id IS NULL))
+                    AND p.date >= (k.day::timestamp AT TIME ZONE 'UTC')
+                    AND p.date < ((k.day + 1)::timestamp AT TIME ZONE 'UTC')
+                    AND p.category::text IS NOT DISTINCT FROM k.category"""
+
+
 def _dup002_part(ctx: CheckContext) -> str:
     # As dup002_sql's: the surplus ids (all but the keeper: earliest created, then smallest id) of at most
     # --sample duplicated keys, each read by its user and day.
@@ -302,11 +311,7 @@ def _dup002_part(ctx: CheckContext) -> str:
        ARRAY(SELECT x.id FROM (SELECT * FROM flagged WHERE duplicated ORDER BY user_id, day, category
                                 LIMIT %(n)s) k
               CROSS JOIN LATERAL (
-                 SELECT p.id::text AS id FROM {rel('daily_plan')} p
-                  WHERE (p.user_id = k.user_id OR (k.user_id IS NULL AND p.user_id IS NULL))
-                    AND p.date >= (k.day::timestamp AT TIME ZONE 'UTC')
-                    AND p.date < ((k.day + 1)::timestamp AT TIME ZONE 'UTC')
-                    AND p.category::text IS NOT DISTINCT FROM k.category
+                 SELECT p.id::text AS id FROM {_PLAN_ROWS_OF_KEY}
                   ORDER BY {created}p.id OFFSET 1) x
               LIMIT %(n)s)"""
 
@@ -316,11 +321,7 @@ def _dup002_members() -> str:
     # day, only for the duplicated keys (few), so a recorded run does not group daily_plan a second time.
     return f"""ARRAY(SELECT p.id::text FROM flagged k
               CROSS JOIN LATERAL (
-                 SELECT p.id FROM {rel('daily_plan')} p
-                  WHERE (p.user_id = k.user_id OR (k.user_id IS NULL AND p.user_id IS NULL))
-                    AND p.date >= (k.day::timestamp AT TIME ZONE 'UTC')
-                    AND p.date < ((k.day + 1)::timestamp AT TIME ZONE 'UTC')
-                    AND p.category::text IS NOT DISTINCT FROM k.category
+                 SELECT p.id FROM {_PLAN_ROWS_OF_KEY}
                   OFFSET 0) p
              WHERE k.duplicated)"""
 
