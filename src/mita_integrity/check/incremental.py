@@ -48,7 +48,7 @@ import psycopg.sql
 from .. import __version__
 from ..findings import PassTiming, Result, Severity, Status
 from ..runs.check_bases import Base, Kept, TableState, load
-from . import engine
+from . import engine, incremental_keys
 from .rule_registry import BY_CODE
 from .rules.base import Family, QueryRule, RowRule, Rule, SchemaRule, rel
 from .rules.context import CheckContext, Outcome
@@ -194,6 +194,10 @@ class Change:
     lost: int  # base rows updated or deleted since (exact when the base kept its young xmins, see TableState)
     rows: int
     young: tuple[int, ...] | None = None  # this snapshot's young xmins (TableState.young), for the next base
+    # The changed rows themselves, for the tables whose rules re-read them (CARRIED): their tids in this
+    # snapshot, and per row what CARRIED names (a key (user_id, UTC day, category), or a user's id).
+    tids: tuple[str, ...] | None = None
+    carried: tuple[tuple[Any, ...], ...] = ()
 
     @property
     def none(self) -> bool:
@@ -290,7 +294,7 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
     results = list(reused)
     if base is not None and (restricted or grouped or logged):
         _evaluate_changed(ctx, helpers, base, changes, restricted, grouped, logged, out, keys, results, full,
-                          sizes or {})
+                          sizes or {}, log_reason is None)
     if full:
         if keep:  # the evaluations leave the violating groups' keys where their statement can give them
             for c in (ctx, *helpers):
@@ -316,7 +320,7 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
 def _evaluate_changed(ctx: CheckContext, helpers: Sequence[CheckContext], base: Base, changes: dict[str, Change | str],
                       restricted: list[RowRule], grouped: list[Rule], logged: list[Rule], out: Outcome_,
                       keys: dict[tuple[str, str], list[str]], results: list[Result], full: list[Rule],
-                      sizes: dict[str, float]) -> None:
+                      sizes: dict[str, float], log_proven: bool = False) -> None:
     """Evaluates the rules an incremental check re-reads in part, on the check's connections at once (the
     helpers share its snapshot), the costliest first; a part that fails runs its rules in full."""
     lock = threading.Lock()
@@ -338,8 +342,9 @@ def _evaluate_changed(ctx: CheckContext, helpers: Sequence[CheckContext], base: 
         change = changes[table]
         assert isinstance(change, Change)
         jobs.append((sizes.get(table, 0.0), f"incremental:{table}", members,
-                     lambda w, win, t=table, m=members, c=change.changed: (  # type: ignore[misc]
-                         done_rows(t, m), _restricted(w, t, m, base, win, c))))
+                     lambda w, win, t=table, m=members, c=change: (  # type: ignore[misc]
+                         done_rows(t, m), _restricted(w, t, m, base, win, c, log_proven,
+                                                      _joined_unchanged(m, changes)))))
 
     def done_group(rule: Rule) -> Callable[[Any], None]:
         def finish(found: tuple[Outcome, list[str]]) -> None:
@@ -348,8 +353,62 @@ def _evaluate_changed(ctx: CheckContext, helpers: Sequence[CheckContext], base: 
         return finish
 
     for one in grouped:
+        if one.code in incremental_keys.KEYED:
+            continue
         jobs.append((sizes.get(GROUPED[one.code], 0.0) / 2, f"incremental:{one.code}", [one],
                      lambda w, win, r=one: (done_group(r), _groups(w, r, base, win))))  # type: ignore[misc]
+
+    # BUD001, BUD002, DUP002 and DUP003: the keys a change touched, found first (a job that adds the reads of
+    # those keys to the queue, in halves of users, one per connection), then each half read whole.
+    keyed = [r for r in (*grouped, *logged) if r.code in incremental_keys.KEYED]
+    logged = [r for r in logged if r.code not in incremental_keys.KEYED]
+    producing = [0]
+    cond = threading.Condition(lock)
+
+    def done_keyed(runs: list[incremental_keys.Found | None]) -> None:
+        codes = frozenset(r.code for r in keyed)
+        if any(run is None for run in runs):  # a half failed: its rules ran in full already (see fail_keyed)
+            return
+        found = incremental_keys.merged([run for run in runs if run is not None], codes, ctx.options.sample)
+        for rule in keyed:
+            keys[(rule.code, str(rule.table))] = found.kept[rule.code]
+            results.append(engine.result(rule, found.outcomes[rule.code]))
+
+    def find_keys(w: CheckContext, win: int) -> tuple[Callable[[Any], None], Any]:
+        from ..runs.change_log import LOG
+
+        codes = frozenset(r.code for r in keyed)
+        started = time.perf_counter()
+        written = {t: (c.carried if isinstance(c := changes.get(t), Change) and c.tids is not None else None)
+                   for t in ("transactions", "daily_plan")}
+        found = incremental_keys.affected(w, codes, base, win, LOG, written)
+        runs = incremental_keys.halves(found, 1 + len(helpers))
+        _timing(w, f"incremental:keys ({len(found):,} keys)", tuple(sorted(codes)), ("transactions", "daily_plan"),
+                started)
+        slots: list[incremental_keys.Found | None] = [None] * len(runs)
+        left = [len(runs)]
+
+        def finish_run(i: int) -> Callable[[Any], None]:
+            def finish(one: incremental_keys.Found) -> None:
+                slots[i] = one
+                left[0] -= 1
+                if left[0] == 0:
+                    done_keyed(slots)
+            return finish
+
+        def read(i: int, chosen: list[incremental_keys.Key]) -> Callable[[CheckContext, int], Any]:
+            return lambda w2, _: (finish_run(i), incremental_keys.evaluate(w2, codes, chosen))
+
+        def queued(_: Any) -> None:
+            if not runs:  # nothing touched: every verdict is the base's, and none of its violators is left
+                done_keyed([])
+            queue[:0] = [(0.0, f"incremental:keys[{i + 1}/{len(runs)}]", keyed, read(i, chosen))
+                         for i, chosen in enumerate(runs)]
+        return queued, None
+
+    if keyed:
+        producing[0] = 1
+        jobs.append((float("inf"), "incremental:keys", keyed, find_keys))
 
     def done_logged(members: list[Rule]) -> Callable[[Any], None]:
         def finish(found: dict[str, tuple[Outcome, list[str]]]) -> None:
@@ -363,13 +422,16 @@ def _evaluate_changed(ctx: CheckContext, helpers: Sequence[CheckContext], base: 
         if part:
             cost = sum(sizes.get(t, 0.0) for t in ("transactions", "daily_plan")) if part[0].code != "USR003" else 0.0
             jobs.append((cost, f"incremental:change_log:{'+'.join(r.code for r in part)}", part,
-                         lambda w, win, p=part: (done_logged(p), _old_key_rules(w, p, base, win))))  # type: ignore[misc]
+                         lambda w, win, p=part: (done_logged(p), _old_key_rules(w, p, base, win, changes))))  # type: ignore[misc]
     queue = sorted(jobs, key=lambda j: -j[0])
+    failed: set[tuple[str, str]] = set()
 
     def worker(wctx: CheckContext) -> None:
         own = _window(wctx.cur, base.kept.xmin)
         while True:
-            with lock:
+            with cond:
+                while not queue and producing[0]:  # the keys' job is about to add their reads
+                    cond.wait()
                 if not queue:
                     return
                 _, name, members, job = queue.pop(0)
@@ -377,17 +439,27 @@ def _evaluate_changed(ctx: CheckContext, helpers: Sequence[CheckContext], base: 
             try:
                 with wctx.cur.connection.transaction(), engine.rules_search_path(wctx.cur, members):
                     finish, found = job(wctx, own)
-                _timing(wctx, name, tuple(r.code for r in members), tuple({str(r.table) for r in members}), started)
-                with lock:
-                    finish(found)
+                if job is not find_keys:
+                    _timing(wctx, name, tuple(r.code for r in members), tuple({str(r.table) for r in members}),
+                            started)
+                with cond:
+                    if not any((r.code, str(r.table)) in failed for r in members):
+                        finish(found)
             except psycopg.Error as exc:
                 if engine.recovery_conflict(exc) or wctx.cur.connection.closed:
                     raise
-                with lock:
-                    for rule in members:
-                        full.append(rule)
-                        out.evaluated[(rule.code, str(rule.table))] = (
-                            "full", f"incremental query failed: {exc}".splitlines()[0])
+                with cond:
+                    for rule in members:  # once, whichever part of a rule's reads failed
+                        if (rule.code, str(rule.table)) not in failed:
+                            failed.add((rule.code, str(rule.table)))
+                            full.append(rule)
+                            out.evaluated[(rule.code, str(rule.table))] = (
+                                "full", f"incremental query failed: {exc}".splitlines()[0])
+            finally:
+                if job is find_keys:
+                    with cond:
+                        producing[0] = 0
+                        cond.notify_all()
 
     if not helpers:
         worker(ctx)
@@ -451,7 +523,8 @@ def _changes(ctx: CheckContext, helpers: Sequence[CheckContext], tables: Sequenc
                     return
                 table = queue.pop(0)
             started = time.perf_counter()
-            out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), own, young)
+            out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), own, young,
+                                 carried(ctx, table))
             _timing(wctx, f"changes:{table}", (), (table,), started)
 
     if not helpers:
@@ -482,8 +555,22 @@ def _whole_run_reason(base: Base, fingerprint: str, xmin: int, xmax: int, datoid
     return None
 
 
+def carried(ctx: CheckContext, table: str) -> tuple[str, ...]:
+    """Gives what the changes scan collects of each changed row of `table` besides its tid (SQL on t), for the
+    re-reads that follow: the (user_id, UTC day, category) key of a transaction or plan row (incremental_keys),
+    a user's id (USR003); () for a table whose changed rows no re-read names."""
+    need = {"transactions": ("user_id", "spent_at", "category"), "daily_plan": ("user_id", "date", "category"),
+            "users": ("id",)}.get(table)
+    if need is None or not all(ctx.schema.has(f"{table}.{c}") for c in need):
+        return ()
+    if table == "users":
+        return ("t.id::text",)
+    day = "(t.spent_at AT TIME ZONE 'UTC')::date" if table == "transactions" else plan_day_sql("t.date")
+    return ("t.user_id::text", day, "t.category::text")
+
+
 def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
-            now: State | None, window: int, young_window: int | None) -> Change | str:
+            now: State | None, window: int, young_window: int | None, carry: tuple[str, ...] = ()) -> Change | str:
     """Gives what changed in a table since the base, or why that cannot be told (then its rules run in full).
 
     A row version whose xmin is one of the base's young xmins (TableState.young) is one the base saw: not a
@@ -508,8 +595,10 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
     try:
         with cur.connection.transaction():
             seen = "" if not before.young else " AND NOT t.xmin::text = ANY(%(young)s::text[])"
+            rows_of = "".join(f", array_agg({c}) FILTER (WHERE {changed_sql(window)})" for c in ("t.ctid", *carry)) \
+                if carry else ""
             cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(window)}{seen}), count(*), "
-                        f"{_young_sql(young_window)} FROM {rel(table)} t",
+                        f"{_young_sql(young_window)}{rows_of} FROM {rel(table)} t",
                         {"young": [str(x) for x in before.young or ()]})
             row = cur.fetchone()
     except psycopg.Error as exc:
@@ -518,7 +607,11 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
         return f"{table}: its changes could not be read ({str(exc).strip().splitlines()[0] if str(exc) else exc})"
     assert row is not None
     changed, rows = int(row[0]), int(row[1])
-    return Change(changed, before.rows - (rows - changed), rows, _young(row[2]))
+    if not carry:
+        return Change(changed, before.rows - (rows - changed), rows, _young(row[2]))
+    tids = tuple(str(t) for t in row[3] or ())
+    return Change(changed, before.rows - (rows - changed), rows, _young(row[2]), tids,
+                  tuple(zip(*(c or () for c in row[4:]), strict=True)))
 
 
 YOUNG_LIMIT = 10_000  # more distinct young xmins than this are not kept (a long transaction held xmin back)
@@ -614,41 +707,79 @@ def _said(table: str, change: Change) -> str:
     return f"{table}: {change.changed} rows written, {change.lost} base rows updated or deleted since the base"
 
 
-def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base, window: int,
-                changed_rows: int) -> dict[str, list[str]]:
-    """Gives each row rule's violating keys, reading only the changed rows and the base's violators.
+def _joined_unchanged(rules: Sequence[RowRule], changes: dict[str, Change | str]) -> bool:
+    """Tells whether no table the rules join (besides their own) changed at all since the base."""
+    return all(isinstance(c := changes.get(t), Change) and c.none for r in rules for t in (reads(r) or ())[1:])
 
-    Two branches: the changed rows (a scan, skipped when the table has none) and the unchanged base violators,
-    found by their primary key (typed, so the key's index or a hash join serves them).
+
+def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base, window: int,
+                change: Change, log_proven: bool = False, joined_unchanged: bool = False) -> dict[str, list[str]]:
+    """Gives each row rule's violating keys, reading only the changed rows and what is needed of the base's.
+
+    A row rule is restricted only when the tables it joins are unchanged, or, for an orphan rule, the parent
+    only gained rows (see _verdict): an unchanged row can then only lose a violation (a parent that came
+    back), never gain one.
+    - the changed rows (written since the base) are evaluated: by the tids the changes scan found, or one scan;
+    - the base's violators are evaluated again, looked up by their primary key (typed, so the key's index or a
+      hash join serves them), unless no joined table changed at all (`joined_unchanged`): an unchanged row then
+      keeps the base's verdict (unless its rule reads the clock), and the question is only whether it is still
+      there, unchanged. All are when the
+      table lost no row since the base (`lost`, exact); all but the keys the change log logged when it proves
+      itself complete (see _log_proof) and logs this table (a row updated or deleted since: its new version, if
+      any, is among the changed rows).
+    Only rows violating some rule come back (one row per changed row was the costliest part at scale 1).
     """
-    prior = {r.code: set(base.kept.results[(r.code, table)][1] or ()) for r in rules}
-    union = sorted(set().union(*prior.values()))
+    from ..runs.change_log import LOG, LOGGED
+
+    prior = {r.code: list(base.kept.results[(r.code, table)][1] or ()) for r in rules}
     key = ctx.schema.row_key(table)
     joins = " ".join(engine.pass_joins(rules))
-    columns = ", ".join(f"coalesce({engine._condition(ctx, r)}, false)" for r in rules)
+    conditions = [f"coalesce({engine._condition(ctx, r)}, false)" for r in rules]
     pk = ctx.schema.keys.get(table) or ()
+    gone: set[str] | None = None
+    if not joined_unchanged:
+        pass
+    elif change.lost == 0:
+        gone = set()
+    elif log_proven and table in LOGGED and len(pk) == 1:
+        ctx.cur.execute(f"SELECT DISTINCT pk::text FROM {LOG} WHERE tbl = %s AND txid >= %s::text::xid8",
+                        (LOGGED[table][0], str(base.kept.xmin)))
+        gone = {r[0] for r in ctx.cur.fetchall()}
+    # A rule whose predicate reads the clock (SHRINKING_WITH_TIME) can change its verdict on an unchanged row.
+    kept_as_is = {r.code for r in rules if gone is not None and not _CLOCK.search(r.predicate)}
+    union = sorted(set().union(*(set(prior[r.code]) for r in rules if r.code not in kept_as_is)))
     if len(pk) == 1:
         typ = ctx.schema.columns[table][pk[0]][0]
         known = f"t.{ident(pk[0])} IN (SELECT CAST(k AS {typ}) FROM unnest(%(keys)s::text[]) AS u(k))"
     else:
         known = f"{key} IN (SELECT unnest(%(keys)s::text[]))"
+    hit = " OR ".join(conditions)
     branches = []
-    if changed_rows:
-        branches.append(f"SELECT {key}, true, {columns} FROM {rel(table)} t {joins} WHERE {changed_sql(window)}")
+    if change.changed and change.tids is not None:  # the changed rows, by the tids the changes scan found
+        branches.append(f"SELECT {key}, true, {', '.join(conditions)} FROM {rel(table)} t {joins} "
+                        f"WHERE t.ctid = ANY(%(tids)s::tid[]) AND ({hit})")
+    elif change.changed:
+        branches.append(f"SELECT {key}, true, {', '.join(conditions)} FROM {rel(table)} t {joins} "
+                        f"WHERE {changed_sql(window)} AND ({hit})")
     if union:
-        branches.append(f"SELECT {key}, false, {columns} FROM {rel(table)} t {joins} "
-                        f"WHERE {known} AND NOT {changed_sql(window)}")
+        branches.append(f"SELECT {key}, false, {', '.join(conditions)} FROM {rel(table)} t {joins} "
+                        f"WHERE {known} AND NOT {changed_sql(window)} AND ({hit})")
     found: dict[str, list[str]] = {r.code: [] for r in rules}
-    if not branches:
-        return found
-    with engine.rules_search_path(ctx.cur, rules):
-        ctx.cur.execute(" UNION ALL ".join(branches), {"keys": union})
-        rows = ctx.cur.fetchall()
+    rows: list[tuple[Any, ...]] = []
+    if branches:
+        with engine.rules_search_path(ctx.cur, rules):
+            ctx.cur.execute(" UNION ALL ".join(branches), {"keys": union, "tids": list(change.tids or ())})
+            rows = ctx.cur.fetchall()
+    wanted = {code: set(keys) for code, keys in prior.items()}
     for row in rows:
         k, changed = row[0], row[1]
-        for rule, hit in zip(rules, row[2:], strict=True):
-            if hit and (changed or k in prior[rule.code]):
+        for rule, violates in zip(rules, row[2:], strict=True):
+            if violates and (changed or k in wanted[rule.code]):
                 found[rule.code].append(k)
+    if gone is not None:  # the base's violators still there, unchanged: their verdict is the base's
+        for rule in (r for r in rules if r.code in kept_as_is):
+            seen = set(found[rule.code])
+            found[rule.code] += [k for k in prior[rule.code] if k not in gone and k not in seen]
     return found
 
 
@@ -829,42 +960,6 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
     return None
 
 
-def _key_rows(ctx: CheckContext, table: str, keys: set[tuple[Any, Any, Any]], dated: bool) -> str:
-    """Gives a tid[] literal of the rows of `table` (transactions or daily_plan) whose key is one of `keys`
-    ((user_id as text, UTC day or None, category)), read in this snapshot through the (user_id, time) index: a
-    range of one user and day per key (of one user, without a day), NULL users apart (no equality finds them).
-
-    The planner prices a probe of the index per key above one pass over the table (it cannot know how few rows
-    a key holds); the probes are what make the cost follow the change rather than the table, so it is told
-    so, for these statements only. The rows' tids then restrict the rules' own statement (a TID scan): the
-    same row versions, the snapshot being one.
-    """
-    column = "t.date" if table == "daily_plan" else "t.spent_at"
-    typ = ctx.schema.columns[table]["user_id"][0]
-    day = (f" AND {column} >= (a.d::timestamp AT TIME ZONE 'UTC') AND {column} < ((a.d + 1)::timestamp AT TIME ZONE "
-           "'UTC')") if dated else ""
-    found: list[str] = []
-    ctx.cur.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'), "
-                    "current_setting('enable_seqscan'), set_config('enable_hashjoin', 'off', true), "
-                    "set_config('enable_mergejoin', 'off', true), set_config('enable_seqscan', 'off', true)")
-    before = ctx.cur.fetchone()
-    assert before is not None
-    for null in (False, True):
-        chosen = [k for k in keys if (k[0] is None) == null]
-        if not chosen:
-            continue
-        users = _array(ctx, [k[0] for k in chosen], "text")
-        days = _array(ctx, [k[1] for k in chosen], "date")
-        cats = _array(ctx, [k[2] for k in chosen], "text")
-        user = "t.user_id IS NULL" if null else f"t.user_id = a.u::{typ}"
-        ctx.cur.execute(f"SELECT DISTINCT t.ctid::text FROM unnest({users}, {days}, {cats}) a(u, d, c) "
-                        f"JOIN {rel(table)} t ON {user}{day} AND t.category IS NOT DISTINCT FROM a.c")
-        found += [r[0] for r in ctx.cur.fetchall()]
-    ctx.cur.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true), "
-                    "set_config('enable_seqscan', %s, true)", before[:3])
-    return _array(ctx, found, "tid")
-
-
 def _log_installed(cur: psycopg.Cursor[Any]) -> bool:
     """Tells whether the change log's triggers are all there and enabled ALWAYS (a base then keeps the keys of
     the rules that need it; without the log they would be of no use)."""
@@ -875,22 +970,14 @@ def _log_installed(cur: psycopg.Cursor[Any]) -> bool:
     return bool(row and row[0]) and change_log.status(cur).installed
 
 
-def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base,
-                   window: int) -> dict[str, tuple[Outcome, list[str]]]:
-    """Gives BUD001's, BUD002's and USR003's outcomes and violators, re-reading only the affected keys.
-
-    BUD001 and BUD002 are restricted to whole (user_id, UTC day, category) keys (with user-timezone, whole
-    (user_id, category) sets: they do not depend on a user's zone, see _verdict): the keys the log says a row
-    left (old keys), the keys of rows written since the base in transactions and daily_plan (new keys), and
-    the base's violating keys. A key in none of them holds the very rows it held at the base,
-    unchanged (a row leaving it is logged, a row entering it is written since), so, the window being the
-    base's (same UTC date), its verdicts are the base's: none, since the base's violators are all re-read.
-    USR003 likewise over users: the users written since, the users of transactions written since, the old
-    user of every logged transaction, and the base's violators. The samples are the full statements' (BUD001's
-    and BUD002's are ordered; USR003's, like the full one, is any --sample of its violators).
+def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base, window: int,
+                   changes: dict[str, Change | str] | None = None) -> dict[str, tuple[Outcome, list[str]]]:
+    """Gives USR003's outcome and violators, re-reading only the affected users: the users written since, the
+    old user of every logged transaction (a user that lost one), and the base's violators
+    (BUD001 and BUD002, which need the log too, are incremental_keys'). The sample, like the full one's, is any
+    --sample of its violators.
     """
     from ..runs.change_log import LOG
-    from .rules import transaction_keys
     from .rules.users import usr003_where
 
     cur = ctx.cur
@@ -898,59 +985,19 @@ def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base,
     codes = {r.code for r in rules}
     out: dict[str, tuple[Outcome, list[str]]] = {}
     n = ctx.options.sample
-    bud = frozenset(codes & {"BUD001", "BUD002"})
-    if bud:
-        # In UTC the key is (user_id, day, category); with user-timezone (users unchanged, see _verdict) the
-        # day depends on the user's zone, so whole (user_id, category) sets are read instead (coarser, as exact).
-        dated = ctx.options.day_boundary != "user-timezone"
-        log_day = "(at AT TIME ZONE 'UTC')::date" if dated else "NULL::date"
-        tx_day = "(t.spent_at AT TIME ZONE 'UTC')::date" if dated else "NULL::date"
-        plan_day = plan_day_sql("t.date") if dated else "NULL::date"
-        started = time.perf_counter()
-        cur.execute(f"""SELECT user_id::text, {log_day}, category FROM {LOG} WHERE txid >= %(x)s::text::xid8
-                        UNION SELECT t.user_id::text, {tx_day}, t.category::text FROM {rel('transactions')} t
-                         WHERE {changed_sql(window)}
-                        UNION SELECT t.user_id::text, {plan_day}, t.category::text FROM {rel('daily_plan')} t
-                         WHERE {changed_sql(window)}""", {"x": since})
-        keys = set(cur.fetchall())
-        for code in bud:
-            for kept in base.kept.results[(code, str(BY_CODE[code].table))][1] or ():
-                user, day, category = json.loads(kept)
-                keys.add((user, date.fromisoformat(day) if dated and day else None, category))
-
-        _timing(ctx, "incremental:change_log:keys", tuple(sorted(bud)), ("transactions", "daily_plan"), started)
-        started = time.perf_counter()
-        tids = {table: _key_rows(ctx, table, keys, dated) for table in ("transactions", "daily_plan")}
-        _timing(ctx, f"incremental:change_log:rows of {len(keys):,} keys", tuple(sorted(bud)),
-                ("transactions", "daily_plan"), started)
-
-        def within(branch: str, table: str) -> str:
-            return f"t.ctid = ANY({tids[table]})"  # the rows of the chosen keys, found by their key above
-
-        # a TID scan of those rows, not a pass over the table (or a bitmap of an index) filtering by tid: the
-        # planner's guess otherwise; measured on 2 million rows and 80,000 tids, 8 times faster
-        cur.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan'), "
-                    "set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)")
-        scans = cur.fetchone()
-        assert scans is not None
-        cur.execute(transaction_keys.shared_sql(ctx, bud, within=within), {"n": n})
-        row = cur.fetchone()
-        assert row is not None
-        cur.execute("SELECT set_config('enable_seqscan', %s, true), set_config('enable_bitmapscan', %s, true)",
-                    scans[:2])
-        (b1, b1_sample, b2, b2_sample), (k1, k2) = row[:4], row[10:12]
-        if "BUD001" in bud:
-            out["BUD001"] = (Outcome("BUD001", "daily_plan", int(b1), sample=tuple(b1_sample or ()) if b1 else (),
-                                     column="spent_amount"), list(k1 or ()))
-        if "BUD002" in bud:
-            out["BUD002"] = (Outcome("BUD002", "transactions", int(b2), sample=tuple(b2_sample or ()) if b2 else (),
-                                     column="amount"), list(k2 or ()))
     if "USR003" in codes:
         typ = ctx.schema.columns["users"]["id"][0]
-        cur.execute(f"""SELECT user_id::text FROM {LOG} WHERE tbl = 't' AND txid >= %(x)s::text::xid8
-                        UNION SELECT t.user_id::text FROM {rel('transactions')} t WHERE {changed_sql(window)}
-                        UNION SELECT t.id::text FROM {rel('users')} t WHERE {changed_sql(window)}""", {"x": since})
-        ids = {r[0] for r in cur.fetchall() if r[0] is not None} | set(base.kept.results[("USR003", "users")][1] or ())
+        # A user gaining a live transaction can only stop violating, and the base's violators are read anyway:
+        # the users of the transactions written since are not needed, only those a transaction left (the log).
+        parts = [f"SELECT user_id::text FROM {LOG} WHERE tbl = 't' AND txid >= %(x)s::text::xid8"]
+        ids: set[str] = set()
+        change = (changes or {}).get("users")
+        if isinstance(change, Change) and change.tids is not None:  # as the changes scan collected them
+            ids.update(str(row[0]) for row in change.carried if row[0] is not None)
+        else:
+            parts.append(f"SELECT t.id::text FROM {rel('users')} t WHERE {changed_sql(window)}")
+        cur.execute(" UNION ".join(parts), {"x": since})
+        ids |= {r[0] for r in cur.fetchall() if r[0] is not None} | set(base.kept.results[("USR003", "users")][1] or ())
         listed_ids = _array(ctx, sorted(ids), "text")
         where = f"{usr003_where(ctx)} AND t.id IN (SELECT CAST(k AS {typ}) FROM unnest({listed_ids}) k)"
         cur.execute(f"SELECT t.id::text FROM {rel('users')} t WHERE {where}")

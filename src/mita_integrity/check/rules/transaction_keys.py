@@ -96,7 +96,8 @@ def _user_ranges(part: Part | None) -> list[str]:
 
 
 def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = None,
-               within: Callable[[str, str], str] | None = None) -> str:
+               within: Callable[[str, str], str] | None = None,
+               sources: Callable[[str], list[str]] | None = None) -> str:
     """Gives the one statement evaluating the chosen ones of BUD001, BUD002, DUP002 and DUP003.
 
     It yields (BUD001 keys, BUD001 sample, BUD002 rows, BUD002 sample, DUP003 surplus, DUP003 groups, DUP003
@@ -107,7 +108,12 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
     `within` (check --incremental's hook, and a recorded check's): given a read's user_id condition and its
     table, SQL on its row t keeping whole keys only; the statement then also yields the violating (user_id,
     day, category) keys of BUD001 and of BUD002 (two arrays of JSON triples), and the ids of every plan row of
-    DUP002's duplicated keys (what a recorded run keeps of DUP002; NULL when DUP002 is not chosen).
+    DUP002's duplicated keys (what a recorded run keeps of DUP002; NULL when DUP002 is not chosen), and the ids
+    of every row of DUP003's duplicated groups (NULL when DUP003 is not chosen).
+
+    `sources` (check --incremental's re-read of chosen keys): given a table, the FROM items that replace its
+    plain read (each joins `<table> t` to a set of keys, so that the keys drive index probes); each must give
+    whole keys, and no row twice. The statement then yields the keys and members as with `within`.
     """
     schema, options = ctx.schema, ctx.options
     bud001, bud002, dup003, dup002 = ("BUD001" in codes, "BUD002" in codes, "DUP003" in codes,
@@ -159,14 +165,22 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
         return users if within is None else f"{users} AND {within(users, table)}"
 
     named = ", ".join(f"{tx} AS {name}" for name, tx, _ in columns)
-    leaves = [f"(SELECT {named}\n               FROM {rel('transactions')} t{zone_join} WHERE {tx_where} "
-              f"AND {restrict(users, 'transactions')} ORDER BY t.user_id)"
-              for users in _user_ranges(part)] if tx_side else []
+    plan_named = ", ".join(f"{plan} AS {name}" for name, _, plan in columns)
+    if sources is None:
+        tx_reads = [f"{rel('transactions')} t{zone_join} WHERE {tx_where} AND {restrict(users, 'transactions')}"
+                    for users in _user_ranges(part)]
+        plan_reads = [f"{rel('daily_plan')} t WHERE {plan_where} AND {restrict(users, 'daily_plan')}"
+                      for users in _user_ranges(part)]
+    else:  # the chosen keys' rows, each key's found through the index by its own probe
+        assert part is None and within is None
+        tx_reads = [f"{src}{zone_join} WHERE {tx_where}" for src in sources("transactions")]
+        plan_reads = [f"{src} WHERE {plan_where}" for src in sources("daily_plan")]
+    leaves = ([f"(SELECT {named}\n               FROM {read} ORDER BY t.user_id)" for read in tx_reads]
+              if tx_side else [])
     if plan_side:
-        leaves += [f"(SELECT {', '.join(f'{plan} AS {name}' for name, _, plan in columns)}\n"
-                   f"               FROM {rel('daily_plan')} t WHERE {plan_where} "
-                   f"AND {restrict(users, 'daily_plan')} ORDER BY t.user_id)"
-                   for users in _user_ranges(part)]
+        leaves += [f"(SELECT {plan_named}\n               FROM {read} ORDER BY t.user_id)" for read in plan_reads]
+    if not leaves:  # no key to read: an empty stream of the same shape
+        leaves = [f"(SELECT {plan_named}\n               FROM {rel('daily_plan')} t WHERE false)"]
     stacked = "\n             UNION ALL\n             ".join(leaves)
     window = "r.day >= " + b1
     aggregates = [
@@ -218,10 +232,11 @@ WITH flagged AS MATERIALIZED (
         ctes += f",\n{_over_rows(live, zone_join, tx_day)}"
     if dup003:
         ctes += f",\n{_dup003_ctes(ctx, live)}"
-    if within is not None:
+    if within is not None or sources is not None:
         parts.append("ARRAY(SELECT json_build_array(user_id, day, category)::text FROM flagged WHERE drift), "
                      "ARRAY(SELECT json_build_array(user_id, day, category)::text FROM flagged "
-                     "WHERE over OR unfit > 0), " + (_dup002_members() if dup002 else "NULL::text[]"))
+                     "WHERE over OR unfit > 0), " + (_dup002_members() if dup002 else "NULL::text[]") + ", "
+                     + ("ARRAY(SELECT unnest(ids) FROM duplicated)" if dup003 else "NULL::text[]"))
     return f"{ctes}\nSELECT {', '.join(parts)}"
 
 
@@ -282,7 +297,7 @@ def _dup003_ctes(ctx: CheckContext, live: str) -> str:
       JOIN {rel('transactions')} t ON t.user_id IS NULL AND {span}
      WHERE c.candidate AND c.user_id IS NULL{" AND " + live.removesuffix(" AND ") if live else ""}),
 duplicated AS MATERIALIZED (
-    SELECT count(*) AS n, max(t.id::text) AS last_id
+    SELECT count(*) AS n, max(t.id::text) AS last_id, array_agg(t.id::text) AS ids
       FROM matched t
      GROUP BY t.user_id, t.category, t.amount, t.second
     HAVING count(*) > 1{recent})"""

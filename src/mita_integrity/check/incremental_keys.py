@@ -1,0 +1,210 @@
+"""check --incremental's re-read of the (user, day, category) keys a change touched: BUD001, BUD002, DUP002 and
+DUP003 at once, each key read whole through the indexes, in two halves over the check's connections.
+
+Every one of those rules is a verdict per key of transaction_keys.shared_sql (DUP003's key refines it: one
+user's second lies in one day and one category), so re-reading a set of whole keys gives each rule's verdict
+for exactly those keys. Which keys must be read, rule by rule (anything outside them keeps the base's verdict,
+and the base's violators are always among them):
+- BUD001 and BUD002 (only with a proven change log, see incremental._log_proof): the keys rows left (the log's
+  old keys), the keys of the rows written since the base in either table, and the base's violating keys;
+- DUP002: the keys of the plan rows written since, and the keys of the base's duplicated groups (their members'
+  current rows, by primary key); losing rows never makes a duplicate (incremental._groups says why);
+- DUP003: likewise over the transactions.
+With --day-boundary user-timezone a key's day depends on the user's zone (users unchanged, see _verdict): whole
+(user, category) sets are read instead, which is coarser and as exact.
+
+Why this shape: at 1 % change of scale 1 the affected keys are about 100,000, spread over most users. One index
+probe per key ((user_id, spent_at) and (user_id, date, category)) reads their rows in about 0.4 s a table, where
+finding their row ids first and then reading those by TID (the earlier form) cost 5 s and more; the statement
+groups only those rows. A pass over a whole table would cost what the table holds, not what changed.
+
+Imports: the check's rules and context only; check/incremental.py calls it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from operator import itemgetter
+from typing import Any
+
+from ..runs.check_bases import Base
+from .rules import transaction_keys
+from .rules.base import rel
+from .rules.context import CheckContext, Outcome
+from .rules.dayboundary import plan_day_sql
+from .rules.quoting import ident
+
+KEYED = frozenset({"BUD001", "BUD002", "DUP002", "DUP003"})
+LOGGED_CODES = frozenset({"BUD001", "BUD002"})  # need the change log's old keys
+TABLE = {"BUD001": "daily_plan", "BUD002": "transactions", "DUP002": "daily_plan", "DUP003": "transactions"}
+
+Key = tuple[str | None, date | None, str | None]  # (user_id as text, UTC day or None: every day, category)
+
+
+def changed_sql(window: int, alias: str = "t") -> str:
+    """As incremental.changed_sql (kept here too so that this module does not import its caller)."""
+    return f"(age({alias}.xmin) <= {int(window)})"
+
+
+def affected(ctx: CheckContext, codes: frozenset[str], base: Base, window: int, log: str,
+             written: Mapping[str, Sequence[tuple[Any, ...]] | None]) -> list[Key]:
+    """Gives the keys to re-read for the chosen rules (see the module's docstring), sorted by user (NULL last).
+
+    `log`: the change log's relation (read only when BUD001 or BUD002 is chosen). `written`: per table
+    (transactions, daily_plan), the (user_id, UTC day, category) keys of its rows written since the base, as
+    the changes scan collected them; None: not collected, read here.
+    """
+    dated = ctx.options.day_boundary != "user-timezone"
+    tx_day = "(t.spent_at AT TIME ZONE 'UTC')::date" if dated else "NULL::date"
+    plan_day = plan_day_sql("t.date") if dated else "NULL::date"
+    log_day = "(at AT TIME ZONE 'UTC')::date" if dated else "NULL::date"
+    bud = bool(codes & LOGGED_CODES)
+    parts: list[str] = []
+    params: dict[str, Any] = {"x": str(base.kept.xmin)}
+    if bud:
+        parts.append(f"SELECT user_id::text, {log_day}, category FROM {log} WHERE txid >= %(x)s::text::xid8")
+    keys: set[Key] = set()
+    for table, day, needed in (("transactions", tx_day, bud or "DUP003" in codes),
+                               ("daily_plan", plan_day, bud or "DUP002" in codes)):
+        if not needed:
+            continue
+        rows = written.get(table)
+        if rows is None:
+            parts.append(f"SELECT t.user_id::text, {day}, t.category::text FROM {rel(table)} t "
+                         f"WHERE {changed_sql(window)}")
+        else:
+            keys.update((user, day_ if dated else None, category) for user, day_, category in rows)
+    for code, table, day in (("DUP002", "daily_plan", plan_day), ("DUP003", "transactions", tx_day)):
+        members = base.kept.results[(code, table)][1] if code in codes else None
+        if members:
+            pk = (ctx.schema.keys.get(table) or ("id",))[0]
+            typ = ctx.schema.columns[table][pk][0]
+            params[code] = list(members)
+            parts.append(f"SELECT t.user_id::text, {day}, t.category::text FROM {rel(table)} t "
+                         f"WHERE t.{ident(pk)} IN (SELECT CAST(k AS {typ}) FROM unnest(%({code})s::text[]) AS u(k))")
+    if parts:
+        ctx.cur.execute(" UNION ".join(parts), params)
+        keys.update(ctx.cur.fetchall())
+    for code in sorted(codes & LOGGED_CODES):
+        for kept in base.kept.results[(code, TABLE[code])][1] or ():
+            user, day, category = json.loads(kept)
+            keys.add((user, date.fromisoformat(day) if dated and day else None, category))
+    # In user order, NULL users last (the runs of `halves` are whole users; a key's probes in the order of the
+    # tables' rows); a sort by the user alone, since a day or category may be NULL.
+    return sorted((k for k in keys if k[0] is not None), key=itemgetter(0)) + [k for k in keys if k[0] is None]
+
+
+def halves(keys: list[Key], parts: int) -> list[list[Key]]:
+    """Gives the keys in `parts` runs of whole users, in key order (NULL users in the last): each run is read on
+    its own connection, and the samples taken in key order are the runs' in turn."""
+    if parts < 2 or len(keys) < 2:
+        return [keys] if keys else []
+    pivot = keys[len(keys) // 2][0]
+    if pivot is None:
+        return [keys]
+    first = [k for k in keys if k[0] is not None and k[0] < pivot]
+    rest = [k for k in keys if not (k[0] is not None and k[0] < pivot)]
+    return [run for run in (first, rest) if run]
+
+
+def _sources(ctx: CheckContext, keys: Sequence[Key], params: dict[str, Any]) -> Callable[[str], list[str]]:
+    """Gives shared_sql's `sources`: per table, the chosen keys (as parameters) joined to the table so that each
+    key is one probe of its index: a range of the (user, time) index in UTC, the user's rows otherwise; a NULL
+    user_id, which no equality finds, apart."""
+    dated = bool(keys) and keys[0][1] is not None
+    users = [k for k in keys if k[0] is not None]
+    nulls = [k for k in keys if k[0] is None]
+    params.update({"ku": [k[0] for k in users], "kd": [k[1] for k in users], "kc": [k[2] for k in users],
+                   "nd": [k[1] for k in nulls], "nc": [k[2] for k in nulls]})
+
+    def sources(table: str) -> list[str]:
+        column = "t.date" if table == "daily_plan" else "t.spent_at"
+        typ = ctx.schema.columns[table]["user_id"][0]
+        day = (f" AND {column} >= (k.d::timestamp AT TIME ZONE 'UTC') "
+               f"AND {column} < ((k.d + 1)::timestamp AT TIME ZONE 'UTC')") if dated else ""
+        out = []
+        if users:
+            out.append(f"unnest(%(ku)s::text[], %(kd)s::date[], %(kc)s::text[]) AS k(u, d, c) JOIN {rel(table)} t "
+                       f"ON t.user_id = CAST(k.u AS {typ}){day} AND t.category IS NOT DISTINCT FROM k.c")
+        if nulls:
+            out.append(f"unnest(%(nd)s::date[], %(nc)s::text[]) AS k(d, c) JOIN {rel(table)} t "
+                       f"ON t.user_id IS NULL{day} AND t.category IS NOT DISTINCT FROM k.c")
+        return out
+
+    return sources
+
+
+@dataclass
+class Found:
+    """What one run of keys gave: per rule its outcome, and the keys a recorded run keeps (violating keys of
+    BUD001/BUD002, members of DUP002's and DUP003's duplicated groups)."""
+
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    kept: dict[str, list[str]] = field(default_factory=dict)
+
+
+def evaluate(ctx: CheckContext, codes: frozenset[str], keys: Sequence[Key]) -> Found:
+    """Gives the chosen rules' verdicts over exactly these keys, each read whole (one statement)."""
+    params: dict[str, Any] = {"n": ctx.options.sample}
+    statement = transaction_keys.shared_sql(ctx, codes, sources=_sources(ctx, keys, params))
+    # The keys drive the reads: a probe of an index per key (the planner, which sees the arrays' length, would
+    # otherwise pass over whole tables); no hash grouping, no parallel workers, as the full statement.
+    settings = ("enable_hashjoin", "enable_mergejoin", "enable_seqscan", "enable_hashagg",
+                "max_parallel_workers_per_gather")
+    ctx.cur.execute("SELECT " + ", ".join(f"current_setting('{s}')" for s in settings))
+    before = ctx.cur.fetchone()
+    assert before is not None
+    ctx.cur.execute("SELECT " + ", ".join(f"set_config('{s}', %s, true)" for s in settings),
+                    ("off", "off", "off", "off", "0"))
+    ctx.cur.execute(statement, params)
+    row = ctx.cur.fetchone()
+    ctx.cur.execute("SELECT " + ", ".join(f"set_config('{s}', %s, true)" for s in settings), before)
+    assert row is not None
+    b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample, d2, d2_groups, d2_sample = row[:10]
+    out = Found()
+    for code, found in (("BUD001", row[10]), ("BUD002", row[11]), ("DUP002", row[12]), ("DUP003", row[13])):
+        if code in codes:
+            out.kept[code] = list(found or ())
+    if "BUD001" in codes:
+        out.outcomes["BUD001"] = Outcome("BUD001", "daily_plan", int(b1), sample=_sample(b1, b1_sample),
+                                         column="spent_amount")
+    if "BUD002" in codes:
+        out.outcomes["BUD002"] = Outcome("BUD002", "transactions", int(b2), sample=_sample(b2, b2_sample),
+                                         column="amount")
+    if "DUP003" in codes:
+        out.outcomes["DUP003"] = Outcome("DUP003", "transactions", int(d3), int(d3_groups), _sample(d3, d3_sample))
+    if "DUP002" in codes:
+        out.outcomes["DUP002"] = Outcome("DUP002", "daily_plan", int(d2), int(d2_groups), _sample(d2, d2_sample))
+    return out
+
+
+def merged(runs: Sequence[Found], codes: frozenset[str], sample: int) -> Found:
+    """Gives one Found of the runs' (in key order): counts added; samples cut to --sample, BUD002's and DUP003's
+    the smallest ids (as the engine merges a split pass), the others the runs' in turn (key order)."""
+    out = Found()
+    for code in sorted(codes):
+        parts = [r.outcomes[code] for r in runs]
+        table = TABLE[code]
+        if not parts:
+            out.outcomes[code] = Outcome(code, table, 0, 0 if code.startswith("DUP") else None,
+                                         column=_COLUMN.get(code))
+            out.kept[code] = []
+            continue
+        ids = [s for p in parts for s in p.sample]
+        ids = sorted(ids)[:sample] if code in ("BUD002", "DUP003") else ids[:sample]
+        groups = None if all(p.groups is None for p in parts) else sum(p.groups or 0 for p in parts)
+        out.outcomes[code] = Outcome(code, table, sum(p.count for p in parts), groups, tuple(ids),
+                                     column=parts[0].column)
+        out.kept[code] = [k for r in runs for k in r.kept.get(code, ())]
+    return out
+
+
+_COLUMN = {"BUD001": "spent_amount", "BUD002": "amount"}
+
+
+def _sample(count: int, sample: list[str] | None) -> tuple[str, ...]:
+    return tuple(sample or ()) if count else ()
+
