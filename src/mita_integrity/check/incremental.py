@@ -595,11 +595,12 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
     try:
         with cur.connection.transaction():
             seen = "" if not before.young else " AND NOT t.xmin::text = ANY(%(young)s::text[])"
-            rows_of = "".join(f", array_agg({c}) FILTER (WHERE {changed_sql(window)})" for c in ("t.ctid", *carry)) \
-                if carry else ""
-            cur.execute(f"SELECT count(*) FILTER (WHERE {changed_sql(window)}{seen}), count(*), "
-                        f"{_young_sql(young_window)}{rows_of} FROM {rel(table)} t",
-                        {"young": [str(x) for x in before.young or ()]})
+            if carry:  # the changed rows themselves, as one array (the test on xmin made once a row, as without)
+                changes = (f"0, count(*), {_young_sql(young_window)}, array_agg(ROW(t.xmin, t.ctid, "
+                           f"{', '.join(carry)})) FILTER (WHERE {changed_sql(window)})")
+            else:
+                changes = f"count(*) FILTER (WHERE {changed_sql(window)}{seen}), count(*), {_young_sql(young_window)}"
+            cur.execute(f"SELECT {changes} FROM {rel(table)} t", {"young": [str(x) for x in before.young or ()]})
             row = cur.fetchone()
     except psycopg.Error as exc:
         if engine.recovery_conflict(exc) or cur.connection.closed:
@@ -609,9 +610,13 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
     changed, rows = int(row[0]), int(row[1])
     if not carry:
         return Change(changed, before.rows - (rows - changed), rows, _young(row[2]))
-    tids = tuple(str(t) for t in row[3] or ())
-    return Change(changed, before.rows - (rows - changed), rows, _young(row[2]), tids,
-                  tuple(zip(*(c or () for c in row[4:]), strict=True)))
+    found = row[3] or ()  # (xmin, tid, *carry) as text; a key's day comes back as an ISO date
+    seen_xmins = {str(x) for x in before.young or ()}
+    changed = sum(1 for r in found if r[0] not in seen_xmins)  # a young xmin the base kept is the base's row
+    dated = len(carry) == 3
+    return Change(changed, before.rows - (rows - changed), rows, _young(row[2]), tuple(str(r[1]) for r in found),
+                  tuple((r[2], date.fromisoformat(r[3]) if r[3] else None, r[4]) if dated else tuple(r[2:])
+                        for r in found))
 
 
 YOUNG_LIMIT = 10_000  # more distinct young xmins than this are not kept (a long transaction held xmin back)
