@@ -49,15 +49,42 @@ def test_duplicate_transactions_at_an_infinite_time(logged: Database, when: str)
     assert how(same_as_full(logged))["DUP003:transactions"][0] == "full"
 
 
-def test_duplicate_plan_rows_without_a_date(logged: Database) -> None:
-    """A hostile daily_plan.date that allows NULL: the full DUP002 groups NULL days as one key."""
+def new_user(db: Database, user: str) -> str:
+    sql(db, "INSERT INTO users (id, email, password_hash, has_onboarded) VALUES (%s, %s, 'h', false)",
+        (user, f"{user}@example.com"))
+    return user
+
+
+FIRST, LAST = "00000000-0000-0000-0000-000000000001", "ffffffff-ffff-ffff-ffff-ffffffffffff"
+
+
+@pytest.mark.parametrize("user", [FIRST, LAST])
+def test_duplicate_plan_rows_without_a_date(logged: Database, user: str) -> None:
+    """A hostile daily_plan.date that allows NULL: the full DUP002 groups NULL days as one key. Its user the
+    first of the keys (the read took `dated` from the first key) or the last (a NULL day matched no row)."""
     sql(logged, "ALTER TABLE daily_plan ALTER COLUMN date DROP NOT NULL")
     recorded(logged)
-    [(user,)] = sql(logged, "SELECT id FROM users ORDER BY id LIMIT 1")
+    new_user(logged, user)
     for _ in range(2):
         sql(logged, "INSERT INTO daily_plan (id, user_id, date, category, planned_amount, spent_amount) "
                     "VALUES (gen_random_uuid(), %s, NULL, 'food', 1, 0)", (user,))
     both_as_full(logged)
+    assert how(same_as_full(logged))["DUP002:daily_plan"] == ("incremental", None)
+
+
+def test_a_transaction_without_spent_at_first_among_the_keys(logged: Database) -> None:
+    """A changed transaction with a NULL spent_at gives a key without a day; first among the keys, it must not
+    make the other keys read every day of their (user, category) (each row would be read once per key)."""
+    recorded(logged)
+    new_user(logged, FIRST)
+    sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) "
+                "VALUES (gen_random_uuid(), %s, 'food', 5, NULL)", (FIRST,))
+    second = new_user(logged, "00000000-0000-0000-0000-000000000002")
+    for day in (1, 2):
+        sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) VALUES "
+                    "(gen_random_uuid(), %s, 'food', 'NaN', now() - make_interval(days => %s))", (second, day))
+    both_as_full(logged)
+    assert how(same_as_full(logged))["BUD002:transactions"] == ("incremental", None)
 
 
 def move_primary_key(db: Database, table: str) -> None:
@@ -92,3 +119,12 @@ def test_row_rules_keep_base_violators_when_the_primary_key_is_not_id(logged: Da
     sql(logged, "UPDATE transactions SET amount = 4 WHERE id = (SELECT id FROM transactions WHERE amount < 0 "
                 "AND deleted_at IS NULL ORDER BY id LIMIT 1)")
     both_as_full(logged)
+
+
+def test_base_duplicate_users_when_the_primary_key_is_not_id(logged: Database) -> None:
+    """DUP001 keeps its groups' ids too (duplicates._ids); they are looked up as ids."""
+    move_primary_key(logged, "users")
+    recorded(logged)
+    sql(logged, "INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), 'new19@example.com', 'h')")
+    both_as_full(logged)
+    assert how(same_as_full(logged))["DUP001:users"] == ("incremental", None)
