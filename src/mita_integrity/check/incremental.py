@@ -741,7 +741,7 @@ def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base,
         pass
     elif change.lost == 0:
         gone = set()
-    elif log_proven and table in LOGGED and len(pk) == 1:
+    elif log_proven and table in LOGGED and pk == ("id",):  # the log names rows by id (change_log.function_body)
         ctx.cur.execute(f"SELECT DISTINCT pk::text FROM {LOG} WHERE tbl = %s AND txid >= %s::text::xid8",
                         (LOGGED[table][0], str(base.kept.xmin)))
         gone = {r[0] for r in ctx.cur.fetchall()}
@@ -846,12 +846,11 @@ def _groups(ctx: CheckContext, rule: Rule, base: Base, window: int) -> tuple[Out
     """
     table = GROUPED[rule.code]
     prior = base.kept.results[(rule.code, table)][1] or []
-    pk = ctx.schema.keys.get(table) or ("id",)
-    typ = ctx.schema.columns[table][pk[0]][0]
+    typ = ctx.schema.columns[table]["id"][0]  # the members are ids (duplicates._ids), whatever the primary key is
     columns = ", ".join(GROUP_KEYS[rule.code])
     ctx.cur.execute(f"SELECT DISTINCT {columns} FROM {rel(table)} t WHERE {changed_sql(window)} "
                     f"UNION SELECT {columns} FROM {rel(table)} t "
-                    f"WHERE t.{ident(pk[0])} IN (SELECT CAST(k AS {typ}) FROM unnest(%s::text[]) AS u(k))", (prior,))
+                    f"WHERE t.id IN (SELECT CAST(k AS {typ}) FROM unnest(%s::text[]) AS u(k))", (prior,))
     affected = ctx.cur.fetchall()
     if rule.code == "DUP001":
         passes = [(r, False) for r in [[k for k in affected if k[0] is not None]] if r]
