@@ -4,8 +4,10 @@ Every case compares the incremental check with a full one on the same state (one
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
 from mita_integrity.check.run import CheckRequest, run_check
@@ -22,13 +24,20 @@ def logged(baseline_db: Database) -> Database:
     return baseline_db
 
 
-def both_as_full(db: Database, **options: Any) -> None:
-    """Incremental on one connection and on two, each compared with a full check on the same state."""
-    same_as_full(db, **options)
+def psycopg_connect(db: Database) -> psycopg.Connection[Any]:
+    return psycopg.connect(autocommit=True, **db.connect_kwargs())
+
+
+def both_as_full(db: Database, *incremental: str, **options: Any) -> None:
+    """Incremental on one connection and on two, each compared with a full check on the same state; the rules
+    named (code:table) read incrementally in both."""
+    one = same_as_full(db, **options)
     inc = run_check(db, CheckRequest(incremental=True, **options))
     full = run_check(db, CheckRequest(parallel=False, **options))
     assert outcome(inc) == outcome(full), {
         k: (v, outcome(full).get(k)) for k, v in outcome(inc).items() if outcome(full).get(k) != v}
+    for key in incremental:
+        assert how(one)[key] == how(inc)[key] == ("incremental", None), (key, how(one)[key], how(inc)[key])
 
 
 def a_transaction(db: Database) -> tuple[Any, ...]:
@@ -128,3 +137,114 @@ def test_base_duplicate_users_when_the_primary_key_is_not_id(logged: Database) -
     sql(logged, "INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), 'new19@example.com', 'h')")
     both_as_full(logged)
     assert how(same_as_full(logged))["DUP001:users"] == ("incremental", None)
+
+
+def test_usr003_a_last_transaction_soft_deleted_in_an_inheritance_child(logged: Database) -> None:
+    """An UPDATE of a child table fires the child's triggers only: the parent's log misses it. With a row
+    inserted and updated since (logged, not a base row), the log's count still covers the rows lost."""
+    sql(logged, "CREATE TABLE transactions_archive () INHERITS (transactions)")
+    user = new_user(logged, LAST)
+    sql(logged, "UPDATE users SET has_onboarded = true, monthly_income = 1, annual_income = 12 WHERE id = %s",
+        (user,))
+    sql(logged, "INSERT INTO transactions_archive (id, user_id, category, amount, spent_at) "
+                "VALUES (gen_random_uuid(), %s, 'food', 5, now() - interval '40 days')", (user,))
+    recorded(logged)
+    [(other,)] = sql(logged, "SELECT id FROM users WHERE id <> %s ORDER BY id LIMIT 1", (user,))
+    [(new,)] = sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) "
+                           "VALUES (gen_random_uuid(), %s, 'food', 5, now()) RETURNING id", (other,))
+    sql(logged, "UPDATE transactions SET amount = 6 WHERE id = %s", (new,))  # logged
+    sql(logged, "UPDATE transactions_archive SET deleted_at = now() WHERE user_id = %s", (user,))  # not logged
+    both_as_full(logged)  # a table with an inheritance child is not one the base reads: its rules run in full
+    assert how(same_as_full(logged))["USR003:users"][0] == "full"
+
+
+def test_rows_moved_between_the_halves_of_users(logged: Database) -> None:
+    """Two connections: a transaction and a plan row moved from the first user to the last and back; the old
+    key in one half, the new in the other."""
+    recorded(logged)
+    [(first,), (last,)] = sql(logged, "(SELECT id FROM users ORDER BY id LIMIT 1) UNION ALL "
+                                      "(SELECT id FROM users ORDER BY id DESC LIMIT 1)")
+    for a, b in ((first, last), (last, first)):
+        sql(logged, "UPDATE transactions SET user_id = %s WHERE id = (SELECT id FROM transactions WHERE user_id = %s "
+                    "AND deleted_at IS NULL ORDER BY id LIMIT 1)", (b, a))
+        sql(logged, "UPDATE daily_plan SET user_id = %s WHERE id = (SELECT id FROM daily_plan WHERE user_id = %s "
+                    "ORDER BY id LIMIT 1)", (b, a))
+    both_as_full(logged)
+    inc = run_check(logged, CheckRequest(incremental=True))
+    for key in ("BUD001:daily_plan", "BUD002:transactions", "DUP002:daily_plan", "DUP003:transactions"):
+        assert how(inc)[key] == ("incremental", None), key
+
+
+def test_usr003_users_losing_and_gaining_their_last_transaction(logged: Database) -> None:
+    """USR003 no longer reads the users of the transactions written since: each way a user loses its last live
+    transaction (moved away, hard-deleted, soft-deleted) is in the log; gaining one only ends a violation."""
+    users = [new_user(logged, f"0000000{i}-0000-0000-0000-000000000000") for i in range(5)]
+    sql(logged, "UPDATE users SET has_onboarded = true, monthly_income = 1, annual_income = 12 WHERE id = ANY(%s)",
+        (users,))
+    for user in users[:4]:
+        sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) "
+                    "VALUES (gen_random_uuid(), %s, 'food', 5, now() - interval '3 days')", (user,))
+    recorded(logged)  # users[4] a violator
+    sql(logged, "UPDATE transactions SET user_id = %s WHERE user_id = %s", (users[4], users[0]))  # moved
+    sql(logged, "DELETE FROM transactions WHERE user_id = %s", (users[1],))
+    sql(logged, "UPDATE transactions SET deleted_at = now() WHERE user_id = %s", (users[2],))
+    sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) "  # a second, then the first gone
+                "VALUES (gen_random_uuid(), %s, 'food', 5, now())", (users[3],))
+    sql(logged, "DELETE FROM transactions WHERE user_id = %s AND spent_at < now() - interval '1 day'", (users[3],))
+    both_as_full(logged)
+    assert how(same_as_full(logged))["USR003:users"] == ("incremental", None)
+    violators = {r[0] for r in sql(logged, "SELECT u.id::text FROM users u WHERE u.id = ANY(%s) AND NOT EXISTS "
+                                           "(SELECT 1 FROM transactions x WHERE x.user_id = u.id "
+                                           "AND x.deleted_at IS NULL)", (users,))}
+    assert violators == {users[0], users[1], users[2]}
+
+
+def test_keys_touched_only_by_a_soft_delete_or_an_undelete(logged: Database) -> None:
+    """BUD001's total and DUP003's group change by deleted_at alone (an UPDATE of no key column)."""
+    recorded(logged)
+    [(tid, user, category, amount, spent_at)] = sql(
+        logged, "SELECT id, user_id, category, amount, spent_at FROM transactions WHERE deleted_at IS NULL "
+                "AND user_id IS NOT NULL AND spent_at > now() - interval '3 days' ORDER BY id LIMIT 1")
+    sql(logged, "UPDATE transactions SET deleted_at = now() WHERE id = %s", (tid,))
+    [(dead,)] = sql(logged, "SELECT id FROM transactions WHERE deleted_at IS NOT NULL AND id <> %s "
+                            "AND spent_at IS NOT NULL ORDER BY id LIMIT 1", (tid,))
+    sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at, deleted_at) "
+                "SELECT gen_random_uuid(), user_id, category, amount, spent_at, NULL FROM transactions "
+                "WHERE id = %s", (dead,))
+    sql(logged, "UPDATE transactions SET deleted_at = NULL WHERE id = %s", (dead,))  # undeleted: a duplicate
+    both_as_full(logged, "BUD001:daily_plan", "BUD002:transactions", "DUP003:transactions", "SDL001:transactions")
+
+
+def test_plan_duplicates_off_midnight_inserted_as_a_replica(logged: Database) -> None:
+    """A pre-0023 plan row at 14:30 duplicating a midnight one, inserted under session_replication_role =
+    replica (no ordinary trigger fires), and categories differing only in case or trailing spaces."""
+    recorded(logged)
+    [(user, date, category)] = sql(logged, "SELECT user_id, date, category FROM daily_plan WHERE user_id IS NOT NULL "
+                                          "AND category IS NOT NULL ORDER BY id LIMIT 1")
+    with psycopg_connect(logged) as conn:
+        conn.execute("SET session_replication_role = replica")
+        for when, cat in ((date + timedelta(hours=14, minutes=30), category), (date, category.upper()),
+                          (date, category + " ")):
+            conn.execute("INSERT INTO daily_plan (id, user_id, date, category, planned_amount, spent_amount) "
+                         "VALUES (gen_random_uuid(), %s, %s, %s, 1, 0)", (user, when, cat))
+    [(tx_user, tx_cat, amount, spent_at)] = sql(
+        logged, "SELECT user_id, category, amount, spent_at FROM transactions WHERE deleted_at IS NULL AND "
+                "user_id IS NOT NULL AND category IS NOT NULL AND spent_at IS NOT NULL ORDER BY id DESC LIMIT 1")
+    for cat in (tx_cat.upper(), tx_cat + " ", tx_cat):  # two near misses and one duplicate
+        sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) "
+                    "VALUES (gen_random_uuid(), %s, %s, %s, %s)", (tx_user, cat, amount, spent_at))
+    both_as_full(logged, "DUP002:daily_plan", "DUP003:transactions", "BUD001:daily_plan", "CAL001:daily_plan")
+
+
+@pytest.mark.parametrize("boundary", ["utc", "user-timezone"])
+def test_duplicates_on_both_sides_of_midnight(logged: Database, boundary: str) -> None:
+    """Rows a microsecond either side of UTC midnight (another second, another day) and two in the same second
+    at 23:59:59 UTC, of a user whose zone puts them on another day."""
+    user = new_user(logged, LAST)
+    sql(logged, "UPDATE users SET timezone = 'Asia/Tokyo' WHERE id = %s", (user,))
+    recorded(logged, day_boundary=boundary)
+    for when in ("2026-01-01 23:59:59.999999+00", "2026-01-02 00:00:00+00", "2026-01-01 23:59:59.1+00",
+                 "2026-01-01 23:59:59.2+00"):
+        sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) "
+                    "VALUES (gen_random_uuid(), %s, 'food', 5, %s)", (user, when))
+    both_as_full(logged, "DUP003:transactions", day_boundary=boundary)
