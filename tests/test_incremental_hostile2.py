@@ -248,3 +248,106 @@ def test_duplicates_on_both_sides_of_midnight(logged: Database, boundary: str) -
         sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) "
                     "VALUES (gen_random_uuid(), %s, 'food', 5, %s)", (user, when))
     both_as_full(logged, "DUP003:transactions", day_boundary=boundary)
+
+
+def test_writes_committed_during_the_check_are_not_seen_by_any_of_its_reads(logged: Database,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The changes scan, the keys, their reads (two connections) and the row rules' re-read share one snapshot:
+    writes committed between them (a duplicate, a deleted base violator, a new violator) change nothing."""
+    from mita_integrity.check import incremental, incremental_keys
+
+    recorded(logged)
+    sql(logged, "UPDATE transactions SET amount = amount + 1 WHERE id = (SELECT id FROM transactions "
+                "WHERE deleted_at IS NULL ORDER BY id LIMIT 1)")
+    before = outcome(run_check(logged, CheckRequest(parallel=False)))
+    written = []
+
+    def write() -> None:
+        if written:
+            return
+        written.append(True)
+        sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) SELECT gen_random_uuid(), "
+                    "user_id, category, amount, spent_at FROM transactions WHERE deleted_at IS NULL "
+                    "AND spent_at IS NOT NULL ORDER BY id DESC LIMIT 3")
+        sql(logged, "DELETE FROM transactions WHERE deleted_at IS NOT NULL")
+        sql(logged, "UPDATE transactions SET amount = -5, category = 'food' WHERE id IN (SELECT id FROM transactions "
+                    "WHERE deleted_at IS NULL ORDER BY id DESC LIMIT 2)")
+        sql(logged, "INSERT INTO daily_plan (id, user_id, date, category, planned_amount, spent_amount) "
+                    "SELECT gen_random_uuid(), user_id, date, category, 1, 0 FROM daily_plan ORDER BY id LIMIT 2")
+
+    for module, name in ((incremental_keys, "affected"), (incremental_keys, "evaluate"),
+                         (incremental, "_restricted")):
+        original = getattr(module, name)
+
+        def hooked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            write()
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(module, name, hooked)
+    for parallel in (False, True):
+        written.clear()
+        inc = run_check(logged, CheckRequest(incremental=True, parallel=parallel))
+        assert written
+        assert outcome(inc) == before, {k: (v, before.get(k)) for k, v in outcome(inc).items() if before.get(k) != v}
+        assert how(inc)["DUP003:transactions"] == ("incremental", None)
+        before = outcome(run_check(logged, CheckRequest(parallel=False)))  # the writes now seen
+
+
+def test_rows_written_by_a_transaction_in_flight_at_the_base(logged: Database) -> None:
+    """A writer open while the base is recorded, committed after: a base violator mended, another hard-deleted,
+    a row updated twice (a HOT update), a duplicate made; its rows are written since, its old keys logged."""
+    with psycopg.connect(**logged.connect_kwargs()) as writer:
+        writer.execute("UPDATE transactions SET amount = 4 WHERE id = (SELECT id FROM transactions WHERE amount < 0 "
+                       "AND deleted_at IS NULL ORDER BY id LIMIT 1)")
+        writer.execute("DELETE FROM transactions WHERE id = (SELECT id FROM transactions WHERE deleted_at IS NOT NULL "
+                       "ORDER BY id LIMIT 1)")
+        writer.execute("UPDATE transactions SET amount = 0 WHERE id = (SELECT id FROM transactions "
+                       "WHERE deleted_at IS NULL AND amount > 0 ORDER BY id DESC LIMIT 1)")
+        writer.execute("UPDATE transactions SET amount = 7 WHERE id = (SELECT id FROM transactions "
+                       "WHERE deleted_at IS NULL AND amount = 0 ORDER BY id DESC LIMIT 1)")
+        writer.execute("INSERT INTO transactions (id, user_id, category, amount, spent_at) SELECT gen_random_uuid(), "
+                       "user_id, category, amount, spent_at FROM transactions WHERE deleted_at IS NULL "
+                       "AND spent_at IS NOT NULL ORDER BY id LIMIT 1")
+        recorded(logged)
+        writer.commit()
+    both_as_full(logged, "AMT003:transactions", "SDL001:transactions", "AMT002:transactions",
+                 "DUP003:transactions", "BUD001:daily_plan")
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_a_base_violator_updated_twice_mended_then_broken_again(baseline_db: Database, log: bool) -> None:
+    """Two HOT updates of one row: the base violator's version is gone (lost), the newest is the changed one;
+    with the log (its id logged) and without (every base violator read again)."""
+    seed(baseline_db, users=30, days=5, seed=7, corrupt=True)
+    if log:
+        install_log(baseline_db)
+    logged = baseline_db
+    recorded(logged)
+    [(tid,)] = sql(logged, "SELECT id FROM transactions WHERE amount < 0 AND deleted_at IS NULL AND "
+                           "coalesce(lower(category), '') NOT IN ('income', 'refund', 'transfer') ORDER BY id LIMIT 1")
+    sql(logged, "UPDATE transactions SET amount = 4 WHERE id = %s", (tid,))
+    sql(logged, "UPDATE transactions SET amount = -4 WHERE id = %s", (tid,))
+    [(other,)] = sql(logged, "SELECT id FROM transactions WHERE amount > 0 AND deleted_at IS NULL "
+                             "AND coalesce(lower(category), '') NOT IN ('income', 'refund', 'transfer') "
+                             "ORDER BY id LIMIT 1")  # broken, then mended
+    sql(logged, "UPDATE transactions SET amount = -4 WHERE id = %s", (other,))
+    sql(logged, "UPDATE transactions SET amount = 4 WHERE id = %s", (other,))
+    both_as_full(logged, "AMT003:transactions")
+
+
+def test_a_goals_table_without_a_primary_key(logged: Database) -> None:
+    """No primary key: the base names no row; the goals' row rules run in full, the others stay incremental."""
+    [(name,)] = sql(logged, "SELECT conname FROM pg_constraint WHERE conrelid = 'goals'::regclass AND contype = 'p'")
+    sql(logged, f'ALTER TABLE goals DROP CONSTRAINT "{name}" CASCADE')
+    recorded(logged)
+    sql(logged, "UPDATE goals SET saved_amount = -1 WHERE ctid = (SELECT min(ctid) FROM goals)")
+    sql(logged, "DELETE FROM goals WHERE ctid = (SELECT max(ctid) FROM goals)")
+    both_as_full(logged)
+
+
+def test_a_parent_changed_only_in_a_column_no_rule_reads(logged: Database) -> None:
+    """users updated in e-mail alone (and no user deleted): the orphan rules re-read their base violators."""
+    recorded(logged)
+    sql(logged, "UPDATE users SET email = 'x' || email WHERE id = (SELECT id FROM users ORDER BY id LIMIT 1)")
+    sql(logged, "DELETE FROM transactions WHERE id = (SELECT t.id FROM transactions t LEFT JOIN users u "
+                "ON u.id = t.user_id WHERE u.id IS NULL AND t.user_id IS NOT NULL ORDER BY t.id LIMIT 1)")
+    both_as_full(logged)
