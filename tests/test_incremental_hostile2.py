@@ -351,3 +351,28 @@ def test_a_parent_changed_only_in_a_column_no_rule_reads(logged: Database) -> No
     sql(logged, "DELETE FROM transactions WHERE id = (SELECT t.id FROM transactions t LEFT JOIN users u "
                 "ON u.id = t.user_id WHERE u.id IS NULL AND t.user_id IS NOT NULL ORDER BY t.id LIMIT 1)")
     both_as_full(logged)
+
+
+@pytest.mark.parametrize("boundary", ["utc", "user-timezone"])
+def test_null_users_and_categories_in_both_tables(logged: Database, boundary: str) -> None:
+    """Keys with a NULL user_id or category (read by joins of their own, matched as values): duplicates made
+    and ended, plan rows of no user, and a user's zone changed (DUP002 and DUP003 stay per whole user)."""
+    for table in ("transactions", "daily_plan"):
+        for column in ("user_id", "category"):
+            sql(logged, f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL")
+    recorded(logged, day_boundary=boundary)
+    for user, category in ((None, "food"), (None, None), (LAST, None)):
+        if user == LAST:
+            new_user(logged, LAST)
+        for _ in range(2):
+            sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) "
+                        "VALUES (gen_random_uuid(), %s, %s, 5, date_trunc('second', now()) - interval '1 day')",
+                (user, category))
+            sql(logged, "INSERT INTO daily_plan (id, user_id, date, category, planned_amount, spent_amount) "
+                        "VALUES (gen_random_uuid(), %s, date_trunc('day', now() AT TIME ZONE 'UTC') "
+                        "AT TIME ZONE 'UTC', %s, 1, 0)", (user, category))
+    sql(logged, "DELETE FROM transactions WHERE id = (SELECT id FROM transactions WHERE user_id IS NULL "
+                "AND spent_at < now() - interval '2 days' ORDER BY id LIMIT 1)")
+    sql(logged, "UPDATE users SET timezone = 'Pacific/Kiritimati' WHERE id = (SELECT id FROM users ORDER BY id "
+                "LIMIT 1)")
+    both_as_full(logged, "DUP002:daily_plan", "DUP003:transactions", day_boundary=boundary)
