@@ -376,3 +376,16 @@ def test_null_users_and_categories_in_both_tables(logged: Database, boundary: st
     sql(logged, "UPDATE users SET timezone = 'Pacific/Kiritimati' WHERE id = (SELECT id FROM users ORDER BY id "
                 "LIMIT 1)")
     both_as_full(logged, "DUP002:daily_plan", "DUP003:transactions", day_boundary=boundary)
+
+
+@pytest.mark.parametrize("when", ["infinity", "0044-03-15 12:00:00+00 BC"])
+def test_a_base_violating_key_on_a_day_python_cannot_read(logged: Database, when: str) -> None:
+    """BUD002's base keeps the violating key of a row spent at infinity (or before Christ): its day, "infinity"
+    in the base's JSON, is no ISO date; the check must still give the full check's results."""
+    user, category, _ = a_transaction(logged)
+    sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at) "
+                "VALUES (gen_random_uuid(), %s, %s, 'NaN', %s)", (user, category, when))
+    recorded(logged)
+    sql(logged, "UPDATE transactions SET amount = amount + 1 WHERE id = (SELECT id FROM transactions "
+                "WHERE deleted_at IS NULL AND spent_at > now() - interval '2 days' ORDER BY id LIMIT 1)")
+    both_as_full(logged)
