@@ -389,3 +389,5 @@ def test_a_base_violating_key_on_a_day_python_cannot_read(logged: Database, when
     sql(logged, "UPDATE transactions SET amount = amount + 1 WHERE id = (SELECT id FROM transactions "
                 "WHERE deleted_at IS NULL AND spent_at > now() - interval '2 days' ORDER BY id LIMIT 1)")
     both_as_full(logged)
+    mode, reason = how(same_as_full(logged))["BUD002:transactions"]
+    assert mode == "full" and reason and "incremental query failed" in reason, reason

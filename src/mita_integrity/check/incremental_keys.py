@@ -23,7 +23,6 @@ Imports: the check's rules and context only; check/incremental.py calls it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -83,13 +82,17 @@ def affected(ctx: CheckContext, codes: frozenset[str], base: Base, window: int, 
             params[code] = list(members)
             parts.append(f"SELECT t.user_id::text, {day}, t.category::text FROM {rel(table)} t "
                          f"WHERE t.id IN (SELECT CAST(k AS {typ}) FROM unnest(%({code})s::text[]) AS u(k))")
+    # The base's violating keys of BUD001 and BUD002 (JSON triples), read as the server reads a day: one Python
+    # cannot hold (infinity, a day before Christ) fails this read as a changed row's does, and its rules run in
+    # full with the reason (no probe of a range finds the rows of an infinite day).
+    violating = [k for code in sorted(codes & LOGGED_CODES) for k in base.kept.results[(code, TABLE[code])][1] or ()]
+    if violating:
+        params["violating"] = violating
+        parts.append(f"SELECT k::json ->> 0, {'(k::json ->> 1)::date' if dated else 'NULL::date'}, k::json ->> 2 "
+                     "FROM unnest(%(violating)s::text[]) AS u(k)")
     if parts:
         ctx.cur.execute(" UNION ".join(parts), params)
         keys.update(ctx.cur.fetchall())
-    for code in sorted(codes & LOGGED_CODES):
-        for kept in base.kept.results[(code, TABLE[code])][1] or ():
-            user, day, category = json.loads(kept)
-            keys.add((user, date.fromisoformat(day) if dated and day else None, category))
     # In user order, NULL users last (the runs of `halves` are whole users; a key's probes in the order of the
     # tables' rows); a sort by the user alone, since a day or category may be NULL.
     return sorted((k for k in keys if k[0] is not None), key=itemgetter(0)) + [k for k in keys if k[0] is None]
