@@ -391,3 +391,23 @@ def test_a_base_violating_key_on_a_day_python_cannot_read(logged: Database, when
     both_as_full(logged)
     mode, reason = how(same_as_full(logged))["BUD002:transactions"]
     assert mode == "full" and reason and "incremental query failed" in reason, reason
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_a_young_base_violator_when_no_row_was_written_since(baseline_db: Database, log: bool) -> None:
+    """A row made a violator just before the base while an older writer was in flight (its xmin is young: the
+    base saw it), then only a DELETE since: no row written since (changed 0), one base row lost. The young
+    violator must be read again (it is inside the window, so the base violators' read skipped it as changed),
+    and the log's entry for it (its txid is past the base's xmin) does not mean it left."""
+    seed(baseline_db, users=30, days=5, seed=7, corrupt=True)
+    if log:
+        install_log(baseline_db)
+    with psycopg.connect(**baseline_db.connect_kwargs()) as older:
+        older.execute("SELECT txid_current()")  # in flight: holds the base's xmin back
+        sql(baseline_db, "UPDATE transactions SET amount = -5 WHERE id = (SELECT id FROM transactions WHERE amount > 0 "
+                         "AND deleted_at IS NULL AND coalesce(lower(category), '') NOT IN ('income', 'refund', "
+                         "'transfer') ORDER BY id LIMIT 1)")
+        recorded(baseline_db)
+    sql(baseline_db, "DELETE FROM transactions WHERE id = (SELECT id FROM transactions WHERE amount > 0 "
+                     "AND deleted_at IS NULL ORDER BY id DESC LIMIT 1)")
+    both_as_full(baseline_db, "AMT003:transactions")
