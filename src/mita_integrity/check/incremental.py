@@ -746,13 +746,16 @@ def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base,
         pass
     elif change.lost == 0:
         gone = set()
-    elif log_proven and table in LOGGED and len(pk) == 1:
+    elif log_proven and table in LOGGED and pk == ("id",):  # the log names rows by id (change_log.function_body)
         ctx.cur.execute(f"SELECT DISTINCT pk::text FROM {LOG} WHERE tbl = %s AND txid >= %s::text::xid8",
                         (LOGGED[table][0], str(base.kept.xmin)))
         gone = {r[0] for r in ctx.cur.fetchall()}
     # A rule whose predicate reads the clock (SHRINKING_WITH_TIME) can change its verdict on an unchanged row.
     kept_as_is = {r.code for r in rules if gone is not None and not _CLOCK.search(r.predicate)}
-    union = sorted(set().union(*(set(prior[r.code]) for r in rules if r.code not in kept_as_is)))
+    # The base violators the log names are read again, not dropped: an entry may be older than the base (a
+    # writer that committed before it, while an older one was in flight), its row still there, unchanged.
+    union = sorted(set().union(*(set(prior[r.code]) & (gone or set()) if r.code in kept_as_is else set(prior[r.code])
+                                 for r in rules)))
     if len(pk) == 1:
         typ = ctx.schema.columns[table][pk[0]][0]
         known = f"t.{ident(pk[0])} IN (SELECT CAST(k AS {typ}) FROM unnest(%(keys)s::text[]) AS u(k))"
@@ -766,9 +769,11 @@ def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base,
     elif change.changed:
         branches.append(f"SELECT {key}, true, {', '.join(conditions)} FROM {rel(table)} t {joins} "
                         f"WHERE {changed_sql(window)} AND ({hit})")
-    if union:
+    if union:  # not the rows of the branch above, when there is one (a young row the base saw is inside the
+        # window but no row written since: with no branch above it is read here)
+        apart = f" AND NOT {changed_sql(window)}" if branches else ""
         branches.append(f"SELECT {key}, false, {', '.join(conditions)} FROM {rel(table)} t {joins} "
-                        f"WHERE {known} AND NOT {changed_sql(window)} AND ({hit})")
+                        f"WHERE {known}{apart} AND ({hit})")
     found: dict[str, list[str]] = {r.code: [] for r in rules}
     rows: list[tuple[Any, ...]] = []
     if branches:
@@ -851,12 +856,11 @@ def _groups(ctx: CheckContext, rule: Rule, base: Base, window: int) -> tuple[Out
     """
     table = GROUPED[rule.code]
     prior = base.kept.results[(rule.code, table)][1] or []
-    pk = ctx.schema.keys.get(table) or ("id",)
-    typ = ctx.schema.columns[table][pk[0]][0]
+    typ = ctx.schema.columns[table]["id"][0]  # the members are ids (duplicates._ids), whatever the primary key is
     columns = ", ".join(GROUP_KEYS[rule.code])
     ctx.cur.execute(f"SELECT DISTINCT {columns} FROM {rel(table)} t WHERE {changed_sql(window)} "
                     f"UNION SELECT {columns} FROM {rel(table)} t "
-                    f"WHERE t.{ident(pk[0])} IN (SELECT CAST(k AS {typ}) FROM unnest(%s::text[]) AS u(k))", (prior,))
+                    f"WHERE t.id IN (SELECT CAST(k AS {typ}) FROM unnest(%s::text[]) AS u(k))", (prior,))
     affected = ctx.cur.fetchall()
     if rule.code == "DUP001":
         passes = [(r, False) for r in [[k for k in affected if k[0] is not None]] if r]

@@ -23,7 +23,6 @@ Imports: the check's rules and context only; check/incremental.py calls it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -35,7 +34,6 @@ from .rules import transaction_keys
 from .rules.base import rel
 from .rules.context import CheckContext, Outcome
 from .rules.dayboundary import plan_day_sql
-from .rules.quoting import ident
 
 KEYED = frozenset({"BUD001", "BUD002", "DUP002", "DUP003"})
 LOGGED_CODES = frozenset({"BUD001", "BUD002"})  # need the change log's old keys
@@ -79,19 +77,22 @@ def affected(ctx: CheckContext, codes: frozenset[str], base: Base, window: int, 
             keys.update((user, day_ if dated else None, category) for user, day_, category in rows)
     for code, table, day in (("DUP002", "daily_plan", plan_day), ("DUP003", "transactions", tx_day)):
         members = base.kept.results[(code, table)][1] if code in codes else None
-        if members:
-            pk = (ctx.schema.keys.get(table) or ("id",))[0]
-            typ = ctx.schema.columns[table][pk][0]
+        if members:  # the members are ids (the statements name rows by t.id), whatever the primary key is
+            typ = ctx.schema.columns[table]["id"][0]
             params[code] = list(members)
             parts.append(f"SELECT t.user_id::text, {day}, t.category::text FROM {rel(table)} t "
-                         f"WHERE t.{ident(pk)} IN (SELECT CAST(k AS {typ}) FROM unnest(%({code})s::text[]) AS u(k))")
+                         f"WHERE t.id IN (SELECT CAST(k AS {typ}) FROM unnest(%({code})s::text[]) AS u(k))")
+    # The base's violating keys of BUD001 and BUD002 (JSON triples), read as the server reads a day: one Python
+    # cannot hold (infinity, a day before Christ) fails this read as a changed row's does, and its rules run in
+    # full with the reason (no probe of a range finds the rows of an infinite day).
+    violating = [k for code in sorted(codes & LOGGED_CODES) for k in base.kept.results[(code, TABLE[code])][1] or ()]
+    if violating:
+        params["violating"] = violating
+        parts.append(f"SELECT k::json ->> 0, {'(k::json ->> 1)::date' if dated else 'NULL::date'}, k::json ->> 2 "
+                     "FROM unnest(%(violating)s::text[]) AS u(k)")
     if parts:
         ctx.cur.execute(" UNION ".join(parts), params)
         keys.update(ctx.cur.fetchall())
-    for code in sorted(codes & LOGGED_CODES):
-        for kept in base.kept.results[(code, TABLE[code])][1] or ():
-            user, day, category = json.loads(kept)
-            keys.add((user, date.fromisoformat(day) if dated and day else None, category))
     # In user order, NULL users last (the runs of `halves` are whole users; a key's probes in the order of the
     # tables' rows); a sort by the user alone, since a day or category may be NULL.
     return sorted((k for k in keys if k[0] is not None), key=itemgetter(0)) + [k for k in keys if k[0] is None]
@@ -112,26 +113,30 @@ def halves(keys: list[Key], parts: int) -> list[list[Key]]:
 
 def _sources(ctx: CheckContext, keys: Sequence[Key], params: dict[str, Any]) -> Callable[[str], list[str]]:
     """Gives shared_sql's `sources`: per table, the chosen keys (as parameters) joined to the table so that each
-    key is one probe of its index: a range of the (user, time) index in UTC, the user's rows otherwise; a NULL
-    user_id, which no equality finds, apart."""
-    dated = bool(keys) and keys[0][1] is not None
-    users = [k for k in keys if k[0] is not None]
-    nulls = [k for k in keys if k[0] is None]
-    params.update({"ku": [k[0] for k in users], "kd": [k[1] for k in users], "kc": [k[2] for k in users],
-                   "nd": [k[1] for k in nulls], "nc": [k[2] for k in nulls]})
+    key is one probe of its index: a range of the (user, time) index in UTC, the user's rows otherwise. Apart,
+    each in a join of its own: a NULL user_id, which no equality finds, and (in UTC) a NULL day, the key of
+    the rows whose time is NULL (plan rows without a date: DUP002 groups them as one day), which no range
+    holds. Whether a key has a day is the check's option, not any one key's: keys with and without a day
+    never share a row, so each row is read once."""
+    dated = ctx.options.day_boundary != "user-timezone"
+    runs: dict[tuple[bool, bool], list[Key]] = {}
+    for k in keys:
+        runs.setdefault((k[0] is None, dated and k[1] is None), []).append(k)
+    chosen = sorted(runs.items())
+    for i, (_, run) in enumerate(chosen):
+        params.update({f"k{i}u": [k[0] for k in run], f"k{i}d": [k[1] for k in run], f"k{i}c": [k[2] for k in run]})
 
     def sources(table: str) -> list[str]:
         column = "t.date" if table == "daily_plan" else "t.spent_at"
         typ = ctx.schema.columns[table]["user_id"][0]
-        day = (f" AND {column} >= (k.d::timestamp AT TIME ZONE 'UTC') "
-               f"AND {column} < ((k.d + 1)::timestamp AT TIME ZONE 'UTC')") if dated else ""
         out = []
-        if users:
-            out.append(f"unnest(%(ku)s::text[], %(kd)s::date[], %(kc)s::text[]) AS k(u, d, c) JOIN {rel(table)} t "
-                       f"ON t.user_id = CAST(k.u AS {typ}){day} AND t.category IS NOT DISTINCT FROM k.c")
-        if nulls:
-            out.append(f"unnest(%(nd)s::date[], %(nc)s::text[]) AS k(d, c) JOIN {rel(table)} t "
-                       f"ON t.user_id IS NULL{day} AND t.category IS NOT DISTINCT FROM k.c")
+        for i, ((null_user, null_day), _) in enumerate(chosen):
+            user = "t.user_id IS NULL" if null_user else f"t.user_id = CAST(k.u AS {typ})"
+            day = ("" if not dated else f" AND {column} IS NULL" if null_day else
+                   f" AND {column} >= (k.d::timestamp AT TIME ZONE 'UTC') "
+                   f"AND {column} < ((k.d + 1)::timestamp AT TIME ZONE 'UTC')")
+            out.append(f"unnest(%(k{i}u)s::text[], %(k{i}d)s::date[], %(k{i}c)s::text[]) AS k(u, d, c) "
+                       f"JOIN {rel(table)} t ON {user}{day} AND t.category IS NOT DISTINCT FROM k.c")
         return out
 
     return sources
