@@ -98,9 +98,10 @@ WITH candidates AS MATERIALIZED (
           FROM public."transactions" WHERE spent_at IS NOT NULL) ordered
      WHERE second = previous),
 matched AS (
-    SELECT t.user_id, t.category, t.amount, t.id, c.second, t."created_at" AS created FROM candidates c
-      JOIN public."transactions" t ON t.user_id = c.user_id AND t.spent_at >= c.second
-                                   AND t.spent_at < c.second + interval '1 second' AND t.deleted_at IS NULL
+    SELECT x.* FROM candidates c CROSS JOIN LATERAL (
+        SELECT t.user_id, t.category, t.amount, t.id, c.second, t."created_at" AS created FROM public."transactions" t
+         WHERE t.user_id = c.user_id AND t.spent_at >= c.second AND t.spent_at < c.second + interval '1 second' AND t.deleted_at IS NULL
+        OFFSET 0) x
     UNION ALL  -- a NULL user_id is a key value like any other column's (the join above cannot match it)
     SELECT t.user_id, t.category, t.amount, t.id, c.second, t."created_at" AS created FROM candidates c
       JOIN public."transactions" t ON t.user_id IS NULL AND t.spent_at >= c.second
