@@ -28,8 +28,9 @@ daily_plan a second time. A hash grouping of as many keys as rows outgrew work_m
 BUD001: 21 batches at scale 0.25), and a full sort of 2.3 million rows spilled to disk at 64 MB; the stream
 keeps memory at a few kilobytes per user whatever the size.
 
-With two connections the grouping is split (split) into ranges of user ids, one pass per connection in the
-same snapshot: a key belongs to one user, so the parts' counts add up, and the engine merges their samples.
+With two connections the grouping is split (split) into ranges of user ids, two passes per connection in the
+same snapshot (engine.PARTS_PER_CONNECTION): a key belongs to one user, so the parts' counts add up, and the
+engine merges their samples.
 The other passes (DUP003, the row passes) are shared out between the connections as each becomes free.
 
 DUP003 can be answered from the same grouping (`shared_sql` with DUP003: only keys with more than two rows,
@@ -474,7 +475,7 @@ def _sample(count: int, sample: list[str] | None) -> tuple[str, ...]:
 
 # DUP003 runs apart, its own keys-first statement on the other connection (see the module's docstring);
 # DUP002 (the duplicates family's) joins the budget rules' grouping when one of them runs (engine.plan).
-# With two connections, the shared grouping is split into ranges of users (split), one pass each; BUD002's
+# With two connections, the shared grouping is split into ranges of users (split), two passes each; BUD002's
 # sample is the smallest ids of the parts' samples, the others' the first keys in key order (the parts' in turn).
 FAMILY = Family("transaction_keys", RULES, evaluate, apart=("DUP003",), borrows=tuple(r.code for r in BORROWED),
                 split=split, evaluate_part=evaluate, sample_by_id=("BUD002",))
