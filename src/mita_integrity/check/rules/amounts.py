@@ -34,9 +34,9 @@ RULES = (
         repair_safety=FixSafety.UNSAFE,
         table="transactions", column="currency", live_only=True,
         message="currency is not an ISO 4217 code", hint="correct the code; the user's currency is the usual answer",
-        predicate=f"t.currency IS NOT NULL AND t.currency::text <> ALL ({ISO_CODES})",
+        predicate=f"t.currency IS NOT NULL AND t.currency <> ALL ({ISO_CODES})",
         fix=RowFix(after=ORPHANS, assignments=f"currency = {USER_CURRENCY}",
-                   guard=f"{USER_CURRENCY}::text = ANY ({ISO_CODES})"),
+                   guard=f"{USER_CURRENCY} = ANY ({ISO_CODES})"),
     ),
     RowRule(
         code="AMT002", name="zero-amount", section=9, severity=L,
