@@ -6,6 +6,7 @@ give (the psql script's), alone and in every combination, with NULL keys, plan r
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -14,6 +15,8 @@ from mita_integrity.check.engine import plan
 from mita_integrity.check.rules import transaction_keys
 from mita_integrity.check.rules.context import CheckContext, CheckOptions, Outcome, load_schema
 from mita_integrity.check.rules.duplicates import DUP002
+from mita_integrity.check.rules.plan_limits import BUD002
+from mita_integrity.check.rules.spending import BUD001
 from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.database.connection import Database, connect
 from mita_integrity.runs.findings_history import record
@@ -139,7 +142,9 @@ def test_a_check_on_two_connections_splits_the_grouping_and_finds_the_same(basel
                                          for r in report.results}
             names = [p.name for p in report.passes]
             if parallel:
-                assert "transaction_keys[1/2]" in names and "transaction_keys[2/2]" in names, names
+                parts = engine.PARTS_PER_CONNECTION * 2
+                assert [f"transaction_keys[{i}/{parts}]" for i in range(1, parts + 1)] == \
+                    sorted(n for n in names if n.startswith("transaction_keys[")), names
     for sample in (3, 1000):
         assert results[True, sample] == results[False, sample]
     assert all(results[False, 1000][code][1] > 0 for code in select), results
@@ -158,7 +163,7 @@ def test_a_recorded_check_keeps_the_same_keys_whoever_evaluates_them(baseline_db
                                    ("split", ["BUD001", "BUD002", "DUP002"], True)):
         report = run_check(baseline_db, CheckRequest(select=select, parallel=parallel, keep_base=True))
         if name == "split":
-            assert "transaction_keys[2/2]" in [p.name for p in report.passes]
+            assert "transaction_keys[2/4]" in [p.name for p in report.passes]
         with connect(baseline_db) as conn:
             record(conn, report)
             rows = conn.execute("SELECT code, keys FROM integrity.check_base_results WHERE run_id = %s",
@@ -168,3 +173,134 @@ def test_a_recorded_check_keeps_the_same_keys_whoever_evaluates_them(baseline_db
     assert kept["shared"]["DUP002"] == kept["split"]["DUP002"] == kept["alone"]["DUP002"]
     for code in ("BUD001", "BUD002"):
         assert kept["shared"][code] == kept["split"][code] == kept["budget"][code]
+
+
+# The schema at head as far as the merge needs it (transaction_keys.merges): 0023's key (NULLS NOT DISTINCT) and
+# its validated midnight check, and no NULL user ids nor transaction categories; EDGES' rows that head's
+# constraints forbid are removed first (a NULL-category plan row stays: head allows it), and a key of an
+# infinite day is added on both sides.
+HEAD_KEYS = f"""
+DELETE FROM transactions WHERE user_id IS NULL OR category IS NULL;
+DELETE FROM daily_plan WHERE user_id IS NULL OR date <> date_trunc('day', date, 'UTC');
+DELETE FROM daily_plan p USING daily_plan q
+ WHERE q.user_id = p.user_id AND q.date = p.date AND q.category IS NOT DISTINCT FROM p.category AND q.id < p.id;
+ALTER TABLE transactions ALTER COLUMN user_id SET NOT NULL, ALTER COLUMN category SET NOT NULL;
+ALTER TABLE daily_plan ALTER COLUMN user_id SET NOT NULL;
+ALTER TABLE daily_plan ADD CONSTRAINT uq_daily_plan_user_date_category
+  UNIQUE NULLS NOT DISTINCT (user_id, date, category);
+ALTER TABLE daily_plan ADD CONSTRAINT ck_daily_plan_date_midnight CHECK (date = date_trunc('day', date, 'UTC'));
+INSERT INTO transactions (id, user_id, category, amount, spent_at) VALUES
+  ('10000000-0000-0000-0000-000000000040', '{U1}', 'inf', 1, 'infinity'),
+  ('10000000-0000-0000-0000-000000000041', '{U2}', 'late', 3, {D} - interval '15 days' + interval '23:59:59.999999'),
+  ('10000000-0000-0000-0000-000000000042', '{U2}', 'late', 4, {D} - interval '14 days');
+INSERT INTO daily_plan (id, user_id, date, category, planned_amount, spent_amount) VALUES
+  ('20000000-0000-0000-0000-000000000040', '{U1}', 'infinity', 'inf', 5, 1),
+  ('20000000-0000-0000-0000-000000000041', '{U2}', {D} - interval '15 days', 'late', 5, 3),
+  ('20000000-0000-0000-0000-000000000042', '{U2}', {D} - interval '14 days', 'late', 5, 3),
+  ('20000000-0000-0000-0000-000000000043', '{U1}', {D} - interval '40 days', 'taxi', 5, 1);
+"""
+# Where a NULL would meet a NULL: the grouping matches them, a join would not (each needs the merge left out).
+NULLS_MET = [
+    ("transactions", "category", f"""INSERT INTO transactions (id, user_id, category, amount, spent_at) VALUES
+        ('10000000-0000-0000-0000-000000000050', '{U1}', NULL, 1.10, {D} - interval '9 days')"""),
+    ("transactions", "user_id", f"""INSERT INTO transactions (id, user_id, category, amount, spent_at) VALUES
+        ('10000000-0000-0000-0000-000000000051', NULL, 'x', 5, {D} - interval '3 days')"""),
+    ("daily_plan", "user_id", f"""INSERT INTO daily_plan (id, user_id, date, category, planned_amount, spent_amount)
+        VALUES ('20000000-0000-0000-0000-000000000051', NULL, {D} - interval '3 days', 'x', 5, 2)"""),
+]
+
+
+def _each_subset_whole_and_split(ctx: CheckContext, options: CheckOptions) -> None:
+    """Asserts every subset of the unit, whole and in parts, gives each rule its own statement's result."""
+    reference = {}
+    for rule in UNIT:
+        assert rule.evaluate is not None
+        (own,) = rule.evaluate(ctx, rule)
+        reference[rule.code] = _key(own, options)
+    ranges = [[(None, U2), (U2, None)], [(None, None)], [(None, U1), (U1, U2), (U2, None)]]
+    for size in (1, 2, 3, 4):
+        for chosen in itertools.combinations(UNIT, size):
+            expected = {r.code: reference[r.code] for r in chosen}
+            assert {o.code: _key(o, options) for o in transaction_keys.evaluate(ctx, chosen)} == expected, \
+                [r.code for r in chosen]
+            if "DUP003" not in {r.code for r in chosen}:
+                for parts in ranges:
+                    found = [transaction_keys.evaluate(ctx, chosen, part) for part in parts]
+                    assert _merged(found, options) == expected, ([r.code for r in chosen], parts)
+
+
+@pytest.mark.parametrize("options", OPTIONS,
+                         ids=lambda o: f"{o.day_boundary}-{o.since_seconds}-{o.budget_days}-{o.sample}")
+def test_at_head_the_plan_rows_met_by_a_merge_give_each_rule_its_own_result(
+        baseline_db: Database, options: CheckOptions) -> None:
+    with connect(baseline_db) as conn:
+        conn.execute(EDGES.encode())
+        conn.execute(HEAD_KEYS.encode())
+    with connect(baseline_db) as conn:
+        cur = conn.cursor()
+        ctx = CheckContext(cur=cur, schema=load_schema(cur), options=options)
+        budget = frozenset({"BUD001", "BUD002"})
+        if options.day_boundary == "user-timezone":  # a user's day is no UTC midnight: the general grouping
+            assert transaction_keys.merges(ctx, budget) is None
+        else:
+            for codes in (budget, frozenset({"BUD001"})):
+                assert transaction_keys.merges(ctx, codes), codes
+                assert "FULL JOIN" in transaction_keys.shared_sql(ctx, codes, (None, U2))
+            for codes in ({"BUD002"}, {"BUD001", "DUP003"}, {"BUD001", "DUP002"}):
+                assert transaction_keys.merges(ctx, frozenset(codes)) is None, codes
+            assert transaction_keys.merges(replace(ctx, options=replace(options, no_guarantees=True)), budget) is None
+        if options == CheckOptions():  # drift, unfit rows, an overflowing key: each rule has something to find
+            (bud001,) = transaction_keys.evaluate(ctx, (BUD001,))
+            (bud002,) = transaction_keys.evaluate(ctx, (BUD002,))
+            assert bud001.count >= 4 and bud002.count >= 5, (bud001, bud002)
+        _each_subset_whole_and_split(ctx, options)
+        # The merge's settings are put back for the passes after it.
+        cur.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_hashagg')")
+        before = cur.fetchone()
+        transaction_keys.evaluate(ctx, (BUD001, BUD002))
+        cur.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_hashagg')")
+        assert cur.fetchone() == before
+
+
+@pytest.mark.parametrize(("table", "column", "row"), NULLS_MET, ids=lambda v: v if isinstance(v, str) else "")
+def test_a_nullable_key_column_leaves_the_merge_out(baseline_db: Database, table: str, column: str,
+                                                    row: str) -> None:
+    """A NULL the merge would not match (or a part's user range would not read) sends the statement back to the
+    general grouping, which matches it as the rules' own statements do."""
+    with connect(baseline_db) as conn:
+        conn.execute(EDGES.encode())
+        conn.execute(HEAD_KEYS.encode())
+        conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL".encode())
+        if table == "daily_plan":
+            conn.execute(b"ALTER TABLE transactions ALTER COLUMN user_id DROP NOT NULL")
+            conn.execute(NULLS_MET[1][2].encode())
+        conn.execute(row.encode())
+    with connect(baseline_db) as conn:
+        cur = conn.cursor()
+        ctx = CheckContext(cur=cur, schema=load_schema(cur), options=CheckOptions())
+        assert transaction_keys.merges(ctx, frozenset({"BUD001", "BUD002"})) is None
+        _each_subset_whole_and_split(ctx, CheckOptions())
+
+
+def test_at_head_a_recorded_check_keeps_the_same_keys_merged_or_grouped(baseline_db: Database) -> None:
+    """What a base keeps of BUD001/BUD002 (their violating keys) is the same from the merge, whole and split, as
+    from the general grouping (--no-guarantees leaves the merge out)."""
+    with connect(baseline_db) as conn:
+        conn.execute(EDGES.encode())
+        conn.execute(HEAD_KEYS.encode())
+        conn.execute(MANY_USERS.replace("CASE WHEN i % 13 = 0 THEN 2 ELSE 1 END", "1").encode())
+    kept = {}
+    for name, parallel, no_guarantees in (("grouped", False, True), ("merged", False, False),
+                                          ("split", True, False)):
+        report = run_check(baseline_db, CheckRequest(select=["BUD001", "BUD002"], parallel=parallel,
+                                                     no_guarantees=no_guarantees, keep_base=True))
+        if name == "split":
+            assert "transaction_keys[2/4]" in [p.name for p in report.passes]
+        with connect(baseline_db) as conn:
+            record(conn, report)
+            rows = conn.execute("SELECT code, keys FROM integrity.check_base_results WHERE run_id = %s",
+                                (report.run_id,)).fetchall()
+        kept[name] = {code: sorted(keys) if keys is not None else None for code, keys in rows}
+        kept[name]["counts"] = sorted((r.code, r.count, tuple(sorted(r.sample))) for r in report.results)
+    assert kept["grouped"]["BUD001"] and kept["grouped"]["BUD002"], kept
+    assert kept["merged"] == kept["split"] == kept["grouped"]

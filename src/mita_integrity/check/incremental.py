@@ -1030,15 +1030,9 @@ def _old_key_members(ctx: CheckContext, codes: Sequence[str]) -> dict[str, list[
     bud = frozenset(codes) & {"BUD001", "BUD002"}
     if bud:
         # As the engine runs the statement (transaction_keys.evaluate): streams, no hash grouping, put back after.
-        ctx.cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('enable_hashagg'), "
-                        "set_config('max_parallel_workers_per_gather', '0', true), "
-                        "set_config('enable_hashagg', 'off', true)")
-        before = ctx.cur.fetchone()
-        assert before is not None
         statement = transaction_keys.shared_sql(ctx, bud, within=lambda branch, table: "true").replace("%(n)s", "0")
-        rows = _guarded(ctx, statement, [BY_CODE[c] for c in sorted(bud)])
-        ctx.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true), "
-                        "set_config('enable_hashagg', %s, true)", (before[0], before[1]))
+        with transaction_keys.streamed(ctx.cur):
+            rows = _guarded(ctx, statement, [BY_CODE[c] for c in sorted(bud)])
         if rows is not None:
             for code, i in (("BUD001", 10), ("BUD002", 11)):
                 if code in bud:

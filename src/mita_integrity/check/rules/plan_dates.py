@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ...findings import FixSafety, Severity
-from .base import Family, MergeFix, RowRule
+from .base import CheckSpec, Family, MergeFix, RowRule
+from .duplicates import MIDNIGHT_CHECK, MIDNIGHT_DEFINITION
 from .references import ORPHANS
 
 NOT_MIDNIGHT = "(t.date AT TIME ZONE 'UTC')::time <> '00:00'"
@@ -19,6 +20,9 @@ RULES = (
         repair_safety=FixSafety.SAFE, table="daily_plan", column="date",
         message="date carries a time of day", hint="`mita-integrity fix --apply --select CAL001` normalises and merges",
         predicate=NOT_MIDNIGHT, fix=MergeFix(after=ORPHANS, needs=f"bool_or({NOT_MIDNIGHT})"),
+        # 0023's check: a date equal to its UTC day's start has time 00:00 in UTC (an infinite date passes the
+        # check and has no time: NULL, which the rule does not count either; so does a NULL date).
+        guaranteed_by_check=(CheckSpec(MIDNIGHT_CHECK, MIDNIGHT_DEFINITION),),
     ),
     RowRule(
         code="CAL002", name="plan-overspent", section=14, severity=Severity.INFO,

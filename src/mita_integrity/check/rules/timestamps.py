@@ -45,7 +45,10 @@ RULES = (
         repair="Unsafe: soft-delete the transaction (a guess; --unsafe).", repair_safety=FixSafety.UNSAFE,
         table="transactions", column="spent_at", live_only=True,
         message="spent more than a day in the future", hint="check the date with the user; fix or soft-delete",
-        predicate="t.spent_at > now() + interval '1 day'", fix=RowFix(after=ORPHANS, assignments="deleted_at = now()"),
+        # The bound once per statement (an InitPlan): timestamptz + interval converts through the time zone, and
+        # per row it cost 0.5 s of a 5-million-row pass.
+        predicate="t.spent_at > (SELECT now() + interval '1 day')",
+        fix=RowFix(after=ORPHANS, assignments="deleted_at = now()"),
     ),
     RowRule(
         code="TIM004", name="goal-completed-before-created", section=6, severity=H,

@@ -19,7 +19,10 @@ here one statement groups them once and each reads its answer from it:
   violations), and the fitting rows of the window's keys whose total the plan cannot hold (as bud002_sql;
   read afterwards through the user_id index, for those rare keys only);
 - DUP002: a key with more than one plan row (all time), as dup002_sql; with a `guaranteed` DUP002 (0023's key
-  and midnight check) the plan rows of BUD001's window alone are read, as before.
+  and midnight check) the plan rows of BUD001's window alone are read, as before;
+- at head (merges: 0023's key and midnight check, no NULL user ids or transaction categories) a plan row is the
+  only one of its key, so only the transactions are grouped and the plan rows meet them in a merge full join,
+  read in the unique index's order (at scale 1, 3.8 s instead of 4.3-4.6 s for half the users).
 
 Measured at scale 0.25 (BENCHMARKS.md, issue 13): the old shape (two groupings, of each table, met in a merge
 full join, and DUP002's own grouping of daily_plan on the other connection) cost about 5 s of one connection
@@ -28,8 +31,9 @@ daily_plan a second time. A hash grouping of as many keys as rows outgrew work_m
 BUD001: 21 batches at scale 0.25), and a full sort of 2.3 million rows spilled to disk at 64 MB; the stream
 keeps memory at a few kilobytes per user whatever the size.
 
-With two connections the grouping is split (split) into ranges of user ids, one pass per connection in the
-same snapshot: a key belongs to one user, so the parts' counts add up, and the engine merges their samples.
+With two connections the grouping is split (split) into ranges of user ids, two passes per connection in the
+same snapshot (engine.PARTS_PER_CONNECTION): a key belongs to one user, so the parts' counts add up, and the
+engine merges their samples.
 The other passes (DUP003, the row passes) are shared out between the connections as each becomes free.
 
 DUP003 can be answered from the same grouping (`shared_sql` with DUP003: only keys with more than two rows,
@@ -49,7 +53,9 @@ gives exactly what those statements give, rule by rule, in every combination.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from ...findings import Status
 from .base import Family, Rule, literal, rel
@@ -137,6 +143,7 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
     plan_side = bud001 or dup002
     tx_side = bud001 or bud002 or dup003
     budget_only = bud001 and not (bud002 or dup003 or dup002)
+    merged = merges(ctx, codes) is not None
     created = schema.creation_column("daily_plan") if dup002 else None
     # Each side's rows, with every test a rule makes of a row computed once: (name, transactions, plan).
     columns = [
@@ -203,8 +210,15 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
     # Each aggregate costs a call per row, so the grouping keeps as few as the rules need: a key is planned
     # when a plan row of the window gave it a (non-NULL) spent sum; an overflowing key's rows (rarer still)
     # are counted afterwards through the user_id index (_bud002_part).
+    # OFFSET 0 keeps `keyed` a subquery of its own: else the WHERE of `flagged` below is pushed into its HAVING,
+    # every mention of total or spent there is an aggregate of its own (with its own copy of the window's
+    # bound, so the server cannot tell them equal), and each row is summed five times over (measured at scale 1
+    # on PostgreSQL 16: half of the transactions' keys, 7.2 s with it pushed down, 5.1 s kept apart).
     keyed = (f"SELECT r.user_id, r.day, r.category, {', '.join(aggregates)}\n"
-             f"          FROM ({stacked}) r\n         GROUP BY r.user_id, r.day, r.category")
+             f"          FROM ({stacked}) r\n         GROUP BY r.user_id, r.day, r.category OFFSET 0")
+    if merged:  # the plan rows unique per key: only the transactions grouped, the plan rows met in index order
+        keyed = _merged_keyed(columns, [aggregates[0], *aggregates[2:4]], tx_where, plan_where,
+                              [restrict(_user_ranges(part)[0], table) for table in ("transactions", "daily_plan")])
     planned = "spent IS NOT NULL" if bud001 else "false"
     unfit = "coalesce(cardinality(unfit_ids), 0)"
     drift = (f"((total IS NOT NULL OR {planned}) AND (spent IS NULL OR coalesce(total, 0) <> spent) "
@@ -238,6 +252,52 @@ WITH flagged AS MATERIALIZED (
                      "WHERE over OR unfit > 0), " + (_dup002_members() if dup002 else "NULL::text[]") + ", "
                      + ("ARRAY(SELECT unnest(ids) FROM duplicated)" if dup003 else "NULL::text[]"))
     return f"{ctes}\nSELECT {', '.join(parts)}"
+
+
+def merges(ctx: CheckContext, codes: frozenset[str]) -> str | None:
+    """Gives why BUD001 (and BUD002) may meet the plan rows by a merge join, or None: the general grouping then.
+
+    When 0023's key and midnight check make every plan row the only one of its (user_id, day, category) key
+    (duplicates.guaranteed_unique), a key's plan row needs no grouping: the transactions alone are grouped (in
+    user_id order, as the general statement reads them), by their day's midnight, and meet the plan rows read
+    in the key's index order in a merge full join. A join matches no NULL, where GROUP BY matches NULLs as
+    equal: so only when neither side's user_id nor the transactions' category can be NULL (a plan row with a
+    NULL category then has no transaction to meet in either form). Not with the user's time zone (a day is
+    then no UTC midnight), nor with DUP002 or DUP003 in the statement (they need the general grouping).
+    """
+    schema = ctx.schema
+    if ("BUD001" not in codes or codes & {"DUP002", "DUP003"} or ctx.options.day_boundary == "user-timezone"
+            or not all(schema.not_null(t, c) for t, c in (("transactions", "user_id"), ("transactions", "category"),
+                                                           ("daily_plan", "user_id")))):
+        return None
+    kinds = schema.columns.get("transactions", {}), schema.columns.get("daily_plan", {})
+    if kinds[0]["user_id"][0] != kinds[1]["user_id"][0] or \
+            kinds[1].get("date", ("", False))[0] != "timestamp with time zone":
+        return None
+    return guaranteed_unique(ctx)
+
+
+def _merged_keyed(columns: list[tuple[str, str, str]], aggregates: list[str], tx_where: str, plan_where: str,
+                  users: list[str]) -> str:
+    """Gives `keyed` of the merge (see merges): the transactions grouped by (user_id, midnight of their day,
+    category) in that order, met by the plan rows of the window read in the order of their unique index (its
+    columns as they are: a cast of the category would hide that order from the planner). The aggregates are the
+    general statement's total, unfit_ids and over_total (the transactions' own); a key's spent is its plan row's."""
+    named = ", ".join(f"{'t.category' if name == 'category' else tx} AS {name}" for name, tx, _ in columns
+                      if name in ("user_id", "day", "category", "fits", "dated", "amount", "id"))
+    return f"""SELECT coalesce(x.user_id, p.user_id) AS user_id,
+                 coalesce((x.midnight AT TIME ZONE 'UTC')::date, {plan_day_sql('p.date')}) AS day,
+                 coalesce(x.category, p.category)::text AS category, x.total, p.spent, x.unfit_ids, x.over_total,
+                 0 AS n, NULL::timestamptz AS first, NULL::timestamptz AS last, 0 AS plan_n,
+                 NULL::timestamptz AS plan_created
+            FROM (SELECT r.user_id, (r.day::timestamp AT TIME ZONE 'UTC') AS midnight, r.category,
+                         {', '.join(aggregates)}
+                    FROM (SELECT {named}
+                            FROM {rel('transactions')} t WHERE {tx_where} AND {users[0]} ORDER BY t.user_id) r
+                   GROUP BY r.user_id, 2, r.category) x
+            FULL JOIN (SELECT t.user_id, t.date, t.category, coalesce(t.spent_amount, 0)::numeric AS spent
+                         FROM {rel('daily_plan')} t WHERE {plan_where} AND {users[1]}) p
+              ON p.user_id = x.user_id AND p.date = x.midnight AND p.category = x.category"""
 
 
 def _bud001_part() -> str:
@@ -341,6 +401,22 @@ def _dup002_members() -> str:
              WHERE k.duplicated)"""
 
 
+# What the statement's streams need of the planner (see evaluate), each setting put back afterwards.
+STREAMED = (("max_parallel_workers_per_gather", "0"), ("enable_hashagg", "off"), ("enable_hashjoin", "off"))
+
+
+@contextmanager
+def streamed(cur: Any) -> Iterator[None]:
+    """Runs the block with the settings of STREAMED, local to the transaction, and puts the session's back (a
+    failed block leaves the transaction to be rolled back, which puts them back)."""
+    cur.execute("SELECT " + ", ".join(f"current_setting('{name}'), set_config('{name}', '{value}', true)"
+                                      for name, value in STREAMED))
+    found = cur.fetchone()
+    assert found is not None
+    yield
+    cur.execute("SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name, _ in STREAMED), found[::2])
+
+
 def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = None) -> list[Outcome]:
     """Gives the outcomes of the chosen rules of this unit (and DUP002, when the engine lends it), from one
     statement; with `part`, those of the keys of that range of users (see split)."""
@@ -357,18 +433,14 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = Non
     # partial one doubles that). Both tables are read in user_id order instead (their user_id indexes), each
     # user's few rows sorted in memory (an incremental sort) and grouped as a stream: memory stays small
     # whatever the size. The planner underestimates the keys, so it is told; the second core runs the other
-    # passes (or the other part) meanwhile. The settings are put back for the passes that follow.
-    ctx.cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('enable_hashagg'), "
-                    "set_config('max_parallel_workers_per_gather', '0', true), "
-                    "set_config('enable_hashagg', 'off', true)")
-    before = ctx.cur.fetchone()
-    assert before is not None
+    # passes (or the other part) meanwhile. With the plan rows unique per key (merges) the plan side meets the
+    # grouped transactions in a merge join: a hash join would build a table of millions of plan rows. The
+    # settings are put back for the passes that follow.
     keeping = ctx.kept is not None and bool(codes & {"BUD001", "BUD002", "DUP002"})  # the keys too, at once
-    ctx.cur.execute(shared_sql(ctx, codes, part, (lambda users, table: "true") if keeping else None),
-                    {"n": ctx.options.sample})
-    row = ctx.cur.fetchone()
-    ctx.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true), "
-                    "set_config('enable_hashagg', %s, true)", (before[0], before[1]))
+    with streamed(ctx.cur):
+        ctx.cur.execute(shared_sql(ctx, codes, part, (lambda users, table: "true") if keeping else None),
+                        {"n": ctx.options.sample})
+        row = ctx.cur.fetchone()
     assert row is not None
     b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample, d2, d2_groups, d2_sample = row[:10]
     if keeping and ctx.kept is not None:  # a part's keys are added to the other part's (check/incremental.py)
@@ -421,7 +493,7 @@ def _sample(count: int, sample: list[str] | None) -> tuple[str, ...]:
 
 # DUP003 runs apart, its own keys-first statement on the other connection (see the module's docstring);
 # DUP002 (the duplicates family's) joins the budget rules' grouping when one of them runs (engine.plan).
-# With two connections, the shared grouping is split into ranges of users (split), one pass each; BUD002's
+# With two connections, the shared grouping is split into ranges of users (split), two passes each; BUD002's
 # sample is the smallest ids of the parts' samples, the others' the first keys in key order (the parts' in turn).
 FAMILY = Family("transaction_keys", RULES, evaluate, apart=("DUP003",), borrows=tuple(r.code for r in BORROWED),
                 split=split, evaluate_part=evaluate, sample_by_id=("BUD002",))
