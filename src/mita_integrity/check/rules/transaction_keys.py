@@ -143,7 +143,7 @@ def shared_sql(ctx: CheckContext, codes: frozenset[str], part: Part | None = Non
     plan_side = bud001 or dup002
     tx_side = bud001 or bud002 or dup003
     budget_only = bud001 and not (bud002 or dup003 or dup002)
-    merged = merges(ctx, codes) is not None
+    merged = sources is None and merges(ctx, codes) is not None  # chosen keys (sources): the general form
     created = schema.creation_column("daily_plan") if dup002 else None
     # Each side's rows, with every test a rule makes of a row computed once: (name, transactions, plan).
     columns = [
