@@ -566,6 +566,8 @@ def carried(ctx: CheckContext, table: str) -> tuple[str, ...]:
     if table == "users":
         return ("t.id::text",)
     day = "(t.spent_at AT TIME ZONE 'UTC')::date" if table == "transactions" else plan_day_sql("t.date")
+    # the day as ISO text whatever the session's DateStyle, its era spelt out (a BC day is no key Python holds)
+    day = f"CASE WHEN isfinite({day}) THEN to_char({day}, 'YYYY-MM-DD AD') ELSE ({day})::text END"
     return ("t.user_id::text", day, "t.category::text")
 
 
@@ -614,9 +616,22 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
     seen_xmins = {str(x) for x in before.young or ()}
     changed = sum(1 for r in found if r[0] not in seen_xmins)  # a young xmin the base kept is the base's row
     dated = len(carry) == 3
+    try:
+        keys = tuple((r[2], _iso_day(r[3]), r[4]) if dated else tuple(r[2:]) for r in found)
+    except ValueError as exc:  # a day no probe can read as a range (infinity, BC): the table's rules in full
+        return f"{table}: a changed row's day cannot be read ({exc})"
     return Change(changed, before.rows - (rows - changed), rows, _young(row[2]), tuple(str(r[1]) for r in found),
-                  tuple((r[2], date.fromisoformat(r[3]) if r[3] else None, r[4]) if dated else tuple(r[2:])
-                        for r in found))
+                  keys)
+
+
+def _iso_day(text: str | None) -> date | None:
+    """Gives the day of carried()'s text ('2026-01-31 AD'), None for NULL; ValueError for any day Python cannot
+    hold (infinity, BC, beyond 9999)."""
+    if text is None:
+        return None
+    if not text.endswith(" AD"):
+        raise ValueError(f"day {text!r}")
+    return date.fromisoformat(text[:-3])
 
 
 YOUNG_LIMIT = 10_000  # more distinct young xmins than this are not kept (a long transaction held xmin back)
