@@ -14,14 +14,17 @@ run on the check's connections at once (_evaluate_changed).
 Rule by rule (anything else runs in full, with the reason in the report):
 - a rule whose tables did not change at all (no changed row, nothing lost, same relfilenode) and that does
   not read the clock keeps the base result (BUD001/BUD002 read the date: only on the base's UTC day);
-- a row rule of the catalogue (its own row's values, maybe a LEFT JOIN to a parent) re-evaluates its
-  base violators and the changed rows: an unchanged row keeps its verdict. A joined table must be unchanged,
-  or, for an orphan rule, have only gained rows (a parent deleted or re-keyed orphans unchanged children);
+- a row rule of the catalogue (its own row's values, maybe a LEFT JOIN to a parent) re-evaluates the
+  changed rows (by the tids the changes scan collected) and, as far as needed, its base violators: an
+  unchanged row keeps its verdict (see _restricted). A joined table must be unchanged, or, for an orphan
+  rule, have only gained rows (a parent deleted or re-keyed orphans unchanged children);
 - the duplicate rules (DUP001-DUP003) re-read whole only the groups of (the base's violating groups, kept by
-  their members' primary keys) UNION (the keys of the rows written since): see _groups for why that is exact;
+  their members' ids) UNION (the keys of the rows written since): see _groups for why that is exact; DUP002
+  and DUP003 by their (user, day, category) keys, with BUD001 and BUD002 (incremental_keys.py);
 - BUD001, BUD002 and USR003 need the key a row left, which no later snapshot shows: they read it from the
   change log (runs/change_log.py, `changelog install`) when it proves itself complete since the base
-  (_log_proof), and re-read only the affected keys (_old_key_rules); otherwise in full, with the reason;
+  (_log_proof), and re-read only the affected keys (incremental_keys.py, _old_key_rules); otherwise in full,
+  with the reason;
 - REF011, schema rules, team rules: in full whenever a table they read changed.
 Whole-run fallbacks: no base, another catalogue or options, a base older than --max-base-age, a statistics
 reset, a table rewritten or truncated (new relfilenode), a base more than 2^31 - margin xids old,
