@@ -15,6 +15,7 @@ from mita_integrity.database.connection import Database, connect
 from mita_integrity.runs import change_log, store
 
 from .test_incremental import delete_user, how, install_trigger, recorded, same_as_full, seed, sql
+from .test_transaction_keys_split import HEAD_SCHEMA  # the schema at head as far as transaction_keys.merges needs it
 
 OLD_KEY_RULES = ("BUD001:daily_plan", "BUD002:transactions", "USR003:users")
 BUD = OLD_KEY_RULES[:2]
@@ -264,21 +265,6 @@ def test_install_waits_briefly_for_its_lock_and_gives_up_in_one_line(baseline_db
     assert state.triggers["transactions"] == {"update": None, "delete": None}
 
 
-# The schema at head as far as transaction_keys.merges needs it (0023's key and midnight check, no NULL user ids
-# nor transaction categories): the seeded rows head forbids removed first.
-HEAD_KEYS = """
-DELETE FROM transactions WHERE user_id IS NULL OR category IS NULL;
-DELETE FROM daily_plan WHERE user_id IS NULL OR date <> date_trunc('day', date, 'UTC');
-DELETE FROM daily_plan p USING daily_plan q
- WHERE q.user_id = p.user_id AND q.date = p.date AND q.category IS NOT DISTINCT FROM p.category AND q.id < p.id;
-ALTER TABLE transactions ALTER COLUMN user_id SET NOT NULL, ALTER COLUMN category SET NOT NULL;
-ALTER TABLE daily_plan ALTER COLUMN user_id SET NOT NULL;
-ALTER TABLE daily_plan ADD CONSTRAINT uq_daily_plan_user_date_category
-  UNIQUE NULLS NOT DISTINCT (user_id, date, category);
-ALTER TABLE daily_plan ADD CONSTRAINT ck_daily_plan_date_midnight CHECK (date = date_trunc('day', date, 'UTC'));
-"""
-
-
 def test_at_head_the_merge_reads_the_changed_keys_as_the_full_check(baseline_db: Database) -> None:
     """With the plan rows unique per key the budget statement meets them by a merge (transaction_keys.merges);
     restricted to the keys a change touched, it still agrees with the full check."""
@@ -286,7 +272,7 @@ def test_at_head_the_merge_reads_the_changed_keys_as_the_full_check(baseline_db:
     from mita_integrity.check.rules.context import CheckContext, CheckOptions, load_schema
 
     seed(baseline_db, users=50, days=8, seed=5, corrupt=True)
-    sql(baseline_db, HEAD_KEYS)
+    sql(baseline_db, HEAD_SCHEMA)
     install_log(baseline_db)
     with connect(baseline_db) as conn:
         cur = conn.cursor()

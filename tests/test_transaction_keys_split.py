@@ -179,7 +179,7 @@ def test_a_recorded_check_keeps_the_same_keys_whoever_evaluates_them(baseline_db
 # its validated midnight check, and no NULL user ids nor transaction categories; EDGES' rows that head's
 # constraints forbid are removed first (a NULL-category plan row stays: head allows it), and a key of an
 # infinite day is added on both sides.
-HEAD_KEYS = f"""
+HEAD_SCHEMA = """
 DELETE FROM transactions WHERE user_id IS NULL OR category IS NULL;
 DELETE FROM daily_plan WHERE user_id IS NULL OR date <> date_trunc('day', date, 'UTC');
 DELETE FROM daily_plan p USING daily_plan q
@@ -189,6 +189,8 @@ ALTER TABLE daily_plan ALTER COLUMN user_id SET NOT NULL;
 ALTER TABLE daily_plan ADD CONSTRAINT uq_daily_plan_user_date_category
   UNIQUE NULLS NOT DISTINCT (user_id, date, category);
 ALTER TABLE daily_plan ADD CONSTRAINT ck_daily_plan_date_midnight CHECK (date = date_trunc('day', date, 'UTC'));
+"""
+HEAD_KEYS = HEAD_SCHEMA + f"""
 INSERT INTO transactions (id, user_id, category, amount, spent_at) VALUES
   ('10000000-0000-0000-0000-000000000040', '{U1}', 'inf', 1, 'infinity'),
   ('10000000-0000-0000-0000-000000000041', '{U2}', 'late', 3, {D} - interval '15 days' + interval '23:59:59.999999'),

@@ -370,7 +370,7 @@ def _evaluate_changed(ctx: CheckContext, helpers: Sequence[CheckContext], base: 
 
     def done_keyed(runs: list[incremental_keys.Found | None]) -> None:
         codes = frozenset(r.code for r in keyed)
-        if any(run is None for run in runs):  # a half failed: its rules ran in full already (see fail_keyed)
+        if any(run is None for run in runs):  # a half failed: the worker sent its rules to the full run
             return
         found = incremental_keys.merged([run for run in runs if run is not None], codes, ctx.options.sample)
         for rule in keyed:
