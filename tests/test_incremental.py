@@ -69,6 +69,20 @@ def delete_user(db: Database, user: Any) -> None:
     sql(db, "DELETE FROM users WHERE id = %s", (user,))
 
 
+# Moves the transactions of a (user, category, UTC day) key a day back.
+MOVE_A_DAY_BACK = ("UPDATE transactions SET spent_at = spent_at - interval '1 day' WHERE user_id = %s "
+                   "AND category = %s AND (spent_at AT TIME ZONE 'UTC')::date = %s")
+
+
+def move_a_recent_key(db: Database) -> tuple[Any, Any, Any]:
+    """Moves every transaction of one recent key a day back; gives the key (user, category, its old day)."""
+    [(user, day, category)] = sql(db, "SELECT user_id, (spent_at AT TIME ZONE 'UTC')::date, category "
+                                      "FROM transactions WHERE deleted_at IS NULL "
+                                      "AND spent_at > now() - interval '5 days' ORDER BY id LIMIT 1")
+    sql(db, MOVE_A_DAY_BACK, (user, category, day))
+    return user, category, day
+
+
 @pytest.fixture
 def clean(baseline_db: Database) -> Database:
     seed(baseline_db, users=40, days=8, seed=5)
@@ -149,18 +163,13 @@ def test_a_plan_row_whose_transactions_moved_to_another_day(clean: Database) -> 
                "WHERE t.user_id = p.user_id AND t.category = p.category AND t.deleted_at IS NULL "
                "AND (t.spent_at AT TIME ZONE 'UTC')::date = (p.date AT TIME ZONE 'UTC')::date), 0)")
     recorded(clean)
-    [(user, day, category)] = sql(clean, "SELECT user_id, (spent_at AT TIME ZONE 'UTC')::date, category "
-                                         "FROM transactions WHERE deleted_at IS NULL "
-                                         "AND spent_at > now() - interval '5 days' ORDER BY id LIMIT 1")
-    moved = ("UPDATE transactions SET spent_at = spent_at - interval '1 day' WHERE user_id = %s AND category = %s "
-             "AND (spent_at AT TIME ZONE 'UTC')::date = %s")
-    sql(clean, moved, (user, category, day))  # through the trigger: both days' plan rows follow
+    user, category, day = move_a_recent_key(clean)  # through the trigger: both days' plan rows follow
     inc = same_as_full(clean)
     assert next(r for r in inc.results if r.code == "BUD001").count == 0
     recorded(clean, incremental=True)
     with psycopg.connect(autocommit=True, **clean.connect_kwargs()) as conn:  # the trigger bypassed
         conn.execute("SET session_replication_role = replica")
-        conn.execute(moved, (user, category, day - __import__("datetime").timedelta(days=1)))
+        conn.execute(MOVE_A_DAY_BACK, (user, category, day - __import__("datetime").timedelta(days=1)))
     inc = same_as_full(clean)
     assert next(r for r in inc.results if r.code == "BUD001").count > 0
 

@@ -14,7 +14,17 @@ from mita_integrity.cli.root import run as cli_run
 from mita_integrity.database.connection import Database, connect
 from mita_integrity.runs import change_log, store
 
-from .test_incremental import delete_user, how, install_trigger, recorded, same_as_full, seed, sql
+from .test_incremental import (
+    MOVE_A_DAY_BACK,
+    delete_user,
+    how,
+    install_trigger,
+    move_a_recent_key,
+    recorded,
+    same_as_full,
+    seed,
+    sql,
+)
 from .test_transaction_keys_split import HEAD_SCHEMA  # the schema at head as far as transaction_keys.merges needs it
 
 OLD_KEY_RULES = ("BUD001:daily_plan", "BUD002:transactions", "USR003:users")
@@ -200,17 +210,12 @@ def test_with_the_0025_trigger_a_plan_row_whose_transactions_moved(baseline_db: 
     install_trigger(baseline_db)
     install_log(baseline_db)
     recorded(baseline_db)
-    [(user, day, category)] = sql(baseline_db, "SELECT user_id, (spent_at AT TIME ZONE 'UTC')::date, category "
-                                               "FROM transactions WHERE deleted_at IS NULL "
-                                               "AND spent_at > now() - interval '5 days' ORDER BY id LIMIT 1")
-    moved = ("UPDATE transactions SET spent_at = spent_at - interval '1 day' WHERE user_id = %s AND category = %s "
-             "AND (spent_at AT TIME ZONE 'UTC')::date = %s")
-    sql(baseline_db, moved, (user, category, day))
+    user, category, day = move_a_recent_key(baseline_db)
     assert_incremental(same_as_full(baseline_db))
     recorded(baseline_db, incremental=True)
     with psycopg.connect(autocommit=True, **baseline_db.connect_kwargs()) as conn:  # 0025's trigger bypassed
         conn.execute("SET session_replication_role = replica")
-        conn.execute(moved, (user, category, day - timedelta(days=1)))
+        conn.execute(MOVE_A_DAY_BACK, (user, category, day - timedelta(days=1)))
     inc = same_as_full(baseline_db)
     assert_incremental(inc)
     assert next(r for r in inc.results if r.code == "BUD001").count > 0

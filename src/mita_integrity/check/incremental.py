@@ -59,6 +59,7 @@ from .rules.dayboundary import plan_day_sql
 from .rules.duplicates import dup001_grouped_sql, dup001_key_sql, dup002_grouped_sql, dup002_members_sql
 from .rules.quoting import ident
 from .rules.spending import dup003_sql
+from .written_since import changed_sql
 
 MAX_BASE_AGE_S = 7 * 86400
 XID_MARGIN = 2**31 - 50_000_000  # a base older than this in xids is refused (wraparound distance)
@@ -170,12 +171,6 @@ def _states(cur: psycopg.Cursor[Any], tables: Sequence[str]) -> dict[str, State]
                     WHERE n.nspname = 'public' AND c.relname = ANY(%s)""", (list(tables),))
     return {name: (int(oid), int(node), kind, (int(i), int(u), int(d)), str(shape))
             for name, oid, node, kind, i, u, d, shape in cur.fetchall()}
-
-
-def changed_sql(window: int, alias: str = "t") -> str:
-    """Gives SQL telling whether a row version was written since the base: its xmin is at most `window`
-    transactions old (age() counts modulo 2^32 from one stable point of this transaction; see _window)."""
-    return f"(age({alias}.xmin) <= {int(window)})"
 
 
 def _window(cur: psycopg.Cursor[Any], base_xmin: int) -> int:

@@ -34,17 +34,13 @@ from .rules import transaction_keys
 from .rules.base import rel
 from .rules.context import CheckContext, Outcome
 from .rules.dayboundary import plan_day_sql
+from .written_since import changed_sql
 
 KEYED = frozenset({"BUD001", "BUD002", "DUP002", "DUP003"})
 LOGGED_CODES = frozenset({"BUD001", "BUD002"})  # need the change log's old keys
 TABLE = {"BUD001": "daily_plan", "BUD002": "transactions", "DUP002": "daily_plan", "DUP003": "transactions"}
 
 Key = tuple[str | None, date | None, str | None]  # (user_id as text, UTC day or None: every day, category)
-
-
-def changed_sql(window: int, alias: str = "t") -> str:
-    """As incremental.changed_sql (kept here too so that this module does not import its caller)."""
-    return f"(age({alias}.xmin) <= {int(window)})"
 
 
 def affected(ctx: CheckContext, codes: frozenset[str], base: Base, window: int, log: str,
@@ -157,32 +153,14 @@ def evaluate(ctx: CheckContext, codes: frozenset[str], keys: Sequence[Key]) -> F
     statement = transaction_keys.shared_sql(ctx, codes, sources=_sources(ctx, keys, params))
     # The keys drive the reads: a probe of an index per key (the planner, which sees the arrays' length, would
     # otherwise pass over whole tables); no hash grouping, no parallel workers, as the full statement.
-    settings = ("enable_hashjoin", "enable_mergejoin", "enable_seqscan", "enable_hashagg",
-                "max_parallel_workers_per_gather")
-    ctx.cur.execute("SELECT " + ", ".join(f"current_setting('{s}')" for s in settings))
-    before = ctx.cur.fetchone()
-    assert before is not None
-    ctx.cur.execute("SELECT " + ", ".join(f"set_config('{s}', %s, true)" for s in settings),
-                    ("off", "off", "off", "off", "0"))
-    ctx.cur.execute(statement, params)
-    row = ctx.cur.fetchone()
-    ctx.cur.execute("SELECT " + ", ".join(f"set_config('{s}', %s, true)" for s in settings), before)
+    with transaction_keys.streamed(ctx.cur, (("enable_mergejoin", "off"), ("enable_seqscan", "off"))):
+        ctx.cur.execute(statement, params)
+        row = ctx.cur.fetchone()
     assert row is not None
-    b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample, d2, d2_groups, d2_sample = row[:10]
-    out = Found()
+    out = Found(outcomes=transaction_keys.outcomes(row, codes))
     for code, found in (("BUD001", row[10]), ("BUD002", row[11]), ("DUP002", row[12]), ("DUP003", row[13])):
         if code in codes:
             out.kept[code] = list(found or ())
-    if "BUD001" in codes:
-        out.outcomes["BUD001"] = Outcome("BUD001", "daily_plan", int(b1), sample=_sample(b1, b1_sample),
-                                         column="spent_amount")
-    if "BUD002" in codes:
-        out.outcomes["BUD002"] = Outcome("BUD002", "transactions", int(b2), sample=_sample(b2, b2_sample),
-                                         column="amount")
-    if "DUP003" in codes:
-        out.outcomes["DUP003"] = Outcome("DUP003", "transactions", int(d3), int(d3_groups), _sample(d3, d3_sample))
-    if "DUP002" in codes:
-        out.outcomes["DUP002"] = Outcome("DUP002", "daily_plan", int(d2), int(d2_groups), _sample(d2, d2_sample))
     return out
 
 
@@ -209,7 +187,4 @@ def merged(runs: Sequence[Found], codes: frozenset[str], sample: int) -> Found:
 
 _COLUMN = {"BUD001": "spent_amount", "BUD002": "amount"}
 
-
-def _sample(count: int, sample: list[str] | None) -> tuple[str, ...]:
-    return tuple(sample or ()) if count else ()
 

@@ -406,15 +406,16 @@ STREAMED = (("max_parallel_workers_per_gather", "0"), ("enable_hashagg", "off"),
 
 
 @contextmanager
-def streamed(cur: Any) -> Iterator[None]:
-    """Runs the block with the settings of STREAMED, local to the transaction, and puts the session's back (a
-    failed block leaves the transaction to be rolled back, which puts them back)."""
+def streamed(cur: Any, more: tuple[tuple[str, str], ...] = ()) -> Iterator[None]:
+    """Runs the block with the settings of STREAMED (and `more`), local to the transaction, and puts the
+    session's back (a failed block leaves the transaction to be rolled back, which puts them back)."""
+    settings = STREAMED + more
     cur.execute("SELECT " + ", ".join(f"current_setting('{name}'), set_config('{name}', '{value}', true)"
-                                      for name, value in STREAMED))
+                                      for name, value in settings))
     found = cur.fetchone()
     assert found is not None
     yield
-    cur.execute("SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name, _ in STREAMED), found[::2])
+    cur.execute("SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name, _ in settings), found[::2])
 
 
 def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = None) -> list[Outcome]:
@@ -442,22 +443,25 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = Non
                         {"n": ctx.options.sample})
         row = ctx.cur.fetchone()
     assert row is not None
-    b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample, d2, d2_groups, d2_sample = row[:10]
     if keeping and ctx.kept is not None:  # a part's keys are added to the other part's (check/incremental.py)
         for code, found in (("BUD001", row[10]), ("BUD002", row[11]), ("DUP002", row[12])):
             if code in codes:
                 ctx.kept.setdefault(code, []).extend(found or ())
-    for rule in rules:
-        if rule.code == "DUP003":
-            out.append(Outcome("DUP003", "transactions", int(d3), int(d3_groups), _sample(d3, d3_sample)))
-        elif rule.code == "DUP002":
-            out.append(Outcome("DUP002", "daily_plan", int(d2), int(d2_groups), _sample(d2, d2_sample)))
-        elif rule.code == "BUD001":
-            out.append(Outcome("BUD001", "daily_plan", int(b1), sample=_sample(b1, b1_sample),
-                               column="spent_amount"))
-        else:
-            out.append(Outcome("BUD002", "transactions", int(b2), sample=_sample(b2, b2_sample), column="amount"))
-    return out
+    found = outcomes(row, codes)
+    return out + [found[r.code] for r in rules]
+
+
+def outcomes(row: tuple[Any, ...], codes: frozenset[str]) -> dict[str, Outcome]:
+    """Gives the chosen rules' outcomes from the first ten columns of shared_sql's row."""
+    b1, b1_sample, b2, b2_sample, d3, d3_groups, d3_sample, d2, d2_groups, d2_sample = row[:10]
+    out = {
+        "DUP003": lambda: Outcome("DUP003", "transactions", int(d3), int(d3_groups), _sample(d3, d3_sample)),
+        "DUP002": lambda: Outcome("DUP002", "daily_plan", int(d2), int(d2_groups), _sample(d2, d2_sample)),
+        "BUD001": lambda: Outcome("BUD001", "daily_plan", int(b1), sample=_sample(b1, b1_sample),
+                                  column="spent_amount"),
+        "BUD002": lambda: Outcome("BUD002", "transactions", int(b2), sample=_sample(b2, b2_sample), column="amount"),
+    }
+    return {code: make() for code, make in out.items() if code in codes}
 
 
 def split(ctx: CheckContext, rules: tuple[Rule, ...], parts: int) -> list[Part]:
