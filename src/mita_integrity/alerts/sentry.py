@@ -7,7 +7,9 @@ so Sentry keeps one issue per rule and table and counts the runs that saw it gro
 The events go through their own `sentry_sdk.Client` — never `sentry_sdk.init`, so nothing global is
 touched and nothing the host application put on its scopes (users, breadcrumbs, argv) can leak in. The
 client has no integrations and a synchronous transport that posts each envelope (gzip) with the retries
-of the other channels, so every event is sent, or known to have failed, before `send` returns.
+of the other channels, so every event is sent, or known to have failed, before `send` returns. An event holds
+only the fields written here and the SDK's identification of it (KEPT): no stack, no local variable, whatever
+an SDK version attaches by default.
 
 Only the SDK's public API is used: `sentry_sdk.Client` and `sentry_sdk.Transport`, both exported by the
 package. A subclass of `Transport` implementing `capture_envelope` is the SDK's own way to plug a transport
@@ -32,6 +34,12 @@ if TYPE_CHECKING:
     from sentry_sdk.envelope import Envelope
 
     from .alert import Alert
+
+# What an event sent holds: the fields `event` and `failure_event` write, and the SDK's identification of it.
+# Anything else an SDK version adds by default (sentry-sdk 3.0 attaches every thread's stack with its frames'
+# local variables, findings' messages among them) is dropped before sending (`_only_ours`).
+KEPT = frozenset({"message", "level", "logger", "transaction", "tags", "fingerprint", "extra",
+                  "event_id", "timestamp", "platform", "sdk", "release", "environment", "server_name"})
 
 LEVELS = {Severity.CRITICAL: "fatal", Severity.HIGH: "error", Severity.MEDIUM: "warning",
           Severity.LOW: "info", Severity.INFO: "info"}
@@ -87,6 +95,11 @@ def events(alert: Alert) -> list[dict[str, Any]]:
             + [event(alert, f, "worsened") for f in alert.worsened])
 
 
+def _only_ours(event: Any, _hint: dict[str, Any]) -> Any:  # (the SDK types it as its private Event)
+    """The client's before_send: the event without what the SDK added beyond KEPT (see there)."""
+    return {key: value for key, value in event.items() if key in KEPT}
+
+
 def _transport_class() -> Any:
     from sentry_sdk import Transport
 
@@ -126,7 +139,7 @@ def send(dsn: str, alert: Alert, *, sleep: Sleep, delays: tuple[float, ...] = RE
     transport = _transport_class()(dsn, sleep, delays, budget)
     client = sentry_sdk.Client(
         dsn=dsn, transport=transport, release=f"mita-integrity@{__version__}", default_integrations=False,
-        auto_enabling_integrations=False, send_client_reports=False,
+        attach_stacktrace=False, before_send=_only_ours, auto_enabling_integrations=False, send_client_reports=False,
         auto_session_tracking=False, enable_backpressure_handling=False, max_breadcrumbs=0, spotlight=False)
     try:
         for payload in events(alert):
