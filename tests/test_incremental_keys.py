@@ -7,9 +7,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import psycopg
 import pytest
 
-from mita_integrity.check import incremental_keys
+from mita_integrity.check import incremental, incremental_keys
+from mita_integrity.check.rules.context import planner_settings
 from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.database.connection import Database
 
@@ -104,3 +106,34 @@ def test_halves_keep_users_whole_in_key_order_and_null_users_last() -> None:
     assert all(u is not None and u < k[0] for u in first_users for k in runs[1] if k[0] is not None)
     assert runs[1][-1][0] is None
     assert incremental_keys.halves(ordered, 1) == [ordered] and incremental_keys.halves([], 2) == []
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_changed_rows_read_by_tid_scan_or_as_the_planner_likes_give_the_full_checks_results(
+        logged: Database, monkeypatch: pytest.MonkeyPatch, share: float) -> None:
+    """TID_SHARE 1.0: every read of the changed rows by their tids is forced to a Tid Scan; 0.0: never."""
+    monkeypatch.setattr(incremental, "TID_SHARE", share)
+    recorded(logged)
+    for op in MIXTURE:
+        apply(logged, op)
+    inc = same_as_full(logged)
+    assert how(inc)["AMT003:transactions"] == ("incremental", None)
+
+
+def test_a_few_changed_rows_are_read_by_a_tid_scan_and_the_settings_are_put_back(logged: Database) -> None:
+    tids = [r[0] for r in sql(logged, "SELECT ctid::text FROM transactions ORDER BY ctid LIMIT 3")]
+    [(rows,)] = sql(logged, "SELECT count(*) FROM transactions")
+    few = incremental.Change(changed=3, lost=0, rows=rows, tids=tuple(tids))
+    assert incremental._by_tid(few) == incremental._TID_SCAN
+    many = incremental.Change(changed=3, lost=0, rows=20, tids=tuple(tids))  # 15 % of the table: planner's choice
+    assert incremental._by_tid(many) == ()
+    with psycopg.connect(**logged.connect_kwargs()) as conn, conn.cursor() as cur:
+        with planner_settings(cur, incremental._by_tid(few)):
+            # the shape of _restricted's read: the table, a rule's LEFT JOIN to its parent
+            cur.execute("EXPLAIN SELECT t.id FROM public.transactions t "
+                        "LEFT JOIN public.users p ON p.id = t.user_id WHERE t.ctid = ANY(%s::tid[])", (tids,))
+            plan = "\n".join(r[0] for r in cur.fetchall())
+        cur.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_indexscan'), "
+                    "current_setting('enable_bitmapscan')")
+        assert cur.fetchone() == ("on", "on", "on")
+    assert "Tid Scan on transactions t" in plan, plan

@@ -54,7 +54,7 @@ from ..runs.check_bases import Base, Kept, TableState, load
 from . import engine, incremental_keys
 from .rule_registry import BY_CODE
 from .rules.base import Family, QueryRule, RowRule, Rule, SchemaRule, rel
-from .rules.context import CheckContext, Outcome
+from .rules.context import CheckContext, Outcome, planner_settings
 from .rules.dayboundary import plan_day_sql
 from .rules.duplicates import dup001_grouped_sql, dup001_key_sql, dup002_grouped_sql, dup002_members_sql
 from .rules.quoting import ident
@@ -776,24 +776,26 @@ def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base,
     else:
         known = f"{key} IN (SELECT unnest(%(keys)s::text[]))"
     hit = " OR ".join(conditions)
-    branches = []
+    # (statement, planner settings): each branch its own statement, so each gets the plan it needs
+    branches: list[tuple[str, tuple[tuple[str, str], ...]]] = []
     if change.changed and change.tids is not None:  # the changed rows, by the tids the changes scan found
-        branches.append(f"SELECT {key}, true, {', '.join(conditions)} FROM {rel(table)} t {joins} "
-                        f"WHERE t.ctid = ANY(%(tids)s::tid[]) AND ({hit})")
+        branches.append((f"SELECT {key}, true, {', '.join(conditions)} FROM {rel(table)} t {joins} "
+                         f"WHERE t.ctid = ANY(%(tids)s::tid[]) AND ({hit})", _by_tid(change)))
     elif change.changed:
-        branches.append(f"SELECT {key}, true, {', '.join(conditions)} FROM {rel(table)} t {joins} "
-                        f"WHERE {changed_sql(window)} AND ({hit})")
+        branches.append((f"SELECT {key}, true, {', '.join(conditions)} FROM {rel(table)} t {joins} "
+                         f"WHERE {changed_sql(window)} AND ({hit})", ()))
     if union:  # not the rows of the branch above, when there is one (a young row the base saw is inside the
         # window but no row written since: with no branch above it is read here)
         apart = f" AND NOT {changed_sql(window)}" if branches else ""
-        branches.append(f"SELECT {key}, false, {', '.join(conditions)} FROM {rel(table)} t {joins} "
-                        f"WHERE {known}{apart} AND ({hit})")
+        branches.append((f"SELECT {key}, false, {', '.join(conditions)} FROM {rel(table)} t {joins} "
+                         f"WHERE {known}{apart} AND ({hit})", ()))
     found: dict[str, list[str]] = {r.code: [] for r in rules}
     rows: list[tuple[Any, ...]] = []
-    if branches:
-        with engine.rules_search_path(ctx.cur, rules):
-            ctx.cur.execute(" UNION ALL ".join(branches), {"keys": union, "tids": list(change.tids or ())})
-            rows = ctx.cur.fetchall()
+    with engine.rules_search_path(ctx.cur, rules):
+        for statement, settings in branches:
+            with planner_settings(ctx.cur, settings):
+                ctx.cur.execute(statement, {"keys": union, "tids": list(change.tids or ())})
+                rows += ctx.cur.fetchall()
     wanted = {code: set(keys) for code, keys in prior.items()}
     for row in rows:
         k, changed = row[0], row[1]
@@ -805,6 +807,19 @@ def _restricted(ctx: CheckContext, table: str, rules: list[RowRule], base: Base,
             seen = set(found[rule.code])
             found[rule.code] += [k for k in prior[rule.code] if k not in gone and k not in seen]
     return found
+
+
+# The changed rows are read by their tids when they are at most this share of the table's rows. The planner,
+# which costs each tid as a random page read, would rather scan the whole table (or its user_id index) and test
+# every row's ctid against the list: 1.0 s against 0.27 s for 44,549 tids of 5 million transactions.
+TID_SHARE = 0.1
+_TID_SCAN = (("enable_seqscan", "off"), ("enable_indexscan", "off"), ("enable_bitmapscan", "off"))
+
+
+def _by_tid(change: Change) -> tuple[tuple[str, str], ...]:
+    """Gives the planner settings that make a read of the changed rows by their tids a Tid Scan (the joined
+    tables are then read whole and hashed, which costs what they hold), when the tids are few enough."""
+    return _TID_SCAN if len(change.tids or ()) <= TID_SHARE * max(change.rows, 1) else ()
 
 
 GROUPED: dict[str, str] = {"DUP001": "users", "DUP002": "daily_plan", "DUP003": "transactions"}

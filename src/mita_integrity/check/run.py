@@ -17,6 +17,7 @@ from psycopg import sql
 from .. import __version__
 from ..database.connection import POOL_MODE_ENV, SUPABASE_TRANSACTION_PORT, Database, connect, transaction
 from ..database.errors import DatabaseStateError, UsageError, connection_lost, is_connection_lost
+from ..database.own_version import readable_own_revision
 from ..findings import DatabaseInfo, Report, Severity, Status, TableStats
 from . import engine, incremental
 from .rules.context import CheckContext, CheckOptions, Schema, load_schema
@@ -99,8 +100,6 @@ def _database_info(cur: Any, db: Database, schema: Schema) -> DatabaseInfo:
     name, version, user = cur.fetchone()
     # The chain's revision: the tool's own table when it runs standalone, else the application's (an exported
     # chain, or the baseline an adopting upgrade starts from). Hints and verify read where the chain stands.
-    from ..database.chain_state import readable_own_revision
-
     revision = readable_own_revision(cur)
     if revision is None and schema.has("alembic_version"):
         cur.execute("SELECT version_num FROM public.alembic_version LIMIT 1")

@@ -14,12 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-BASELINE = "0021_add_habit_completions"
-OWN_SCHEMA = "integrity"
-OWN_TABLE = "alembic_version"
-OWN = f"{OWN_SCHEMA}.{OWN_TABLE}"
-# Our revision ids reach 37 characters; Alembic's own default column holds 32.
-VERSION_WIDTH = 64
+from .own_version import BASELINE, OWN, OWN_SCHEMA, OWN_TABLE, VERSION_WIDTH  # read by the migration commands
 
 
 def version_table_options() -> dict[str, Any]:
@@ -55,23 +50,6 @@ def own_revision(conn: Connection) -> str | None:
 def application_revision(conn: Connection) -> str | None:
     """Gives the revision in the application's public.alembic_version (None: no such table or row)."""
     return _version(conn, "public.alembic_version")
-
-
-_OWN_READABLE = f"""SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = '{OWN_SCHEMA}'
-                                          AND has_schema_privilege(n.oid, 'USAGE')) THEN false
-                        WHEN to_regclass('{OWN}') IS NULL THEN false
-                        ELSE has_table_privilege('{OWN}', 'SELECT') END"""
-
-
-def readable_own_revision(cur: Any) -> str | None:
-    """Gives the tool's chain revision through a psycopg cursor (None when absent or not readable by the role)."""
-    cur.execute(_OWN_READABLE)
-    row = cur.fetchone()
-    if not (row and row[0]):
-        return None
-    cur.execute(f"SELECT version_num FROM {OWN} LIMIT 1")
-    row = cur.fetchone()
-    return str(row[0]) if row else None
 
 
 @dataclass(frozen=True)

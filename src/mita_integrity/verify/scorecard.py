@@ -18,9 +18,9 @@ from ..check.rules.context import Schema, load_schema
 from ..check.rules.expected import USER_FK_TABLES_0026
 from ..check.rules.references import user_id_tables
 from ..check.run import CheckRequest, parse_duration, run_check
-from ..database.chain_state import readable_own_revision
 from ..database.connection import CATALOG_SEARCH_PATH, Database, connect, pin_settings, transaction
 from ..database.errors import UsageError
+from ..database.own_version import readable_own_revision
 from ..findings import Report, Status
 from ..wording import counted
 from . import probe_rows, probes

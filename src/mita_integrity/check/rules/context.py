@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -11,6 +13,21 @@ import psycopg
 from ...database.connection import CATALOG_SEARCH_PATH
 from ...findings import PassTiming, Status
 from .quoting import ident
+
+
+@contextmanager
+def planner_settings(cur: Any, settings: tuple[tuple[str, str], ...]) -> Iterator[None]:
+    """Runs the block with these settings (constants), local to the transaction, and puts the ones before back
+    (a failed block leaves the transaction to be rolled back, which puts them back). No settings: no statement."""
+    if not settings:
+        yield
+        return
+    cur.execute("SELECT " + ", ".join(f"current_setting('{name}'), set_config('{name}', '{value}', true)"
+                                      for name, value in settings))
+    found = cur.fetchone()
+    assert found is not None
+    yield
+    cur.execute("SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name, _ in settings), found[::2])
 
 
 class NeedsNames(Protocol):

@@ -53,13 +53,13 @@ gives exactly what those statements give, rule by rule, in every combination.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ...findings import Status
 from .base import Family, Rule, literal, rel
-from .context import CheckContext, Outcome, ident
+from .context import CheckContext, Outcome, ident, planner_settings
 from .dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
 from .duplicates import DUP002, guaranteed_unique
 from .plan_limits import AMOUNT_LIMIT, BUD002, CATEGORY_MAX, fits_plan_sql, total_fits_sql
@@ -405,17 +405,9 @@ def _dup002_members() -> str:
 STREAMED = (("max_parallel_workers_per_gather", "0"), ("enable_hashagg", "off"), ("enable_hashjoin", "off"))
 
 
-@contextmanager
-def streamed(cur: Any, more: tuple[tuple[str, str], ...] = ()) -> Iterator[None]:
-    """Runs the block with the settings of STREAMED (and `more`), local to the transaction, and puts the
-    session's back (a failed block leaves the transaction to be rolled back, which puts them back)."""
-    settings = STREAMED + more
-    cur.execute("SELECT " + ", ".join(f"current_setting('{name}'), set_config('{name}', '{value}', true)"
-                                      for name, value in settings))
-    found = cur.fetchone()
-    assert found is not None
-    yield
-    cur.execute("SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name, _ in settings), found[::2])
+def streamed(cur: Any, more: tuple[tuple[str, str], ...] = ()) -> AbstractContextManager[None]:
+    """Runs the block with the settings of STREAMED (and `more`), and puts the session's back."""
+    return planner_settings(cur, STREAMED + more)
 
 
 def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = None) -> list[Outcome]:
