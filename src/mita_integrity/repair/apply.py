@@ -22,7 +22,7 @@ from psycopg import errors
 
 from .. import __version__
 from ..check.run import run_check
-from ..database.connection import Database, connect, pin_settings, transaction
+from ..database.connection import CATALOG_SEARCH_PATH, Database, connect, pin_settings, transaction
 from ..findings import Report
 from ..runs import store
 from .plan import FixPlan, FixRequest, PlanItem
@@ -111,11 +111,18 @@ def preflight(cur: psycopg.Cursor[Any], plan: FixPlan) -> None:
 
 
 def _units(reader: psycopg.Connection[Any], query: str, size: int) -> Generator[list[tuple[Any, ...]], None, None]:
-    """Streams the candidates of one rule from a consistent read-only snapshot, `size` at a time."""
+    """Streams the candidates of one rule from a consistent read-only snapshot, `size` at a time.
+
+    Under the catalog's search_path alone, as the check's statements: a function or operator of public that
+    matches an argument's type better than the built-in (public.lower(varchar), public.=(varchar, varchar))
+    cannot decide which rows are candidates. (The batches' own statements still run under public: the
+    application's trigger functions, which their writes fire, may name its tables unqualified.)
+    """
     with reader.transaction():
         with reader.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             pin_settings(cur, local=True)
+            cur.execute("SELECT set_config('search_path', %s, true)", (CATALOG_SEARCH_PATH,))
         with reader.cursor(name="mita_fix_candidates") as stream:
             stream.execute(query)
             while rows := stream.fetchmany(size):

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...check.rules.base import RowRule
+from ...check.rules.base import RowRule, rel
 from ...check.rules.dayboundary import plan_day_sql, transaction_day_sql, user_zones_sql
 from ...check.rules.plan_limits import fits_plan_sql, total_fits_sql
 from ...check.rules.spending import BUD001_MISMATCH, bud001_keyed_sql
@@ -58,7 +58,7 @@ class MergeRepair:
     action: str = "archive, then merge into the earliest row: date at midnight, spent summed, planned the max"
 
     def candidates_sql(self, ctx: RepairContext, rule: Rule) -> str:
-        return (f"SELECT t.user_id, {PLAN_DAY} AS day, t.category FROM daily_plan t "
+        return (f"SELECT t.user_id, {PLAN_DAY} AS day, t.category FROM {rel('daily_plan')} t "
                 f"WHERE t.user_id IS NOT NULL AND t.date IS NOT NULL "
                 f"GROUP BY 1, 2, 3 HAVING {self.needs} ORDER BY 1, 2, 3")
 
