@@ -229,3 +229,32 @@ def test_verify_reads_the_same_whatever_public_holds(baseline_db: Database) -> N
     after = run_verify(baseline_db)
     assert [(line.name, line.passed, line.evidence) for line in after.lines] == \
            [(line.name, line.passed, line.evidence) for line in before.lines]
+
+
+# A table of the application's referencing transactions: NO ACTION (the orphan it references is left to a person),
+# or ON DELETE CASCADE without a single-column primary key (its rows cannot be archived: the same).
+RECEIPTS = {
+    "no_action": "CREATE TABLE public.receipts (id uuid PRIMARY KEY, transaction_id uuid "
+                 "REFERENCES public.transactions (id));",
+    "cascade_no_pk": "CREATE TABLE public.receipts (id uuid, transaction_id uuid "
+                     "REFERENCES public.transactions (id) ON DELETE CASCADE);",
+}
+ORPHAN_WITH_A_RECEIPT = """
+INSERT INTO transactions (id, user_id, category, amount, currency, spent_at, created_at) VALUES
+  ('00000000-0000-0000-0000-0000000000a3', '00000000-0000-0000-0000-0000000000ff', 'food', 3, 'EUR', now(), now()),
+  ('00000000-0000-0000-0000-0000000000a4', '00000000-0000-0000-0000-0000000000ff', 'food', 3, 'EUR', now(), now());
+INSERT INTO receipts VALUES ('00000000-0000-0000-0000-0000000000d1', '00000000-0000-0000-0000-0000000000a4');
+"""
+
+
+@pytest.mark.parametrize("receipts", sorted(RECEIPTS))
+def test_a_delete_repair_of_a_referenced_table_still_runs(baseline_db: Database, receipts: str) -> None:
+    """The candidates (chosen under the catalog's search_path) name the dependents that block a delete with their
+    schema (the hostile review found them unqualified: UndefinedTable, nothing repaired)."""
+    with connect(baseline_db) as conn:
+        conn.execute(RECEIPTS[receipts] + ORPHAN_WITH_A_RECEIPT)
+        conn.commit()
+    request = FixRequest(select=("REF001",))
+    outcome = apply_fix(baseline_db, plan_fix(baseline_db, request), request)
+    # the orphan without a receipt is deleted; the one a receipt references is left to a person
+    assert archived(baseline_db, outcome.run_id) == {("transactions", "delete"): 1}

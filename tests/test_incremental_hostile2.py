@@ -254,7 +254,8 @@ def test_writes_committed_during_the_check_are_not_seen_by_any_of_its_reads(logg
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The changes scan, the keys, their reads (two connections) and the row rules' re-read share one snapshot:
     writes committed between them (a duplicate, a deleted base violator, a new violator) change nothing."""
-    from mita_integrity.check import incremental, incremental_keys
+    from mita_integrity.check.incremental import runner as incremental
+    from mita_integrity.check.incremental import touched_keys as incremental_keys
 
     recorded(logged)
     sql(logged, "UPDATE transactions SET amount = amount + 1 WHERE id = (SELECT id FROM transactions "

@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from mita_integrity.check import incremental, incremental_keys
+from mita_integrity.check.incremental import Change, row_reads
+from mita_integrity.check.incremental import touched_keys as incremental_keys
 from mita_integrity.check.rules.context import planner_settings
 from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.database.connection import Database
@@ -112,7 +113,7 @@ def test_halves_keep_users_whole_in_key_order_and_null_users_last() -> None:
 def test_changed_rows_read_by_tid_scan_or_as_the_planner_likes_give_the_full_checks_results(
         logged: Database, monkeypatch: pytest.MonkeyPatch, share: float) -> None:
     """TID_SHARE 1.0: every read of the changed rows by their tids is forced to a Tid Scan; 0.0: never."""
-    monkeypatch.setattr(incremental, "TID_SHARE", share)
+    monkeypatch.setattr(row_reads, "TID_SHARE", share)
     recorded(logged)
     for op in MIXTURE:
         apply(logged, op)
@@ -123,12 +124,12 @@ def test_changed_rows_read_by_tid_scan_or_as_the_planner_likes_give_the_full_che
 def test_a_few_changed_rows_are_read_by_a_tid_scan_and_the_settings_are_put_back(logged: Database) -> None:
     tids = [r[0] for r in sql(logged, "SELECT ctid::text FROM transactions ORDER BY ctid LIMIT 3")]
     [(rows,)] = sql(logged, "SELECT count(*) FROM transactions")
-    few = incremental.Change(changed=3, lost=0, rows=rows, tids=tuple(tids))
-    assert incremental._by_tid(few) == incremental._TID_SCAN
-    many = incremental.Change(changed=3, lost=0, rows=20, tids=tuple(tids))  # 15 % of the table: planner's choice
-    assert incremental._by_tid(many) == ()
+    few = Change(changed=3, lost=0, rows=rows, tids=tuple(tids))
+    assert row_reads._by_tid(few) == row_reads._TID_SCAN
+    many = Change(changed=3, lost=0, rows=20, tids=tuple(tids))  # 15 % of the table: planner's choice
+    assert row_reads._by_tid(many) == ()
     with psycopg.connect(**logged.connect_kwargs()) as conn, conn.cursor() as cur:
-        with planner_settings(cur, incremental._by_tid(few)):
+        with planner_settings(cur, row_reads._by_tid(few)):
             # the shape of _restricted's read: the table, a rule's LEFT JOIN to its parent
             cur.execute("EXPLAIN SELECT t.id FROM public.transactions t "
                         "LEFT JOIN public.users p ON p.id = t.user_id WHERE t.ctid = ANY(%s::tid[])", (tids,))
@@ -137,3 +138,30 @@ def test_a_few_changed_rows_are_read_by_a_tid_scan_and_the_settings_are_put_back
                     "current_setting('enable_bitmapscan')")
         assert cur.fetchone() == ("on", "on", "on")
     assert "Tid Scan on transactions t" in plan, plan
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_hot_updates_a_parent_that_came_back_and_both_connections_agree_with_the_full_check(
+        baseline_db: Database, monkeypatch: pytest.MonkeyPatch, share: float) -> None:
+    """Forced Tid Scan (1.0) or the planner's choice (0.0): HOT updates (same page, new tid), a base violator
+    updated (its new version among the tids, excluded from the base branch), an orphan whose parent came back
+    (REF001 under the forced settings: users only gained a row), on one connection and on two."""
+    monkeypatch.setattr(row_reads, "TID_SHARE", share)
+    seed(baseline_db, users=30, days=4, seed=5, corrupt=True)
+    recorded(baseline_db)
+    sql(baseline_db, "UPDATE transactions SET amount = -amount WHERE id IN "
+                     "(SELECT id FROM transactions WHERE deleted_at IS NULL ORDER BY id LIMIT 3)")  # HOT, AMT003
+    sql(baseline_db, "UPDATE transactions SET amount = 5 WHERE id = (SELECT id FROM transactions "
+                     "WHERE amount < 0 AND deleted_at IS NULL ORDER BY id DESC LIMIT 1)")  # a base violator mended
+    orphans = sql(baseline_db, "SELECT DISTINCT t.user_id FROM transactions t LEFT JOIN users u ON u.id = t.user_id "
+                               "WHERE u.id IS NULL AND t.user_id IS NOT NULL ORDER BY 1 LIMIT 1")
+    assert orphans
+    for (user,) in orphans:
+        sql(baseline_db, "INSERT INTO users (id, email, password_hash) VALUES (%s, 'back@example.com', 'h')", (user,))
+        # changed, and no longer an orphan
+        sql(baseline_db, "UPDATE transactions SET amount = amount WHERE user_id = %s", (user,))
+    inc = same_as_full(baseline_db)
+    assert how(inc)["AMT003:transactions"] == ("incremental", None)
+    assert how(inc)["REF001:transactions"] == ("incremental", None)
+    two = run_check(baseline_db, CheckRequest(incremental=True))
+    assert outcome(two) == outcome(inc)

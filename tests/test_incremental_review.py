@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from mita_integrity.check import incremental
+from mita_integrity.check.incremental import changes, runner
 from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.database.connection import Database
 
@@ -40,21 +41,22 @@ def test_the_second_connection_counts_ages_from_its_own_point_and_must_not_miss_
                "(SELECT id FROM transactions WHERE amount > 0 ORDER BY id LIMIT 5)")
     sql(dirty, "UPDATE daily_plan SET spent_amount = spent_amount + 7 WHERE id IN "
                "(SELECT id FROM daily_plan ORDER BY id LIMIT 5)")
-    window = incremental._window
+    window = changes._window
 
     def busy(cur: Any, base_xmin: int) -> int:  # a busy server: other sessions take ids meanwhile
         out = window(cur, base_xmin)
         burn_xids(dirty, 40)
         return out
 
-    change = incremental._change
+    change = changes._change
 
     def slow(*args: Any) -> Any:  # each table's scan takes a while, so the helper (burning ids above) gets tables
         time.sleep(0.3)
         return change(*args)
 
-    monkeypatch.setattr(incremental, "_window", busy)
-    monkeypatch.setattr(incremental, "_change", slow)
+    for module in (changes, runner):  # where it is called
+        monkeypatch.setattr(module, "_window", busy)
+    monkeypatch.setattr(changes, "_change", slow)
     inc = run_check(dirty, CheckRequest(incremental=True))  # two connections
     full = run_check(dirty, CheckRequest(parallel=False))
     assert inc.mode == "incremental"

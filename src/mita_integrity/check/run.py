@@ -53,7 +53,7 @@ class CheckRequest:
     statement_timeout_ms: int = 300_000
     lock_timeout_ms: int = 5_000
     extra: dict[str, Any] = field(default_factory=dict)
-    incremental: bool = False  # start from the last recorded check and read only what changed (incremental.py)
+    incremental: bool = False  # start from the last recorded check and read only what changed (incremental/)
     keep_base: bool = False  # the run will be recorded: keep what the next incremental check needs
     max_base_age_s: int = 7 * 86400  # --max-base-age: an older base means a full run
     full_reason: str | None = None  # with incremental: run in full for this reason (schedule's --full-every)

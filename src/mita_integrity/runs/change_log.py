@@ -10,14 +10,14 @@ user_id, the day-defining timestamp (spent_at, date) and category. Nothing else 
 - ENABLE ALWAYS: a session under session_replication_role = replica (a restore) is logged too. Not the apply
   worker of a logical replication subscription: it fires row triggers only, never a statement trigger (PostgreSQL
   docs, logical replication architecture), so a database with a subscription never trusts the log
-  (check/incremental.py).
+  (check/incremental/).
 - The functions are SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp: the application's role
   needs no grant on the integrity schema, and a shadowing object cannot change what they write.
 - Installing and removing take the tables' SHARE ROW EXCLUSIVE lock (CREATE TRIGGER, ALTER TABLE) for a
   moment: each table is done in its own short transaction with lock_timeout, tried again a few times, so
   the application's writes never queue long behind it.
 
-Whether the log can be trusted for a given base is check/incremental.py's question (proven, or the rules
+Whether the log can be trusted for a given base is check/incremental/'s question (old_keys.py) (proven, or the rules
 that need old keys run in full); pruning is `prune`'s: a recorded check deletes what every usable base can
 already see.
 """

@@ -2,7 +2,7 @@
 result its count and the keys of every violating row (integrity.check_bases, integrity.check_base_results:
 step 2 of integrity_schema; both cascade from integrity.runs, so they are pruned with the run).
 
-The storage only: what to keep and how a base is used is check/incremental.py's. Imports nothing of the
+The storage only: what to keep and how a base is used is check/incremental/'s. Imports nothing of the
 check, so the run history (which writes a base with its run) stays below the check.
 """
 

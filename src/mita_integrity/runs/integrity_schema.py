@@ -121,7 +121,7 @@ ADOPT = (
         PRIMARY KEY (channel, fingerprint))""",
 )
 
-# Step 2: what a recorded check keeps for the next `check --incremental` (incremental.py): its snapshot and
+# Step 2: what a recorded check keeps for the next `check --incremental` (check/incremental/): its snapshot and
 # tables (check_bases), and per result its count and every violating row's key (check_base_results.keys: the
 # text of the primary key). Both cascade from integrity.runs, so they are pruned with the run.
 INCREMENTAL_BASES = (

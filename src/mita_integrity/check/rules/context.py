@@ -248,7 +248,7 @@ class CheckContext:
     options: CheckOptions = field(default_factory=CheckOptions)
     passes: list[PassTiming] = field(default_factory=list)  # what each pass read and how long it took
     connection: int = 1  # which of the check's connections this context's cursor belongs to
-    # check --record keeping a base (check/incremental.py): a rule's evaluation leaves here the keys of its
+    # check --record keeping a base (check/incremental/): a rule's evaluation leaves here the keys of its
     # violating groups (BUD001, BUD002, DUP003), read by the same statement; None: not asked for
     kept: dict[str, list[str]] | None = None
 

@@ -18,7 +18,7 @@ def _surplus_script(rule: Rule, grouped: str) -> str:
 
 def _dup001(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     """Gives DUP001's outcome (one grouping of the users)."""
-    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental.py), in one statement
+    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental/), in one statement
         ctx.cur.execute(f"SELECT n, ids FROM ({dup001_grouped_sql(ctx)}) d")
         found = ctx.cur.fetchall()
         ctx.kept["DUP001"] = [i for _, ids in found for i in ids]
@@ -33,7 +33,7 @@ def _dup002(ctx: CheckContext, rule: Rule) -> list[Outcome]:
     constraint = guaranteed_unique(ctx)
     if constraint:
         return [Outcome(rule.code, "daily_plan", reason=f"guaranteed by {constraint}", status=Status.GUARANTEED)]
-    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental.py), in one statement
+    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental/), in one statement
         ctx.cur.execute(dup002_members_sql(ctx))
         found = ctx.cur.fetchall()
         ctx.kept["DUP002"] = [i for _, ids in found for i in ids]
@@ -122,7 +122,7 @@ def _ids(ctx: CheckContext, table: str) -> str:
 
 
 def dup001_key_sql(alias: str = "t") -> str:
-    """Gives DUP001's grouping key of the users row `alias` (check/incremental.py restricts groups by it)."""
+    """Gives DUP001's grouping key of the users row `alias` (check/incremental/ restricts groups by it)."""
     return f"lower({trimmed(f'{alias}.email')})"
 
 

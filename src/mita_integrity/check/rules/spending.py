@@ -16,7 +16,7 @@ from .references import ORPHANS
 
 
 def _dup003(ctx: CheckContext, rule: Rule) -> list[Outcome]:
-    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental.py), in one statement
+    if ctx.kept is not None:  # keeping a base: each group's rows too (check/incremental/), in one statement
         ctx.cur.execute(dup003_sql(ctx, members=True))
         found = ctx.cur.fetchall()
         ctx.kept["DUP003"] = [i for _, _, ids in found for i in ids]

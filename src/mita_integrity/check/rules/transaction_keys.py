@@ -435,7 +435,7 @@ def evaluate(ctx: CheckContext, rules: tuple[Rule, ...], part: Part | None = Non
                         {"n": ctx.options.sample})
         row = ctx.cur.fetchone()
     assert row is not None
-    if keeping and ctx.kept is not None:  # a part's keys are added to the other part's (check/incremental.py)
+    if keeping and ctx.kept is not None:  # a part's keys are added to the other part's (check/incremental/)
         for code, found in (("BUD001", row[10]), ("BUD002", row[11]), ("DUP002", row[12])):
             if code in codes:
                 ctx.kept.setdefault(code, []).extend(found or ())

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from ...check.rules.base import rel
 from ...check.rules.quoting import ident
 from ...findings import FixSafety
 from .base import BatchOutcome, RepairContext, archive_insert
@@ -40,7 +41,8 @@ def dependents(ctx: RepairContext, table: str) -> list[Constraint]:
 
 
 def _blockers(ctx: RepairContext, table: str, alias: str = "t", depth: int = 0) -> list[str]:
-    """Gives NOT EXISTS conditions excluding rows whose dependents the repair could not archive."""
+    """Gives NOT EXISTS conditions excluding rows whose dependents the repair could not archive (the dependents
+    named with their schema: the candidates are chosen under the catalog's search_path alone)."""
     pk = ctx.pk(table)
     out = []
     for con in dependents(ctx, table):
@@ -50,10 +52,12 @@ def _blockers(ctx: RepairContext, table: str, alias: str = "t", depth: int = 0) 
             if con.on_delete == "c":
                 nested = _blockers(ctx, child, f"d{depth}", depth + 1)
                 if nested:
-                    out.append(f"NOT EXISTS (SELECT 1 FROM {child} d{depth} WHERE d{depth}.{column} = {alias}.{pk} "
+                    out.append(f"NOT EXISTS (SELECT 1 FROM {rel(child)} d{depth} WHERE d{depth}.{ident(column)} = "
+                               f"{alias}.{ident(pk)} "
                                f"AND NOT ({' AND '.join(nested)}))")
             continue
-        out.append(f"NOT EXISTS (SELECT 1 FROM {child} x{depth} WHERE x{depth}.{column} = {alias}.{pk})")
+        out.append(f"NOT EXISTS (SELECT 1 FROM {rel(child)} x{depth} "
+                   f"WHERE x{depth}.{ident(column)} = {alias}.{ident(pk)})")
     return out
 
 

@@ -18,7 +18,7 @@ probe per key ((user_id, spent_at) and (user_id, date, category)) reads their ro
 finding their row ids first and then reading those by TID (the earlier form) cost 5 s and more; the statement
 groups only those rows. A pass over a whole table would cost what the table holds, not what changed.
 
-Imports: the check's rules and context only; check/incremental.py calls it.
+Imports: the check's rules and context only; runner.py calls it.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from datetime import date
 from operator import itemgetter
 from typing import Any
 
-from ..runs.check_bases import Base
-from .rules import transaction_keys
-from .rules.base import rel
-from .rules.context import CheckContext, Outcome
-from .rules.dayboundary import plan_day_sql
+from ...runs.check_bases import Base
+from ..rules import transaction_keys
+from ..rules.base import rel
+from ..rules.context import CheckContext, Outcome
+from ..rules.dayboundary import plan_day_sql
 from .written_since import changed_sql
 
 KEYED = frozenset({"BUD001", "BUD002", "DUP002", "DUP003"})

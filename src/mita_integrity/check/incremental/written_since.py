@@ -1,6 +1,6 @@
 """Which row versions were written since a recorded base: the one test check --incremental makes of a row.
 
-Imports nothing of the project (incremental.py and incremental_keys.py both use it).
+Imports nothing of the project (the package's modules use it).
 """
 
 from __future__ import annotations

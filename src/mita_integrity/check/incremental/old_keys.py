@@ -1,0 +1,165 @@
+"""The change log as proof of the keys rows left (BUD001, BUD002, USR003): whether it can be trusted since a
+base, USR003's re-read of the users it names, and the violating keys a recorded run keeps for them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import psycopg.sql
+
+from ...runs.check_bases import Base
+from ..rule_registry import BY_CODE
+from ..rules.base import Rule, rel
+from ..rules.context import CheckContext, Outcome
+from .changes import Change
+from .statements import _array, _guarded
+from .written_since import changed_sql
+
+
+def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[str, Change | str]) -> str | None:
+    """Gives why the change log cannot be trusted to hold every old key since the base, or None when it can.
+
+    It can when its triggers (both events, both tables) exist, are enabled ALWAYS, call the log's functions,
+    and their pg_trigger rows and the functions' pg_proc rows are older than the base (a DROP, a DISABLE then
+    ENABLE or a CREATE OR REPLACE writes a new catalog row, whose xmin is then younger: a gap is possible);
+    when no pruning went past the base's xmin; and when, per table, the distinct primary keys logged since
+    the base are at least the base rows updated or deleted since (`lost`, counted from the rows themselves):
+    a row the log missed is a row counted lost and not logged.
+    """
+    from ...runs import change_log
+
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+                (change_log.LOG, change_log.PRUNED))
+    row = cur.fetchone()
+    if not row or not row[0]:
+        return "it is not installed (mita-integrity changelog install)"
+    cur.execute("""SELECT c.relname, t.tgname, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
+                          t.tgfoid = to_regprocedure('integrity.change_log_' || c.relname || '()')
+                          AND p.prosrc = (%(bodies)s::jsonb ->> c.relname::text) AND p.prosecdef AND """
+                + change_log.SHAPE_SQL + """
+                     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                     JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid
+                    WHERE n.nspname = 'public' AND c.relname = ANY(%(tables)s) AND t.tgname = ANY(%(names)s)""",
+                {"w": window, "tables": list(change_log.LOGGED),  # a body replaced before the base is no proof
+                 "bodies": json.dumps({t: change_log.function_body(t) for t in change_log.LOGGED}),
+                 "names": [change_log.trigger_name(e) for e in change_log.EVENTS]})
+    found = {(table, name): (state, old, own) for table, name, state, old, own in cur.fetchall()}
+    for table in change_log.LOGGED:
+        for event in change_log.EVENTS:
+            name = change_log.trigger_name(event)
+            if (table, name) not in found:
+                return f"its trigger {name} on {table} is missing (mita-integrity changelog install)"
+            state, old, own = found[(table, name)]
+            if state != "A" or not own:
+                return f"its trigger {name} on {table} is not enabled ALWAYS on the log's function"
+            if not old:
+                return f"its trigger {name} on {table} (or its function) changed since the base"
+    # A TRUNCATE (or a rename, a rewrite) of the log writes its pg_class row anew: entries may be gone, and the
+    # count below cannot see it when rows inserted since were updated too (their keys fill the count).
+    # A trigger or rule of the log's own (one dropping some entries, made before the base) is no proof either.
+    cur.execute("SELECT age(c.xmin) > %s AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid) "
+                "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid) "
+                "FROM pg_class c WHERE c.oid = to_regclass(%s)", (window, change_log.LOG))
+    kept = cur.fetchone()
+    if not kept or not kept[0]:
+        return "the log itself was truncated or altered since the base, or has a trigger or rule of its own"
+    # A logical replication subscription's apply worker fires row triggers only, never statement triggers
+    # (PostgreSQL's docs, "Logical Replication: Architecture"): what it applies is not logged, and the count
+    # below cannot see a missing entry when rows inserted since were updated too. Any subscription of this
+    # database is no proof (one dropped since the base is not seen: the note in docs/incremental.md).
+    cur.execute("SELECT count(*) FROM pg_catalog.pg_subscription s WHERE s.subdbid = "
+                "(SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())")
+    subscribed = cur.fetchone()
+    if subscribed and int(subscribed[0]):
+        return ("this database has a logical replication subscription, whose writes fire no statement trigger "
+                "(they are not logged)")
+    cur.execute(f"SELECT below::text::bigint FROM {change_log.PRUNED}")
+    pruned = cur.fetchone()
+    if pruned and int(pruned[0]) > base.kept.xmin:
+        return "it was pruned past the base (a base older than the pruning horizon)"
+    cur.execute(f"SELECT tbl::text, count(DISTINCT pk) FROM {change_log.LOG} WHERE txid >= %s::text::xid8 GROUP BY 1",
+                (str(base.kept.xmin),))
+    logged = {tbl: int(n) for tbl, n in cur.fetchall()}
+    for table, (letter, _) in change_log.LOGGED.items():
+        change = changes.get(table)
+        if not isinstance(change, Change):
+            continue  # the rules reading it run in full anyway, with that table's reason
+        if logged.get(letter, 0) < change.lost:
+            return (f"{change.lost} base rows of {table} were updated or deleted since the base, but it holds "
+                    f"{logged.get(letter, 0)} (a write bypassed it)")
+    return None
+
+
+def _log_installed(cur: psycopg.Cursor[Any]) -> bool:
+    """Tells whether the change log's triggers are all there and enabled ALWAYS (a base then keeps the keys of
+    the rules that need it; without the log they would be of no use)."""
+    from ...runs import change_log
+
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (change_log.LOG,))
+    row = cur.fetchone()
+    return bool(row and row[0]) and change_log.status(cur).installed
+
+
+def _old_key_rules(ctx: CheckContext, rules: Sequence[Rule], base: Base, window: int,
+                   changes: dict[str, Change | str] | None = None) -> dict[str, tuple[Outcome, list[str]]]:
+    """Gives USR003's outcome and violators, re-reading only the affected users: the users written since, the
+    old user of every logged transaction (a user that lost one), and the base's violators
+    (BUD001 and BUD002, which need the log too, are touched_keys'). The sample, like the full one's, is any
+    --sample of its violators.
+    """
+    from ...runs.change_log import LOG
+    from ..rules.users import usr003_where
+
+    cur = ctx.cur
+    since = str(base.kept.xmin)
+    codes = {r.code for r in rules}
+    out: dict[str, tuple[Outcome, list[str]]] = {}
+    n = ctx.options.sample
+    if "USR003" in codes:
+        typ = ctx.schema.columns["users"]["id"][0]
+        # A user gaining a live transaction can only stop violating, and the base's violators are read anyway:
+        # the users of the transactions written since are not needed, only those a transaction left (the log).
+        parts = [f"SELECT user_id::text FROM {LOG} WHERE tbl = 't' AND txid >= %(x)s::text::xid8"]
+        ids: set[str] = set()
+        change = (changes or {}).get("users")
+        if isinstance(change, Change) and change.tids is not None:  # as the changes scan collected them
+            ids.update(str(row[0]) for row in change.carried if row[0] is not None)
+        else:
+            parts.append(f"SELECT t.id::text FROM {rel('users')} t WHERE {changed_sql(window)}")
+        cur.execute(" UNION ".join(parts), {"x": since})
+        ids |= {r[0] for r in cur.fetchall() if r[0] is not None} | set(base.kept.results[("USR003", "users")][1] or ())
+        listed_ids = _array(ctx, sorted(ids), "text")
+        where = f"{usr003_where(ctx)} AND t.id IN (SELECT CAST(k AS {typ}) FROM unnest({listed_ids}) k)"
+        cur.execute(f"SELECT t.id::text FROM {rel('users')} t WHERE {where}")
+        violators = [r[0] for r in cur.fetchall()]
+        out["USR003"] = (Outcome("USR003", "users", len(violators), sample=tuple(violators[:n])), violators)
+    return out
+
+
+def _old_key_members(ctx: CheckContext, codes: Sequence[str]) -> dict[str, list[str]]:
+    """Gives the violating keys of BUD001/BUD002 (JSON (user_id, day, category) triples) and USR003 (user ids), read in
+    full, for a recorded run whose next incremental check may use the change log (a rule whose read failed is
+    left out: the next check runs it in full)."""
+    from ..rules import transaction_keys
+    from ..rules.users import usr003_where
+
+    out: dict[str, list[str]] = {}
+    if "USR003" in codes:
+        rows = _guarded(ctx, f"SELECT t.id::text FROM {rel('users')} t WHERE {usr003_where(ctx)}", [BY_CODE["USR003"]])
+        if rows is not None:
+            out["USR003"] = [r[0] for r in rows]
+    bud = frozenset(codes) & {"BUD001", "BUD002"}
+    if bud:
+        # As the engine runs the statement (transaction_keys.evaluate): streams, no hash grouping, put back after.
+        statement = transaction_keys.shared_sql(ctx, bud, within=lambda branch, table: "true").replace("%(n)s", "0")
+        with transaction_keys.streamed(ctx.cur):
+            rows = _guarded(ctx, statement, [BY_CODE[c] for c in sorted(bud)])
+        if rows is not None:
+            for code, i in (("BUD001", 10), ("BUD002", 11)):
+                if code in bud:
+                    out[code] = list(rows[0][i] or ())
+    return out
