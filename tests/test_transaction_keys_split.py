@@ -6,6 +6,8 @@ give (the psql script's), alone and in every combination, with NULL keys, plan r
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -19,9 +21,33 @@ from mita_integrity.check.rules.plan_limits import BUD002
 from mita_integrity.check.rules.spending import BUD001
 from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.database.connection import Database, connect
+from mita_integrity.findings import Report
 from mita_integrity.runs.findings_history import record
 
 from .test_transaction_keys import EDGES, OPTIONS, U1, U2, D, _key
+
+EACH_OPTION_SET = pytest.mark.parametrize(
+    "options", OPTIONS, ids=lambda o: f"{o.day_boundary}-{o.since_seconds}-{o.budget_days}-{o.sample}")
+
+
+@contextmanager
+def edge_context(db: Database, options: CheckOptions, more: str) -> Iterator[CheckContext]:
+    """Gives a check's context on db after EDGES and `more` are committed (its connection open for the block)."""
+    with connect(db) as conn:
+        conn.execute(EDGES.encode())
+        conn.execute(more.encode())
+    with connect(db) as conn:
+        cur = conn.cursor()
+        yield CheckContext(cur=cur, schema=load_schema(cur), options=options)
+
+
+def recorded_keys(db: Database, report: Report) -> dict[str, list[str] | None]:
+    """Records the report and gives, per rule, the keys its base kept (sorted; None: none kept)."""
+    with connect(db) as conn:
+        record(conn, report)
+        rows = conn.execute("SELECT code, keys FROM integrity.check_base_results WHERE run_id = %s",
+                            (report.run_id,)).fetchall()
+    return {code: sorted(keys) if keys is not None else None for code, keys in rows}
 
 # DUP002's edges beside the budget rules' (EDGES already holds one: U2's two 'food ' rows of one day).
 PLAN_DUPLICATES = f"""
@@ -62,16 +88,10 @@ def _merged(parts: list[list[Outcome]], options: CheckOptions) -> dict[str, tupl
     return out
 
 
-@pytest.mark.parametrize("options", OPTIONS,
-                         ids=lambda o: f"{o.day_boundary}-{o.since_seconds}-{o.budget_days}-{o.sample}")
+@EACH_OPTION_SET
 def test_dup002_in_the_shared_grouping_and_its_parts_give_each_rule_its_own_result(
         baseline_db: Database, options: CheckOptions) -> None:
-    with connect(baseline_db) as conn:
-        conn.execute(EDGES.encode())
-        conn.execute(PLAN_DUPLICATES.encode())
-    with connect(baseline_db) as conn:
-        cur = conn.cursor()
-        ctx = CheckContext(cur=cur, schema=load_schema(cur), options=options)
+    with edge_context(baseline_db, options, PLAN_DUPLICATES) as ctx:
         reference = {}
         for rule in UNIT:
             assert rule.evaluate is not None
@@ -164,11 +184,7 @@ def test_a_recorded_check_keeps_the_same_keys_whoever_evaluates_them(baseline_db
         report = run_check(baseline_db, CheckRequest(select=select, parallel=parallel, keep_base=True))
         if name == "split":
             assert "transaction_keys[2/4]" in [p.name for p in report.passes]
-        with connect(baseline_db) as conn:
-            record(conn, report)
-            rows = conn.execute("SELECT code, keys FROM integrity.check_base_results WHERE run_id = %s",
-                                (report.run_id,)).fetchall()
-        kept[name] = {code: sorted(keys) if keys is not None else None for code, keys in rows}
+        kept[name] = recorded_keys(baseline_db, report)
     assert kept["alone"]["DUP002"] and kept["budget"]["BUD001"] and kept["budget"]["BUD002"], kept
     assert kept["shared"]["DUP002"] == kept["split"]["DUP002"] == kept["alone"]["DUP002"]
     for code in ("BUD001", "BUD002"):
@@ -231,16 +247,10 @@ def _each_subset_whole_and_split(ctx: CheckContext, options: CheckOptions) -> No
                     assert _merged(found, options) == expected, ([r.code for r in chosen], parts)
 
 
-@pytest.mark.parametrize("options", OPTIONS,
-                         ids=lambda o: f"{o.day_boundary}-{o.since_seconds}-{o.budget_days}-{o.sample}")
+@EACH_OPTION_SET
 def test_at_head_the_plan_rows_met_by_a_merge_give_each_rule_its_own_result(
         baseline_db: Database, options: CheckOptions) -> None:
-    with connect(baseline_db) as conn:
-        conn.execute(EDGES.encode())
-        conn.execute(HEAD_KEYS.encode())
-    with connect(baseline_db) as conn:
-        cur = conn.cursor()
-        ctx = CheckContext(cur=cur, schema=load_schema(cur), options=options)
+    with edge_context(baseline_db, options, HEAD_KEYS) as ctx:
         budget = frozenset({"BUD001", "BUD002"})
         if options.day_boundary == "user-timezone":  # a user's day is no UTC midnight: the general grouping
             assert transaction_keys.merges(ctx, budget) is None
@@ -257,11 +267,11 @@ def test_at_head_the_plan_rows_met_by_a_merge_give_each_rule_its_own_result(
             assert bud001.count >= 4 and bud002.count >= 5, (bud001, bud002)
         _each_subset_whole_and_split(ctx, options)
         # The merge's settings are put back for the passes after it.
-        cur.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_hashagg')")
-        before = cur.fetchone()
+        ctx.cur.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_hashagg')")
+        before = ctx.cur.fetchone()
         transaction_keys.evaluate(ctx, (BUD001, BUD002))
-        cur.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_hashagg')")
-        assert cur.fetchone() == before
+        ctx.cur.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_hashagg')")
+        assert ctx.cur.fetchone() == before
 
 
 @pytest.mark.parametrize(("table", "column", "row"), NULLS_MET, ids=lambda v: v if isinstance(v, str) else "")
@@ -298,11 +308,7 @@ def test_at_head_a_recorded_check_keeps_the_same_keys_merged_or_grouped(baseline
                                                      no_guarantees=no_guarantees, keep_base=True))
         if name == "split":
             assert "transaction_keys[2/4]" in [p.name for p in report.passes]
-        with connect(baseline_db) as conn:
-            record(conn, report)
-            rows = conn.execute("SELECT code, keys FROM integrity.check_base_results WHERE run_id = %s",
-                                (report.run_id,)).fetchall()
-        kept[name] = {code: sorted(keys) if keys is not None else None for code, keys in rows}
+        kept[name] = recorded_keys(baseline_db, report)
         kept[name]["counts"] = sorted((r.code, r.count, tuple(sorted(r.sample))) for r in report.results)
     assert kept["grouped"]["BUD001"] and kept["grouped"]["BUD002"], kept
     assert kept["merged"] == kept["split"] == kept["grouped"]
