@@ -31,13 +31,16 @@ from typing import Any
 import psycopg
 
 from ..database.connection import CATALOG_SEARCH_PATH
-from ..database.errors import is_connection_lost
+from ..database.errors import is_connection_lost, lost_on_standby, replay_refused_start
 from ..findings import PassTiming, Result, Status
 from .rule_registry import BY_CODE, FAMILY_OF
 from .rules.base import Family, RowRule, Rule, each_rule, rel
 from .rules.context import CheckContext, Outcome
 
 RETRIES = 2  # a pass cancelled by a recovery conflict runs up to 1 + RETRIES times, each in a new snapshot
+# Seconds to wait before each retry: replay's conflicts come in bursts (a vacuum's records, table after table),
+# and a retry at once would meet the same burst.
+RETRY_PAUSES_S = (0.25, 1.0)
 # serialization_failure (a read-only snapshot gets it only from replay), database_dropped
 CONFLICT_STATES = ("40001", "57P04")
 Reopen = Callable[[], psycopg.Cursor[Any]]
@@ -377,9 +380,19 @@ def sample_sql(ctx: CheckContext, rule: RowRule) -> str:
     return f"SELECT {ctx.schema.row_key(rule.table)} FROM {source} WHERE {where} LIMIT {int(ctx.options.sample)}"
 
 
-def recovery_conflict(exc: BaseException) -> bool:
-    """Tells whether exc is a query (or session) cancelled by a standby's replay."""
-    return isinstance(exc, psycopg.Error) and exc.sqlstate in CONFLICT_STATES
+def recovery_conflict(exc: BaseException, conn: psycopg.Connection[Any] | None = None) -> bool:
+    """Tells whether exc is a query (or session) cancelled by a standby's replay.
+
+    Replay that ends a session may reach the client as a bare lost connection: no SQLSTATE, only libpq's
+    "server closed the connection unexpectedly" (the server closed the socket before its FATAL was read).
+    On a connection to a hot standby (`conn`, by the server's own report) that counts as a conflict too: the
+    retry connects again, and a server that is really gone then fails to connect, in one line. So does a
+    connection replay ended while it started (database.errors.replay_refused_start)."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if exc.sqlstate in CONFLICT_STATES or replay_refused_start(exc):
+        return True
+    return conn is not None and lost_on_standby(exc, conn)
 
 
 def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]], reopen: Reopen | None,
@@ -395,19 +408,26 @@ def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]], reopen: Reopen 
                 outcomes = work()
             return outcomes, int((time.perf_counter() - started) * 1000)
         except psycopg.Error as exc:
-            if reopen is None or not recovery_conflict(exc):
+            if reopen is None or not recovery_conflict(exc, ctx.cur.connection):
                 raise
             # The old snapshot is the one replay conflicts with, and the session may be gone: always reopen,
             # also after the last attempt, so that the passes that follow have a snapshot to run in.
+            if attempt < RETRIES:
+                pause_before_retry(attempt)
             ctx.cur = reopen()
             if attempt == RETRIES:
                 raise
     raise AssertionError("unreachable")
 
 
+def pause_before_retry(attempt: int) -> None:
+    """Waits before the retry that follows attempt `attempt` (0 the first) after a recovery conflict."""
+    time.sleep(RETRY_PAUSES_S[min(attempt, len(RETRY_PAUSES_S) - 1)])
+
+
 def _reraise_if_lost(ctx: CheckContext, exc: psycopg.Error) -> None:
     """Re-raises exc when the session is gone for another reason than replay: that is no rule's failure."""
-    if not recovery_conflict(exc) and is_connection_lost(exc, ctx.cur.connection):
+    if not recovery_conflict(exc, ctx.cur.connection) and is_connection_lost(exc, ctx.cur.connection):
         raise exc
 
 
@@ -429,8 +449,8 @@ def _row_pass(ctx: CheckContext, table: str, rules: list[RowRule], reopen: Reope
         outcomes, ms = _timed(ctx, work, reopen, rules)
     except psycopg.Error as exc:
         _reraise_if_lost(ctx, exc)
-        if len(rules) == 1 or recovery_conflict(exc):
-            return [_error(r, table, exc) for r in rules]
+        if len(rules) == 1 or recovery_conflict(exc, ctx.cur.connection):
+            return [_error(ctx, r, table, exc) for r in rules]
         # Find the failing rule(s): evaluate each alone; the others keep their results.
         return [res for r in rules for res in _row_pass(ctx, table, [r], reopen)]
     return [result(r, o, ms) for r, o in zip(rules, outcomes, strict=True)]
@@ -449,18 +469,18 @@ def _family_pass(ctx: CheckContext, family: Family, rules: list[Rule], reopen: R
         outcomes, ms = _timed(ctx, lambda: evaluate(ctx, tuple(rules)), reopen, rules)
     except psycopg.Error as exc:
         _reraise_if_lost(ctx, exc)
-        if len(rules) > 1 and not recovery_conflict(exc):
+        if len(rules) > 1 and not recovery_conflict(exc, ctx.cur.connection):
             return [res for r in rules for res in _family_pass(ctx, family, [r], reopen, part)]
-        return [_error(r, r.table or "(schema)", exc) for r in rules]
+        return [_error(ctx, r, r.table or "(schema)", exc) for r in rules]
     chosen = {r.code: r for r in rules}
     return [result(chosen.get(o.code) or BY_CODE[o.code], o, ms) for o in outcomes]
 
 
-def _error(rule: Rule, table: str, exc: psycopg.Error) -> Result:
+def _error(ctx: CheckContext, rule: Rule, table: str, exc: psycopg.Error) -> Result:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, psycopg.errors.QueryCanceled):
         text = f"cancelled: {text} (raise --statement-timeout, or run it on a replica)"
-    elif recovery_conflict(exc):
+    elif recovery_conflict(exc, ctx.cur.connection):
         text = (f"cancelled by a recovery conflict on the standby, also when retried in a new snapshot: {text} "
                 "(raise max_standby_streaming_delay or set hot_standby_feedback = on; see docs/replicas.md)")
     return _absent(rule, table, Status.ERROR, text)

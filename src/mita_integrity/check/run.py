@@ -120,12 +120,13 @@ class Snapshot:
         self.opened = 0
         self._stack = ExitStack()
         self._conn: psycopg.Connection[Any] | None = None
+        self.last_connection: psycopg.Connection[Any] | None = None  # kept after close: the server's reports
         self._others: list[psycopg.Connection[Any]] = []
 
     def open(self, statement_timeout_ms: int) -> psycopg.Cursor[Any]:
         """Gives a cursor in a new snapshot; the previous one, if any, is abandoned (closed, never committed)."""
         self.close()
-        self._conn = self._stack.enter_context(connect(self.db))
+        self._conn = self.last_connection = self._stack.enter_context(connect(self.db))
         cur = self._stack.enter_context(transaction(self._conn, read_only=True, repeatable_read=True,
                                                     statement_timeout_ms=statement_timeout_ms,
                                                     lock_timeout_ms=self.request.lock_timeout_ms))
@@ -211,38 +212,17 @@ def _pooler(db: Database, cur: psycopg.Cursor[Any]) -> str | None:
 def run_check(db: Database, request: CheckRequest) -> Report:
     """Gives the Report of the chosen rules, read in one READ ONLY, REPEATABLE READ snapshot.
 
-    On a standby a recovery conflict may cost the snapshot: the cancelled pass is retried in a new one
-    (see rules.engine); the report's options then say how many snapshots were read. A session lost for
-    another reason (a restart, a terminated backend) is one clear error.
+    On a standby a recovery conflict may cost the snapshot: the check's own first reads (_set_up) and a
+    cancelled pass (see engine) are retried in a new one; the report's options then say how many snapshots
+    the rules read. A session lost for another reason (a restart, a terminated backend) is one clear error.
     """
-    from . import custom_rules
-
     project = request.project
     rules = project.select(request.select, request.ignore)
     options = options_for(request)
     started = datetime.now(UTC)
     snapshot = Snapshot(db, request)
     try:
-        cur = snapshot.open(60_000)
-        schema = load_schema(cur)
-        if not any(schema.has(t) for t in ("users", "transactions", "daily_plan")):
-            raise DatabaseStateError(
-                f"database {db.dbname!r} has none of the MITA tables (users, transactions, daily_plan)",
-                "check the database name in the URL, or create the schema: mita-integrity migrate upgrade",
-            )
-        custom_rules.validate_sql(cur, schema, rules)  # a bad team rule stops the check before any rule runs
-        info = _database_info(cur, db, schema)
-        tables = _tables(cur)
-        sizes = _sizes(cur)
-        # Before the rules' limit below: these few statements are the check's own, not a rule's.
-        if request.parallel:
-            cur, second, connections = snapshot.share(cur)
-        else:
-            second, connections = None, "one connection: asked for"
-        # The rules' own limit: a rule that hits it becomes an `error` result, the others still run. (The
-        # second connection has set it already.)
-        cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-            sql.Literal(f"{request.statement_timeout_ms}ms")))
+        cur, second, connections, schema, info, tables, sizes = _set_up(snapshot, db, request, rules)
         ctx = CheckContext(cur, schema, options)
         helpers = [CheckContext(second, schema, options, connection=2)] if second is not None else []
         families = project.families()
@@ -266,7 +246,9 @@ def run_check(db: Database, request: CheckRequest) -> Report:
             results = run_rules(rules)
         results = project.finish(results, project.excluded_rules(request.select, request.ignore))
     except psycopg.Error as exc:
-        if engine.recovery_conflict(exc) or is_connection_lost(exc):
+        if engine.recovery_conflict(exc, snapshot.last_connection):
+            raise _cancelled_by_replay(exc) from None
+        if is_connection_lost(exc):
             raise connection_lost(exc, "check", "nothing was changed (a check only reads)") from None
         raise
     finally:
@@ -284,6 +266,55 @@ def run_check(db: Database, request: CheckRequest) -> Report:
     return Report(run_id=str(uuid.uuid4()), started_at=started, finished_at=datetime.now(UTC), database=info,
                   tables=tables, results=tuple(results), tool_version=__version__, options=report_options,
                   passes=tuple(ctx.passes), mode=how.mode, base_run=how.base_run, kept=kept)
+
+
+def _set_up(snapshot: Snapshot, db: Database, request: CheckRequest, rules: Sequence[Any]) -> tuple[Any, ...]:
+    """Opens the snapshot and reads what every rule needs first: the schema, the database's facts, the tables'
+    sizes, and the second connection where there can be one. A standby's replay may cancel these reads or end
+    the session (a recovery conflict) before any rule ran: they are read again in a new snapshot, up to
+    engine.RETRIES more times, and the report counts the one snapshot its rules read."""
+    from . import custom_rules
+
+    for attempt in range(engine.RETRIES + 1):
+        try:
+            cur = snapshot.open(60_000)
+            schema = load_schema(cur)
+            if not any(schema.has(t) for t in ("users", "transactions", "daily_plan")):
+                raise DatabaseStateError(
+                    f"database {db.dbname!r} has none of the MITA tables (users, transactions, daily_plan)",
+                    "check the database name in the URL, or create the schema: mita-integrity migrate upgrade",
+                )
+            custom_rules.validate_sql(cur, schema, rules)  # a bad team rule stops the check before any rule runs
+            info = _database_info(cur, db, schema)
+            tables = _tables(cur)
+            sizes = _sizes(cur)
+            # Before the rules' limit below: these few statements are the check's own, not a rule's.
+            if request.parallel:
+                cur, second, connections = snapshot.share(cur)
+            else:
+                second, connections = None, "one connection: asked for"
+            # The rules' own limit: a rule that hits it becomes an `error` result, the others still run. (The
+            # second connection has set it already.)
+            cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{request.statement_timeout_ms}ms")))
+        except psycopg.Error as exc:
+            if attempt == engine.RETRIES or not engine.recovery_conflict(exc, snapshot.last_connection):
+                raise
+            engine.pause_before_retry(attempt)
+            continue
+        snapshot.opened = 1  # the snapshots replay cancelled before any rule ran were read by none
+        return cur, second, connections, schema, info, tables, sizes
+    raise AssertionError("unreachable")
+
+
+def _cancelled_by_replay(exc: psycopg.Error) -> DatabaseStateError:
+    """Gives the one-line error for a check whose own reads replay kept cancelling (no rule's pass: those
+    become `error` results)."""
+    return DatabaseStateError(
+        f"replay on this standby cancelled the check's reads {1 + engine.RETRIES} times, each in a new snapshot "
+        f"({_first(exc) or 'the server closed the connection'}); nothing was changed (a check only reads)",
+        "re-run it, raise max_standby_streaming_delay or set hot_standby_feedback = on on the standby "
+        "(docs/replicas.md), or point --db at the primary server")
 
 
 def _report_options(request: CheckRequest) -> dict[str, Any]:

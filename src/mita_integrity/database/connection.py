@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from .errors import ConnectionFailed, UsageError, is_recovery_conflict
+from .errors import ConnectionFailed, UsageError, is_recovery_conflict, lost_on_standby, replay_refused_start
 from .urls import ParsedUrl, mask_secrets, parse_url
 
 APPLICATION_NAME = "mita-integrity"
@@ -82,6 +82,8 @@ def connect(db: Database, *, autocommit: bool = False) -> psycopg.Connection:
     try:
         conn = psycopg.connect(make_conninfo(**db.connect_kwargs()), autocommit=autocommit, prepare_threshold=None)
     except psycopg.Error as exc:  # OperationalError mostly; another one from a server not PostgreSQL answering oddly
+        if replay_refused_start(exc):
+            raise  # a standby's replay ended the session as it started: the caller may try again (check does)
         raise explain_connect_error(db, exc) from None
     try:
         # Session settings, and again per transaction (SET LOCAL, `transaction`) where a transaction pooler may
@@ -93,7 +95,7 @@ def connect(db: Database, *, autocommit: bool = False) -> psycopg.Connection:
     except psycopg.Error as exc:
         standby = None if conn.closed else conn.info.parameter_status("in_hot_standby")  # read before close()
         conn.close()
-        if is_recovery_conflict(exc, standby):
+        if is_recovery_conflict(exc, standby) or lost_on_standby(exc, conn):
             raise  # a standby's replay ended the session: the command's own refusal or advice (cli.app) says so
         raise explain_connect_error(db, exc) from None
     return conn

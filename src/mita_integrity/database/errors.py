@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MitaIntegrityError(Exception):
     """An expected failure: what happened, and (optionally) what to do about it."""
@@ -83,6 +85,29 @@ def is_recovery_conflict(exc: BaseException, in_hot_standby: str | None) -> bool
     if not isinstance(exc, psycopg.Error) or exc.sqlstate not in RECOVERY_CONFLICT_STATES:
         return False
     return in_hot_standby != "off"
+
+
+def lost_on_standby(exc: BaseException, conn: Any) -> bool:
+    """Tells whether exc is a session lost without a word (no SQLSTATE) on a connection to a hot standby, by the
+    server's own in_hot_standby report (kept by libpq after the loss): there replay may have ended it."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.OperationalError) or exc.sqlstate is not None:
+        return False
+    try:
+        return conn.info.parameter_status("in_hot_standby") == "on"
+    except psycopg.Error:
+        return False
+
+
+def replay_refused_start(exc: BaseException) -> bool:
+    """Tells whether exc is a connection a standby's replay ended while it started (reading the catalogs to set
+    up the session). libpq keeps only the text then (see connection's note), so the server's own words tell,
+    as PostgreSQL words them in English."""
+    import psycopg
+
+    return (isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+            and "due to conflict with recovery" in str(exc))
 
 
 def connection_lost(exc: BaseException, doing: str, after: str) -> ConnectionLost:
