@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from mita_integrity.database.connection import Database
 
@@ -124,3 +126,51 @@ def assert_one_line_error(code: int, out: str, err: str, *expected: str) -> None
     assert "Traceback" not in err + out, err
     for text in expected:
         assert text in lines[0], lines[0]
+
+
+# What replay does to a standby's session, as the client sees it: a statement cancelled (SQLSTATE 40001), a session
+# ended while the client was not reading (the socket closed before the FATAL was read: no SQLSTATE at all).
+CANCELLED = psycopg.errors.SerializationFailure("canceling statement due to conflict with recovery")
+ENDED_UNHEARD = psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+
+
+def replay_cancels(monkeypatch: pytest.MonkeyPatch, db: Database, error: psycopg.Error, times: int | None,
+                    marker: str | None = None) -> list[str]:
+    """Makes statements to db's server fail with `error`, `times` times (None: always): the first ones after the
+    session's own settings, or only those containing `marker`. Gives the statements that failed."""
+    real = psycopg.Cursor.execute
+    port = int(db.parsed.params["port"])
+    fired: list[str] = []
+
+    def execute(cur: psycopg.Cursor[Any], *a: Any, **k: Any) -> Any:
+        query = a[0] if a else k.get("query", "")
+        statement = query.decode() if isinstance(query, bytes) else str(query)  # the session pin is sent as bytes
+        hit = marker in statement if marker else not statement.lstrip().upper().startswith("SET")
+        if hit and cur.connection.info.port == port and (times is None or len(fired) < times):
+            fired.append(statement)
+            raise type(error)(*error.args)  # a new one each time: connect() may mark what it lets through
+        return real(cur, *a, **k)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    return fired
+
+
+def replay_refuses_connections(monkeypatch: pytest.MonkeyPatch, db: Database, times: int, after: int = 0
+                               ) -> list[str]:
+    """Makes `times` connections to db's server, after the first `after`, fail as replay makes a starting session
+    fail: a FATAL libpq keeps only the text of. Gives what was refused."""
+    real = psycopg.connect
+    port = db.parsed.params["port"]
+    fired: list[str] = []
+    made = itertools.count()
+
+    def connect(conninfo: str = "", *a: Any, **k: Any) -> Any:
+        if (psycopg.conninfo.conninfo_to_dict(conninfo, **k).get("port") == port and next(made) >= after
+                and len(fired) < times):
+            fired.append(conninfo)
+            raise psycopg.OperationalError(f'connection failed: connection to server at "127.0.0.1", port {port} '
+                                           "failed: FATAL:  canceling statement due to conflict with recovery")
+        return real(conninfo, *a, **k)
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    return fired

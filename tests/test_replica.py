@@ -23,11 +23,13 @@ from tests.support.pgcluster import Cluster, start_standby
 from .conftest import PgServer
 from .dbstate import cli_url
 from .standby import (
+    CANCELLED,
     assert_one_line_error,
     finish,
     flush_wal,
     lock,
     one,
+    replay_cancels,
     start_cli,
     wait_replayed,
     wait_until,
@@ -126,115 +128,12 @@ def test_a_write_cancelled_by_replay_before_its_refusal_is_still_refused_in_one_
         args: list[str], what: str) -> None:
     """Issue 16, item 4: under load, replay cancels the standby's first query (a recovery conflict, here
     forced on the first statement) before the refusal could run; the user still gets the one-line refusal."""
-    fired = _replay_cancels(monkeypatch, replica, CANCELLED, times=1)
+    fired = replay_cancels(monkeypatch, replica, CANCELLED, times=1)
     code = main(["--db", cli_url(replica), *args])
     out, err = capsys.readouterr()
     assert fired
     assert_one_line_error(code, out, err, what, "only reads", "primary", "nothing was changed")
     assert one(seeded, "SELECT to_regclass('integrity.runs') IS NULL") is True
-
-
-# What replay does to a standby's session, as the client sees it: a statement cancelled (SQLSTATE 40001), a session
-# ended while the client was not reading (the socket closed before the FATAL was read: no SQLSTATE at all).
-CANCELLED = psycopg.errors.SerializationFailure("canceling statement due to conflict with recovery")
-ENDED_UNHEARD = psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
-
-
-def _replay_cancels(monkeypatch: pytest.MonkeyPatch, db: Database, error: psycopg.Error, times: int | None,
-                    marker: str | None = None) -> list[str]:
-    """Makes statements to db's server fail with `error`, `times` times (None: always): the first ones after the
-    session's own settings, or only those containing `marker`. Gives the statements that failed."""
-    real = psycopg.Cursor.execute
-    port = int(db.parsed.params["port"])
-    fired: list[str] = []
-
-    def execute(cur: psycopg.Cursor[Any], *a: Any, **k: Any) -> Any:
-        query = a[0] if a else k.get("query", "")
-        statement = query.decode() if isinstance(query, bytes) else str(query)  # the session pin is sent as bytes
-        hit = marker in statement if marker else not statement.lstrip().upper().startswith("SET")
-        if hit and cur.connection.info.port == port and (times is None or len(fired) < times):
-            fired.append(statement)
-            raise error
-        return real(cur, *a, **k)
-
-    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
-    return fired
-
-
-def _replay_refuses_connections(monkeypatch: pytest.MonkeyPatch, db: Database, times: int) -> list[str]:
-    """Makes the first `times` connections to db's server fail as replay makes a starting session fail: a FATAL
-    libpq keeps only the text of. Gives what was refused."""
-    real = psycopg.connect
-    port = db.parsed.params["port"]
-    fired: list[str] = []
-
-    def connect(conninfo: str = "", *a: Any, **k: Any) -> Any:
-        if psycopg.conninfo.conninfo_to_dict(conninfo, **k).get("port") == port and len(fired) < times:
-            fired.append(conninfo)
-            raise psycopg.OperationalError(f'connection failed: connection to server at "127.0.0.1", port {port} '
-                                           "failed: FATAL:  canceling statement due to conflict with recovery")
-        return real(conninfo, *a, **k)
-
-    monkeypatch.setattr(psycopg, "connect", connect)
-    return fired
-
-
-@pytest.mark.parametrize("fault", ["statement-cancelled", "session-ended-unheard", "connection-refused"])
-def test_the_checks_first_reads_cancelled_by_replay_are_read_again_in_a_new_snapshot(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, replica: Database, fault: str) -> None:
-    """Replay may cancel the check's own first reads (the schema, the sizes), or end its session as it starts,
-    before any rule ran (CI, stop 24: 'lost the connection ... re-run the command once the server accepts
-    connections again', on a standby that was up). They are read again in a new snapshot, after a pause."""
-    code, clean = _check(capsys, replica, "--select", "REF,NUL")
-    if fault == "connection-refused":
-        fired = _replay_refuses_connections(monkeypatch, replica, times=engine.RETRIES)
-    else:
-        fired = _replay_cancels(monkeypatch, replica, CANCELLED if fault == "statement-cancelled" else ENDED_UNHEARD,
-                                times=engine.RETRIES)
-    retried = main(["--db", cli_url(replica), "check", "--format", "json", "--fail-on", "never",
-                    "--select", "REF,NUL"])
-    out, err = capsys.readouterr()
-    assert len(fired) == engine.RETRIES
-    assert out, err
-    assert (retried, _findings(json.loads(out))) == (code, _findings(clean))
-
-
-def test_the_checks_first_reads_cancelled_every_time_are_one_line(capsys: pytest.CaptureFixture[str],
-                                                                    monkeypatch: pytest.MonkeyPatch,
-                                                                    replica: Database) -> None:
-    fired = _replay_cancels(monkeypatch, replica, CANCELLED, times=None)
-    code = main(["--db", cli_url(replica), "check"])
-    out, err = capsys.readouterr()
-    assert len(fired) == 1 + engine.RETRIES
-    assert_one_line_error(code, out, err, "replay on this standby cancelled the check's reads 3 times",
-                          "nothing was changed", "max_standby_streaming_delay", "hot_standby_feedback")
-
-
-def test_a_session_lost_unheard_on_the_primary_is_not_retried(capsys: pytest.CaptureFixture[str],
-                                                              monkeypatch: pytest.MonkeyPatch,
-                                                              seeded: Database) -> None:
-    """Only a standby's replay ends sessions that a new snapshot may outlive: on a primary a session lost without
-    a word (a crash, a dropped network) stays the one-line 'lost the connection', at once."""
-    fired = _replay_cancels(monkeypatch, seeded, ENDED_UNHEARD, times=1)  # a retry would pass: there is none
-    code = main(["--db", cli_url(seeded), "check"])
-    out, err = capsys.readouterr()
-    assert len(fired) == 1
-    assert_one_line_error(code, out, err, "lost the connection to the database during check", "nothing was changed")
-
-
-def test_a_pass_whose_session_replay_ended_unheard_is_retried(capsys: pytest.CaptureFixture[str],
-                                                              monkeypatch: pytest.MonkeyPatch,
-                                                              replica: Database) -> None:
-    """The session ends in the middle of a pass, and the client reads no SQLSTATE: on a standby, a conflict."""
-    code, clean = _check(capsys, replica, "--select", "REF,NUL")
-    real = engine.row_pass_sql
-    monkeypatch.setattr(engine, "row_pass_sql", lambda ctx, table, rules: (
-        "SELECT /* ended unheard */ " + real(ctx, table, rules).removeprefix("SELECT ") if table == "habits"
-        else real(ctx, table, rules)))
-    fired = _replay_cancels(monkeypatch, replica, ENDED_UNHEARD, times=engine.RETRIES, marker="/* ended unheard */")
-    retried_code, retried = _check(capsys, replica, "--select", "REF,NUL")
-    assert len(fired) == engine.RETRIES
-    assert (retried_code, _findings(retried)) == (code, _findings(clean))
 
 
 def _conflicting(tables: set[str], times: int | None) -> Any:

@@ -11,10 +11,11 @@ Rules whose table or column is absent are `skipped`; rules a validated constrain
 
 On a hot standby, replay may cancel a pass (a recovery conflict: SQLSTATE 40001, or 57P04 when the
 database is dropped). Inside a savepoint the server ends the whole session, so a retry needs a new
-connection and a new snapshot: `reopen` gives one, the pass runs again (up to RETRIES more times), and the
-passes that follow use the new snapshot. A pass still cancelled after that becomes `error` for its rules.
-A session lost for any other reason (restart, shutdown, terminated backend) is not a rule's failure: it
-propagates.
+connection and a new snapshot: `reopen` gives one (check.snapshot), the pass runs again (up to RETRIES more
+times, after pauses), and the passes that follow use the new snapshot. A pass still cancelled after that
+becomes `error` for its rules. On a standby a session lost without a SQLSTATE may be replay's too: `reopen`
+decides, by the standby's own count of the work it cancelled. A session lost for any other reason (restart,
+shutdown, terminated backend, dropped network) is not a rule's failure: it propagates.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 import psycopg
 
 from ..database.connection import CATALOG_SEARCH_PATH
-from ..database.errors import is_connection_lost, lost_on_standby, replay_refused_start
+from ..database.errors import DatabaseStateError, is_connection_lost, lost_on_standby, replay_refused_start
 from ..findings import PassTiming, Result, Status
 from .rule_registry import BY_CODE, FAMILY_OF
 from .rules.base import Family, RowRule, Rule, each_rule, rel
@@ -43,7 +44,7 @@ RETRIES = 2  # a pass cancelled by a recovery conflict runs up to 1 + RETRIES ti
 RETRY_PAUSES_S = (0.25, 1.0)
 # serialization_failure (a read-only snapshot gets it only from replay), database_dropped
 CONFLICT_STATES = ("40001", "57P04")
-Reopen = Callable[[], psycopg.Cursor[Any]]
+Reopen = Callable[[psycopg.Error], psycopg.Cursor[Any]]  # a cursor in a new snapshot, after that conflict
 
 
 def team_rule(rule: Rule) -> bool:
@@ -59,11 +60,17 @@ def search_path_for(rules: Sequence[Rule]) -> str:
 
 
 @contextmanager
-def rules_search_path(cur: psycopg.Cursor[Any], rules: Sequence[Rule]) -> Iterator[None]:
-    """Runs the rules' own statements under their search_path (search_path_for), then gives public back."""
-    cur.execute(f"SET LOCAL search_path = {search_path_for(rules)}")  # a constant
+def rules_search_path(cur: psycopg.Cursor[Any], rules: Sequence[Rule], *, serial: bool = False) -> Iterator[None]:
+    """Runs the rules' own statements under their search_path (search_path_for), then gives public back.
+
+    `serial`: with serial plans too (max_parallel_workers_per_gather = 0), then the server's own setting back.
+    Set with the search_path, in the same round trip: a statement of the check's own between the passes would
+    run under the rules' --statement-timeout and, cancelled, end the whole check instead of one pass."""
+    serial_on, serial_off = (("; SET LOCAL max_parallel_workers_per_gather = 0",
+                              "; SET LOCAL max_parallel_workers_per_gather = DEFAULT") if serial else ("", ""))
+    cur.execute(f"SET LOCAL search_path = {search_path_for(rules)}{serial_on}")  # constants
     yield
-    cur.execute("SET LOCAL search_path = public")  # what the rest of the snapshot's statements expect
+    cur.execute(f"SET LOCAL search_path = public{serial_off}")  # what the rest of the snapshot's statements expect
 
 
 @dataclass(frozen=True)
@@ -182,13 +189,10 @@ def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
         return sorted(results, key=lambda r: (r.section, r.code, r.table))
     # Each connection keeps a core busy, so a parallel plan's workers would only compete with the other
     # connection's pass for the same cores, and a parallel plan costs more CPU than a serial one (the
-    # transactions row pass at scale 0.25: 0.54 s on three processes, 1.0 s on one). Serial plans for this
-    # snapshot's passes; the setting is put back after them.
-    settings = []
+    # transactions row pass at scale 0.25: 0.54 s on three processes, 1.0 s on one). Serial plans for these
+    # passes (each sets it and puts it back: see rules_search_path).
     for c in (ctx, *helpers):
-        c.cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), "
-                      "set_config('max_parallel_workers_per_gather', '0', true)")
-        settings.append((c, (c.cur.fetchone() or ("2",))[0]))
+        c.serial_plans = True
     queue = sorted(passes, key=lambda p: -p.cost)
     lock = threading.Lock()
     done: list[tuple[Pass, list[Result]]] = []
@@ -219,8 +223,8 @@ def run(ctx: CheckContext, rules: Sequence[Rule], reopen: Reopen | None = None,
                     c.cur.connection.cancel_safe(timeout=5)
                 wait(futures, timeout=0.1)
             raise
-    for c, setting in settings:  # c.cur: a context whose snapshot was renewed keeps the setting of its new one
-        c.cur.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)", (setting,))
+    for c in (ctx, *helpers):
+        c.serial_plans = False
     for h in helpers:
         ctx.passes.extend(h.passes)
     return sorted(results + _merged(ctx, done), key=lambda r: (r.section, r.code, r.table))
@@ -392,32 +396,51 @@ def recovery_conflict(exc: BaseException, conn: psycopg.Connection[Any] | None =
         return False
     if exc.sqlstate in CONFLICT_STATES or replay_refused_start(exc):
         return True
-    return conn is not None and lost_on_standby(exc, conn)
+    return lost_on_standby(exc, conn)
 
 
 def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]], reopen: Reopen | None,
            rules: Sequence[Rule]) -> tuple[list[Outcome], int]:
     """Runs work in a savepoint under the rules' search_path; after a recovery conflict, again in a new snapshot
-    (see the module's doc)."""
+    (see the module's doc). Replay refusing the new session as it starts costs an attempt too."""
+    cause: psycopg.Error | None = None
     for attempt in range(RETRIES + 1):
         started = time.perf_counter()
         try:
+            if cause is not None and reopen is not None:
+                ctx.cur = reopen(cause)
             # A savepoint (a failure here does not abort the snapshot), and the rules' search_path (a new snapshot
             # needs it again).
-            with ctx.cur.connection.transaction(), rules_search_path(ctx.cur, rules):
+            with ctx.cur.connection.transaction(), rules_search_path(ctx.cur, rules, serial=ctx.serial_plans):
                 outcomes = work()
             return outcomes, int((time.perf_counter() - started) * 1000)
         except psycopg.Error as exc:
             if reopen is None or not recovery_conflict(exc, ctx.cur.connection):
                 raise
-            # The old snapshot is the one replay conflicts with, and the session may be gone: always reopen,
-            # also after the last attempt, so that the passes that follow have a snapshot to run in.
+            cause = exc
             if attempt < RETRIES:
                 pause_before_retry(attempt)
-            ctx.cur = reopen()
-            if attempt == RETRIES:
-                raise
-    raise AssertionError("unreachable")
+    # The old snapshot is the one replay conflicts with, and the session may be gone: a new one for the passes
+    # that follow (replay refusing it too, or a loss not replay's, stops the check).
+    assert cause is not None and reopen is not None
+    try:
+        ctx.cur = reopen(cause)
+    except psycopg.Error as exc:
+        if recovery_conflict(exc):
+            raise cancelled_by_replay(exc, None) from None
+        raise
+    raise cause
+
+
+def cancelled_by_replay(exc: BaseException, times: int | None) -> DatabaseStateError:
+    """Gives the one-line error for a check that replay on a standby stopped: how many `times` in a row it
+    cancelled the check's reads or refused its new session (None: not counted)."""
+    count = f" {times} times in a row" if times else ""
+    reason = (str(exc).strip().splitlines() or [""])[0] or "the server closed the connection"
+    return DatabaseStateError(
+        f"replay on this standby cancelled the check's reads{count} ({reason}); nothing was changed (a check "
+        "only reads)", "re-run it, raise max_standby_streaming_delay or set hot_standby_feedback = on on the "
+                       "standby (docs/replicas.md), or point --db at the primary server")
 
 
 def pause_before_retry(attempt: int) -> None:

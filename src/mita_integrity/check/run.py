@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -15,13 +13,15 @@ import psycopg
 from psycopg import sql
 
 from .. import __version__
-from ..database.connection import POOL_MODE_ENV, SUPABASE_TRANSACTION_PORT, Database, connect, transaction
+from ..database.connection import Database
 from ..database.errors import DatabaseStateError, UsageError, connection_lost, is_connection_lost
 from ..database.own_version import readable_own_revision
 from ..findings import DatabaseInfo, Report, Severity, Status, TableStats
 from . import engine, incremental
+from .engine import cancelled_by_replay
 from .rules.context import CheckContext, CheckOptions, Schema, load_schema
 from .rules.dayboundary import check_boundary
+from .snapshot import Snapshot
 
 if TYPE_CHECKING:
     from .project import Project
@@ -108,107 +108,6 @@ def _database_info(cur: Any, db: Database, schema: Schema) -> DatabaseInfo:
     return DatabaseInfo(db.display, name, str(version).split()[0], user, revision)
 
 
-class Snapshot:
-    """The check's one READ ONLY, REPEATABLE READ transaction on its own connection.
-
-    On a hot standby replay may cancel it (a recovery conflict); `reopen` then gives a cursor in a new
-    snapshot on a new connection, with the rules' limits, and the engine carries on with that.
-    """
-
-    def __init__(self, db: Database, request: CheckRequest) -> None:
-        self.db, self.request = db, request
-        self.opened = 0
-        self._stack = ExitStack()
-        self._conn: psycopg.Connection[Any] | None = None
-        self.last_connection: psycopg.Connection[Any] | None = None  # kept after close: the server's reports
-        self._others: list[psycopg.Connection[Any]] = []
-
-    def open(self, statement_timeout_ms: int) -> psycopg.Cursor[Any]:
-        """Gives a cursor in a new snapshot; the previous one, if any, is abandoned (closed, never committed)."""
-        self.close()
-        self._conn = self.last_connection = self._stack.enter_context(connect(self.db))
-        cur = self._stack.enter_context(transaction(self._conn, read_only=True, repeatable_read=True,
-                                                    statement_timeout_ms=statement_timeout_ms,
-                                                    lock_timeout_ms=self.request.lock_timeout_ms))
-        self.opened += 1
-        return cur
-
-    def reopen(self) -> psycopg.Cursor[Any]:
-        return self.open(self.request.statement_timeout_ms)
-
-    def share(self, cur: psycopg.Cursor[Any]) -> tuple[psycopg.Cursor[Any], psycopg.Cursor[Any] | None, str]:
-        """Gives the snapshot's cursor, one on a second connection in the same snapshot (or None), and why.
-
-        The second connection imports the first one's snapshot (pg_export_snapshot / SET TRANSACTION
-        SNAPSHOT), so the report stays one consistent view of the database while both cores work. Where
-        that cannot work — a transaction pooler (the snapshot's session is not ours to share), a hot standby
-        (replay may cancel either side, and the retry in a new snapshot needs one connection), a server that
-        refuses — the check keeps to one connection.
-        """
-        pooled = _pooler(self.db, cur)
-        if pooled:
-            return cur, None, f"one connection: {pooled}"
-        cur.execute("SELECT pg_is_in_recovery()")
-        row = cur.fetchone()
-        if row and row[0]:
-            return cur, None, "one connection: a hot standby (a recovery conflict is retried in a new snapshot)"
-        try:
-            # Not in a savepoint: a snapshot cannot be exported from a subtransaction.
-            cur.execute("SELECT pg_export_snapshot()")
-            row = cur.fetchone()
-        except psycopg.Error as exc:
-            if is_connection_lost(exc, cur.connection):
-                raise
-            # The snapshot's transaction is aborted: nothing was read in it yet but the schema; start again.
-            return self.reopen(), None, f"one connection: the server cannot export the snapshot ({_first(exc)})"
-        assert row is not None
-        try:
-            conn = self._stack.enter_context(connect(self.db))
-            second = self._stack.enter_context(transaction(
-                conn, read_only=True, repeatable_read=True, statement_timeout_ms=60_000,
-                lock_timeout_ms=self.request.lock_timeout_ms))
-            second.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(row[0])))
-            second.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(f"{self.request.statement_timeout_ms}ms")))
-        except psycopg.Error as exc:
-            if is_connection_lost(exc, cur.connection):
-                raise
-            return cur, None, f"one connection: the server refused a second one in the same snapshot ({_first(exc)})"
-        self._others.append(conn)
-        return cur, second, "two connections in one snapshot (pg_export_snapshot)"
-
-    def close(self) -> None:
-        for other in self._others:
-            other.close()
-        self._others = []
-        if self._conn is not None:
-            self._conn.close()  # a read-only transaction: nothing to commit; the exits below are then no-ops
-        self._stack.close()
-        self._conn = None
-
-
-def _first(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _pooler(db: Database, cur: psycopg.Cursor[Any]) -> str | None:
-    """Tells (why) a transaction pooler may stand in between, without opening another connection."""
-    declared = os.environ.get(POOL_MODE_ENV, "").strip().lower()
-    if declared in {"session", "direct"}:
-        return None
-    if declared == "transaction":
-        return f"{POOL_MODE_ENV}=transaction"
-    if db.parsed.pgbouncer:
-        return "the URL says pgbouncer=true"
-    if SUPABASE_TRANSACTION_PORT in db.parsed.params.get("port", "").split(","):
-        return f"port {SUPABASE_TRANSACTION_PORT} is a transaction pooler"
-    cur.execute("SELECT pg_backend_pid()")
-    row = cur.fetchone()
-    if row is None or row[0] != cur.connection.info.backend_pid:
-        return "a pooler answers there"
-    return None
-
-
 def run_check(db: Database, request: CheckRequest) -> Report:
     """Gives the Report of the chosen rules, read in one READ ONLY, REPEATABLE READ snapshot.
 
@@ -220,7 +119,7 @@ def run_check(db: Database, request: CheckRequest) -> Report:
     rules = project.select(request.select, request.ignore)
     options = options_for(request)
     started = datetime.now(UTC)
-    snapshot = Snapshot(db, request)
+    snapshot = Snapshot(db, request.statement_timeout_ms, request.lock_timeout_ms)
     try:
         cur, second, connections, schema, info, tables, sizes = _set_up(snapshot, db, request, rules)
         ctx = CheckContext(cur, schema, options)
@@ -246,8 +145,8 @@ def run_check(db: Database, request: CheckRequest) -> Report:
             results = run_rules(rules)
         results = project.finish(results, project.excluded_rules(request.select, request.ignore))
     except psycopg.Error as exc:
-        if engine.recovery_conflict(exc, snapshot.last_connection):
-            raise _cancelled_by_replay(exc) from None
+        if engine.recovery_conflict(exc, snapshot.last_connection):  # in reads of the check's own, not retried
+            raise cancelled_by_replay(exc, None) from None
         if is_connection_lost(exc):
             raise connection_lost(exc, "check", "nothing was changed (a check only reads)") from None
         raise
@@ -272,12 +171,14 @@ def _set_up(snapshot: Snapshot, db: Database, request: CheckRequest, rules: Sequ
     """Opens the snapshot and reads what every rule needs first: the schema, the database's facts, the tables'
     sizes, and the second connection where there can be one. A standby's replay may cancel these reads or end
     the session (a recovery conflict) before any rule ran: they are read again in a new snapshot, up to
-    engine.RETRIES more times, and the report counts the one snapshot its rules read."""
+    engine.RETRIES more times, and the report counts the snapshots from the one these reads came from."""
     from . import custom_rules
 
+    cause: psycopg.Error | None = None
     for attempt in range(engine.RETRIES + 1):
         try:
-            cur = snapshot.open(60_000)
+            cur = snapshot.open(60_000) if cause is None else snapshot.reopen(cause, 60_000)
+            opened = snapshot.opened
             schema = load_schema(cur)
             if not any(schema.has(t) for t in ("users", "transactions", "daily_plan")):
                 raise DatabaseStateError(
@@ -290,7 +191,7 @@ def _set_up(snapshot: Snapshot, db: Database, request: CheckRequest, rules: Sequ
             sizes = _sizes(cur)
             # Before the rules' limit below: these few statements are the check's own, not a rule's.
             if request.parallel:
-                cur, second, connections = snapshot.share(cur)
+                cur, second, connections = snapshot.share(cur)  # it may open a new snapshot: counted
             else:
                 second, connections = None, "one connection: asked for"
             # The rules' own limit: a rule that hits it becomes an `error` result, the others still run. (The
@@ -298,23 +199,16 @@ def _set_up(snapshot: Snapshot, db: Database, request: CheckRequest, rules: Sequ
             cur.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                 sql.Literal(f"{request.statement_timeout_ms}ms")))
         except psycopg.Error as exc:
-            if attempt == engine.RETRIES or not engine.recovery_conflict(exc, snapshot.last_connection):
+            if not engine.recovery_conflict(exc, snapshot.last_connection):
                 raise
+            if attempt == engine.RETRIES:
+                raise cancelled_by_replay(exc, 1 + engine.RETRIES) from None
             engine.pause_before_retry(attempt)
+            cause = exc
             continue
-        snapshot.opened = 1  # the snapshots replay cancelled before any rule ran were read by none
+        snapshot.opened -= opened - 1  # the snapshots replay cancelled before these reads were read by none
         return cur, second, connections, schema, info, tables, sizes
     raise AssertionError("unreachable")
-
-
-def _cancelled_by_replay(exc: psycopg.Error) -> DatabaseStateError:
-    """Gives the one-line error for a check whose own reads replay kept cancelling (no rule's pass: those
-    become `error` results)."""
-    return DatabaseStateError(
-        f"replay on this standby cancelled the check's reads {1 + engine.RETRIES} times, each in a new snapshot "
-        f"({_first(exc) or 'the server closed the connection'}); nothing was changed (a check only reads)",
-        "re-run it, raise max_standby_streaming_delay or set hot_standby_feedback = on on the standby "
-        "(docs/replicas.md), or point --db at the primary server")
 
 
 def _report_options(request: CheckRequest) -> dict[str, Any]:

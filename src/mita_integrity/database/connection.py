@@ -12,7 +12,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from .errors import ConnectionFailed, UsageError, is_recovery_conflict, lost_on_standby, replay_refused_start
+from .errors import (
+    ON_STANDBY,
+    ConnectionFailed,
+    UsageError,
+    is_recovery_conflict,
+    lost_on_standby,
+    replay_refused_start,
+)
 from .urls import ParsedUrl, mask_secrets, parse_url
 
 APPLICATION_NAME = "mita-integrity"
@@ -94,8 +101,10 @@ def connect(db: Database, *, autocommit: bool = False) -> psycopg.Connection:
             conn.commit()
     except psycopg.Error as exc:
         standby = None if conn.closed else conn.info.parameter_status("in_hot_standby")  # read before close()
+        lost = lost_on_standby(exc, conn)
         conn.close()
-        if is_recovery_conflict(exc, standby) or lost_on_standby(exc, conn):
+        if is_recovery_conflict(exc, standby) or lost:
+            setattr(exc, ON_STANDBY, True)  # the caller never held this connection (see lost_on_standby)
             raise  # a standby's replay ended the session: the command's own refusal or advice (cli.app) says so
         raise explain_connect_error(db, exc) from None
     return conn

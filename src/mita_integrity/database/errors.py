@@ -87,17 +87,30 @@ def is_recovery_conflict(exc: BaseException, in_hot_standby: str | None) -> bool
     return in_hot_standby != "off"
 
 
+# Set on an error by database.connection.connect when the connection it was making, which its caller never
+# held, reported itself a hot standby.
+ON_STANDBY = "mita_integrity_on_standby"
+
+
+def on_standby(conn: Any) -> bool:
+    """Tells whether conn's server reported itself a hot standby (in_hot_standby, PostgreSQL 14 and later; read
+    before the connection is closed)."""
+    import psycopg
+
+    try:
+        return conn is not None and conn.info.parameter_status("in_hot_standby") == "on"
+    except psycopg.Error:
+        return False
+
+
 def lost_on_standby(exc: BaseException, conn: Any) -> bool:
-    """Tells whether exc is a session lost without a word (no SQLSTATE) on a connection to a hot standby, by the
-    server's own in_hot_standby report (kept by libpq after the loss): there replay may have ended it."""
+    """Tells whether exc is a session lost without a word (no SQLSTATE) on a connection to a hot standby (conn,
+    or the one connect() was making): there replay may have ended it."""
     import psycopg
 
     if not isinstance(exc, psycopg.OperationalError) or exc.sqlstate is not None:
         return False
-    try:
-        return conn.info.parameter_status("in_hot_standby") == "on"
-    except psycopg.Error:
-        return False
+    return bool(getattr(exc, ON_STANDBY, False)) or on_standby(conn)
 
 
 def replay_refused_start(exc: BaseException) -> bool:

@@ -240,6 +240,8 @@ def preflight(db: Database) -> str | None:
     """Connects once before the daemon starts: raises for a configuration the database refuses (a wrong
     password, a database or role that does not exist); gives a warning line when it is only unreachable now
     (the daemon starts anyway and its runs fail until the server is back); None when all is well."""
+    import psycopg
+
     try:
         with connect(db):
             return None
@@ -247,6 +249,9 @@ def preflight(db: Database) -> str | None:
         if exc.refused:
             raise
         return f"warning: {exc.one_line()}; starting anyway: each run until it is back is logged as failed"
+    except psycopg.Error as exc:  # connect() lets through only what a standby's replay did to a starting session
+        return (f"warning: replay on this standby ended the first session ({str(exc).strip().splitlines()[0]}); "
+                "starting anyway")
 
 
 def note_deliveries(db: Database, run_id: str, deliveries: list[Any]) -> None:

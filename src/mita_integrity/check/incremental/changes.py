@@ -202,7 +202,7 @@ def _change(cur: psycopg.Cursor[Any], table: str, before: TableState | None,
             cur.execute(f"SELECT {changes} FROM {rel(table)} t", {"young": [str(x) for x in before.young or ()]})
             row = cur.fetchone()
     except psycopg.Error as exc:
-        if engine.recovery_conflict(exc) or cur.connection.closed:
+        if engine.recovery_conflict(exc, cur.connection) or cur.connection.closed:
             raise
         return f"{table}: its changes could not be read ({str(exc).strip().splitlines()[0] if str(exc) else exc})"
     assert row is not None

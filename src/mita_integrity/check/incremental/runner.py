@@ -291,7 +291,7 @@ def _evaluate_changed(ctx: CheckContext, helpers: Sequence[CheckContext], base: 
                     if not any((r.code, str(r.table)) in failed for r in members):
                         finish(found)
             except psycopg.Error as exc:
-                if engine.recovery_conflict(exc) or wctx.cur.connection.closed:
+                if engine.recovery_conflict(exc, wctx.cur.connection) or wctx.cur.connection.closed:
                     raise
                 with cond:
                     for rule in members:  # once, whichever part of a rule's reads failed

@@ -34,6 +34,6 @@ def _guarded(ctx: CheckContext, statement: str, rules: Sequence[Rule]) -> list[t
             ctx.cur.execute(statement)
             return ctx.cur.fetchall()
     except psycopg.Error as exc:
-        if engine.recovery_conflict(exc) or ctx.cur.connection.closed:
+        if engine.recovery_conflict(exc, ctx.cur.connection) or ctx.cur.connection.closed:
             raise
         return None

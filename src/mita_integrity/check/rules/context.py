@@ -251,6 +251,7 @@ class CheckContext:
     # check --record keeping a base (check/incremental/): a rule's evaluation leaves here the keys of its
     # violating groups (BUD001, BUD002, DUP003), read by the same statement; None: not asked for
     kept: dict[str, list[str]] | None = None
+    serial_plans: bool = False  # the engine's passes run serial plans (two connections share the cores)
 
     def since_filter(self, table: str, alias: str = "t") -> str | None:
         """Gives the SQL restricting rows to --since (None when no window was asked for)."""
