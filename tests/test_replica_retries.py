@@ -16,7 +16,9 @@ import itertools
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -26,6 +28,7 @@ from mita_integrity.check import engine, snapshot
 from mita_integrity.check.run import CheckRequest, run_check
 from mita_integrity.cli import main
 from mita_integrity.database.connection import Database
+from tests.support.pgcluster import Cluster
 
 from .dbstate import cli_url
 from .standby import (
@@ -290,3 +293,77 @@ def test_the_daemon_starts_when_replay_refuses_its_first_session(monkeypatch: py
     replay_refuses_connections(monkeypatch, replica, times=1)
     warning = preflight(replica)
     assert warning is not None and warning.startswith("warning: replay on this standby ended the first session")
+
+
+TEAM_RULE = """
+[[custom_rules]]
+code = "X001"
+name = "large-spend"
+section = 9
+severity = "high"
+table = "transactions"
+where = "t.amount > 50000"
+"""
+
+
+def test_a_team_rules_validation_cancelled_by_replay_is_read_again(capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    replica: Database, tmp_path: Path) -> None:
+    """Review: the EXPLAIN that validates a team rule is one of the check's first reads; replay cancelling it is
+    no fault of the rule (it was told 'X001 is not valid SQL')."""
+    config = tmp_path / "mita-integrity.toml"
+    config.write_text(TEAM_RULE)
+    args = ["--config", str(config), "check", "--format", "json", "--fail-on", "never", "--select", "X001,REF001"]
+    code, out, err = _run(capsys, replica, *args)
+    assert out, err
+    clean = json.loads(out)
+    fired = replay_cancels(monkeypatch, replica, CANCELLED, times=1, marker="EXPLAIN ")
+    retried, out, err = _run(capsys, replica, *args)
+    assert len(fired) == 1
+    assert out, err
+    assert (retried, _findings(json.loads(out))) == (code, _findings(clean))
+
+
+def test_a_network_drop_in_reads_that_are_not_retried_is_a_lost_connection(capsys: pytest.CaptureFixture[str],
+                                                                           replica: Database) -> None:
+    """Review: check --incremental's own reads are not retried; a loss there that no new snapshot confirmed as
+    replay's is told as what it looks like, with no advice on the standby's replay settings."""
+    proxy = _DroppingProxy(int(replica.parsed.params["port"]), b"pg_current_snapshot()::text")
+    try:
+        params = {**replica.parsed.params, "port": str(proxy.port)}
+        via_proxy = Database(type(replica.parsed)(params=params, dropped=replica.parsed.dropped), "test")
+        before = _conflicts(replica)
+        code, out, err = _run(capsys, via_proxy, *FAST, "--incremental")
+        assert _conflicts(replica) == before
+        assert proxy.dropped == 1, err
+    finally:
+        proxy.close()
+    assert_one_line_error(code, out, err, "lost the connection to the database during check")
+    assert "max_standby_streaming_delay" not in err, err
+
+
+# Last in the module: it restarts the module's standby.
+@pytest.mark.parametrize("mode", ["immediate", "fast"])
+def test_a_standby_restarted_during_a_pass_is_a_lost_connection(capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch, replica: Database,
+                                                                standby_cluster: Cluster, mode: str) -> None:
+    """Review: a real restart of the standby while a pass runs is one line, 'lost the connection' (an immediate
+    one ends the session without a word: the new session then finds the standby still starting, and that is
+    told as the loss it was, not as a URL to check)."""
+    real = engine.row_pass_sql
+    monkeypatch.setattr(engine, "row_pass_sql", lambda ctx, table, rules: (
+        real(ctx, table, rules).replace("SELECT ", "SELECT (pg_sleep(3) IS NULL)::int * 0 + ", 1)
+        if table == "habits" else real(ctx, table, rules)))
+
+    def restart() -> None:
+        time.sleep(1.0)
+        standby_cluster.stop(mode)
+        standby_cluster.start()
+
+    thread = threading.Thread(target=restart)
+    thread.start()
+    try:
+        code, out, err = _run(capsys, replica, *FAST)
+    finally:
+        thread.join()
+    assert_one_line_error(code, out, err, "lost the connection to the database during check")

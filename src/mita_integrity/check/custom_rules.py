@@ -27,7 +27,7 @@ import psycopg
 
 from ..database.errors import UsageError
 from ..findings import FixSafety
-from .engine import fragment_aliases
+from .engine import fragment_aliases, recovery_conflict
 from .rules.base import Family, QueryRule, RowRule, Rule, literal, rel
 from .rules.context import CheckContext, Outcome, Schema
 from .rules.quoting import ident
@@ -200,12 +200,18 @@ def validate_sql(cur: psycopg.Cursor[Any], schema: Schema, rules: Sequence[Rule]
             with cur.connection.transaction():
                 cur.execute("EXPLAIN " + statement)
         except psycopg.Error as exc:
-            if exc.sqlstate is None or exc.sqlstate.startswith("08"):
+            if _not_the_rules(exc, cur):
                 raise
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             hint = ("a predicate may reference the row t only (use a subquery for other tables)"
                     if isinstance(rule, CustomRowRule) else "write one SELECT returning the violating rows' keys")
             raise UsageError(f"{what} is not valid SQL: {first}; nothing was run", hint) from None
+
+
+def _not_the_rules(exc: psycopg.Error, cur: psycopg.Cursor[Any]) -> bool:
+    """Tells whether exc is the session's failure, not the rule's: a lost connection, or a standby's replay that
+    cancelled the statement (the check reads again in a new snapshot)."""
+    return exc.sqlstate is None or exc.sqlstate.startswith("08") or recovery_conflict(exc, cur.connection)
 
 
 def _refuse_writes(cur: psycopg.Cursor[Any], rule: CustomQueryRule) -> None:
@@ -215,7 +221,7 @@ def _refuse_writes(cur: psycopg.Cursor[Any], rule: CustomQueryRule) -> None:
             cur.execute("EXPLAIN (FORMAT JSON) " + rule.query)
             row = cur.fetchone()
     except psycopg.Error as exc:
-        if exc.sqlstate is None or exc.sqlstate.startswith("08"):
+        if _not_the_rules(exc, cur):
             raise
         return  # it does not parse alone either: the wrapped EXPLAIN says why
     plan = str(row[0]) if row else ""

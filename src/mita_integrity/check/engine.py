@@ -32,7 +32,15 @@ from typing import Any
 import psycopg
 
 from ..database.connection import CATALOG_SEARCH_PATH
-from ..database.errors import DatabaseStateError, is_connection_lost, lost_on_standby, replay_refused_start
+from ..database.errors import (
+    ON_STANDBY,
+    DatabaseStateError,
+    MitaIntegrityError,
+    connection_lost,
+    is_connection_lost,
+    lost_on_standby,
+    replay_refused_start,
+)
 from ..findings import PassTiming, Result, Status
 from .rule_registry import BY_CODE, FAMILY_OF
 from .rules.base import Family, RowRule, Rule, each_rule, rel
@@ -427,9 +435,18 @@ def _timed(ctx: CheckContext, work: Callable[[], list[Outcome]], reopen: Reopen 
         ctx.cur = reopen(cause)
     except psycopg.Error as exc:
         if recovery_conflict(exc):
-            raise cancelled_by_replay(exc, None) from None
+            raise stopped_by(exc, None) from None
         raise
     raise cause
+
+
+def stopped_by(exc: psycopg.Error, times: int | None) -> MitaIntegrityError:
+    """Gives the one-line error for a check that a standby's replay (told by the server's own words: a SQLSTATE,
+    or its text as a session starts) or a lost session stopped, after `times` attempts in a row (None: not
+    counted). A loss without a word that no new snapshot confirmed as replay's is told as what it looks like."""
+    if exc.sqlstate in CONFLICT_STATES or replay_refused_start(exc) or getattr(exc, ON_STANDBY, False):
+        return cancelled_by_replay(exc, times)
+    return connection_lost(exc, "check", "nothing was changed (a check only reads)")
 
 
 def cancelled_by_replay(exc: BaseException, times: int | None) -> DatabaseStateError:

@@ -18,7 +18,6 @@ from ..database.errors import DatabaseStateError, UsageError, connection_lost, i
 from ..database.own_version import readable_own_revision
 from ..findings import DatabaseInfo, Report, Severity, Status, TableStats
 from . import engine, incremental
-from .engine import cancelled_by_replay
 from .rules.context import CheckContext, CheckOptions, Schema, load_schema
 from .rules.dayboundary import check_boundary
 from .snapshot import Snapshot
@@ -146,7 +145,7 @@ def run_check(db: Database, request: CheckRequest) -> Report:
         results = project.finish(results, project.excluded_rules(request.select, request.ignore))
     except psycopg.Error as exc:
         if engine.recovery_conflict(exc, snapshot.last_connection):  # in reads of the check's own, not retried
-            raise cancelled_by_replay(exc, None) from None
+            raise engine.stopped_by(exc, None) from None
         if is_connection_lost(exc):
             raise connection_lost(exc, "check", "nothing was changed (a check only reads)") from None
         raise
@@ -202,7 +201,7 @@ def _set_up(snapshot: Snapshot, db: Database, request: CheckRequest, rules: Sequ
             if not engine.recovery_conflict(exc, snapshot.last_connection):
                 raise
             if attempt == engine.RETRIES:
-                raise cancelled_by_replay(exc, 1 + engine.RETRIES) from None
+                raise engine.stopped_by(exc, 1 + engine.RETRIES) from None
             engine.pause_before_retry(attempt)
             cause = exc
             continue

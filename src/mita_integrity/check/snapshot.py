@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from ..database.connection import POOL_MODE_ENV, SUPABASE_TRANSACTION_PORT, Database, connect, transaction
-from ..database.errors import connection_lost, is_connection_lost, lost_on_standby, on_standby
+from ..database.errors import MitaIntegrityError, connection_lost, is_connection_lost, lost_on_standby, on_standby
 
 # What a standby counts of the sessions and queries its replay cancelled (pg_stat_database_conflicts), in the
 # check's database: a session lost without a word is replay's only when this grew meanwhile.
@@ -66,7 +66,12 @@ class Snapshot:
         """
         unheard = lost_on_standby(cause, self.last_connection)
         before = self.conflicts
-        cur = self.open(self.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms)
+        try:
+            cur = self.open(self.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms)
+        except MitaIntegrityError:
+            if unheard:  # the standby restarting, or gone: the loss was that, not replay's
+                raise connection_lost(cause, "check", "nothing was changed (a check only reads)") from None
+            raise
         # (No count before: the session was lost as it started, before it could read one. Nothing to compare:
         # replay's, as most likely on a standby; a network that stays down then fails the new session.)
         if unheard and before is not None and self.conflicts is not None and self.conflicts <= before:
