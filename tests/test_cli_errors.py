@@ -210,11 +210,19 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(delay: float, baseline_db
     # A check that lasts: it waits on a lock the test holds, so a late Ctrl-C still finds it running.
     with connect(baseline_db) as holder:
         holder.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        proc = subprocess.Popen([str(exe), "--db", url, "check", "--lock-timeout", "60", "--statement-timeout", "60"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        for _ in range(3):
+            proc = subprocess.Popen([str(exe), "--db", url, "check", "--lock-timeout", "60", "--statement-timeout",
+                                     "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+            # On a loaded machine 0.2 s may still be Python's own start (its site import: "Fatal Python error"),
+            # or the console script's first import before it has run the tool's guard (CI, stop 25: importlib
+            # reading the module): the interpreter's, which no code of ours can answer. Then again, as a person
+            # would press it a moment later.
+            before_us = proc.returncode == -signal.SIGINT or "Fatal Python error: init_import_site" in err
+            if not before_us or "mita_integrity" in err.rpartition("in <module>")[2]:
+                break
         holder.rollback()
     lines = [line for line in err.splitlines() if line.strip()]
     assert proc.returncode == 130, (proc.returncode, err)
