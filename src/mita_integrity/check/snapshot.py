@@ -103,7 +103,7 @@ class Snapshot:
                 raise
             # The snapshot's transaction is aborted: nothing was read in it yet but the schema; start again.
             return self.open(self.statement_timeout_ms), None, (
-                f"one connection: the server cannot export the snapshot ({first_line(exc)})")
+                f"one connection: the server cannot export the snapshot ({_first_line(exc)})")
         assert row is not None
         try:
             conn = self._stack.enter_context(connect(self.db))
@@ -117,7 +117,7 @@ class Snapshot:
             if is_connection_lost(exc, cur.connection):
                 raise
             return cur, None, (
-                f"one connection: the server refused a second one in the same snapshot ({first_line(exc)})")
+                f"one connection: the server refused a second one in the same snapshot ({_first_line(exc)})")
         self._others.append(conn)
         return cur, second, "two connections in one snapshot (pg_export_snapshot)"
 
@@ -131,7 +131,7 @@ class Snapshot:
         self._conn = None
 
 
-def first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 

@@ -250,8 +250,8 @@ def preflight(db: Database) -> str | None:
             raise
         return f"warning: {exc.one_line()}; starting anyway: each run until it is back is logged as failed"
     except psycopg.Error as exc:  # connect() lets through only what a standby's replay did to a starting session
-        return (f"warning: replay on this standby ended the first session ({str(exc).strip().splitlines()[0]}); "
-                "starting anyway")
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"warning: replay on this standby ended the first session ({reason}); starting anyway"
 
 
 def note_deliveries(db: Database, run_id: str, deliveries: list[Any]) -> None:
