@@ -139,12 +139,15 @@ def test_the_rules_statement_timeout_never_cancels_a_statement_of_the_checks_own
     monkeypatch.setattr(psycopg.Cursor, "execute", execute)
     code, out, err = _run(capsys, baseline_db, "--format", "json", "--select", "REF,NUL", "--fail-on", "never",
                           "--statement-timeout", "200ms")
-    assert slowed and code == 3 and out, err  # 3: a rule in `error`, and its report
+    assert slowed and out, err  # a report (before: "unexpected QueryCanceled" and none)
     report = json.loads(out)
-    assert "two connections" in str(report) or len({p["connection"] for p in report["passes"]}) == 2
+    assert len({p["connection"] for p in report["passes"]}) == 2
     found = {(r["code"], r["table"]): r["status"] for r in report["results"]}
+    # The pass whose statement was slowed is in `error`, or (a pass of several rules) read again rule by rule,
+    # each then in time: either way the other results are the clean run's.
     errors = {key for key, status in found.items() if status == "error"}
-    assert errors and all("statement timeout" in r["reason"] for r in report["results"] if r["status"] == "error")
+    assert all("statement timeout" in r["reason"] for r in report["results"] if r["status"] == "error")
+    assert code == (3 if errors else 0)
     assert {key: status for key, status in found.items() if key not in errors} == {
         key: status for key, status in clean.items() if key not in errors}
     assert clean[("REF005", "habits")] == "fail"
