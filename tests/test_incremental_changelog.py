@@ -294,3 +294,21 @@ def test_at_head_the_merge_reads_the_changed_keys_as_the_full_check(baseline_db:
     inc = same_as_full(baseline_db)
     assert_incremental(inc)
     assert {r.code: r.count for r in inc.results if r.code in ("BUD001", "BUD002")}["BUD002"] >= 1
+
+
+def test_a_base_kept_on_two_connections_is_the_one_kept_on_one(logged: Database) -> None:
+    """What a recorded run keeps is read on both connections of its snapshot (the biggest reads first): every
+    table's rows and young xmins and every rule's violating keys are those one connection reads."""
+    from mita_integrity.check.run import CheckRequest, run_check
+
+    kept = {}
+    for parallel in (False, True):
+        report = run_check(logged, CheckRequest(keep_base=True, parallel=parallel))
+        assert report.kept is not None
+        kept[parallel] = ({t: (s.rows, s.young) for t, s in report.kept.tables.items()},
+                          {k: (r.count, None if v is None else sorted(v)) for k, (r, v) in report.kept.results.items()})
+        reads = {p.connection for p in report.passes if p.name.startswith("keep:")}
+        assert reads == ({1, 2} if parallel else {1}), [(p.name, p.connection) for p in report.passes]
+    assert kept[True] == kept[False]
+    violators = {k: v for k, (_, v) in kept[True][1].items() if v}
+    assert {"REF001", "USR003", "BUD001", "DUP003"} <= {code for code, _ in violators}, sorted(violators)

@@ -158,7 +158,7 @@ def run(ctx: CheckContext, rules: Sequence[Rule], run_rules: RunRules, options: 
                 keys[key] = kept_prior[1]
     results.sort(key=lambda r: (r.section, r.code, r.table))
     kept = _keep(ctx, concrete, results, keys, changes, states, fingerprint, opts, snap, xmin, xmax, datoid, reset,
-                 today) if keep else None
+                 today, helpers) if keep else None
     return results, out, kept
 
 

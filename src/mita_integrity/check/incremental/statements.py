@@ -30,7 +30,7 @@ def _array(ctx: CheckContext, values: Sequence[Any], typ: str) -> str:
 def _guarded(ctx: CheckContext, statement: str, rules: Sequence[Rule]) -> list[tuple[Any, ...]] | None:
     """Gives the rows of the rules' statement run in a savepoint, or None when it failed (the snapshot goes on)."""
     try:
-        with ctx.cur.connection.transaction(), engine.rules_search_path(ctx.cur, rules):
+        with ctx.cur.connection.transaction(), engine.rules_search_path(ctx.cur, rules, serial=ctx.serial_plans):
             ctx.cur.execute(statement)
             return ctx.cur.fetchall()
     except psycopg.Error as exc:
