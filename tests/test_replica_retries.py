@@ -16,7 +16,6 @@ import itertools
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from .standby import (
     one,
     replay_cancels,
     replay_refuses_connections,
+    wait_until,
 )
 from .test_replica import _check, _conflicting, _findings, replica, seeded, standby_cluster  # noqa: F401 - fixtures
 
@@ -355,8 +355,10 @@ def test_a_standby_restarted_during_a_pass_is_a_lost_connection(capsys: pytest.C
         real(ctx, table, rules).replace("SELECT ", "SELECT (pg_sleep(3) IS NULL)::int * 0 + ", 1)
         if table == "habits" else real(ctx, table, rules)))
 
-    def restart() -> None:
-        time.sleep(1.0)
+    def restart() -> None:  # once the pass on habits runs (CI: a fixed second was sometimes before the check began)
+        wait_until("the pass on habits to run", lambda: one(
+            replica, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' "
+                     "AND pid <> pg_backend_pid()"))
         standby_cluster.stop(mode)
         standby_cluster.start()
 
