@@ -4,10 +4,8 @@ since, how many base rows were lost), the tables' states, and the reasons a whol
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -20,7 +18,7 @@ from .. import engine
 from ..rules.base import rel
 from ..rules.context import CheckContext
 from ..rules.dayboundary import plan_day_sql
-from .statements import _timing
+from .statements import _on_connections, _timing
 from .written_since import changed_sql
 
 MAX_BASE_AGE_S = 7 * 86400
@@ -104,31 +102,22 @@ def _changes(ctx: CheckContext, helpers: Sequence[CheckContext], tables: Sequenc
              xmax: int) -> dict[str, Change | str]:
     """Gives what changed in each table, read on the check's connections at once (all in the same snapshot:
     the helpers imported it), the biggest tables first."""
-    queue = sorted(tables, key=lambda t: -sizes.get(t, 0.0))
-    lock = threading.Lock()
     out: dict[str, Change | str] = {}
 
-    def worker(wctx: CheckContext) -> None:
+    def reader(wctx: CheckContext) -> Callable[[str], None]:
         # age() counts from a point each transaction fixes at its first call: a helper's point is later than
         # the check's when other sessions took transaction ids meanwhile, so each connection measures its own.
         own = window if wctx is ctx else _window(wctx.cur, base.kept.xmin)
         young = _young_window(wctx.cur, xmin, xmax)  # what the next base keeps of this snapshot
-        while True:
-            with lock:
-                if not queue:
-                    return
-                table = queue.pop(0)
+
+        def read(table: str) -> None:
             started = time.perf_counter()
             out[table] = _change(wctx.cur, table, base.kept.tables.get(table), states.get(table), own, young,
                                  carried(ctx, table))
             _timing(wctx, f"changes:{table}", (), (table,), started)
+        return read
 
-    if not helpers:
-        worker(ctx)
-        return out
-    with ThreadPoolExecutor(max_workers=1 + len(helpers)) as pool:
-        for future in [pool.submit(worker, c) for c in (ctx, *helpers)]:
-            future.result()
+    _on_connections(ctx, helpers, sorted(tables, key=lambda t: -sizes.get(t, 0.0)), reader)
     return out
 
 

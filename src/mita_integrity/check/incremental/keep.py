@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -20,7 +18,7 @@ from ..rules.context import CheckContext
 from .changes import Change, State, _young, _young_sql, _young_window
 from .groups import _members
 from .old_keys import _log_installed, _old_key_members
-from .statements import _guarded, _timing
+from .statements import _guarded, _on_connections, _timing
 from .verdict import GROUPED, OLD_KEYS
 
 
@@ -107,38 +105,19 @@ class _Read:
 
 
 def _run(ctx: CheckContext, helpers: Sequence[CheckContext], reads: list[_Read]) -> None:
-    """Runs the reads on the snapshot's connections, each taking the next (the list is biggest first); each read
-    is timed as a pass of the connection that ran it. A session lost (or cancelled by a standby's replay)
-    stops them all: it is raised once every connection is done."""
-    contexts = [ctx, *helpers]
-    lock = threading.Lock()
-    queue = list(reads)
-
-    def work(wctx: CheckContext) -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                one = queue.pop(0)
+    """Runs the reads on the snapshot's connections (the list is biggest first), with serial plans; each read is
+    timed as a pass of the connection that ran it, and the helpers' join ctx's (the rules' were joined already)."""
+    def reader(wctx: CheckContext) -> Callable[[_Read], None]:
+        def read(one: _Read) -> None:
             started = time.perf_counter()
             one.read(wctx)
             _timing(wctx, one.name, one.codes, one.tables, started)
+        return read
 
-    if len(contexts) == 1 or len(reads) < 2:
-        work(ctx)
-        return
     before = [len(c.passes) for c in helpers]
-    for c in contexts:
-        c.serial_plans = True  # each connection keeps a core busy (see engine.run)
     try:
-        with ThreadPoolExecutor(max_workers=len(contexts)) as pool:
-            futures = [pool.submit(work, c) for c in contexts]
-            wait(futures)
-            for future in futures:
-                future.result()
+        _on_connections(ctx, helpers, reads, reader, serial=True)
     finally:
-        for c in contexts:
-            c.serial_plans = False
         for c, n in zip(helpers, before, strict=True):
             ctx.passes.extend(c.passes[n:])
 
