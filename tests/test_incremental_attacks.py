@@ -11,7 +11,14 @@ import pytest
 from mita_integrity.database.connection import Database
 
 from .test_incremental import recorded, same_as_full, sql
-from .test_incremental_changelog import BUD, assert_full, assert_incremental, install_log, logged  # noqa: F401
+from .test_incremental_changelog import (  # noqa: F401 - logged is a fixture
+    BUD,
+    assert_full,
+    assert_incremental,
+    install_log,
+    logged,
+    never_logged,
+)
 
 # A live transaction whose (user, UTC day, category) key has a plan row whose spent_amount is exactly the key's
 # live spending: moving the transaction away makes that key a BUD001 violation (drift) that only its old key shows.
@@ -57,9 +64,10 @@ def test_a_truncated_log_masked_by_a_new_row_updated_is_no_proof(logged: Databas
     assert_full(inc, "log itself was truncated", BUD)
 
 
-@pytest.mark.xfail(strict=True, reason="the lost-row cross-check counts distinct logged keys of rows the base never "
-                   "had (inserted then updated since): a deleted log entry is masked, BUD001 false pass")
 def test_log_entries_deleted_masked_by_a_new_row_updated_is_no_proof(logged: Database) -> None:  # noqa: F811
+    """Was a strict xfail (stop 25): the count of distinct logged keys also holds rows inserted since and then
+    updated, so a deleted entry was masked and BUD001 passed falsely. The log's guard now remembers the deletion
+    as a pruning bound above the entry."""
     recorded(logged)
     tx = _balanced(logged)
     before = _count(same_as_full(logged), "BUD001")
@@ -68,6 +76,55 @@ def test_log_entries_deleted_masked_by_a_new_row_updated_is_no_proof(logged: Dat
     _mask(logged)
     inc = same_as_full(logged)
     assert _count(inc, "BUD001") > before
+    assert_full(inc, "edited or deleted by hand", BUD)
+
+
+def test_a_log_entry_edited_by_hand_is_no_proof(logged: Database) -> None:  # noqa: F811
+    """An entry rewritten to name another key (the one the row left is then never re-read): masked as above."""
+    recorded(logged)
+    tx = _balanced(logged)
+    before = _count(same_as_full(logged), "BUD001")
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    sql(logged, "UPDATE integrity.change_log SET category = 'somewhere-else' WHERE pk = %s", (tx,))
+    inc = same_as_full(logged)
+    assert _count(inc, "BUD001") > before
+    assert_full(inc, "edited or deleted by hand", BUD)
+
+
+def test_entries_older_than_the_base_deleted_by_hand_keep_the_proof(logged: Database) -> None:  # noqa: F811
+    """The guard's bound is exact: an entry only an older base needs may go, the newer base keeps its proof."""
+    recorded(logged)  # an older base, still usable: the entry below stays for it when the next check prunes
+    tx = _balanced(logged)
+    sql(logged, "UPDATE transactions SET amount = amount WHERE id = %s", (tx,))
+    newer = recorded(logged)
+    before = _count(same_as_full(logged), "BUD001")
+    assert sql(logged, "DELETE FROM integrity.change_log WHERE pk = %s RETURNING pk", (tx,)) == [(tx,)]
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    inc = same_as_full(logged)
+    assert inc.base_run == newer.run_id
+    assert_incremental(inc)
+    assert _count(inc, "BUD001") > before
+
+
+@pytest.mark.parametrize("gap", ["disabled then enabled", "dropped", "dropped and installed again"])
+def test_a_gap_in_the_logs_guard_is_no_proof(logged: Database, gap: str) -> None:  # noqa: F811
+    recorded(logged)
+    tx = _balanced(logged)
+    before = _count(same_as_full(logged), "BUD001")
+    sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
+    if gap == "disabled then enabled":
+        sql(logged, "ALTER TABLE integrity.change_log DISABLE TRIGGER mita_integrity_guard_delete")
+    else:
+        sql(logged, "DROP TRIGGER mita_integrity_guard_delete ON integrity.change_log")
+    sql(logged, "DELETE FROM integrity.change_log WHERE pk = %s", (tx,))
+    if gap == "disabled then enabled":
+        sql(logged, "ALTER TABLE integrity.change_log ENABLE ALWAYS TRIGGER mita_integrity_guard_delete")
+    elif gap == "dropped and installed again":
+        install_log(logged)
+    _mask(logged)
+    inc = same_as_full(logged)
+    assert _count(inc, "BUD001") > before
+    assert_full(inc, "missing" if gap == "dropped" else "changed since the base", BUD)
 
 
 def test_a_write_in_flight_while_the_base_is_taken(logged: Database) -> None:  # noqa: F811
@@ -361,7 +418,7 @@ def test_a_logical_replication_subscription_is_no_proof(logged: Database) -> Non
                 "WITH (connect = false, enabled = false)")
     try:
         sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
-        sql(logged, "DELETE FROM integrity.change_log WHERE pk = %s", (tx,))  # as if the apply worker had moved it
+        never_logged(logged, tx)  # as if the apply worker had moved it
         _mask(logged)
         inc = same_as_full(logged)
         assert _count(inc, "BUD001") > before
@@ -372,9 +429,9 @@ def test_a_logical_replication_subscription_is_no_proof(logged: Database) -> Non
 
 
 def test_the_lost_rows_are_counted_exactly_with_a_writer_in_flight_at_the_base(logged: Database) -> None:  # noqa: F811
-    """One base row updated with its log entry gone: exactly one lost row, although a row committed while a writer
-    was in flight (its xmin above the base's) lies unchanged beside it. Counting that row lost too (2) would hide
-    one missing entry behind it; not counting the updated one (0) would be a false pass."""
+    """One base row updated with its log entry gone (no trace): exactly one lost row, although a row committed
+    while a writer was in flight (its xmin above the base's) lies unchanged beside it. Counting that row lost too
+    (2) would hide one missing entry behind it; not counting the updated one (0) would be a false pass."""
     with psycopg.connect(**logged.connect_kwargs()) as writer:
         writer.execute("UPDATE users SET timezone = timezone WHERE id = (SELECT min(id::text)::uuid FROM users)")
         sql(logged, "INSERT INTO transactions (id, user_id, category, amount, spent_at, currency, created_at, "
@@ -384,6 +441,6 @@ def test_the_lost_rows_are_counted_exactly_with_a_writer_in_flight_at_the_base(l
         writer.rollback()
     tx = _balanced(logged)
     sql(logged, "UPDATE transactions SET category = 'moved-away' WHERE id = %s", (tx,))
-    sql(logged, "DELETE FROM integrity.change_log WHERE pk = %s", (tx,))
+    never_logged(logged, tx)
     inc = same_as_full(logged)
     assert_full(inc, "1 base rows of transactions were updated or deleted since the base, but it holds 0", BUD)

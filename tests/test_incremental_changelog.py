@@ -4,6 +4,7 @@ case compares the incremental check with a full one, result for result."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -167,11 +168,23 @@ def test_a_trigger_enabled_for_origin_only_is_no_proof(logged: Database) -> None
     assert_full(same_as_full(logged), "not enabled ALWAYS", BUD)
 
 
+def never_logged(db: Database, pk: Any = None) -> None:
+    """Takes entries (of `pk`, or all) out of the log leaving no trace, as if a write had bypassed the triggers:
+    the guard's pruning bound is put back as it was (a deletion by hand is seen by that bound alone)."""
+    with psycopg.connect(**db.connect_kwargs()) as conn:
+        bound = conn.execute("SELECT below FROM integrity.change_log_pruned").fetchall()
+        conn.execute("DELETE FROM integrity.change_log WHERE %(pk)s::uuid IS NULL OR pk = %(pk)s", {"pk": pk})
+        conn.execute("DELETE FROM integrity.change_log_pruned")
+        if bound:
+            conn.execute("INSERT INTO integrity.change_log_pruned (below) VALUES (%s)", bound[0])
+
+
 def test_log_entries_lost_are_seen_by_the_count(logged: Database) -> None:
+    """The count is the proof's second line: a write the log missed, its bound untouched, is still seen."""
     recorded(logged)
     tx, *_ = _one_tx(logged)
     sql(logged, "UPDATE transactions SET spent_at = spent_at - interval '1 day' WHERE id = %s", (tx,))
-    sql(logged, "DELETE FROM integrity.change_log")  # as a hand-made cleanup would
+    never_logged(logged)
     assert_full(same_as_full(logged), "a write bypassed it")
 
 
@@ -224,11 +237,18 @@ def test_with_the_0025_trigger_a_plan_row_whose_transactions_moved(baseline_db: 
 def test_the_command_installs_reports_and_removes(logged: Database, db_url: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_run(["--db", db_url, "changelog", "status"]) == 0
-    assert "change log: installed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "change log: installed" in out
+    assert "integrity.change_log (its guard): update enabled always, delete enabled always" in out
     assert cli_run(["--db", db_url, "changelog", "install"]) == 0
-    assert "already logged" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "public.transactions: already logged" in out and "integrity.change_log: already guarded" in out
     assert cli_run(["--db", db_url, "changelog", "remove"]) == 0
     capsys.readouterr()
+    assert cli_run(["--db", db_url, "changelog", "status", "--format", "json"]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["installed"] is False and state["guard"] == {"update": None, "delete": None}
+    assert sql(logged, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'integrity'::regnamespace")[0][0] == 0
     assert cli_run(["--db", db_url, "changelog", "status"]) == 0
     assert "not installed" in capsys.readouterr().out
     sql(logged, "ALTER TABLE transactions ALTER COLUMN user_id TYPE text")
@@ -236,6 +256,28 @@ def test_the_command_installs_reports_and_removes(logged: Database, db_url: str,
     err = capsys.readouterr().err
     assert err.startswith("error: the change log cannot be installed: public.transactions.user_id is text")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_log_installed_before_its_guard_falls_back_until_installed_again(logged: Database, db_url: str,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A log installed by an earlier version has no guard: not proof (an entry deleted by hand would not be seen);
+    `changelog install` adds the guard alone, and the bases recorded after it use the log."""
+    sql(logged, "DROP TRIGGER mita_integrity_guard_update ON integrity.change_log; "
+                "DROP TRIGGER mita_integrity_guard_delete ON integrity.change_log; "
+                "DROP FUNCTION integrity.change_log_forgotten()")
+    assert cli_run(["--db", db_url, "changelog", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "change log: not installed" in out and "(its guard): update missing, delete missing" in out
+    recorded(logged)
+    tx, *_ = _one_tx(logged)
+    sql(logged, "UPDATE transactions SET spent_at = spent_at - interval '1 day' WHERE id = %s", (tx,))
+    assert_full(same_as_full(logged), "its guard mita_integrity_guard_update on the log itself is missing")
+    assert cli_run(["--db", db_url, "changelog", "install"]) == 0
+    out = capsys.readouterr().out
+    assert "public.transactions: already logged" in out and "integrity.change_log: triggers" in out
+    recorded(logged, incremental=True)
+    sql(logged, "UPDATE transactions SET spent_at = spent_at - interval '1 day' WHERE id = %s", (tx,))
+    assert_incremental(same_as_full(logged))
 
 
 def test_user_timezone_days_read_whole_user_category_sets_and_a_zone_change_falls_back(logged: Database) -> None:

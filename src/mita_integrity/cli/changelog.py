@@ -78,13 +78,15 @@ def status_command(app: App, fmt: str) -> int:
     with connect(app.database()) as conn, transaction(conn, read_only=True) as cur:
         state = change_log.status(cur)
     if fmt == "json":
-        out: dict[str, Any] = {"installed": state.installed, "triggers": state.triggers, "entries": state.entries,
-                               "bytes": state.bytes, "pruned_below": state.pruned_below}
+        out: dict[str, Any] = {"installed": state.installed, "triggers": state.triggers, "guard": state.guard,
+                               "entries": state.entries, "bytes": state.bytes, "pruned_below": state.pruned_below}
         console.print_json(json.dumps(out))
         return 0
     console.print(f"change log: {'installed' if state.installed else 'not installed'}", markup=False)
     for table, events in state.triggers.items():
         said = ", ".join(f"{e} {'missing' if s is None else STATES.get(s, s)}" for e, s in events.items())
         console.print(f"  public.{table}: {said}", markup=False)
+    said = ", ".join(f"{e} {'missing' if s is None else STATES.get(s, s)}" for e, s in state.guard.items())
+    console.print(f"  {change_log.LOG} (its guard): {said}", markup=False)
     console.print(f"  {state.entries:,} entries, {state.bytes:,} bytes", markup=False)
     return 0

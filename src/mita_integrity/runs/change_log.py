@@ -17,6 +17,13 @@ user_id, the day-defining timestamp (spent_at, date) and category. Nothing else 
   moment: each table is done in its own short transaction with lock_timeout, tried again a few times, so
   the application's writes never queue long behind it.
 
+- The log guards itself: statement-level AFTER UPDATE and AFTER DELETE triggers on integrity.change_log (also
+  installed by `changelog install`) raise the remembered pruning bound (integrity.change_log_pruned) above every
+  entry a statement edited or deleted. An entry deleted by hand is then an entry "pruned": a base that could
+  have needed it no longer trusts the log (before, a hand-made DELETE could be masked in the count that proves
+  the log complete by rows inserted since the base and then updated, whose keys are logged too). The tool's own
+  pruning goes through the same triggers, harmlessly: it deletes below the bound it then records.
+
 Whether the log can be trusted for a given base is check/incremental/'s question (old_keys.py) (proven, or the rules
 that need old keys run in full); pruning is `prune`'s: a recorded check deletes what every usable base can
 already see.
@@ -25,6 +32,7 @@ already see.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +47,7 @@ PRUNED = f"{SCHEMA}.change_log_pruned"
 # table -> (its letter in the log, the column defining the day)
 LOGGED: dict[str, tuple[str, str]] = {"transactions": ("t", "spent_at"), "daily_plan": ("p", "date")}
 EVENTS = ("update", "delete")
+GUARD_FUNCTION = f"{SCHEMA}.change_log_forgotten"
 LOCK_TIMEOUT_MS = 2_000
 ATTEMPTS = 5
 PRUNE_HORIZON_S = 7 * 86400  # check --incremental's default --max-base-age: older bases fall back, with the reason
@@ -48,14 +57,32 @@ COLUMN_TYPES = {"id": ("uuid",), "user_id": ("uuid",),
                 "category": ("text", "character varying")}
 
 
-# A trigger of the log's own shape, on pg_trigger t: AFTER <its event> FOR EACH STATEMENT, no WHEN condition, no
-# column list (a trigger of that name recreated otherwise fires for some statements only).
-SHAPE_SQL = ("t.tgtype = CASE t.tgname WHEN 'mita_integrity_log_update' THEN 16 ELSE 8 END AND t.tgqual IS NULL "
-             "AND coalesce(array_length(t.tgattr::int2[], 1), 0) = 0")
+# A trigger of the log's own shape (the logging triggers and the guard's), on pg_trigger t: AFTER <its event> FOR
+# EACH STATEMENT, no WHEN condition, no column list (a trigger of that name recreated otherwise fires for some
+# statements only).
+SHAPE_SQL = ("t.tgtype = CASE WHEN t.tgname IN ('mita_integrity_log_update', 'mita_integrity_guard_update') "
+             "THEN 16 ELSE 8 END AND t.tgqual IS NULL AND coalesce(array_length(t.tgattr::int2[], 1), 0) = 0")
 
 
 def trigger_name(event: str) -> str:
     return f"mita_integrity_log_{event}"
+
+
+def guard_name(event: str) -> str:
+    """The trigger on the log itself that remembers an edit or a deletion of its entries as a pruning bound."""
+    return f"mita_integrity_guard_{event}"
+
+
+# The guard's function: the bound becomes one above the greatest txid among the entries a statement took away or
+# changed (an UPDATE's old rows: what the entry said). No entry taken, nothing written.
+GUARD_BODY = f"""
+BEGIN
+    INSERT INTO {PRUNED} (below)
+    SELECT (max(o.txid::text::bigint) + 1)::text::xid8 FROM old_rows o HAVING count(*) > 0
+    ON CONFLICT (one) DO UPDATE SET below = greatest({PRUNED}.below, excluded.below);
+    RETURN NULL;
+END
+"""
 
 
 def function_name(table: str) -> str:
@@ -76,22 +103,39 @@ END
 
 def function_sql(table: str) -> str:
     """Gives the trigger function copying the old keys of `table`'s transition table into the log."""
-    return f"""CREATE OR REPLACE FUNCTION {function_name(table)}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f${function_body(table)}$f$"""
+    return _definer(function_name(table), function_body(table))
+
+
+def _definer(name: str, body: str) -> str:
+    return f"""CREATE OR REPLACE FUNCTION {name}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f${body}$f$"""
+
+
+def _triggers_sql(on: str, names: dict[str, str], function: str) -> list[str]:
+    """Gives the statements (re)creating one trigger per event on `on`, of the log's shape, ENABLE ALWAYS."""
+    statements = []
+    for event in EVENTS:
+        statements += [f"DROP TRIGGER IF EXISTS {names[event]} ON {on}",
+                       f"CREATE TRIGGER {names[event]} AFTER {event.upper()} ON {on} "
+                       f"REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+                       f"ALTER TABLE {on} ENABLE ALWAYS TRIGGER {names[event]}"]
+    return statements
 
 
 @dataclass(frozen=True)
 class Status:
-    """Where the log stands: per table its triggers' states (None: missing), and the log's size."""
+    """Where the log stands: per table its triggers' states (None: missing), its guard's, and the log's size."""
 
     triggers: dict[str, dict[str, str | None]]  # table -> event -> tgenabled
+    guard: dict[str, str | None]  # event -> tgenabled, of the triggers on the log itself
     entries: int
     bytes: int
     pruned_below: int | None
 
     @property
     def installed(self) -> bool:
-        return all(state == "A" for events in self.triggers.values() for state in events.values())
+        states = [*(state for events in self.triggers.values() for state in events.values()), *self.guard.values()]
+        return all(state == "A" for state in states)
 
 
 def status(cur: psycopg.Cursor[Any]) -> Status:
@@ -106,13 +150,18 @@ def status(cur: psycopg.Cursor[Any]) -> Status:
     row = cur.fetchone()
     entries = size = 0
     below = None
+    guard: dict[str, str | None] = {e: None for e in EVENTS}
     if row and row[0]:
+        cur.execute("SELECT t.tgname, t.tgenabled::text FROM pg_trigger t WHERE t.tgrelid = to_regclass(%s) "
+                    "AND t.tgname = ANY(%s)", (LOG, [guard_name(e) for e in EVENTS]))
+        named = dict(cur.fetchall())
+        guard = {e: named.get(guard_name(e)) for e in EVENTS}
         cur.execute(f"SELECT count(*), pg_total_relation_size('{LOG}'), "
                     f"(SELECT below::text::bigint FROM {PRUNED}) FROM {LOG}")
         counted = cur.fetchone()
         assert counted is not None
         entries, size, below = int(counted[0]), int(counted[1]), counted[2]
-    return Status(triggers, entries, size, None if below is None else int(below))
+    return Status(triggers, guard, entries, size, None if below is None else int(below))
 
 
 def _columns(cur: psycopg.Cursor[Any], table: str) -> dict[str, str]:
@@ -166,35 +215,39 @@ def install(conn: psycopg.Connection[Any]) -> list[str]:
                                      "run any recording command first (check --record), or as the tables' owner")
         refuse_columns(cur)
         before = status(cur)
-        # A function replaced in place (CREATE OR REPLACE, say a body that logs nothing) leaves the triggers
-        # enabled: it is installed again, not reported as logged.
-        ours = {}
-        for table in LOGGED:
-            cur.execute("SELECT coalesce(bool_and(t.tgfoid = p.oid AND p.prosrc = %s AND p.prosecdef AND "
-                        f"{SHAPE_SQL}), false) "
-                        "FROM pg_trigger t JOIN pg_proc p ON p.oid = to_regprocedure(%s) "
-                        "WHERE t.tgrelid = to_regclass(%s) AND t.tgname = ANY(%s)",
-                        (function_body(table), f"{function_name(table)}()", f"public.{table}",
-                         [trigger_name(e) for e in EVENTS]))
-            row = cur.fetchone()
-            ours[table] = bool(row and row[0])
+        ours = {table: _ours(cur, f"public.{table}", trigger_name, function_name(table), function_body(table))
+                for table in LOGGED}
+        guarded = _ours(cur, LOG, guard_name, GUARD_FUNCTION, GUARD_BODY)
     done = []
     for table in LOGGED:
         states = before.triggers[table]
-        if all(states[e] == "A" for e in EVENTS) and ours.get(table):
+        if all(states[e] == "A" for e in EVENTS) and ours[table]:
             done.append(f"public.{table}: already logged")
             continue
-        statements = [function_sql(table)]
-        for event in EVENTS:
-            name = trigger_name(event)
-            statements += [f"DROP TRIGGER IF EXISTS {name} ON public.{table}",
-                           f"CREATE TRIGGER {name} AFTER {event.upper()} ON public.{table} "
-                           f"REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT "
-                           f"EXECUTE FUNCTION {function_name(table)}()",
-                           f"ALTER TABLE public.{table} ENABLE ALWAYS TRIGGER {name}"]
-        _locked(conn, f"public.{table}", statements)
-        done.append(f"public.{table}: triggers {', '.join(trigger_name(e) for e in EVENTS)} installed (ENABLE ALWAYS)")
+        names = {e: trigger_name(e) for e in EVENTS}
+        _locked(conn, f"public.{table}",
+                [function_sql(table), *_triggers_sql(f"public.{table}", names, function_name(table))])
+        done.append(f"public.{table}: triggers {', '.join(names.values())} installed (ENABLE ALWAYS)")
+    if all(before.guard[e] == "A" for e in EVENTS) and guarded:
+        done.append(f"{LOG}: already guarded")
+    else:
+        names = {e: guard_name(e) for e in EVENTS}
+        _locked(conn, LOG, [_definer(GUARD_FUNCTION, GUARD_BODY), *_triggers_sql(LOG, names, GUARD_FUNCTION)])
+        done.append(f"{LOG}: triggers {', '.join(names.values())} installed (an entry edited or deleted by hand "
+                    "is then seen)")
     return done
+
+
+def _ours(cur: psycopg.Cursor[Any], on: str, name: Callable[[str], str], function: str, body: str) -> bool:
+    """Tells whether every trigger `name(event)` on `on` is of the log's shape and calls `function` as installed
+    (a function replaced in place, say by a body that logs nothing, leaves the triggers enabled)."""
+    cur.execute("SELECT coalesce(bool_and(t.tgfoid = p.oid AND p.prosrc = %s AND p.prosecdef AND "
+                f"{SHAPE_SQL}), false) "
+                "FROM pg_trigger t JOIN pg_proc p ON p.oid = to_regprocedure(%s) "
+                "WHERE t.tgrelid = to_regclass(%s) AND t.tgname = ANY(%s)",
+                (body, f"{function}()", on, [name(e) for e in EVENTS]))
+    row = cur.fetchone()
+    return bool(row and row[0])
 
 
 def remove(conn: psycopg.Connection[Any]) -> list[str]:
@@ -213,8 +266,11 @@ def remove(conn: psycopg.Connection[Any]) -> list[str]:
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", (LOG,))
         row = cur.fetchone()
         if row and row[0]:
+            for event in EVENTS:
+                cur.execute(f"DROP TRIGGER IF EXISTS {guard_name(event)} ON {LOG}")
             cur.execute(f"TRUNCATE {LOG}")
             done.append(f"{LOG}: emptied")
+        cur.execute(f"DROP FUNCTION IF EXISTS {GUARD_FUNCTION}()")
     return done or ["nothing was installed"]
 
 

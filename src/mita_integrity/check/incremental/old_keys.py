@@ -26,9 +26,10 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
     It can when its triggers (both events, both tables) exist, are enabled ALWAYS, call the log's functions,
     and their pg_trigger rows and the functions' pg_proc rows are older than the base (a DROP, a DISABLE then
     ENABLE or a CREATE OR REPLACE writes a new catalog row, whose xmin is then younger: a gap is possible);
-    when no pruning went past the base's xmin; and when, per table, the distinct primary keys logged since
-    the base are at least the base rows updated or deleted since (`lost`, counted from the rows themselves):
-    a row the log missed is a row counted lost and not logged.
+    when the log's guard (its own triggers, the same way) is there and no pruning went past the base's xmin
+    (the guard raises that bound above any entry edited or deleted by hand); and when, per table, the distinct
+    primary keys logged since the base are at least the base rows updated or deleted since (`lost`, counted
+    from the rows themselves): a row the log missed is a row counted lost and not logged.
     """
     from ...runs import change_log
 
@@ -58,12 +59,34 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
                 return f"its trigger {name} on {table} is not enabled ALWAYS on the log's function"
             if not old:
                 return f"its trigger {name} on {table} (or its function) changed since the base"
+    # The log's guard: an entry edited or deleted since the base raised the pruning bound, read below. Without
+    # it (or with a gap in it) such an entry could be masked in the count at the end by the keys of rows
+    # inserted since and then updated.
+    cur.execute("""SELECT t.tgname, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
+                          t.tgfoid = to_regprocedure(%(f)s) AND p.prosrc = %(body)s AND p.prosecdef AND """
+                + change_log.SHAPE_SQL + """
+                     FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+                    WHERE t.tgrelid = to_regclass(%(log)s) AND t.tgname = ANY(%(names)s)""",
+                {"w": window, "f": f"{change_log.GUARD_FUNCTION}()", "body": change_log.GUARD_BODY,
+                 "log": change_log.LOG, "names": [change_log.guard_name(e) for e in change_log.EVENTS]})
+    guards = {name: (state, old, own) for name, state, old, own in cur.fetchall()}
+    for event in change_log.EVENTS:
+        name = change_log.guard_name(event)
+        if name not in guards:
+            return f"its guard {name} on the log itself is missing (mita-integrity changelog install)"
+        state, old, own = guards[name]
+        if state != "A" or not own:
+            return f"its guard {name} on the log itself is not enabled ALWAYS on the guard's function"
+        if not old:
+            return f"its guard {name} on the log itself (or its function) changed since the base"
     # A TRUNCATE (or a rename, a rewrite) of the log writes its pg_class row anew: entries may be gone, and the
     # count below cannot see it when rows inserted since were updated too (their keys fill the count).
-    # A trigger or rule of the log's own (one dropping some entries, made before the base) is no proof either.
-    cur.execute("SELECT age(c.xmin) > %s AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid) "
-                "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid) "
-                "FROM pg_class c WHERE c.oid = to_regclass(%s)", (window, change_log.LOG))
+    # A trigger or rule of the log's own, but its guard's (one dropping some entries, made before the base), is
+    # no proof either.
+    cur.execute("SELECT age(c.xmin) > %s AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid "
+                "AND t.tgname <> ALL(%s)) AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid) "
+                "FROM pg_class c WHERE c.oid = to_regclass(%s)",
+                (window, [change_log.guard_name(e) for e in change_log.EVENTS], change_log.LOG))
     kept = cur.fetchone()
     if not kept or not kept[0]:
         return "the log itself was truncated or altered since the base, or has a trigger or rule of its own"
@@ -80,7 +103,8 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
     cur.execute(f"SELECT below::text::bigint FROM {change_log.PRUNED}")
     pruned = cur.fetchone()
     if pruned and int(pruned[0]) > base.kept.xmin:
-        return "it was pruned past the base (a base older than the pruning horizon)"
+        return ("it was pruned past the base (a base older than the pruning horizon), or entries the base needs "
+                "were edited or deleted by hand")
     cur.execute(f"SELECT tbl::text, count(DISTINCT pk) FROM {change_log.LOG} WHERE txid >= %s::text::xid8 GROUP BY 1",
                 (str(base.kept.xmin),))
     logged = {tbl: int(n) for tbl, n in cur.fetchall()}
