@@ -57,11 +57,17 @@ COLUMN_TYPES = {"id": ("uuid",), "user_id": ("uuid",),
                 "category": ("text", "character varying")}
 
 
-# A trigger of the log's own shape (the logging triggers and the guard's), on pg_trigger t: AFTER <its event> FOR
-# EACH STATEMENT, no WHEN condition, no column list (a trigger of that name recreated otherwise fires for some
-# statements only).
+# A trigger of the log's own shape (the logging triggers and the guard's), on pg_trigger t calling pg_proc p: AFTER
+# <its event> FOR EACH STATEMENT, no WHEN condition, no column list (a trigger of that name recreated otherwise
+# fires for some statements only), its transition table the OLD rows (review: one recreated REFERENCING NEW TABLE
+# AS old_rows logs the keys rows went to); the function SECURITY DEFINER in plpgsql with the search_path it was
+# made with (review: ALTER FUNCTION ... SET search_path lets a shadowing max() or INSERT target decide).
+SEARCH_PATH = "pg_catalog, pg_temp"
 SHAPE_SQL = ("t.tgtype = CASE WHEN t.tgname IN ('mita_integrity_log_update', 'mita_integrity_guard_update') "
-             "THEN 16 ELSE 8 END AND t.tgqual IS NULL AND coalesce(array_length(t.tgattr::int2[], 1), 0) = 0")
+             "THEN 16 ELSE 8 END AND t.tgqual IS NULL AND coalesce(array_length(t.tgattr::int2[], 1), 0) = 0 "
+             "AND t.tgoldtable IS NOT DISTINCT FROM 'old_rows'::name AND t.tgnewtable IS NULL "
+             "AND p.prosecdef AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'plpgsql') "
+             f"AND p.proconfig IS NOT DISTINCT FROM ARRAY['search_path={SEARCH_PATH}']::text[]")
 
 
 def trigger_name(event: str) -> str:
@@ -108,7 +114,7 @@ def function_sql(table: str) -> str:
 
 def _definer(name: str, body: str) -> str:
     return f"""CREATE OR REPLACE FUNCTION {name}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f${body}$f$"""
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = {SEARCH_PATH} AS $f${body}$f$"""
 
 
 def _triggers_sql(on: str, names: dict[str, str], function: str) -> list[str]:
@@ -157,7 +163,7 @@ def status(cur: psycopg.Cursor[Any]) -> Status:
         named = dict(cur.fetchall())
         guard = {e: named.get(guard_name(e)) for e in EVENTS}
         cur.execute(f"SELECT count(*), pg_total_relation_size('{LOG}'), "
-                    f"(SELECT below::text::bigint FROM {PRUNED}) FROM {LOG}")
+                    f"(SELECT max(below::text::bigint) FROM {PRUNED}) FROM {LOG}")
         counted = cur.fetchone()
         assert counted is not None
         entries, size, below = int(counted[0]), int(counted[1]), counted[2]
@@ -241,8 +247,7 @@ def install(conn: psycopg.Connection[Any]) -> list[str]:
 def _ours(cur: psycopg.Cursor[Any], on: str, name: Callable[[str], str], function: str, body: str) -> bool:
     """Tells whether every trigger `name(event)` on `on` is of the log's shape and calls `function` as installed
     (a function replaced in place, say by a body that logs nothing, leaves the triggers enabled)."""
-    cur.execute("SELECT coalesce(bool_and(t.tgfoid = p.oid AND p.prosrc = %s AND p.prosecdef AND "
-                f"{SHAPE_SQL}), false) "
+    cur.execute(f"SELECT coalesce(bool_and(t.tgfoid = p.oid AND p.prosrc = %s AND {SHAPE_SQL}), false) "
                 "FROM pg_trigger t JOIN pg_proc p ON p.oid = to_regprocedure(%s) "
                 "WHERE t.tgrelid = to_regclass(%s) AND t.tgname = ANY(%s)",
                 (body, f"{function}()", on, [name(e) for e in EVENTS]))

@@ -82,8 +82,11 @@ def record(conn: psycopg.Connection[Any], report: Report) -> Delta:
             try:
                 with conn.transaction():  # a role that may not keep it still records the run (then: no base)
                     save(cur, report.run_id, report.kept)
-                with conn.transaction():  # the change log's entries every usable base can see (change_log.py)
-                    prune(cur, PRUNE_HORIZON_S)
+                try:
+                    with conn.transaction():  # the change log's entries every usable base can see (change_log.py)
+                        prune(cur, PRUNE_HORIZON_S)
+                except psycopg.errors.LockNotAvailable:
+                    pass  # a session that edited the log holds its bound (the guard): the next recorded check prunes
             except psycopg.errors.InsufficientPrivilege:
                 pass
         cur.executemany(

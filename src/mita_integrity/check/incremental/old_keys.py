@@ -40,7 +40,7 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
         return "it is not installed (mita-integrity changelog install)"
     cur.execute("""SELECT c.relname, t.tgname, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
                           t.tgfoid = to_regprocedure('integrity.change_log_' || c.relname || '()')
-                          AND p.prosrc = (%(bodies)s::jsonb ->> c.relname::text) AND p.prosecdef AND """
+                          AND p.prosrc = (%(bodies)s::jsonb ->> c.relname::text) AND """
                 + change_log.SHAPE_SQL + """
                      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
                      JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid
@@ -63,7 +63,7 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
     # it (or with a gap in it) such an entry could be masked in the count at the end by the keys of rows
     # inserted since and then updated.
     cur.execute("""SELECT t.tgname, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
-                          t.tgfoid = to_regprocedure(%(f)s) AND p.prosrc = %(body)s AND p.prosecdef AND """
+                          t.tgfoid = to_regprocedure(%(f)s) AND p.prosrc = %(body)s AND """
                 + change_log.SHAPE_SQL + """
                      FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
                     WHERE t.tgrelid = to_regclass(%(log)s) AND t.tgname = ANY(%(names)s)""",
@@ -79,17 +79,20 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
             return f"its guard {name} on the log itself is not enabled ALWAYS on the guard's function"
         if not old:
             return f"its guard {name} on the log itself (or its function) changed since the base"
-    # A TRUNCATE (or a rename, a rewrite) of the log writes its pg_class row anew: entries may be gone, and the
-    # count below cannot see it when rows inserted since were updated too (their keys fill the count).
-    # A trigger or rule of the log's own, but its guard's (one dropping some entries, made before the base), is
+    # A TRUNCATE (or a rename, a rewrite) of the log or of its pruning bound writes its pg_class row anew: entries
+    # (or the bound) may be gone, and the count below cannot see it when rows inserted since were updated too
+    # (their keys fill the count). A trigger or rule of their own, but the guard's (one dropping some entries, or
+    # voiding the bounds the guard writes, made before the base), or row security hiding rows from this role, is
     # no proof either.
-    cur.execute("SELECT age(c.xmin) > %s AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid "
-                "AND t.tgname <> ALL(%s)) AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid) "
-                "FROM pg_class c WHERE c.oid = to_regclass(%s)",
-                (window, [change_log.guard_name(e) for e in change_log.EVENTS], change_log.LOG))
+    cur.execute("SELECT bool_and(age(c.xmin) > %s AND NOT c.relrowsecurity "
+                "AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname <> ALL(%s)) "
+                "AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid)) AND count(*) = 2 "
+                "FROM pg_class c WHERE c.oid IN (to_regclass(%s), to_regclass(%s))",
+                (window, [change_log.guard_name(e) for e in change_log.EVENTS], change_log.LOG, change_log.PRUNED))
     kept = cur.fetchone()
     if not kept or not kept[0]:
-        return "the log itself was truncated or altered since the base, or has a trigger or rule of its own"
+        return ("the log itself (or its pruning bound) was truncated or altered since the base, or has a trigger, "
+                "a rule or row security of its own")
     # A logical replication subscription's apply worker fires row triggers only, never statement triggers
     # (PostgreSQL's docs, "Logical Replication: Architecture"): what it applies is not logged, and the count
     # below cannot see a missing entry when rows inserted since were updated too. Any subscription of this
@@ -100,9 +103,9 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
     if subscribed and int(subscribed[0]):
         return ("this database has a logical replication subscription, whose writes fire no statement trigger "
                 "(they are not logged)")
-    cur.execute(f"SELECT below::text::bigint FROM {change_log.PRUNED}")
+    cur.execute(f"SELECT max(below::text::bigint) FROM {change_log.PRUNED}")  # one row, unless altered: the highest
     pruned = cur.fetchone()
-    if pruned and int(pruned[0]) > base.kept.xmin:
+    if pruned and pruned[0] is not None and int(pruned[0]) > base.kept.xmin:
         return ("it was pruned past the base (a base older than the pruning horizon), or entries the base needs "
                 "were edited or deleted by hand")
     cur.execute(f"SELECT tbl::text, count(DISTINCT pk) FROM {change_log.LOG} WHERE txid >= %s::text::xid8 GROUP BY 1",
