@@ -143,12 +143,10 @@ def test_fix_takes_no_row_the_catalogs_operators_do_not_call_violating(pg: PgSer
         pg.drop_database(shadowed.dbname)
 
 
-@pytest.mark.xfail(strict=True, reason="known, not fixed: a batch's own statements still run under "
-                   "search_path = public (the application's trigger functions, which they fire, may name its tables "
-                   "unqualified), so a better-matching function or operator in public can change the rows a "
-                   "lock keeps and the sums a calendar repair (CAL001 merge, BUD001 recompute) writes")
 def test_fix_chooses_the_same_rows_whatever_public_holds(pg: PgServer, baseline_db: Database) -> None:
-    """The shadows answer `true` here: were they chosen, `fix` would take rows that violate nothing."""
+    """The shadows answer `true` here: were they chosen, `fix` would take rows that violate nothing. (A strict
+    xfail until stop 26: a batch's own statements ran under public, and a calendar repair's sums took the
+    shadows; now only its writes do, which name no operator a shadow matches better.)"""
     shadowed = pg.create_database(f"mita_t_{uuid.uuid4().hex[:12]}", template=template_at(pg, migrate.BASELINE))
     try:
         runs = {}
@@ -163,6 +161,50 @@ def test_fix_chooses_the_same_rows_whatever_public_holds(pg: PgServer, baseline_
         assert runs[baseline_db.dbname]
     finally:
         pg.drop_database(shadowed.dbname)
+
+
+# Arithmetic a row repair's SET would take from public: numeric * integer is no operator of pg_catalog (it casts
+# the integer), so these match better. Every goal's progress would be written as 0.
+ARITHMETIC_SHADOWS = """
+CREATE FUNCTION public.shadow_times(numeric, integer) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$SELECT 0::numeric$$;
+CREATE OPERATOR public.* (LEFTARG = numeric, RIGHTARG = integer, FUNCTION = public.shadow_times);
+"""
+
+
+def test_a_row_repair_writes_the_values_the_catalog_computes(pg: PgServer, baseline_db: Database) -> None:
+    """GOL001 sets progress = least(saved / target * 100, 100): computed under the catalog's search_path before
+    the UPDATE (which runs under public, for the application's triggers), not by a better-matching `*` of
+    public."""
+    goals = ("INSERT INTO users (id, email, password_hash, has_onboarded, monthly_income) VALUES "
+             "('00000000-0000-0000-0000-000000000001', 'ann@x.org', 'h', true, 0); "
+             "INSERT INTO goals (id, user_id, title, target_amount, saved_amount, progress) VALUES "
+             "('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-000000000001', 'g', 200, 50, 40), "
+             "('00000000-0000-0000-0000-0000000000c2', '00000000-0000-0000-0000-000000000001', 'g', 300, 300, 0);")
+    with connect(baseline_db) as conn:
+        conn.execute(goals + ARITHMETIC_SHADOWS)
+        conn.commit()
+    request = FixRequest(select=("GOL001",))
+    outcome = apply_fix(baseline_db, plan_fix(baseline_db, request), request)
+    assert archived(baseline_db, outcome.run_id) == {("goals", "update"): 2}
+    with connect(baseline_db) as conn:
+        rows = conn.execute("SELECT progress::text FROM goals ORDER BY id").fetchall()
+    assert rows == [("25.00",), ("100.00",)]
+
+
+def test_every_row_repairs_assignments_split_into_the_columns_they_set() -> None:
+    """values_sql computes each assignment's expression into the column it sets: the split must give back the
+    SET list exactly (a comma or '=' inside a call, a subquery or a literal stays in its expression)."""
+    from mita_integrity.check.rule_registry import ALL_RULES
+    from mita_integrity.repair.repairs.rows import split_assignments
+
+    fixes = {r.code: r.fix.assignments for r in ALL_RULES if getattr(getattr(r, "fix", None), "assignments", "")}
+    assert len(fixes) >= 10, fixes
+    for code, assignments in fixes.items():
+        pairs = split_assignments(assignments)
+        assert all(c.isidentifier() and e for c, e in pairs), (code, pairs)
+        assert " ".join(", ".join(f"{c} = {e}" for c, e in pairs).split()) == " ".join(assignments.split()), code
+    assert split_assignments("a = 'x, y = (z', b = f(1, (2)), c = (SELECT u.c FROM u WHERE u.id = t.id)") == [
+        ("a", "'x, y = (z'"), ("b", "f(1, (2))"), ("c", "(SELECT u.c FROM u WHERE u.id = t.id)")]
 
 
 # 0024's own text, bound when it was created to an operator of public that lets every amount through.

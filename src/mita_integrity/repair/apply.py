@@ -115,8 +115,8 @@ def _units(reader: psycopg.Connection[Any], query: str, size: int) -> Generator[
 
     Under the catalog's search_path alone, as the check's statements: a function or operator of public that
     matches an argument's type better than the built-in (public.lower(varchar), public.=(varchar, varchar))
-    cannot decide which rows are candidates. (The batches' own statements still run under public: the
-    application's trigger functions, which their writes fire, may name its tables unqualified.)
+    cannot decide which rows are candidates. (The batches choose and compute under it too, and write under
+    public: repairs/base.py, CHOOSING and WRITING.)
     """
     with reader.transaction():
         with reader.cursor() as cur:

@@ -5,6 +5,13 @@ rows, or (user, day, category) keys of the calendar — that a read-only query l
 `apply` repairs one batch of them inside the caller's transaction: lock (SKIP LOCKED), archive the
 before-image, change. Each batch re-tests the violation under the lock, so a stale candidate (fixed
 meanwhile by someone else) is left alone and re-running finds only what is left.
+
+What a batch chooses and computes (the lock and its re-test, the merged and recomputed amounts, the values a
+row repair sets) runs under the catalog's search_path alone (CHOOSING), as the check's statements: a function
+or operator of public that matches an argument's type better than the built-in one cannot decide which rows
+are taken or what is written. Only the writes themselves run under the session's `public` (WRITING): the
+application's trigger functions, which they fire, may name its tables unqualified. A write compares keys of one
+type with each other and sets values computed before, so no operator of public can match it better.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...check.rules.base import literal
+from ...database.connection import CATALOG_SEARCH_PATH, SESSION_SETTINGS
 from ...findings import FixSafety
 
 if TYPE_CHECKING:
@@ -25,6 +33,8 @@ if TYPE_CHECKING:
     from ...check.rules.context import CheckOptions, Schema
 
 ARCHIVE_COLUMNS = "run_id, rule_code, table_name, action, pk, before, after"
+CHOOSING = f"SET LOCAL search_path = {CATALOG_SEARCH_PATH}"
+WRITING = f"SET LOCAL search_path = {dict(SESSION_SETTINGS)['search_path']}"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ...check.rules.dayboundary import plan_day_sql, transaction_day_sql, user_z
 from ...check.rules.plan_limits import fits_plan_sql, total_fits_sql
 from ...check.rules.spending import BUD001_MISMATCH, bud001_keyed_sql
 from ...findings import FixSafety
-from .base import KEYS_SQL, BatchOutcome, RepairContext, archive_insert, key_units
+from .base import CHOOSING, KEYS_SQL, WRITING, BatchOutcome, RepairContext, archive_insert, key_units
 
 if TYPE_CHECKING:
     import psycopg
@@ -40,11 +40,14 @@ NOT_MIDNIGHT = "(t.date AT TIME ZONE 'UTC')::time <> '00:00'"
 KEY_JOIN = ("t.user_id = k.user_id AND t.date >= (k.day::timestamp AT TIME ZONE 'UTC') "
             "AND t.date < ((k.day + 1)::timestamp AT TIME ZONE 'UTC') AND t.category IS NOT DISTINCT FROM k.category")
 MIDNIGHT = "(m.day::timestamp AT TIME ZONE 'UTC')"
-LOCK_SQL = (f"SELECT t.id FROM daily_plan t JOIN {KEYS_SQL} k ON {KEY_JOIN} "
+LOCK_SQL = (f"SELECT t.id FROM {rel('daily_plan')} t JOIN {KEYS_SQL} k ON {KEY_JOIN} "
             "ORDER BY t.id FOR UPDATE OF t SKIP LOCKED")
 
 
 def _lock(cur: psycopg.Cursor[Any], units: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Locks the plan rows of the keys, under the catalog's search_path (CHOOSING), which the batch keeps until it
+    writes."""
+    cur.execute(CHOOSING)
     cur.execute(LOCK_SQL, key_units(units))
     return [r[0] for r in cur.fetchall()]
 
@@ -73,7 +76,7 @@ SELECT * FROM (
          CASE WHEN t.category = 'goal_savings' THEN sum(t.planned_amount) OVER w
               ELSE max(t.planned_amount) OVER w END AS planned_max,
          max(t.daily_budget) OVER w AS budget_max
-    FROM daily_plan t JOIN {KEYS_SQL} k ON {KEY_JOIN}
+    FROM {rel('daily_plan')} t JOIN {KEYS_SQL} k ON {KEY_JOIN}
   WINDOW w AS (PARTITION BY t.user_id, k.day, t.category ORDER BY t.created_at NULLS LAST, t.id
                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) m
  WHERE n = n_locked AND (n > 1 OR has_time)"""
@@ -90,18 +93,19 @@ SELECT * FROM (
                   f"AND (m.date, m.spent_amount, m.planned_amount, m.daily_budget) IS DISTINCT FROM {new} "
                   "RETURNING d.id AS pk_value, m.img AS before, to_jsonb(d) AS after) "
                   + archive_insert(ctx, rule.code, "daily_plan", "update", "changed", "id"))
-        return [LOCK_SQL, members, unfit, delete, keeper]
+        return [CHOOSING, LOCK_SQL, members, unfit, WRITING, delete, keeper]
 
     def apply(self, cur: psycopg.Cursor[Any], ctx: RepairContext, rule: Rule,
               units: Sequence[tuple[Any, ...]]) -> BatchOutcome:
         locked = _lock(cur, units)
-        _, members, unfit, delete, keeper = self.batch_sql(ctx, rule)
+        *_, members, unfit, writing, delete, keeper = self.batch_sql(ctx, rule)
         cur.execute(members, {**key_units(units), "locked": locked})
         cur.execute(unfit)
         too_big = cur.rowcount
         cur.execute("SELECT count(DISTINCT (day, img->>'user_id', img->>'category')) FROM mita_fix_members")
         row = cur.fetchone()
         merged_keys = int(row[0]) if row else 0
+        cur.execute(writing)
         cur.execute(delete)
         removed = cur.rowcount
         cur.execute(keeper)
@@ -138,9 +142,10 @@ class RecomputeRepair:
 WITH k AS {KEYS_SQL},
 plan AS (SELECT k.user_id, k.day, k.category, count(*) AS n, count(*) FILTER (WHERE t.id = ANY(%(locked)s)) AS n_locked,
                 min(t.id::text)::uuid AS plan_id
-           FROM k JOIN daily_plan t ON {KEY_JOIN} GROUP BY 1, 2, 3),
+           FROM k JOIN {rel('daily_plan')} t ON {KEY_JOIN} GROUP BY 1, 2, 3),
 tx AS (SELECT k.user_id, k.day, k.category, sum(t.amount) AS total
-         FROM k JOIN transactions t ON t.user_id = k.user_id AND t.category IS NOT DISTINCT FROM k.category{zone_join}
+         FROM k JOIN {rel('transactions')} t
+           ON t.user_id = k.user_id AND t.category IS NOT DISTINCT FROM k.category{zone_join}
         WHERE t.spent_at IS NOT NULL AND {tx_day} = k.day{live} AND {fits_plan_sql()} GROUP BY 1, 2, 3)
 SELECT k.user_id, k.day, k.category, coalesce(tx.total, 0) AS total, p.n, p.n_locked, p.plan_id,
        {total_fits_sql('coalesce(tx.total, 0)')} AS fits
@@ -161,18 +166,19 @@ pair AS (SELECT c.pk_value, o.img AS before, c.after FROM changed c JOIN old o O
     ON CONFLICT DO NOTHING
     RETURNING id AS pk_value, NULL::jsonb AS before, to_jsonb(daily_plan) AS after)
 """ + archive_insert(ctx, rule.code, "daily_plan", "insert", "added", "id")
-        return [LOCK_SQL, sums, update, insert]
+        return [CHOOSING, LOCK_SQL, sums, WRITING, update, insert]
 
     def apply(self, cur: psycopg.Cursor[Any], ctx: RepairContext, rule: Rule,
               units: Sequence[tuple[Any, ...]]) -> BatchOutcome:
         locked = _lock(cur, units)
-        _, sums, update, insert = self.batch_sql(ctx, rule)
+        *_, sums, writing, update, insert = self.batch_sql(ctx, rule)
         cur.execute(sums, {**key_units(units), "locked": locked})
         cur.execute("SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n IS NULL AND NOT EXISTS "
-                    "(SELECT 1 FROM users u WHERE u.id = s.user_id)), count(*) FILTER (WHERE NOT fits) "
+                    f"(SELECT 1 FROM {rel('users')} u WHERE u.id = s.user_id)), count(*) FILTER (WHERE NOT fits) "
                     "FROM mita_fix_sums s")
         row = cur.fetchone() or (0, 0, 0)
         several, nobody, too_big = int(row[0]), int(row[1]), int(row[2])
+        cur.execute(writing)
         cur.execute(update)
         updated = cur.rowcount
         cur.execute(insert)

@@ -6,7 +6,9 @@ handled first, explicitly and archived: CASCADE children are archived and delete
 NULL children are archived and updated. A parent whose dependents cannot be archived (no single-column
 primary key) or would block the delete (NO ACTION/RESTRICT/SET DEFAULT) is left alone and reported.
 
-A repair that sets columns verifies its own effect before its batch commits: a table's own triggers may
+A repair that sets columns computes the values first, under the catalog's search_path (base.CHOOSING), into a
+temporary table of the columns' own types (an INSERT coerces as the UPDATE's SET would), and the UPDATE then
+only copies them. It verifies its own effect before its batch commits: a table's own triggers may
 overwrite what it set (transactions' updated_at trigger stamps now()), and a row that still violates the
 rule afterwards is put back as it was (a savepoint) and reported as needing a person — never archived
 and changed again on every run.
@@ -23,7 +25,7 @@ import psycopg
 from ...check.rules.base import rel
 from ...check.rules.quoting import ident
 from ...findings import FixSafety
-from .base import BatchOutcome, RepairContext, archive_insert
+from .base import CHOOSING, WRITING, BatchOutcome, RepairContext, archive_insert
 
 if TYPE_CHECKING:
     from ...check.rules.base import Rule
@@ -70,7 +72,8 @@ def _remove_dependents(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, 
         child_pk = ctx.schema.primary_keys.get(child)
         if con.on_delete not in ("c", "n") or child_pk is None:
             continue
-        cur.execute(f"SELECT {ident(child_pk)} FROM {ident(child)} WHERE {ident(column)} = ANY(%s) ORDER BY 1 "
+        cur.execute(CHOOSING)
+        cur.execute(f"SELECT {ident(child_pk)} FROM {rel(child)} WHERE {ident(column)} = ANY(%s) ORDER BY 1 "
                     "FOR UPDATE", (ids,))
         child_ids = [r[0] for r in cur.fetchall()]
         if not child_ids:
@@ -86,13 +89,17 @@ def _remove_dependents(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, 
 
 def _delete(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, table: str, pk: str,
             ids: list[Any]) -> BatchOutcome:
+    cur.execute(WRITING)
     cur.execute(delete_sql(ctx, code, table, pk), {"ids": ids})
     return BatchOutcome(changed=cur.rowcount, archived=cur.rowcount)
 
 
 def _update(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, table: str, pk: str, ids: list[Any],
-            assignments: str) -> BatchOutcome:
-    cur.execute(update_sql(ctx, code, table, pk, assignments), {"ids": ids})
+            assignments: str, source: str = "") -> BatchOutcome:
+    """Sets the columns of rows `ids`: a constant (a referencing column set to NULL), or values computed before
+    (`source`, see values_sql)."""
+    cur.execute(WRITING)
+    cur.execute(update_sql(ctx, code, table, pk, assignments, source), {"ids": ids})
     return BatchOutcome(changed=cur.rowcount, archived=cur.rowcount)
 
 
@@ -103,15 +110,53 @@ def delete_sql(ctx: RepairContext, code: str, table: str, pk: str) -> str:
             + archive_insert(ctx, code, table, "delete", "gone", pk))
 
 
-def update_sql(ctx: RepairContext, code: str, table: str, pk: str, assignments: str) -> str:
+def update_sql(ctx: RepairContext, code: str, table: str, pk: str, assignments: str, source: str = "") -> str:
+    """Gives the UPDATE of rows %(ids)s that archives each row before and after (`source`, a FROM list joined on
+    the primary key as `v.pk_value`, holds the values the assignments copy)."""
     # All CTEs read one snapshot: `old` is the row before the UPDATE, RETURNING gives it after (triggers included).
     tq, pq = ident(table), ident(pk)
+    joined = f"FROM {source} WHERE t.{pq} = v.pk_value AND " if source else "WHERE "
     return (f"WITH old AS (SELECT t.{pq} AS pk_value, to_jsonb(t) AS before FROM {tq} t "
             f"WHERE t.{pq} = ANY(%(ids)s)), "
-            f"changed AS (UPDATE {tq} t SET {assignments} WHERE t.{pq} = ANY(%(ids)s) "
+            f"changed AS (UPDATE {tq} t SET {assignments} {joined}t.{pq} = ANY(%(ids)s) "
             f"RETURNING t.{pq} AS pk_value, to_jsonb(t) AS after), "
             f"pair AS (SELECT c.pk_value, o.before, c.after FROM changed c JOIN old o USING (pk_value)) "
             + archive_insert(ctx, code, table, "update", "pair", pk))
+
+
+VALUES_TABLE = "mita_fix_values"
+
+
+def split_assignments(assignments: str) -> list[tuple[str, str]]:
+    """Gives the (column, expression) pairs of a SET list ("a = 1, b = coalesce(x, y)"): split at the commas and
+    the first '=' outside parentheses and quotes."""
+    pairs, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(assignments + ","):
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif not quoted and depth == 0 and ch == ",":
+            column, _, expression = assignments[start:i].partition("=")
+            pairs.append((column.strip(), expression.strip()))
+            start = i + 1
+    return pairs
+
+
+def values_sql(table: str, pk: str, assignments: str) -> tuple[str, str, str]:
+    """Gives the statements computing a row repair's values (under CHOOSING) and the SET list copying them.
+
+    The table has the columns' own types (CREATE ... AS SELECT of the columns themselves, NO DATA): the INSERT
+    coerces each expression as the UPDATE's SET would, so the values written are the ones SET would write."""
+    pairs = split_assignments(assignments)
+    columns = ", ".join(f"t.{ident(c)}" for c, _ in pairs)
+    create = (f"CREATE TEMP TABLE {VALUES_TABLE} ON COMMIT DROP AS SELECT t.{ident(pk)} AS pk_value, {columns} "
+              f"FROM {rel(table)} t WITH NO DATA")
+    fill = (f"INSERT INTO {VALUES_TABLE} (pk_value, {', '.join(ident(c) for c, _ in pairs)}) "
+            f"SELECT t.{ident(pk)}, {', '.join(e for _, e in pairs)} FROM {rel(table)} t "
+            f"WHERE t.{ident(pk)} = ANY(%(ids)s)")
+    copy = ", ".join(f"{ident(c)} = v.{ident(c)}" for c, _ in pairs)
+    return create, fill, copy
 
 
 @dataclass(frozen=True)
@@ -147,13 +192,18 @@ class RowRepair:
     def batch_sql(self, ctx: RepairContext, rule: Rule) -> list[str]:
         table = str(rule.table)
         pk = ctx.pk(table)
-        change = (update_sql(ctx, rule.code, table, pk, self.assignments) if self.assignments
-                  else delete_sql(ctx, rule.code, table, pk))
-        return [self._lock_sql(ctx, rule), change.replace("%(ids)s", "%(locked)s")]
+        if not self.assignments:
+            return [CHOOSING, self._lock_sql(ctx, rule), WRITING,
+                    delete_sql(ctx, rule.code, table, pk).replace("%(ids)s", "%(locked)s")]
+        create, fill, copy = values_sql(table, pk, self.assignments)
+        change = update_sql(ctx, rule.code, table, pk, copy, f"{VALUES_TABLE} v")
+        return [CHOOSING, self._lock_sql(ctx, rule), create, fill.replace("%(ids)s", "%(locked)s"), WRITING,
+                change.replace("%(ids)s", "%(locked)s")]
 
     def apply(self, cur: psycopg.Cursor[Any], ctx: RepairContext, rule: Rule,
               units: Sequence[tuple[Any, ...]]) -> BatchOutcome:
         table = str(rule.table)
+        cur.execute(CHOOSING)
         cur.execute(self._lock_sql(ctx, rule), {"ids": [u[0] for u in units]})
         locked = [r[0] for r in cur.fetchall()]
         done = BatchOutcome(skipped=len(units) - len(locked))
@@ -172,10 +222,14 @@ class RowRepair:
         pk = ctx.pk(table)
         source, where = self._selection(ctx, rule)
         still = f"SELECT t.{pk} FROM {source} WHERE t.{pk} = ANY(%(ids)s) AND {where}"
+        create, fill, copy = values_sql(table, pk, self.assignments)
+        cur.execute(create)  # under CHOOSING, as the lock before
+        cur.execute(fill, {"ids": ids})
         stuck: list[Any] = []
         while ids:
             with cur.connection.transaction() as savepoint:
-                done = _update(cur, ctx, rule.code, table, pk, ids, self.assignments)
+                done = _update(cur, ctx, rule.code, table, pk, ids, copy, f"{VALUES_TABLE} v")
+                cur.execute(CHOOSING)
                 cur.execute(still, {"ids": ids})
                 stuck_now = [r[0] for r in cur.fetchall()]
                 if not stuck_now:
@@ -186,6 +240,7 @@ class RowRepair:
                 raise psycopg.Rollback(savepoint)
         else:
             done = BatchOutcome()
+        cur.execute(f"DROP TABLE {VALUES_TABLE}")
         if stuck:
             done.notes.append(f"rows this repair does not mend (e.g. {stuck[0]}: the row still violates {rule.code} "
                               "after the change, which was undone) need a person")
