@@ -33,6 +33,10 @@ SELECT format('GRANT %I TO %I', :'reader', :'writer')
 -- CONNECT (PUBLIC has it by default; a hardened database revoked it). Only the database's owner may grant it.
 SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), :'reader')
   FROM pg_database WHERE datname = current_database() AND pg_has_role(datdba, 'USAGE') \gexec
+-- TEMPORARY, likewise: a fix batch computes what it writes in a temporary table (merged and recomputed amounts,
+-- the values a row repair sets), under the catalog's search_path alone.
+SELECT format('GRANT TEMPORARY ON DATABASE %I TO %I', current_database(), :'writer')
+  FROM pg_database WHERE datname = current_database() AND pg_has_role(datdba, 'USAGE') \gexec
 
 -- 2. From here on as the owner of the MITA tables: the integrity schema is theirs, and so are the defaults.
 \if :{?owner}

@@ -106,8 +106,22 @@ def preflight(cur: psycopg.Cursor[Any], plan: FixPlan) -> None:
         lacking = [p for p in sorted(privileges) if not store.table_privilege(cur, table, p)]
         if lacking:
             missing.append(f"{', '.join(lacking)} on {table}")
+    if _computes_in_temp(plan):
+        cur.execute("SELECT has_database_privilege(current_database(), 'TEMPORARY')")
+        row = cur.fetchone()
+        if not (row and row[0]):
+            missing.append("TEMPORARY on the database (a batch computes what it writes in a temporary table)")
     missing += store.missing_privileges(cur, store.FIX_NEEDS)
     store.refuse_lacking(cur, "fix --apply", missing)
+
+
+def _computes_in_temp(plan: FixPlan) -> bool:
+    """Tells whether a repair of the plan computes in a temporary table (the calendar's, and a row repair that
+    sets columns: repairs/base.py, CHOOSING)."""
+    from .repairs.rows import RowRepair
+
+    repairs = [REPAIRS[item.code] for item in plan.to_apply]
+    return any(not isinstance(repair, RowRepair) or bool(repair.assignments) for repair in repairs)
 
 
 def _units(reader: psycopg.Connection[Any], query: str, size: int) -> Generator[list[tuple[Any, ...]], None, None]:

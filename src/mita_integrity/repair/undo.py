@@ -35,6 +35,7 @@ from ..check.rules.context import Schema, ident, load_schema
 from ..database.connection import Database, connect, transaction
 from ..database.errors import DatabaseStateError
 from ..runs import run_history, store
+from .repairs.base import EQ
 
 ARCHIVE = f"{store.SCHEMA}.archive"
 
@@ -89,8 +90,10 @@ class _Segment:
     def __init__(self, cur: psycopg.Cursor[Any], schema: Schema, table: str):
         self.cur, self.schema, self.table = cur, schema, table
         self.name, self.pk = ident(table), ident(schema.primary_keys[table])  # quoted, for the SQL
-        self.key = f"t.{self.pk} = (jsonb_populate_record(NULL::{self.name}, a.pk)).{self.pk}"
-        self.same = f"{self.key} AND to_jsonb(t) = a.after"
+        # The catalog's functions and key equality, named (repairs/base.py, EQ): undo runs under public, for the
+        # application's triggers, and public.jsonb_populate_record(public.goals, jsonb) would beat the built-in.
+        self.key = f"t.{self.pk} {EQ} (pg_catalog.jsonb_populate_record(NULL::{self.name}, a.pk)).{self.pk}"
+        self.same = f"{self.key} AND pg_catalog.to_jsonb(t) {EQ} a.after"
 
     def _run(self, statement: str, ids: list[int]) -> tuple[list[int], dict[int, str]]:
         """Runs a statement returning archive ids, set-based; on a constraint error, row by row."""
@@ -120,10 +123,10 @@ class _Segment:
             return [], present
         done, failed = self._run(
             f"WITH r AS (SELECT a.id AS mita_archive_id, x.* FROM {ARCHIVE} a, "
-            f"jsonb_populate_record(NULL::{self.name}, a.before) x WHERE a.id = ANY(%s)), "
+            f"pg_catalog.jsonb_populate_record(NULL::{self.name}, a.before) x WHERE a.id = ANY(%s)), "
             f"ins AS (INSERT INTO {self.name} OVERRIDING SYSTEM VALUE "
             f"SELECT {', '.join(f'r.{c}' for c in self.columns)} FROM r RETURNING {self.pk}) "
-            f"SELECT r.mita_archive_id FROM r JOIN ins ON ins.{self.pk} = r.{self.pk}", todo)
+            f"SELECT r.mita_archive_id FROM r JOIN ins ON ins.{self.pk} {EQ} r.{self.pk}", todo)
         return done, {**present, **failed}
 
     @property
@@ -160,7 +163,7 @@ class _Segment:
             cols = self.columns
             done, failed = self._run(
                 f"UPDATE {self.name} t SET ({', '.join(cols)}) = ROW({', '.join(f'r.{c}' for c in cols)}) "
-                f"FROM {ARCHIVE} a, jsonb_populate_record(NULL::{self.name}, a.before) r "
+                f"FROM {ARCHIVE} a, pg_catalog.jsonb_populate_record(NULL::{self.name}, a.before) r "
                 f"WHERE a.id = ANY(%s) AND {self.same} RETURNING a.id", ids)
         rest = [i for i in ids if i not in done and i not in failed]
         return done, {**failed, **(self._why_not(rest) if rest else {})}
@@ -206,7 +209,7 @@ def _preflight(cur: psycopg.Cursor[Any], run_id: str) -> None:
 # The archive rows of one merge: every daily_plan row a DUP002/CAL001 repair touched, keyed by the calendar
 # key its before-image had, plus any later change of the same row in the run (BUD001 recomputing the keeper).
 _MERGE_UNITS = f"""WITH m AS (
-  SELECT id, pk, jsonb_build_array(before->>'user_id',
+  SELECT id, pk, pg_catalog.jsonb_build_array(before->>'user_id',
            ((before->>'date')::timestamptz AT TIME ZONE 'UTC')::date, before->>'category')::text AS unit
     FROM {ARCHIVE} WHERE run_id = %(run)s AND restored_at IS NULL AND table_name = 'daily_plan'
      AND rule_code IN ('DUP002', 'CAL001') AND before IS NOT NULL)

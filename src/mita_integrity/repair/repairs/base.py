@@ -10,8 +10,8 @@ What a batch chooses and computes (the lock and its re-test, the merged and reco
 row repair sets) runs under the catalog's search_path alone (CHOOSING), as the check's statements: a function
 or operator of public that matches an argument's type better than the built-in one cannot decide which rows
 are taken or what is written. Only the writes themselves run under the session's `public` (WRITING): the
-application's trigger functions, which they fire, may name its tables unqualified. A write compares keys of one
-type with each other and sets values computed before, so no operator of public can match it better.
+application's trigger functions, which they fire, may name its tables unqualified. A write copies values computed
+before and names the catalog's functions and key equality itself (EQ), so nothing of public can match it better.
 """
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ if TYPE_CHECKING:
 ARCHIVE_COLUMNS = "run_id, rule_code, table_name, action, pk, before, after"
 CHOOSING = f"SET LOCAL search_path = {CATALOG_SEARCH_PATH}"
 WRITING = f"SET LOCAL search_path = {dict(SESSION_SETTINGS)['search_path']}"
+# The equality of keys in a write: the catalog's own, whatever public holds (public.=(varchar, varchar) would be
+# an exact match for a varchar key, where pg_catalog has only text = text). Every function a write calls is named
+# pg_catalog.… for the same reason (public.to_jsonb(public.goals) beats to_jsonb(anyelement)); what remains is
+# a comparison of built-in types that pg_catalog matches exactly (bigint = integer, numeric IS DISTINCT FROM
+# numeric), and with an exact match the catalog, searched first, wins.
+EQ = "OPERATOR(pg_catalog.=)"
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ def archive_insert(ctx: RepairContext, code: str, table: str, action: str, sourc
     run = f"'{ctx.run_id or '<run id>'}'::uuid"  # the dry run shows where the run's id goes
     return (f"INSERT INTO integrity.archive ({ARCHIVE_COLUMNS}) "
             f"SELECT {run}, {literal(code)}, {literal(table)}, {literal(action)}, "
-            f"jsonb_build_object({literal(pk_column)}, s.pk_value), "
+            f"pg_catalog.jsonb_build_object({literal(pk_column)}::text, s.pk_value), "
             f"s.before, s.after FROM {source} s")
 
 

@@ -27,7 +27,7 @@ from ...check.rules.dayboundary import plan_day_sql, transaction_day_sql, user_z
 from ...check.rules.plan_limits import fits_plan_sql, total_fits_sql
 from ...check.rules.spending import BUD001_MISMATCH, bud001_keyed_sql
 from ...findings import FixSafety
-from .base import CHOOSING, KEYS_SQL, WRITING, BatchOutcome, RepairContext, archive_insert, key_units
+from .base import CHOOSING, EQ, KEYS_SQL, WRITING, BatchOutcome, RepairContext, archive_insert, key_units
 
 if TYPE_CHECKING:
     import psycopg
@@ -83,15 +83,16 @@ SELECT * FROM (
         # a key whose merged amounts numeric(12,2) cannot hold is left for a person (never a failed run)
         unfit = (f"DELETE FROM mita_fix_members m WHERE NOT ({total_fits_sql('m.spent_sum')} "
                  f"AND {total_fits_sql('m.planned_max')})")
-        delete = ("WITH gone AS (DELETE FROM daily_plan d USING mita_fix_members m WHERE d.id = m.id AND m.rank > 1 "
+        delete = (f"WITH gone AS (DELETE FROM daily_plan d USING mita_fix_members m WHERE d.id {EQ} m.id "
+                  "AND m.rank > 1 "
                   "RETURNING d.id AS pk_value, m.img AS before, NULL::jsonb AS after) "
                   + archive_insert(ctx, rule.code, "daily_plan", "delete", "gone", "id"))
         new = f"({MIDNIGHT}, m.spent_sum, m.planned_max, m.budget_max)"
         keeper = ("WITH changed AS (UPDATE daily_plan d "
                   f"SET (date, spent_amount, planned_amount, daily_budget) = {new} "
-                  "FROM mita_fix_members m WHERE d.id = m.id AND m.rank = 1 "
+                  f"FROM mita_fix_members m WHERE d.id {EQ} m.id AND m.rank = 1 "
                   f"AND (m.date, m.spent_amount, m.planned_amount, m.daily_budget) IS DISTINCT FROM {new} "
-                  "RETURNING d.id AS pk_value, m.img AS before, to_jsonb(d) AS after) "
+                  "RETURNING d.id AS pk_value, m.img AS before, pg_catalog.to_jsonb(d) AS after) "
                   + archive_insert(ctx, rule.code, "daily_plan", "update", "changed", "id"))
         return [CHOOSING, LOCK_SQL, members, unfit, WRITING, delete, keeper]
 
@@ -151,20 +152,20 @@ SELECT k.user_id, k.day, k.category, coalesce(tx.total, 0) AS total, p.n, p.n_lo
        {total_fits_sql('coalesce(tx.total, 0)')} AS fits
   FROM k LEFT JOIN plan p ON p.user_id = k.user_id AND p.day = k.day AND p.category IS NOT DISTINCT FROM k.category
   LEFT JOIN tx ON tx.user_id = k.user_id AND tx.day = k.day AND tx.category IS NOT DISTINCT FROM k.category"""
-        update = """WITH old AS (SELECT d.id, to_jsonb(d) AS img
-                FROM daily_plan d JOIN mita_fix_sums s ON d.id = s.plan_id WHERE s.n = 1 AND s.n_locked = 1),
+        update = f"""WITH old AS (SELECT d.id, pg_catalog.to_jsonb(d) AS img
+                FROM daily_plan d JOIN mita_fix_sums s ON d.id {EQ} s.plan_id WHERE s.n = 1 AND s.n_locked = 1),
 changed AS (UPDATE daily_plan d SET spent_amount = s.total FROM mita_fix_sums s
-             WHERE d.id = s.plan_id AND s.n = 1 AND s.n_locked = 1 AND s.fits
+             WHERE d.id {EQ} s.plan_id AND s.n = 1 AND s.n_locked = 1 AND s.fits
                AND d.spent_amount IS DISTINCT FROM s.total
-            RETURNING d.id AS pk_value, to_jsonb(d) AS after),
-pair AS (SELECT c.pk_value, o.img AS before, c.after FROM changed c JOIN old o ON o.id = c.pk_value)
+            RETURNING d.id AS pk_value, pg_catalog.to_jsonb(d) AS after),
+pair AS (SELECT c.pk_value, o.img AS before, c.after FROM changed c JOIN old o ON o.id {EQ} c.pk_value)
 """ + archive_insert(ctx, rule.code, "daily_plan", "update", "pair", "id")
         insert = f"""WITH added AS (
     INSERT INTO daily_plan (user_id, date, category, planned_amount, spent_amount, created_at)
-    SELECT s.user_id, {MIDNIGHT.replace('m.', 's.')}, s.category, 0, s.total, now() FROM mita_fix_sums s
-     WHERE s.n IS NULL AND s.fits AND EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id)
+    SELECT s.user_id, {MIDNIGHT.replace('m.', 's.')}, s.category, 0, s.total, pg_catalog.now() FROM mita_fix_sums s
+     WHERE s.n IS NULL AND s.fits AND EXISTS (SELECT 1 FROM users u WHERE u.id {EQ} s.user_id)
     ON CONFLICT DO NOTHING
-    RETURNING id AS pk_value, NULL::jsonb AS before, to_jsonb(daily_plan) AS after)
+    RETURNING id AS pk_value, NULL::jsonb AS before, pg_catalog.to_jsonb(daily_plan) AS after)
 """ + archive_insert(ctx, rule.code, "daily_plan", "insert", "added", "id")
         return [CHOOSING, LOCK_SQL, sums, WRITING, update, insert]
 

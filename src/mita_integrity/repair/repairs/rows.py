@@ -25,7 +25,7 @@ import psycopg
 from ...check.rules.base import rel
 from ...check.rules.quoting import ident
 from ...findings import FixSafety
-from .base import CHOOSING, WRITING, BatchOutcome, RepairContext, archive_insert
+from .base import CHOOSING, EQ, WRITING, BatchOutcome, RepairContext, archive_insert
 
 if TYPE_CHECKING:
     from ...check.rules.base import Rule
@@ -105,8 +105,8 @@ def _update(cur: psycopg.Cursor[Any], ctx: RepairContext, code: str, table: str,
 
 def delete_sql(ctx: RepairContext, code: str, table: str, pk: str) -> str:
     tq, pq = ident(table), ident(pk)
-    return (f"WITH gone AS (DELETE FROM {tq} t WHERE t.{pq} = ANY(%(ids)s) "
-            f"RETURNING t.{pq} AS pk_value, to_jsonb(t) AS before, NULL::jsonb AS after) "
+    return (f"WITH gone AS (DELETE FROM {tq} t WHERE t.{pq} {EQ} ANY(%(ids)s) "
+            f"RETURNING t.{pq} AS pk_value, pg_catalog.to_jsonb(t) AS before, NULL::jsonb AS after) "
             + archive_insert(ctx, code, table, "delete", "gone", pk))
 
 
@@ -115,12 +115,12 @@ def update_sql(ctx: RepairContext, code: str, table: str, pk: str, assignments: 
     the primary key as `v.pk_value`, holds the values the assignments copy)."""
     # All CTEs read one snapshot: `old` is the row before the UPDATE, RETURNING gives it after (triggers included).
     tq, pq = ident(table), ident(pk)
-    joined = f"FROM {source} WHERE t.{pq} = v.pk_value AND " if source else "WHERE "
-    return (f"WITH old AS (SELECT t.{pq} AS pk_value, to_jsonb(t) AS before FROM {tq} t "
-            f"WHERE t.{pq} = ANY(%(ids)s)), "
-            f"changed AS (UPDATE {tq} t SET {assignments} {joined}t.{pq} = ANY(%(ids)s) "
-            f"RETURNING t.{pq} AS pk_value, to_jsonb(t) AS after), "
-            f"pair AS (SELECT c.pk_value, o.before, c.after FROM changed c JOIN old o USING (pk_value)) "
+    joined = f"FROM {source} WHERE t.{pq} {EQ} v.pk_value AND " if source else "WHERE "
+    return (f"WITH old AS (SELECT t.{pq} AS pk_value, pg_catalog.to_jsonb(t) AS before FROM {tq} t "
+            f"WHERE t.{pq} {EQ} ANY(%(ids)s)), "
+            f"changed AS (UPDATE {tq} t SET {assignments} {joined}t.{pq} {EQ} ANY(%(ids)s) "
+            f"RETURNING t.{pq} AS pk_value, pg_catalog.to_jsonb(t) AS after), "
+            f"pair AS (SELECT c.pk_value, o.before, c.after FROM changed c JOIN old o ON o.pk_value {EQ} c.pk_value) "
             + archive_insert(ctx, code, table, "update", "pair", pk))
 
 
