@@ -250,8 +250,21 @@ def dropping_proxy(replica: Database) -> Iterator[_DroppingProxy]:
 
 
 def _conflicts(db: Database) -> int:
-    return int(one(db, "SELECT confl_lock + confl_snapshot + confl_deadlock + confl_bufferpin + confl_tablespace "
-                       "FROM pg_stat_database_conflicts WHERE datname = current_database()"))
+    with psycopg.connect(**db.connect_kwargs()) as conn:
+        return int(one(db, snapshot.conflicts_sql(conn.info.server_version)))
+
+
+def test_the_standbys_count_sums_every_cause_the_server_counts(replica: Database) -> None:
+    """PostgreSQL 16 counts sessions ended for an invalidated logical slot apart (confl_active_logicalslot): a
+    loss from that cause must count as replay's too. Every confl_ column of the view is in the sum."""
+    with psycopg.connect(**replica.connect_kwargs()) as conn:
+        version = conn.info.server_version
+        columns = {r[0] for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'pg_catalog.pg_stat_database_conflicts'::regclass "
+            "AND attname LIKE 'confl%'").fetchall()}
+        counted = snapshot._conflicts(conn.cursor())
+    assert counted is not None and counted >= 0
+    assert columns == set(snapshot.conflicts_sql(version).split("SELECT ", 1)[1].split(" FROM")[0].split(" + "))
 
 
 def test_a_network_drop_in_front_of_a_standby_is_a_lost_connection(capsys: pytest.CaptureFixture[str],

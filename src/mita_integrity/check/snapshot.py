@@ -15,13 +15,21 @@ from ..database.connection import POOL_MODE_ENV, SUPABASE_TRANSACTION_PORT, Data
 from ..database.errors import MitaIntegrityError, connection_lost, is_connection_lost, lost_on_standby, on_standby
 
 # What a standby counts of the sessions and queries its replay cancelled (pg_stat_database_conflicts), in the
-# check's database: a session lost without a word is replay's only when this grew meanwhile.
-_CONFLICTS = ("SELECT confl_tablespace + confl_lock + confl_snapshot + confl_bufferpin + confl_deadlock "
-              "FROM pg_catalog.pg_stat_database_conflicts WHERE datname = pg_catalog.current_database()")
+# check's database: a session lost without a word is replay's only when this grew meanwhile. PostgreSQL 16 counts
+# one cause more (a logical replication slot on the standby that replay invalidated, its session ended).
+_CONFLICT_COLUMNS = ("confl_tablespace", "confl_lock", "confl_snapshot", "confl_bufferpin", "confl_deadlock")
+_CONFLICT_COLUMNS_16 = (*_CONFLICT_COLUMNS, "confl_active_logicalslot")
+
+
+def conflicts_sql(server_version: int) -> str:
+    """Gives the statement summing every cause of cancellation the server counts."""
+    columns = _CONFLICT_COLUMNS_16 if server_version >= 160000 else _CONFLICT_COLUMNS
+    return (f"SELECT {' + '.join(columns)} FROM pg_catalog.pg_stat_database_conflicts "
+            "WHERE datname = pg_catalog.current_database()")
 
 
 def _conflicts(cur: psycopg.Cursor[Any]) -> int | None:
-    cur.execute(_CONFLICTS)
+    cur.execute(conflicts_sql(cur.connection.info.server_version))
     row = cur.fetchone()
     return int(row[0]) if row and row[0] is not None else None
 
