@@ -156,6 +156,24 @@ def test_migration_when_the_server_restarts_is_one_line_and_a_rerun_reaches_head
     assert_nothing_lost(before, {t: n for t, n in row_counts(fault_db).items() if t in before}, archived(fault_db))
 
 
+def test_a_migration_connection_the_server_ended_logs_no_traceback(baseline_db: Database,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """CI (stop 26): the server restarted while a migration's transaction pinned its settings; psycopg's error
+    went past SQLAlchemy, which then rolled back the dead connection as it went back to the pool, failed, and
+    logged 'Exception during reset or similar' with a traceback on stderr, above the one-line error."""
+    import psycopg
+
+    engine = migrate.engine_for(baseline_db)
+    with pytest.raises(psycopg.OperationalError), engine.connect() as conn:
+        pid = conn.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+        with psycopg.connect(autocommit=True, **baseline_db.connect_kwargs()) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with conn.begin():  # the pin (SET LOCAL ...) meets the ended session
+            conn.exec_driver_sql("SELECT 1")
+    engine.dispose()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("sqlalchemy")] == []
+
+
 # -- (b) one rule hits statement_timeout ---------------------------------------------------------------------------
 
 def test_a_rule_that_hits_statement_timeout_is_an_error_and_the_others_are_fine(

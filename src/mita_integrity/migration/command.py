@@ -100,8 +100,14 @@ def engine_for(db: Database) -> Engine:
 
     Every transaction begins with the tool's settings SET LOCAL (connection.SESSION_SETTINGS): behind a
     transaction pooler the session ones from connect() may be on another server connection.
+
+    No rollback when a connection goes back to the pool: NullPool closes it at once, and the server rolls back
+    what a closed session left open. A rollback there on a connection the server ended (a restart while the
+    settings were pinned, an error SQLAlchemy never saw) only failed again, and the pool logged that failure
+    with its traceback on stderr, above the one-line error (CI, stop 26).
     """
-    engine = sa.create_engine(db.sqlalchemy_url(), creator=lambda: connect(db), poolclass=NullPool)
+    engine = sa.create_engine(db.sqlalchemy_url(), creator=lambda: connect(db), poolclass=NullPool,
+                              pool_reset_on_return=None)
 
     @sa.event.listens_for(engine, "begin")
     def _pin(conn: Connection) -> None:
