@@ -112,6 +112,28 @@ def function_sql(table: str) -> str:
     return _definer(function_name(table), function_body(table))
 
 
+@dataclass(frozen=True)
+class Expected:
+    """One trigger the log needs: where, its name, the function it calls (and that function's body), and how a
+    fallback reason names it."""
+
+    relation: str
+    name: str
+    function: str
+    body: str
+    said: str  # "trigger mita_integrity_log_update on transactions"
+    owner: str  # whose function it must call: "the log's", "the guard's"
+
+
+def expected_triggers() -> list[Expected]:
+    """Gives every trigger the log needs: the logging ones on the tables, then its guard's on the log itself."""
+    out = [Expected(f"public.{table}", trigger_name(e), f"{function_name(table)}()", function_body(table),
+                    f"trigger {trigger_name(e)} on {table}", "the log's")
+           for table in LOGGED for e in EVENTS]
+    return out + [Expected(LOG, guard_name(e), f"{GUARD_FUNCTION}()", GUARD_BODY,
+                           f"guard {guard_name(e)} on the log itself", "the guard's") for e in EVENTS]
+
+
 def _definer(name: str, body: str) -> str:
     return f"""CREATE OR REPLACE FUNCTION {name}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = {SEARCH_PATH} AS $f${body}$f$"""

@@ -4,7 +4,6 @@ base, USR003's re-read of the users it names, and the violating keys a recorded 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,47 +37,28 @@ def _log_proof(cur: psycopg.Cursor[Any], base: Base, window: int, changes: dict[
     row = cur.fetchone()
     if not row or not row[0]:
         return "it is not installed (mita-integrity changelog install)"
-    cur.execute("""SELECT c.relname, t.tgname, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
-                          t.tgfoid = to_regprocedure('integrity.change_log_' || c.relname || '()')
-                          AND p.prosrc = (%(bodies)s::jsonb ->> c.relname::text) AND """
+    # The logging triggers, then the log's guard: an entry edited or deleted since the base raised the pruning
+    # bound, read below. Without the guard (or with a gap in it) such an entry could be masked in the count at
+    # the end by the keys of rows inserted since and then updated. A body replaced before the base is no proof.
+    expected = change_log.expected_triggers()
+    cur.execute("""SELECT x.relation, x.name, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
+                          t.tgfoid = to_regprocedure(x.function) AND p.prosrc = x.body AND """
                 + change_log.SHAPE_SQL + """
-                     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-                     JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid
-                    WHERE n.nspname = 'public' AND c.relname = ANY(%(tables)s) AND t.tgname = ANY(%(names)s)""",
-                {"w": window, "tables": list(change_log.LOGGED),  # a body replaced before the base is no proof
-                 "bodies": json.dumps({t: change_log.function_body(t) for t in change_log.LOGGED}),
-                 "names": [change_log.trigger_name(e) for e in change_log.EVENTS]})
-    found = {(table, name): (state, old, own) for table, name, state, old, own in cur.fetchall()}
-    for table in change_log.LOGGED:
-        for event in change_log.EVENTS:
-            name = change_log.trigger_name(event)
-            if (table, name) not in found:
-                return f"its trigger {name} on {table} is missing (mita-integrity changelog install)"
-            state, old, own = found[(table, name)]
-            if state != "A" or not own:
-                return f"its trigger {name} on {table} is not enabled ALWAYS on the log's function"
-            if not old:
-                return f"its trigger {name} on {table} (or its function) changed since the base"
-    # The log's guard: an entry edited or deleted since the base raised the pruning bound, read below. Without
-    # it (or with a gap in it) such an entry could be masked in the count at the end by the keys of rows
-    # inserted since and then updated.
-    cur.execute("""SELECT t.tgname, t.tgenabled::text, age(t.xmin) > %(w)s AND age(p.xmin) > %(w)s,
-                          t.tgfoid = to_regprocedure(%(f)s) AND p.prosrc = %(body)s AND """
-                + change_log.SHAPE_SQL + """
-                     FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
-                    WHERE t.tgrelid = to_regclass(%(log)s) AND t.tgname = ANY(%(names)s)""",
-                {"w": window, "f": f"{change_log.GUARD_FUNCTION}()", "body": change_log.GUARD_BODY,
-                 "log": change_log.LOG, "names": [change_log.guard_name(e) for e in change_log.EVENTS]})
-    guards = {name: (state, old, own) for name, state, old, own in cur.fetchall()}
-    for event in change_log.EVENTS:
-        name = change_log.guard_name(event)
-        if name not in guards:
-            return f"its guard {name} on the log itself is missing (mita-integrity changelog install)"
-        state, old, own = guards[name]
+                     FROM unnest(%(relations)s::text[], %(names)s::text[], %(functions)s::text[], %(bodies)s::text[])
+                          AS x(relation, name, function, body)
+                     JOIN pg_trigger t ON t.tgrelid = to_regclass(x.relation) AND t.tgname = x.name
+                     JOIN pg_proc p ON p.oid = t.tgfoid""",
+                {"w": window, "relations": [e.relation for e in expected], "names": [e.name for e in expected],
+                 "functions": [e.function for e in expected], "bodies": [e.body for e in expected]})
+    found = {(relation, name): (state, old, own) for relation, name, state, old, own in cur.fetchall()}
+    for trigger in expected:
+        if (trigger.relation, trigger.name) not in found:
+            return f"its {trigger.said} is missing (mita-integrity changelog install)"
+        state, old, own = found[(trigger.relation, trigger.name)]
         if state != "A" or not own:
-            return f"its guard {name} on the log itself is not enabled ALWAYS on the guard's function"
+            return f"its {trigger.said} is not enabled ALWAYS on {trigger.owner} function"
         if not old:
-            return f"its guard {name} on the log itself (or its function) changed since the base"
+            return f"its {trigger.said} (or its function) changed since the base"
     # A TRUNCATE (or a rename, a rewrite) of the log or of its pruning bound writes its pg_class row anew: entries
     # (or the bound) may be gone, and the count below cannot see it when rows inserted since were updated too
     # (their keys fill the count). A trigger or rule of their own, but the guard's (one dropping some entries, or
